@@ -1,0 +1,678 @@
+//! The pure state transition: `apply(params, state, block) -> StateChange`.
+//!
+//! No I/O, no clock, no randomness beyond the batch verifier's blinding: the same block on
+//! the same state gives the same answer on every node. The state is not touched; the caller
+//! commits the returned [`StateChange`] (and the store persists it) only if it is `Ok`.
+//!
+//! Order of checks: the header, then the attestations, then each op in block order (state
+//! rules at once, signatures gathered into one batch, verified over the cores at the end).
+//! When an op breaks a state rule, the signatures gathered before it are verified first, so
+//! the reported violation is always the first one in block order.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::codec;
+use crate::crypto::{self, SignatureBatch};
+use crate::error::{ApplyError, Violation};
+use crate::hash::{merkle_root, Hash32};
+use crate::state::{Account, ChainParams, CommitmentUpdate, State, StateChange};
+use crate::types::{
+    attestation_message, open_account_message, AccountId, Amount, AttestationKind,
+    BatchAttestation, BankId, Block, CloseAccount, Disclosure, Height, Issue, Nonce, Op,
+    OpenAccount, PublicKey, RotateKey, TimeMs, TransferOp, ATTESTATION_IDS_MAX, BLOCK_OPS_MAX,
+    DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX, VERSION,
+};
+
+/// At most this many attestations in one block (they are referenced by `u16`).
+pub const BLOCK_ATTESTATIONS_MAX: usize = 4096;
+
+/// Checks `block` against `state` and returns what it changes.
+pub fn apply(params: &ChainParams, state: &State, block: &Block) -> Result<StateChange, ApplyError> {
+    let header = block.header();
+    let at_header = |violation| ApplyError {
+        height: header.height,
+        op: None,
+        violation,
+    };
+    if header.version != VERSION {
+        return Err(at_header(Violation::BlockVersion {
+            version: header.version,
+        }));
+    }
+    if header.chain_id != params.chain_id {
+        return Err(at_header(Violation::WrongChain {
+            found: header.chain_id.to_string(),
+            expected: params.chain_id.to_string(),
+        }));
+    }
+    if Some(header.height) != state.height.next() {
+        return Err(at_header(Violation::WrongHeight {
+            found: header.height,
+            head: state.height,
+        }));
+    }
+    if header.parent != state.head_hash {
+        return Err(at_header(Violation::WrongParent {
+            found: header.parent,
+            expected: state.head_hash,
+        }));
+    }
+    if header.time <= state.time {
+        return Err(at_header(Violation::TimeNotIncreasing {
+            time: header.time,
+            previous: state.time,
+        }));
+    }
+    if header.proposer != params.validator_key {
+        return Err(at_header(Violation::WrongProposer));
+    }
+    if usize::try_from(header.op_count).ok() != Some(block.ops.len()) {
+        return Err(at_header(Violation::OpCountMismatch {
+            header: header.op_count,
+            body: block.ops.len(),
+        }));
+    }
+    let block_hash = header.hash().map_err(|error| at_header(error.into()))?;
+    crypto::verify(&params.validator_key, &block_hash, &block.signed.signature)
+        .map_err(|_| at_header(Violation::BadBlockSignature))?;
+
+    let change = execute(
+        params,
+        state,
+        header.height,
+        header.time,
+        &block.attestations,
+        &block.ops,
+    )?;
+    let roots = [
+        (header.op_root, change.op_root, "op"),
+        (header.attestation_root, change.attestation_root, "attestation"),
+        (header.state_root, change.state_root, "state"),
+    ];
+    for (in_header, computed, which) in roots {
+        if in_header != computed {
+            let violation = match which {
+                "op" => Violation::OpRootMismatch {
+                    header: in_header,
+                    computed,
+                },
+                "attestation" => Violation::AttestationRootMismatch {
+                    header: in_header,
+                    computed,
+                },
+                _ => Violation::StateRootMismatch {
+                    header: in_header,
+                    computed,
+                },
+            };
+            return Err(at_header(violation));
+        }
+    }
+    Ok(change)
+}
+
+/// Runs a block body at `height` and `time` on `state`: every rule but the header's. The IM
+/// uses it to build a block (it fills the header from the returned roots); [`apply`] uses it
+/// to check one.
+pub fn execute(
+    params: &ChainParams,
+    state: &State,
+    height: Height,
+    time: TimeMs,
+    attestations: &[BatchAttestation],
+    ops: &[Op],
+) -> Result<StateChange, ApplyError> {
+    let mut execution = Execution::new(params, state, height, time, ops.len());
+    execution.check_sizes(attestations, ops)?;
+    execution.attestations(attestations)?;
+    for (index, op) in ops.iter().enumerate() {
+        if let Err(violation) = execution.op(index, op, attestations) {
+            return Err(execution.first_violation(index, violation));
+        }
+    }
+    execution.finish(attestations, ops)
+}
+
+/// Which signature an entry of the batch is, to name the violation if it fails.
+#[derive(Clone, Copy, Debug)]
+enum SigCheck {
+    Attestation(usize),
+    TxCredential(usize),
+    Holder(usize),
+    Bank(usize),
+    OldKey(usize),
+    NewKey(usize),
+    Auditor(usize, u16),
+}
+
+impl SigCheck {
+    fn place(self) -> (Option<usize>, Violation) {
+        match self {
+            SigCheck::Attestation(index) => (None, Violation::BadAttestationSignature { index }),
+            SigCheck::TxCredential(op) => (Some(op), Violation::BadTxCredential),
+            SigCheck::Holder(op) | SigCheck::OldKey(op) | SigCheck::NewKey(op) => {
+                (Some(op), Violation::BadHolderSignature)
+            }
+            SigCheck::Bank(op) => (Some(op), Violation::BadBankSignature),
+            SigCheck::Auditor(op, auditor) => {
+                (Some(op), Violation::BadAuditorSignature { auditor })
+            }
+        }
+    }
+}
+
+struct Execution<'a> {
+    params: &'a ChainParams,
+    state: &'a State,
+    height: Height,
+    time: TimeMs,
+    touched: HashMap<AccountId, Account>,
+    nonces_added: Vec<(AccountId, Nonce, TimeMs)>,
+    nonces_in_block: HashSet<(AccountId, Nonce)>,
+    orders_served: Vec<Hash32>,
+    transfers: Vec<(Hash32, u32)>,
+    attested: HashSet<(u16, Hash32)>,
+    signatures: Option<SignatureBatch<SigCheck>>,
+    issued: u64,
+}
+
+impl<'a> Execution<'a> {
+    fn new(params: &'a ChainParams, state: &'a State, height: Height, time: TimeMs, ops: usize) -> Self {
+        Execution {
+            params,
+            state,
+            height,
+            time,
+            touched: HashMap::with_capacity(ops * 2),
+            nonces_added: Vec::with_capacity(ops),
+            nonces_in_block: HashSet::with_capacity(ops),
+            orders_served: Vec::new(),
+            transfers: Vec::with_capacity(ops),
+            attested: HashSet::with_capacity(ops * 2),
+            signatures: Some(SignatureBatch::with_capacity(ops + 16)),
+            issued: 0,
+        }
+    }
+
+    fn error(&self, op: Option<usize>, violation: Violation) -> ApplyError {
+        ApplyError {
+            height: self.height,
+            op,
+            violation,
+        }
+    }
+
+    fn push_signature(&mut self, check: SigCheck, key: &PublicKey, message: &Hash32, signature: &crate::types::Signature) {
+        if let Some(batch) = self.signatures.as_mut() {
+            batch.push(check, key, message, signature);
+        }
+    }
+
+    /// Verifies the signatures gathered so far; the first bad one, if any, is reported
+    /// instead of `violation` at `index`, since it comes first in block order.
+    fn first_violation(&mut self, index: usize, violation: Violation) -> ApplyError {
+        if let Some(batch) = self.signatures.take() {
+            if let Err(check) = batch.verify() {
+                let (op, violation) = check.place();
+                return self.error(op, violation);
+            }
+        }
+        self.error(Some(index), violation)
+    }
+
+    fn check_sizes(&self, attestations: &[BatchAttestation], ops: &[Op]) -> Result<(), ApplyError> {
+        let ops_max = usize::try_from(self.params.limits.block_ops_max)
+            .unwrap_or(BLOCK_OPS_MAX)
+            .min(BLOCK_OPS_MAX);
+        if ops.len() > ops_max {
+            return Err(self.error(None, Violation::TooManyOps {
+                count: ops.len(),
+                limit: ops_max,
+            }));
+        }
+        if attestations.len() > BLOCK_ATTESTATIONS_MAX {
+            return Err(self.error(None, Violation::TooManyOps {
+                count: attestations.len(),
+                limit: BLOCK_ATTESTATIONS_MAX,
+            }));
+        }
+        Ok(())
+    }
+
+    fn attestations(&mut self, attestations: &[BatchAttestation]) -> Result<(), ApplyError> {
+        let ids_max = usize::try_from(self.params.limits.attestation_ids_max)
+            .unwrap_or(ATTESTATION_IDS_MAX)
+            .min(ATTESTATION_IDS_MAX);
+        for (index, attestation) in attestations.iter().enumerate() {
+            let Some(key) = self.params.bank_key(attestation.bank).copied() else {
+                return Err(self.error(None, Violation::UnknownBank {
+                    index,
+                    bank: attestation.bank,
+                }));
+            };
+            if attestation.ids.len() > ids_max {
+                return Err(self.error(None, Violation::AttestationTooLarge {
+                    index,
+                    count: attestation.ids.len(),
+                    limit: ids_max,
+                }));
+            }
+            let message = attestation_message(
+                &self.params.chain_id,
+                attestation.kind,
+                attestation.bank,
+                &attestation.ids,
+            )
+            .map_err(|error| self.error(None, error.into()))?;
+            self.push_signature(SigCheck::Attestation(index), &key, &message, &attestation.signature);
+            // `index` < BLOCK_ATTESTATIONS_MAX, checked above.
+            let tag = u16::try_from(index).unwrap_or(u16::MAX);
+            for id in &attestation.ids {
+                self.attested.insert((tag, *id));
+            }
+        }
+        Ok(())
+    }
+
+    fn op(&mut self, index: usize, op: &Op, attestations: &[BatchAttestation]) -> Result<(), Violation> {
+        match op {
+            Op::OpenAccount(open) => self.open_account(index, open),
+            Op::Issue(issue) => self.issue(issue),
+            Op::Transfer(transfer) => self.transfer(index, transfer, attestations),
+            Op::RotateKey(rotate) => self.rotate_key(index, rotate),
+            Op::CloseAccount(close) => self.close_account(index, close),
+            Op::Disclosure(disclosure) => self.disclosure(index, disclosure),
+        }
+    }
+
+    fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.touched.get(id).or_else(|| self.state.account(id))
+    }
+
+    fn open_account_of(&self, id: &AccountId) -> Result<Account, Violation> {
+        let account = self
+            .account(id)
+            .ok_or(Violation::UnknownAccount { account: *id })?;
+        if account.closed {
+            return Err(Violation::AccountClosed { account: *id });
+        }
+        Ok(account.clone())
+    }
+
+    fn check_expiry(&self, expires_at: TimeMs) -> Result<(), Violation> {
+        if expires_at <= self.time {
+            return Err(Violation::Expired {
+                expires_at,
+                time: self.time,
+            });
+        }
+        let limit_ms = self.params.limits.transfer_expiry_ms_max;
+        if expires_at.0 - self.time.0 > limit_ms {
+            return Err(Violation::ExpiryTooFar {
+                expires_at,
+                time: self.time,
+                limit_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// The replay rule: a pair is used if committed and not yet expired, or used earlier in
+    /// this block. Records the pair on success.
+    fn use_nonce(&mut self, account: &AccountId, nonce: Nonce, expires_at: TimeMs) -> Result<(), Violation> {
+        let committed = self
+            .state
+            .nonces
+            .get(&(*account, nonce))
+            .is_some_and(|remembered_until| *remembered_until > self.time);
+        if committed || !self.nonces_in_block.insert((*account, nonce)) {
+            return Err(Violation::Replay {
+                account: *account,
+                nonce,
+            });
+        }
+        self.nonces_added.push((*account, nonce, expires_at));
+        Ok(())
+    }
+
+    fn open_account(&mut self, index: usize, open: &OpenAccount) -> Result<(), Violation> {
+        if AccountId::from_key(&open.tx_key) != open.account {
+            return Err(Violation::AccountIdMismatch {
+                account: open.account,
+            });
+        }
+        if self.account(&open.account).is_some() {
+            return Err(Violation::AccountExists {
+                account: open.account,
+            });
+        }
+        let bank_key = *self.params.bank_key(open.bank).ok_or(Violation::UnknownBank {
+            index,
+            bank: open.bank,
+        })?;
+        crypto::check_key_strength(&open.tx_key).map_err(|reason| Violation::BadKey { reason })?;
+        let message = open_account_message(&self.params.chain_id, &open.tx_key, open.bank)?;
+        self.push_signature(SigCheck::Holder(index), &open.tx_key, &message, &open.holder_signature);
+        self.push_signature(SigCheck::Bank(index), &bank_key, &message, &open.bank_signature);
+        self.touched.insert(
+            open.account,
+            Account {
+                tx_key: open.tx_key,
+                bank: open.bank,
+                balance: Amount(0),
+                closed: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn issue(&mut self, issue: &Issue) -> Result<(), Violation> {
+        if issue.amount.0 == 0 {
+            return Err(Violation::ZeroAmount);
+        }
+        let limit = Amount(self.params.limits.issue_amount_max);
+        if issue.amount > limit {
+            return Err(Violation::IssueTooLarge {
+                amount: issue.amount,
+                limit,
+            });
+        }
+        let mut account = self.open_account_of(&issue.to)?;
+        let issued = self
+            .issued
+            .checked_add(issue.amount.0)
+            .filter(|issued| self.state.supply.0.checked_add(*issued).is_some())
+            .ok_or(Violation::SupplyOverflow)?;
+        account.balance = Amount(
+            account
+                .balance
+                .0
+                .checked_add(issue.amount.0)
+                .ok_or(Violation::BalanceOverflow { account: issue.to })?,
+        );
+        self.issued = issued;
+        self.touched.insert(issue.to, account);
+        Ok(())
+    }
+
+    fn check_attestation(
+        &self,
+        attestations: &[BatchAttestation],
+        index: u16,
+        expected: AttestationKind,
+        bank: BankId,
+        id: &Hash32,
+    ) -> Result<(), Violation> {
+        let attestation = attestations
+            .get(usize::from(index))
+            .ok_or(Violation::MissingAttestation { index })?;
+        if attestation.kind != expected {
+            return Err(Violation::WrongAttestationKind {
+                index,
+                found: attestation.kind,
+                expected,
+            });
+        }
+        if attestation.bank != bank {
+            return Err(Violation::WrongAttestingBank {
+                index,
+                found: attestation.bank,
+                expected: bank,
+            });
+        }
+        if !self.attested.contains(&(index, *id)) {
+            return Err(Violation::NotAttested { index });
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self, index: usize, op: &TransferOp, attestations: &[BatchAttestation]) -> Result<(), Violation> {
+        let transfer = &op.request.transfer;
+        if transfer.version != VERSION {
+            return Err(Violation::TransferVersion {
+                version: transfer.version,
+            });
+        }
+        if transfer.chain_id != self.params.chain_id {
+            return Err(Violation::WrongChain {
+                found: transfer.chain_id.to_string(),
+                expected: self.params.chain_id.to_string(),
+            });
+        }
+        let memo_limit = usize::from(self.params.limits.memo_bytes_max).min(MEMO_BYTES_MAX);
+        if transfer.memo.0.len() > memo_limit {
+            return Err(Violation::MemoTooLong {
+                bytes: transfer.memo.0.len(),
+                limit: memo_limit,
+            });
+        }
+        if transfer.amount.0 == 0 {
+            return Err(Violation::ZeroAmount);
+        }
+        if transfer.payer == transfer.payee {
+            return Err(Violation::SelfTransfer);
+        }
+        self.check_expiry(transfer.expires_at)?;
+        let mut payer = self.open_account_of(&transfer.payer)?;
+        let mut payee = self.open_account_of(&transfer.payee)?;
+        let credential_version = op.request.identity_credential.0[0];
+        if credential_version != VERSION {
+            return Err(Violation::IdentityCredentialVersion {
+                version: credential_version,
+            });
+        }
+        let id = transfer.id()?;
+        self.check_attestation(attestations, op.payer_ok, AttestationKind::PayerOk, payer.bank, &id)?;
+        self.check_attestation(attestations, op.payee_ok, AttestationKind::PayeeOk, payee.bank, &id)?;
+        payer.balance = payer
+            .balance
+            .0
+            .checked_sub(transfer.amount.0)
+            .map(Amount)
+            .ok_or(Violation::InsufficientFunds {
+                account: transfer.payer,
+                balance: payer.balance,
+                amount: transfer.amount,
+            })?;
+        payee.balance = payee
+            .balance
+            .0
+            .checked_add(transfer.amount.0)
+            .map(Amount)
+            .ok_or(Violation::BalanceOverflow {
+                account: transfer.payee,
+            })?;
+        self.use_nonce(&transfer.payer, transfer.nonce, transfer.expires_at)?;
+        self.push_signature(SigCheck::TxCredential(index), &payer.tx_key, &id, &op.request.tx_credential);
+        self.touched.insert(transfer.payer, payer);
+        self.touched.insert(transfer.payee, payee);
+        // Block ops are bounded far below u32::MAX.
+        self.transfers.push((id, u32::try_from(index).unwrap_or(u32::MAX)));
+        Ok(())
+    }
+
+    fn rotate_key(&mut self, index: usize, rotate: &RotateKey) -> Result<(), Violation> {
+        let mut account = self.open_account_of(&rotate.account)?;
+        self.check_expiry(rotate.expires_at)?;
+        crypto::check_key_strength(&rotate.new_key).map_err(|reason| Violation::BadKey { reason })?;
+        self.use_nonce(&rotate.account, rotate.nonce, rotate.expires_at)?;
+        let message = rotate.message(&self.params.chain_id)?;
+        self.push_signature(SigCheck::OldKey(index), &account.tx_key, &message, &rotate.old_signature);
+        self.push_signature(SigCheck::NewKey(index), &rotate.new_key, &message, &rotate.new_signature);
+        account.tx_key = rotate.new_key;
+        self.touched.insert(rotate.account, account);
+        Ok(())
+    }
+
+    fn close_account(&mut self, index: usize, close: &CloseAccount) -> Result<(), Violation> {
+        let mut account = self.open_account_of(&close.account)?;
+        if account.balance.0 != 0 {
+            return Err(Violation::CloseNonEmpty {
+                account: close.account,
+                balance: account.balance,
+            });
+        }
+        self.check_expiry(close.expires_at)?;
+        self.use_nonce(&close.account, close.nonce, close.expires_at)?;
+        let message = close.message(&self.params.chain_id)?;
+        self.push_signature(SigCheck::Holder(index), &account.tx_key, &message, &close.signature);
+        account.closed = true;
+        self.touched.insert(close.account, account);
+        Ok(())
+    }
+
+    fn disclosure(&mut self, index: usize, disclosure: &Disclosure) -> Result<(), Violation> {
+        let order = &disclosure.order;
+        if order.version != VERSION {
+            return Err(Violation::OrderVersion {
+                version: order.version,
+            });
+        }
+        if order.chain_id != self.params.chain_id {
+            return Err(Violation::OrderWrongChain {
+                found: order.chain_id.to_string(),
+            });
+        }
+        if order.expires_at <= self.time {
+            return Err(Violation::OrderExpired {
+                expires_at: order.expires_at,
+                time: self.time,
+            });
+        }
+        let order_hash = order.hash()?;
+        if self.state.order_served(&order_hash) || self.orders_served.contains(&order_hash) {
+            return Err(Violation::OrderServed { order: order_hash });
+        }
+        let threshold = self.params.disclosure_threshold;
+        if disclosure.signatures.len() > DISCLOSURE_SIGNERS_MAX
+            || disclosure.signatures.len() < usize::from(threshold)
+        {
+            return Err(Violation::BelowThreshold {
+                signers: disclosure.signatures.len(),
+                threshold,
+            });
+        }
+        let mut seen = HashSet::with_capacity(disclosure.signatures.len());
+        for signed in &disclosure.signatures {
+            let auditor = signed.auditor.0;
+            let key = *self
+                .params
+                .auditor_keys
+                .get(usize::from(auditor))
+                .ok_or(Violation::UnknownAuditor { auditor })?;
+            if !seen.insert(auditor) {
+                return Err(Violation::DuplicateAuditor { auditor });
+            }
+            self.push_signature(SigCheck::Auditor(index, auditor), &key, &order_hash, &signed.signature);
+        }
+        self.orders_served.push(order_hash);
+        Ok(())
+    }
+
+    fn finish(mut self, attestations: &[BatchAttestation], ops: &[Op]) -> Result<StateChange, ApplyError> {
+        if let Some(batch) = self.signatures.take() {
+            if let Err(check) = batch.verify() {
+                let (op, violation) = check.place();
+                return Err(self.error(op, violation));
+            }
+        }
+        let mut update = CommitmentUpdate {
+            lthash: self.state.lthash().clone(),
+        };
+        let height = self.height;
+        let codec_error = |error: crate::error::CodecError| ApplyError {
+            height,
+            op: None,
+            violation: error.into(),
+        };
+        // Supply: the balances moved by exactly what was issued.
+        let mut before_total: u128 = 0;
+        let mut after_total: u128 = 0;
+        let mut accounts: Vec<(AccountId, Account)> = self.touched.into_iter().collect();
+        accounts.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        for (id, after) in &accounts {
+            let before = self.state.account(id);
+            before_total += before.map_or(0, |account| u128::from(account.balance.0));
+            after_total += u128::from(after.balance.0);
+            update.replace_account(id, before, after).map_err(codec_error)?;
+        }
+        let expected = before_total + u128::from(self.issued);
+        if after_total != expected {
+            return Err(ApplyError {
+                height: self.height,
+                op: None,
+                violation: Violation::SupplyMismatch {
+                    expected,
+                    found: after_total,
+                },
+            });
+        }
+        let nonces_expired = self.state.expired_by(self.time);
+        for (account, nonce, at) in &nonces_expired {
+            update.remove_nonce(account, *nonce, *at).map_err(codec_error)?;
+        }
+        for (account, nonce, at) in &self.nonces_added {
+            update.add_nonce(account, *nonce, *at).map_err(codec_error)?;
+        }
+        for order in &self.orders_served {
+            update.add_order(order).map_err(codec_error)?;
+        }
+        // The issue checks bounded this sum.
+        let supply = Amount(self.state.supply.0.saturating_add(self.issued));
+        let (op_hashes, body_bytes) = hash_ops(ops).map_err(codec_error)?;
+        let (attestation_hashes, attestation_bytes) = hash_attestations(attestations).map_err(codec_error)?;
+        let bytes = body_bytes + attestation_bytes;
+        let bytes_max = usize::try_from(self.params.limits.block_bytes_max).unwrap_or(usize::MAX);
+        if bytes > bytes_max {
+            return Err(ApplyError {
+                height: self.height,
+                op: None,
+                violation: Violation::BlockTooLarge {
+                    bytes,
+                    limit: bytes_max,
+                },
+            });
+        }
+        let state_root = crate::state::state_root(&update.lthash, supply);
+        Ok(StateChange {
+            height: self.height,
+            time: self.time,
+            accounts,
+            nonces_added: self.nonces_added,
+            nonces_expired,
+            orders_served: self.orders_served,
+            transfers: self.transfers,
+            supply,
+            lthash: update.lthash,
+            op_root: merkle_root(&op_hashes),
+            attestation_root: merkle_root(&attestation_hashes),
+            state_root,
+            op_hashes,
+        })
+    }
+}
+
+/// Each op's hash and the body's encoded size, reusing one buffer.
+pub fn hash_ops(ops: &[Op]) -> Result<(Vec<Hash32>, usize), crate::error::CodecError> {
+    let mut buffer = Vec::with_capacity(512);
+    let mut hashes = Vec::with_capacity(ops.len());
+    let mut bytes = 0usize;
+    for op in ops {
+        codec::encode_into(op, &mut buffer)?;
+        bytes += buffer.len();
+        hashes.push(crate::hash::Domain::OpHash.hash(&buffer));
+    }
+    Ok((hashes, bytes))
+}
+
+fn hash_attestations(attestations: &[BatchAttestation]) -> Result<(Vec<Hash32>, usize), crate::error::CodecError> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut hashes = Vec::with_capacity(attestations.len());
+    let mut bytes = 0usize;
+    for attestation in attestations {
+        codec::encode_into(attestation, &mut buffer)?;
+        bytes += buffer.len();
+        hashes.push(crate::hash::Domain::AttestationHash.hash(&buffer));
+    }
+    Ok((hashes, bytes))
+}

@@ -1,0 +1,84 @@
+//! Building a block: run the body, fill the header from the computed roots, sign.
+//!
+//! Pure: the signing key and the time come in from outside. The IM's driver (the consensus
+//! crate's state machine) decides *when* to sign and guards against signing a height twice.
+
+use crate::apply::execute;
+use crate::crypto::{self, SigningKey};
+use crate::error::ApplyError;
+use crate::state::{ChainParams, State, StateChange};
+use crate::types::{BatchAttestation, Block, BlockHeader, Op, SignedHeader, TimeMs, VERSION};
+
+/// An unsigned block and what it changes.
+#[derive(Debug)]
+pub struct Proposal {
+    pub header: BlockHeader,
+    pub attestations: Vec<BatchAttestation>,
+    pub ops: Vec<Op>,
+    pub change: StateChange,
+}
+
+/// Runs `ops` on `state` as the next block at `time` and fills in its header.
+pub fn propose(
+    params: &ChainParams,
+    state: &State,
+    time: TimeMs,
+    attestations: Vec<BatchAttestation>,
+    ops: Vec<Op>,
+) -> Result<Proposal, ApplyError> {
+    let height = state.height.next().ok_or_else(|| ApplyError {
+        height: state.height,
+        op: None,
+        violation: crate::error::Violation::WrongHeight {
+            found: state.height,
+            head: state.height,
+        },
+    })?;
+    if time <= state.time {
+        return Err(ApplyError {
+            height,
+            op: None,
+            violation: crate::error::Violation::TimeNotIncreasing {
+                time,
+                previous: state.time,
+            },
+        });
+    }
+    let change = execute(params, state, height, time, &attestations, &ops)?;
+    let header = BlockHeader {
+        version: VERSION,
+        chain_id: params.chain_id.clone(),
+        height,
+        parent: state.head_hash,
+        time,
+        op_root: change.op_root,
+        attestation_root: change.attestation_root,
+        state_root: change.state_root,
+        // Bounded by the block op limit, far below u32::MAX.
+        op_count: u32::try_from(ops.len()).unwrap_or(u32::MAX),
+        proposer: params.validator_key,
+    };
+    Ok(Proposal {
+        header,
+        attestations,
+        ops,
+        change,
+    })
+}
+
+impl Proposal {
+    /// Signs the header. Call only after the guard allowed this height.
+    pub fn sign(self, validator: &SigningKey) -> Result<(Block, StateChange), crate::error::CodecError> {
+        let hash = self.header.hash()?;
+        let signature = crypto::sign(validator, &hash);
+        let block = Block {
+            signed: SignedHeader {
+                header: self.header,
+                signature,
+            },
+            attestations: self.attestations,
+            ops: self.ops,
+        };
+        Ok((block, self.change))
+    }
+}

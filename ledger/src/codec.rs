@@ -1,0 +1,151 @@
+//! The one canonical binary encoding of everything hashed, signed, stored or sent.
+//!
+//! The encoding is postcard (serde). postcard alone accepts a few non-minimal forms (an
+//! over-long varint, say), so [`decode`] re-encodes what it decoded and refuses input that
+//! differs: one value has exactly one encoding, and an id computed over bytes can never be
+//! changed by re-encoding them. Every decode is bounded in size and refuses trailing bytes.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::CodecError;
+
+/// Encodes a value canonically.
+///
+/// Encoding a value of this crate's types cannot fail (no maps with non-string keys, no
+/// unsized sequences), so the only failure left is a bug, reported as [`CodecError`].
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    postcard::to_allocvec(value).map_err(|error| CodecError::Encode {
+        reason: error.to_string(),
+    })
+}
+
+/// Encodes a value into a buffer the caller reuses (no allocation once it is warm).
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buffer: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    buffer.clear();
+    let taken = std::mem::take(buffer);
+    *buffer = postcard::to_extend(value, taken).map_err(|error| CodecError::Encode {
+        reason: error.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Decodes `bytes` as a `T`, strictly: at most `bytes_max` bytes, no trailing bytes, and
+/// only the canonical encoding of the value.
+pub fn decode<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    bytes_max: usize,
+) -> Result<T, CodecError> {
+    if bytes.len() > bytes_max {
+        return Err(CodecError::TooLarge {
+            bytes: bytes.len(),
+            bytes_max,
+        });
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|error| {
+        CodecError::Malformed {
+            reason: error.to_string(),
+        }
+    })?;
+    if !rest.is_empty() {
+        return Err(CodecError::TrailingBytes { bytes: rest.len() });
+    }
+    let again = encode(&value)?;
+    if again != bytes {
+        return Err(CodecError::NotCanonical);
+    }
+    Ok(value)
+}
+
+/// serde for fixed-size byte arrays longer than serde's built-in 32: written as a tuple, so
+/// postcard puts exactly `N` bytes on the wire with no length prefix.
+pub(crate) mod byte_array {
+    use serde::{
+        de::{Error, SeqAccess, Visitor},
+        ser::SerializeTuple,
+        Deserializer, Serializer,
+    };
+    use std::fmt;
+
+    pub fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(N)?;
+        for byte in bytes {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[u8; N], D::Error> {
+        struct ArrayVisitor<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
+            type Value = [u8; N];
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                write!(formatter, "{N} bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+                let mut bytes = [0u8; N];
+                for (index, slot) in bytes.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| Error::invalid_length(index, &self))?;
+                }
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_tuple(N, ArrayVisitor::<N>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&7u64).unwrap();
+        bytes.push(0);
+        assert!(matches!(
+            decode::<u64>(&bytes, 64),
+            Err(CodecError::TrailingBytes { bytes: 1 })
+        ));
+    }
+
+    #[test]
+    fn overlong_varint_is_refused() {
+        // 1 written in two bytes instead of one.
+        assert!(matches!(
+            decode::<u64>(&[0x81, 0x00], 64),
+            Err(CodecError::NotCanonical)
+        ));
+        assert_eq!(decode::<u64>(&[0x01], 64).unwrap(), 1);
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        assert!(matches!(
+            decode::<Vec<u8>>(&[0u8; 10], 9),
+            Err(CodecError::TooLarge { bytes: 10, bytes_max: 9 })
+        ));
+    }
+
+    #[test]
+    fn a_length_prefix_beyond_the_input_is_malformed() {
+        // Claims 2^32 elements, holds none.
+        assert!(matches!(
+            decode::<Vec<u8>>(&[0xff, 0xff, 0xff, 0xff, 0x0f], 64),
+            Err(CodecError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn non_boolean_byte_is_refused() {
+        assert!(decode::<bool>(&[2], 8).is_err());
+    }
+}

@@ -1,0 +1,581 @@
+//! The three credentials of SPEC section 2, and sealing to the IM's escrow key.
+//!
+//! - Transaction credential: Ed25519, signed with ed25519-dalek, verified under ZIP-215 with
+//!   ed25519-consensus, whose single and batch verification accept exactly the same
+//!   signatures, so every node may batch and no two nodes can disagree.
+//! - Identity credential: the identity key's signature over the transfer id, sealed with HPKE
+//!   (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the
+//!   escrow key; `info` binds the chain, `aad` the transfer id; fixed length.
+//! - Envelope: XChaCha20-Poly1305 under the account's business key with a random nonce; the
+//!   associated data binds version, chain, account and bank.
+//! Identity records are sealed like identity credentials, padded to one fixed length so the
+//! ciphertext says nothing of the name's length.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ed25519_consensus::batch;
+use ed25519_dalek::Signer;
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::codec;
+use crate::error::CryptoError;
+use crate::hash::{Domain, Hash32};
+use crate::types::{
+    AccountId, BankId, ChainId, IdentityCredential, PublicKey, Signature, TransactionRequest,
+    X25519PublicKey, IDENTITY_CREDENTIAL_BYTES, IDENTITY_CREDENTIAL_PLAINTEXT_BYTES, VERSION,
+};
+
+/// An Ed25519 signing key (online transaction, identity, validator, attestation or auditor
+/// key). Zeroized on drop by ed25519-dalek.
+pub type SigningKey = ed25519_dalek::SigningKey;
+
+/// Makes a new signing key from the operating system's randomness (or the given rng).
+pub fn generate_signing_key<R: RngCore + CryptoRng>(rng: &mut R) -> SigningKey {
+    SigningKey::generate(rng)
+}
+
+pub fn public_key(key: &SigningKey) -> PublicKey {
+    PublicKey(key.verifying_key().to_bytes())
+}
+
+/// Signs a 32-byte domain-separated message.
+pub fn sign(key: &SigningKey, message: &Hash32) -> Signature {
+    Signature(key.sign(message.as_bytes()).to_bytes())
+}
+
+/// Refuses keys that are not valid curve points or have small order (SPEC: weak keys are
+/// refused when an account is opened).
+pub fn check_key_strength(key: &PublicKey) -> Result<(), CryptoError> {
+    let decoded = ed25519_dalek::VerifyingKey::from_bytes(&key.0)
+        .map_err(|_| CryptoError::InvalidPublicKey)?;
+    if decoded.is_weak() {
+        return Err(CryptoError::WeakPublicKey);
+    }
+    Ok(())
+}
+
+/// Verifies one signature under ZIP-215.
+pub fn verify(key: &PublicKey, message: &Hash32, signature: &Signature) -> Result<(), CryptoError> {
+    let key = ed25519_consensus::VerificationKey::try_from(key.0)
+        .map_err(|_| CryptoError::InvalidPublicKey)?;
+    key.verify(
+        &ed25519_consensus::Signature::from(signature.0),
+        message.as_bytes(),
+    )
+    .map_err(|_| CryptoError::BadSignature)
+}
+
+/// Batches below this size are verified on one thread; spawning costs more than it saves.
+const BATCH_PARALLEL_MIN: usize = 256;
+
+/// A batch of signatures to verify at once, each tagged by the caller (an op index, say) so a
+/// failure can be placed.
+#[derive(Debug)]
+pub struct SignatureBatch<T> {
+    items: Vec<(T, batch::Item)>,
+}
+
+impl<T: Copy + Send + Sync> Default for SignatureBatch<T> {
+    fn default() -> Self {
+        SignatureBatch { items: Vec::new() }
+    }
+}
+
+impl<T: Copy + Send + Sync> SignatureBatch<T> {
+    pub fn with_capacity(capacity: usize) -> Self {
+        SignatureBatch {
+            items: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn push(&mut self, tag: T, key: &PublicKey, message: &Hash32, signature: &Signature) {
+        let item = batch::Item::from((
+            ed25519_consensus::VerificationKeyBytes::from(key.0),
+            ed25519_consensus::Signature::from(signature.0),
+            message.as_bytes(),
+        ));
+        self.items.push((tag, item));
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Verifies every signature; on failure returns the tag of the first bad one in push
+    /// order. Large batches are split over the available cores.
+    pub fn verify(self) -> Result<(), T> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let all_valid = if self.items.len() < BATCH_PARALLEL_MIN || threads < 2 {
+            verify_chunk(&self.items)
+        } else {
+            let chunk = self.items.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .items
+                    .chunks(chunk)
+                    .map(|items| scope.spawn(move || verify_chunk(items)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .all(|handle| handle.join().unwrap_or(false))
+            })
+        };
+        if all_valid {
+            return Ok(());
+        }
+        // Find the first failure one by one: the same rule, so the same answer.
+        for (tag, item) in self.items {
+            if item.verify_single().is_err() {
+                return Err(tag);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn verify_chunk<T>(items: &[(T, batch::Item)]) -> bool {
+    let mut verifier = batch::Verifier::new();
+    for (_, item) in items {
+        verifier.queue(item.clone());
+    }
+    verifier.verify(rand_core::OsRng).is_ok()
+}
+
+/// rand_core 0.6 (dalek's) behind rand_core 0.9 (hpke's) traits.
+struct HpkeRng<'a, R>(&'a mut R);
+
+impl<R: RngCore + CryptoRng> hpke::rand_core::RngCore for HpkeRng<'_, R> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, destination: &mut [u8]) {
+        self.0.fill_bytes(destination)
+    }
+}
+
+impl<R: RngCore + CryptoRng> hpke::rand_core::CryptoRng for HpkeRng<'_, R> {}
+
+/// An X25519 secret: the IM's escrow key or a disclosure requester's key. Zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct X25519Secret([u8; 32]);
+
+impl std::fmt::Debug for X25519Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("X25519Secret(..)")
+    }
+}
+
+impl X25519Secret {
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> X25519Secret {
+        let (secret, _) = X25519HkdfSha256::gen_keypair(&mut HpkeRng(rng));
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&secret.to_bytes());
+        X25519Secret(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> X25519Secret {
+        X25519Secret(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn private_key(&self) -> Result<<X25519HkdfSha256 as hpke::Kem>::PrivateKey, CryptoError> {
+        <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&self.0)
+            .map_err(|_| CryptoError::OpenFailed)
+    }
+
+    pub fn public_key(&self) -> Result<X25519PublicKey, CryptoError> {
+        let public = X25519HkdfSha256::sk_to_pk(&self.private_key()?);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&public.to_bytes());
+        Ok(X25519PublicKey(bytes))
+    }
+}
+
+/// HPKE `info` for one purpose on one chain.
+fn hpke_info(purpose: &str, chain_id: &ChainId) -> Vec<u8> {
+    let mut info = Vec::with_capacity(purpose.len() + 1 + chain_id.as_str().len());
+    info.extend_from_slice(purpose.as_bytes());
+    info.push(0);
+    info.extend_from_slice(chain_id.as_str().as_bytes());
+    info
+}
+
+const IDENTITY_CREDENTIAL_INFO: &str = "halfveil v1 identity credential";
+const IDENTITY_RECORD_INFO: &str = "halfveil v1 identity record";
+const DISCLOSURE_RESULT_INFO: &str = "halfveil v1 disclosure result";
+
+/// Seals `plaintext` to `recipient`: version byte, encapsulated key, ciphertext and tag.
+fn hpke_seal<R: RngCore + CryptoRng>(
+    recipient: &X25519PublicKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    let recipient = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&recipient.0)
+        .map_err(|_| CryptoError::SealFailed)?;
+    let (encapped, ciphertext) =
+        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+            &OpModeS::Base,
+            &recipient,
+            info,
+            plaintext,
+            aad,
+            &mut HpkeRng(rng),
+        )
+        .map_err(|_| CryptoError::SealFailed)?;
+    let mut sealed = Vec::with_capacity(1 + 32 + ciphertext.len());
+    sealed.push(VERSION);
+    sealed.extend_from_slice(&encapped.to_bytes());
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+fn hpke_open(
+    secret: &X25519Secret,
+    info: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let (&version, rest) = sealed.split_first().ok_or(CryptoError::OpenFailed)?;
+    if version != VERSION {
+        return Err(CryptoError::UnsupportedVersion { version });
+    }
+    if rest.len() < 32 + 16 {
+        return Err(CryptoError::OpenFailed);
+    }
+    let (encapped, ciphertext) = rest.split_at(32);
+    let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(encapped)
+        .map_err(|_| CryptoError::OpenFailed)?;
+    let plaintext = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &secret.private_key()?,
+        &encapped,
+        info,
+        ciphertext,
+        aad,
+    )
+    .map_err(|_| CryptoError::OpenFailed)?;
+    Ok(Zeroizing::new(plaintext))
+}
+
+/// The message the identity key signs for a transfer.
+pub fn identity_signature_message(transfer_id: &Hash32) -> Hash32 {
+    Domain::IdentitySignature.hash(transfer_id.as_bytes())
+}
+
+/// Makes a payment's identity credential: the identity key's signature over the transfer id,
+/// sealed to the escrow key.
+pub fn seal_identity_credential<R: RngCore + CryptoRng>(
+    escrow: &X25519PublicKey,
+    chain_id: &ChainId,
+    transfer_id: &Hash32,
+    identity_key: &SigningKey,
+    rng: &mut R,
+) -> Result<IdentityCredential, CryptoError> {
+    let signature = sign(identity_key, &identity_signature_message(transfer_id));
+    let mut plaintext = Zeroizing::new([0u8; IDENTITY_CREDENTIAL_PLAINTEXT_BYTES]);
+    plaintext[0] = VERSION;
+    plaintext[1..65].copy_from_slice(&signature.0);
+    let info = hpke_info(IDENTITY_CREDENTIAL_INFO, chain_id);
+    let sealed = hpke_seal(escrow, &info, transfer_id.as_bytes(), &plaintext[..], rng)?;
+    let bytes: [u8; IDENTITY_CREDENTIAL_BYTES] =
+        sealed
+            .try_into()
+            .map_err(|sealed: Vec<u8>| CryptoError::WrongLength {
+                bytes: sealed.len(),
+                expected: IDENTITY_CREDENTIAL_BYTES,
+            })?;
+    Ok(IdentityCredential(bytes))
+}
+
+/// Opens an identity credential (IM only, in a disclosure) and returns the identity
+/// signature it carries.
+pub fn open_identity_credential(
+    escrow: &X25519Secret,
+    chain_id: &ChainId,
+    transfer_id: &Hash32,
+    credential: &IdentityCredential,
+) -> Result<Signature, CryptoError> {
+    let info = hpke_info(IDENTITY_CREDENTIAL_INFO, chain_id);
+    let plaintext = hpke_open(escrow, &info, transfer_id.as_bytes(), &credential.0)?;
+    if plaintext.len() != IDENTITY_CREDENTIAL_PLAINTEXT_BYTES {
+        return Err(CryptoError::OpenFailed);
+    }
+    if plaintext[0] != VERSION {
+        return Err(CryptoError::UnsupportedVersion {
+            version: plaintext[0],
+        });
+    }
+    if plaintext[65..].iter().any(|&byte| byte != 0) {
+        return Err(CryptoError::OpenFailed);
+    }
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&plaintext[1..65]);
+    Ok(Signature(signature))
+}
+
+/// 32 random bytes issued by the payer's bank; the envelope's key. Zeroized on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct BusinessKey([u8; 32]);
+
+impl std::fmt::Debug for BusinessKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("BusinessKey(..)")
+    }
+}
+
+impl BusinessKey {
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> BusinessKey {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        BusinessKey(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> BusinessKey {
+        BusinessKey(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// The largest envelope a bank accepts.
+pub const ENVELOPE_BYTES_MAX: usize = 2048;
+
+/// A transaction request encrypted under the payer's business key. The account and bank are
+/// in the clear so the bank can find the key; the AEAD binds them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u8,
+    pub account: AccountId,
+    pub bank: BankId,
+    pub nonce: [u8; 24],
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeAad<'a> {
+    version: u8,
+    chain_id: &'a ChainId,
+    account: AccountId,
+    bank: BankId,
+}
+
+fn envelope_aad(
+    version: u8,
+    chain_id: &ChainId,
+    account: AccountId,
+    bank: BankId,
+) -> Result<Hash32, CryptoError> {
+    let aad = EnvelopeAad {
+        version,
+        chain_id,
+        account,
+        bank,
+    };
+    Ok(Domain::EnvelopeAad.hash(&codec::encode(&aad)?))
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Result<Vec<u8>, CryptoError> {
+        Ok(codec::encode(self)?)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, CryptoError> {
+        Ok(codec::decode(bytes, ENVELOPE_BYTES_MAX)?)
+    }
+
+    /// Encrypts a request for the payer's bank.
+    pub fn seal<R: RngCore + CryptoRng>(
+        key: &BusinessKey,
+        chain_id: &ChainId,
+        bank: BankId,
+        request: &TransactionRequest,
+        rng: &mut R,
+    ) -> Result<Envelope, CryptoError> {
+        let account = request.transfer.payer;
+        let aad = envelope_aad(VERSION, chain_id, account, bank)?;
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let plaintext = Zeroizing::new(codec::encode(request)?);
+        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::SealFailed)?;
+        Ok(Envelope {
+            version: VERSION,
+            account,
+            bank,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// Decrypts with the account's business key. Every failure (wrong key, wrong chain, wrong
+    /// bank, tampering, a request for another payer, garbage inside) is the same
+    /// [`CryptoError::OpenFailed`], so a prober learns nothing.
+    pub fn open(
+        &self,
+        key: &BusinessKey,
+        chain_id: &ChainId,
+        bank: BankId,
+    ) -> Result<TransactionRequest, CryptoError> {
+        if self.version != VERSION {
+            return Err(CryptoError::OpenFailed);
+        }
+        let aad = envelope_aad(self.version, chain_id, self.account, bank)?;
+        let cipher = XChaCha20Poly1305::new(key.as_bytes().into());
+        let plaintext = Zeroizing::new(
+            cipher
+                .decrypt(
+                    XNonce::from_slice(&self.nonce),
+                    Payload {
+                        msg: &self.ciphertext,
+                        aad: aad.as_bytes(),
+                    },
+                )
+                .map_err(|_| CryptoError::OpenFailed)?,
+        );
+        let request: TransactionRequest =
+            codec::decode(&plaintext, ENVELOPE_BYTES_MAX).map_err(|_| CryptoError::OpenFailed)?;
+        if request.transfer.payer != self.account {
+            return Err(CryptoError::OpenFailed);
+        }
+        Ok(request)
+    }
+}
+
+/// Who a person really is: known to the IM only, sealed to its escrow key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct IdentityRecord {
+    pub version: u8,
+    pub name: String,
+    pub national_id: String,
+    /// Other identifying fields (date of birth, address), as (name, value) pairs.
+    pub fields: Vec<(String, String)>,
+    #[zeroize(skip)]
+    pub identity_key: PublicKey,
+}
+
+impl std::fmt::Debug for IdentityRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("IdentityRecord(..)")
+    }
+}
+
+/// Every sealed identity record has this plaintext length (encoded record, zero padding).
+pub const IDENTITY_RECORD_PLAINTEXT_BYTES: usize = 1024;
+/// And so this sealed length.
+pub const SEALED_IDENTITY_RECORD_BYTES: usize = 1 + 32 + IDENTITY_RECORD_PLAINTEXT_BYTES + 16;
+
+/// An identity record sealed to the escrow key; banks relay it blind.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedIdentityRecord(pub Vec<u8>);
+
+impl std::fmt::Debug for SealedIdentityRecord {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "SealedIdentityRecord({} bytes)", self.0.len())
+    }
+}
+
+impl IdentityRecord {
+    /// Seals the record for `account` to the escrow key.
+    pub fn seal<R: RngCore + CryptoRng>(
+        &self,
+        escrow: &X25519PublicKey,
+        chain_id: &ChainId,
+        account: &AccountId,
+        rng: &mut R,
+    ) -> Result<SealedIdentityRecord, CryptoError> {
+        let encoded = Zeroizing::new(codec::encode(self)?);
+        if encoded.len() > IDENTITY_RECORD_PLAINTEXT_BYTES {
+            return Err(CryptoError::RecordTooLarge {
+                bytes: encoded.len(),
+                bytes_max: IDENTITY_RECORD_PLAINTEXT_BYTES,
+            });
+        }
+        let mut padded = Zeroizing::new(vec![0u8; IDENTITY_RECORD_PLAINTEXT_BYTES]);
+        padded[..encoded.len()].copy_from_slice(&encoded);
+        let info = hpke_info(IDENTITY_RECORD_INFO, chain_id);
+        let sealed = hpke_seal(escrow, &info, &account.0, &padded, rng)?;
+        Ok(SealedIdentityRecord(sealed))
+    }
+
+    /// Opens a sealed record for `account` (IM only).
+    pub fn open(
+        sealed: &SealedIdentityRecord,
+        escrow: &X25519Secret,
+        chain_id: &ChainId,
+        account: &AccountId,
+    ) -> Result<IdentityRecord, CryptoError> {
+        if sealed.0.len() != SEALED_IDENTITY_RECORD_BYTES {
+            return Err(CryptoError::WrongLength {
+                bytes: sealed.0.len(),
+                expected: SEALED_IDENTITY_RECORD_BYTES,
+            });
+        }
+        let info = hpke_info(IDENTITY_RECORD_INFO, chain_id);
+        let padded = hpke_open(escrow, &info, &account.0, &sealed.0)?;
+        let (record, rest) = postcard::take_from_bytes::<IdentityRecord>(&padded)
+            .map_err(|_| CryptoError::OpenFailed)?;
+        if rest.iter().any(|&byte| byte != 0) {
+            return Err(CryptoError::OpenFailed);
+        }
+        if record.version != VERSION {
+            return Err(CryptoError::UnsupportedVersion {
+                version: record.version,
+            });
+        }
+        Ok(record)
+    }
+}
+
+/// Seals a disclosure result to the requester's key (used by the IM in a disclosure).
+pub fn seal_disclosure_result<R: RngCore + CryptoRng>(
+    requester: &X25519PublicKey,
+    chain_id: &ChainId,
+    order_hash: &Hash32,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    let info = hpke_info(DISCLOSURE_RESULT_INFO, chain_id);
+    hpke_seal(requester, &info, order_hash.as_bytes(), plaintext, rng)
+}
+
+/// Opens a disclosure result with the requester's X25519 secret.
+pub fn open_disclosure_result(
+    requester: &X25519Secret,
+    chain_id: &ChainId,
+    order_hash: &Hash32,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let info = hpke_info(DISCLOSURE_RESULT_INFO, chain_id);
+    hpke_open(requester, &info, order_hash.as_bytes(), sealed)
+}

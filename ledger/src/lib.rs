@@ -1,0 +1,32 @@
+//! halfveil's ledger: the chain's data and its rules.
+//!
+//! - [`types`]: ids, amounts, transfers, every op, blocks, attestations, receipts.
+//! - [`codec`]: the one canonical binary encoding (postcard, strictly decoded).
+//! - [`hash`]: domain-separated blake3 and the Merkle tree of ops.
+//! - [`crypto`]: the three credentials (transaction, identity, envelope) and sealing.
+//! - [`state`] and [`apply`]: the state and the pure transition `apply(state, block)`.
+//! - [`build`]: a block from ops (the IM's side of `apply`).
+//! - [`store`]: the [`store::Store`] trait and its RocksDB implementation, the only place
+//!   RocksDB appears.
+//!
+//! Nothing here does network I/O or reads a clock; the node feeds it inputs.
+
+pub mod apply;
+pub mod build;
+pub mod codec;
+pub mod crypto;
+pub mod error;
+pub mod hash;
+pub mod receipt;
+pub mod state;
+pub mod store;
+pub mod types;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use apply::{apply, execute};
+pub use error::{ApplyError, CodecError, CryptoError, StoreError, Violation};
+pub use hash::{Domain, Hash32};
+pub use state::{Account, ChainParams, Limits, State, StateChange};
+pub use types::*;

@@ -1,0 +1,410 @@
+//! Durable storage: the [`Store`] trait and its RocksDB implementation.
+//!
+//! One column family per table. A block and everything it changes (accounts, remembered
+//! nonces, the transfer index, the head, the IM's last signed height, new identity-vault
+//! entries) go into one `WriteBatch`, written with `sync = true`: one fsync per block, and a
+//! crash leaves either the whole block or none of it. The `meta` table holds the schema
+//! version and the genesis hash, checked at every open.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+
+use crate::codec;
+use crate::crypto::SealedIdentityRecord;
+use crate::error::StoreError;
+use crate::hash::Hash32;
+use crate::state::{Account, ChainParams, State, StateChange};
+use crate::types::{AccountId, Amount, Block, Height, Nonce, TimeMs, BLOCK_BYTES_MAX};
+
+/// The on-disk layout this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const CF_META: &str = "meta";
+const CF_BLOCKS: &str = "blocks";
+const CF_BLOCK_HASHES: &str = "block_hashes";
+const CF_TRANSFERS: &str = "transfers";
+const CF_ACCOUNTS: &str = "accounts";
+const CF_NONCES: &str = "nonces";
+const CF_ORDERS: &str = "orders";
+const CF_VAULT: &str = "vault";
+const COLUMN_FAMILIES: [&str; 8] = [
+    CF_META,
+    CF_BLOCKS,
+    CF_BLOCK_HASHES,
+    CF_TRANSFERS,
+    CF_ACCOUNTS,
+    CF_NONCES,
+    CF_ORDERS,
+    CF_VAULT,
+];
+
+const KEY_SCHEMA: &[u8] = b"schema_version";
+const KEY_GENESIS: &[u8] = b"genesis_hash";
+const KEY_HEAD: &[u8] = b"head";
+const KEY_LAST_SIGNED: &[u8] = b"last_signed_height";
+
+/// The stored head: enough to resume without reading the head block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    pub height: Height,
+    pub hash: Hash32,
+    pub time: TimeMs,
+    pub supply: Amount,
+    pub state_root: Hash32,
+}
+
+/// Where a committed transfer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Location {
+    pub height: Height,
+    pub index: u32,
+}
+
+/// One block's write: the block, what it changed, and the node-specific extras that must be
+/// durable with it.
+#[derive(Debug)]
+pub struct BlockWrite<'a> {
+    pub block: &'a Block,
+    pub block_hash: Hash32,
+    pub change: &'a StateChange,
+    /// The IM records the height it is about to sign in the same batch (SPEC section 5).
+    pub last_signed: Option<Height>,
+    /// The IM's identity vault entries for accounts this block opens.
+    pub vault: &'a [(AccountId, SealedIdentityRecord)],
+}
+
+/// What the node needs from storage. One implementation ([`RocksStore`]); the trait keeps the
+/// node's storage thread and tests honest about what they use.
+pub trait Store: Send + Sync {
+    /// The state at the stored head (genesis state on a new database).
+    fn load_state(&self, params: &ChainParams) -> Result<State, StoreError>;
+    /// Persists one block atomically and durably; returns after the synced write.
+    fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError>;
+    fn head(&self) -> Result<Head, StoreError>;
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError>;
+    fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError>;
+    fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError>;
+    fn last_signed(&self) -> Result<Height, StoreError>;
+    fn vault_record(&self, account: &AccountId) -> Result<Option<SealedIdentityRecord>, StoreError>;
+}
+
+/// RocksDB behind [`Store`].
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    head: Mutex<Head>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        reason: reason.into(),
+    }
+}
+
+fn nonce_key(account: &AccountId, nonce: Nonce) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(&account.0);
+    key[32..].copy_from_slice(&nonce.0.to_be_bytes());
+    key
+}
+
+impl RocksStore {
+    /// Opens (or creates) the database at `path` for the chain of `params`. Refuses a
+    /// database of another schema version or another genesis.
+    pub fn open(path: &Path, params: &ChainParams) -> Result<RocksStore, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        options.set_max_background_jobs(2);
+        options.set_bytes_per_sync(1 << 20);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        let store = RocksStore {
+            db,
+            path: path.to_path_buf(),
+            head: Mutex::new(Head {
+                height: Height(0),
+                hash: params.genesis_hash,
+                time: params.genesis_time,
+                supply: Amount(0),
+                state_root: Hash32::ZERO,
+            }),
+        };
+        store.check_or_init_meta(params)?;
+        let head = store.read_head()?.unwrap_or_else(|| {
+            let genesis = State::genesis(params).ok();
+            Head {
+                height: Height(0),
+                hash: params.genesis_hash,
+                time: params.genesis_time,
+                supply: genesis.as_ref().map_or(Amount(0), |state| state.supply),
+                state_root: genesis.map_or(Hash32::ZERO, |state| state.state_root()),
+            }
+        });
+        *store.head.lock().map_err(|_| corrupt("head lock poisoned"))? = head;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| corrupt(format!("column family {name} missing")))
+    }
+
+    fn check_or_init_meta(&self, params: &ChainParams) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        let path = self.path.display().to_string();
+        match self.db.get_cf(meta, KEY_SCHEMA)? {
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+                batch.put_cf(meta, KEY_GENESIS, params.genesis_hash.as_bytes());
+                self.write_synced(batch)?;
+                Ok(())
+            }
+            Some(bytes) => {
+                let found = u32::from_be_bytes(
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("schema version is not 4 bytes"))?,
+                );
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::SchemaVersion {
+                        path,
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                let genesis = self
+                    .db
+                    .get_cf(meta, KEY_GENESIS)?
+                    .ok_or_else(|| corrupt("genesis hash missing"))?;
+                let found = Hash32(
+                    genesis
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("genesis hash is not 32 bytes"))?,
+                );
+                if found != params.genesis_hash {
+                    return Err(StoreError::GenesisMismatch {
+                        path,
+                        found,
+                        expected: params.genesis_hash,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn read_head(&self) -> Result<Option<Head>, StoreError> {
+        let meta = self.cf(CF_META)?;
+        match self.db.get_cf(meta, KEY_HEAD)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes, 1024)?)),
+        }
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Reads every row of a column family, decoding each with `decode`.
+    fn scan<T>(
+        &self,
+        name: &str,
+        mut decode: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let cf = self.cf(name)?;
+        let mut rows = Vec::new();
+        for entry in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = entry?;
+            rows.push(decode(&key, &value)?);
+        }
+        Ok(rows)
+    }
+}
+
+fn account_id_from(key: &[u8]) -> Result<AccountId, StoreError> {
+    Ok(AccountId(
+        key.try_into()
+            .map_err(|_| corrupt("account key is not 32 bytes"))?,
+    ))
+}
+
+fn u64_from(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        bytes
+            .try_into()
+            .map_err(|_| corrupt(format!("{what} is not 8 bytes")))?,
+    ))
+}
+
+impl Store for RocksStore {
+    fn load_state(&self, params: &ChainParams) -> Result<State, StoreError> {
+        let Some(head) = self.read_head()? else {
+            return Ok(State::genesis(params)?);
+        };
+        let accounts: HashMap<AccountId, Account> = self
+            .scan(CF_ACCOUNTS, |key, value| {
+                Ok((account_id_from(key)?, codec::decode::<Account>(value, 256)?))
+            })?
+            .into_iter()
+            .collect();
+        let nonces = self.scan(CF_NONCES, |key, value| {
+            if key.len() != 40 {
+                return Err(corrupt("nonce key is not 40 bytes"));
+            }
+            let account = account_id_from(&key[..32])?;
+            let nonce = Nonce(u64_from(&key[32..], "nonce")?);
+            Ok((account, nonce, TimeMs(u64_from(value, "nonce expiry")?)))
+        })?;
+        let orders: HashSet<Hash32> = self
+            .scan(CF_ORDERS, |key, _| {
+                Ok(Hash32(key.try_into().map_err(|_| corrupt("order key is not 32 bytes"))?))
+            })?
+            .into_iter()
+            .collect();
+        let state = State::from_parts(
+            head.height,
+            head.hash,
+            head.time,
+            head.supply,
+            accounts,
+            nonces,
+            orders,
+        )?;
+        // The rows must add up to the root the head block committed to.
+        if state.state_root() != head.state_root {
+            return Err(corrupt(format!(
+                "stored state does not match the state root of block {}",
+                head.height
+            )));
+        }
+        Ok(state)
+    }
+
+    fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError> {
+        let mut head = self.head.lock().map_err(|_| corrupt("head lock poisoned"))?;
+        let height = write.block.height();
+        if Some(height) != head.height.next() {
+            return Err(StoreError::NotNext {
+                height,
+                head: head.height,
+            });
+        }
+        let change = write.change;
+        let mut batch = WriteBatch::default();
+        let height_key = height.0.to_be_bytes();
+        batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?);
+        batch.put_cf(self.cf(CF_BLOCK_HASHES)?, write.block_hash.as_bytes(), height_key);
+        let transfers = self.cf(CF_TRANSFERS)?;
+        for (id, index) in &change.transfers {
+            let location = Location {
+                height,
+                index: *index,
+            };
+            batch.put_cf(transfers, id.as_bytes(), codec::encode(&location)?);
+        }
+        let accounts = self.cf(CF_ACCOUNTS)?;
+        for (id, account) in &change.accounts {
+            batch.put_cf(accounts, id.0, codec::encode(account)?);
+        }
+        let nonces = self.cf(CF_NONCES)?;
+        for (account, nonce, _) in &change.nonces_expired {
+            batch.delete_cf(nonces, nonce_key(account, *nonce));
+        }
+        for (account, nonce, expires_at) in &change.nonces_added {
+            batch.put_cf(nonces, nonce_key(account, *nonce), expires_at.0.to_be_bytes());
+        }
+        let orders = self.cf(CF_ORDERS)?;
+        for order in &change.orders_served {
+            batch.put_cf(orders, order.as_bytes(), height_key);
+        }
+        let vault = self.cf(CF_VAULT)?;
+        for (account, sealed) in write.vault {
+            batch.put_cf(vault, account.0, &sealed.0);
+        }
+        let new_head = Head {
+            height,
+            hash: write.block_hash,
+            time: change.time,
+            supply: change.supply,
+            state_root: change.state_root,
+        };
+        let meta = self.cf(CF_META)?;
+        batch.put_cf(meta, KEY_HEAD, codec::encode(&new_head)?);
+        if let Some(signed) = write.last_signed {
+            batch.put_cf(meta, KEY_LAST_SIGNED, signed.0.to_be_bytes());
+        }
+        self.write_synced(batch)?;
+        *head = new_head;
+        Ok(())
+    }
+
+    fn head(&self) -> Result<Head, StoreError> {
+        Ok(self
+            .head
+            .lock()
+            .map_err(|_| corrupt("head lock poisoned"))?
+            .clone())
+    }
+
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        match self.db.get_cf(self.cf(CF_BLOCKS)?, height.0.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes, BLOCK_BYTES_MAX)?)),
+        }
+    }
+
+    fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError> {
+        match self.db.get_cf(self.cf(CF_BLOCK_HASHES)?, block_hash.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Height(u64_from(&bytes, "block height")?))),
+        }
+    }
+
+    fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError> {
+        match self.db.get_cf(self.cf(CF_TRANSFERS)?, transfer_id.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes, 32)?)),
+        }
+    }
+
+    fn last_signed(&self) -> Result<Height, StoreError> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_LAST_SIGNED)? {
+            None => Ok(Height(0)),
+            Some(bytes) => Ok(Height(u64_from(&bytes, "last signed height")?)),
+        }
+    }
+
+    fn vault_record(&self, account: &AccountId) -> Result<Option<SealedIdentityRecord>, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_VAULT)?, account.0)?
+            .map(SealedIdentityRecord))
+    }
+}
