@@ -1,0 +1,515 @@
+//! The genesis file.
+//!
+//! A genesis is JSON, written in one canonical form (serde_json's pretty printing, fields in
+//! schema order, a final newline) and signed by every key it names: the IM's validator key,
+//! each bank's attestation key and each auditor's key sign the genesis hash. So a genesis
+//! cannot list a key without its holder's consent, and any change to a copy (one byte, even
+//! white space) is refused: a changed value breaks the signatures, a changed layout breaks
+//! the canonical form. The genesis hash is the blake3 (`"halfveil v1 genesis"`) of the
+//! canonical binary encoding of everything but the signatures.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use halfveil_ledger::crypto::{self, SigningKey};
+use halfveil_ledger::state::InitialAccount;
+use halfveil_ledger::{
+    codec, AccountId, Amount, BankId, ChainId, ChainParams, Domain, Hash32, Limits, PublicKey,
+    Signature, TimeMs, X25519PublicKey, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The genesis format this build reads.
+pub const GENESIS_VERSION: u8 = 1;
+/// A genesis file larger than this is refused before parsing.
+pub const GENESIS_BYTES_MAX: u64 = 4 * 1024 * 1024;
+pub const BANKS_MAX: usize = 1024;
+pub const INITIAL_ACCOUNTS_MAX: usize = 100_000;
+const NAME_BYTES_MAX: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum GenesisError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is {bytes} bytes, larger than the {GENESIS_BYTES_MAX}-byte limit")]
+    TooLarge { path: String, bytes: u64 },
+    #[error("genesis is not valid JSON for this schema at line {line}, column {column}: {reason}")]
+    Json {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("genesis field `{field}` is invalid: {reason}")]
+    Field { field: String, reason: String },
+    #[error("genesis is not in canonical form: first difference at line {line}, column {column} (byte {byte}); a genesis must be byte-for-byte as generated, since it is signed")]
+    NotCanonical {
+        line: usize,
+        column: usize,
+        byte: usize,
+    },
+    #[error("genesis signature of {signer} does not verify: the file was changed after it was signed, or the signature is corrupt")]
+    BadSignature { signer: String },
+    #[error("cannot encode genesis: {0}")]
+    Codec(#[from] halfveil_ledger::CodecError),
+}
+
+fn field_error(field: impl Into<String>, reason: impl Into<String>) -> GenesisError {
+    GenesisError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The identity manager's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityManagerEntry {
+    /// The libp2p peer id of the IM node.
+    pub peer_id: String,
+    /// Ed25519 key that signs blocks and receipts (hex).
+    pub validator_key: String,
+    /// X25519 key that identity credentials and records are sealed to (hex).
+    pub escrow_key: String,
+}
+
+/// One bank (account manager).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankEntry {
+    pub name: String,
+    pub peer_id: String,
+    /// Ed25519 key that signs the bank's batch attestations (hex).
+    pub attestation_key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorEntry {
+    pub name: String,
+    /// Ed25519 key that signs disclosure orders (hex).
+    pub key: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auditors {
+    /// How many distinct auditors must sign a disclosure order.
+    pub threshold: u16,
+    pub members: Vec<AuditorEntry>,
+}
+
+/// An account funded at genesis (initial issuance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialAccountEntry {
+    /// The account's online transaction public key (hex); the account id derives from it.
+    pub tx_key: String,
+    /// The home bank's name.
+    pub bank: String,
+    pub balance: u64,
+}
+
+/// Protocol limits (see [`halfveil_ledger::Limits`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    pub block_ops_max: u32,
+    pub block_bytes_max: u32,
+    pub memo_bytes_max: u16,
+    pub transfer_expiry_ms_max: u64,
+    pub attestation_ids_max: u32,
+    pub issue_amount_max: u64,
+}
+
+impl Default for LimitsEntry {
+    fn default() -> Self {
+        LimitsEntry {
+            block_ops_max: 16_384,
+            block_bytes_max: 16 * 1024 * 1024,
+            memo_bytes_max: 64,
+            transfer_expiry_ms_max: 10 * 60 * 1000,
+            attestation_ids_max: 4096,
+            issue_amount_max: 1_000_000_000_000_000,
+        }
+    }
+}
+
+/// Signatures over the genesis hash by every key the genesis names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisSignatures {
+    pub identity_manager: String,
+    pub banks: Vec<String>,
+    pub auditors: Vec<String>,
+}
+
+/// Everything the genesis hash covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisBody {
+    pub version: u8,
+    pub chain_id: String,
+    pub genesis_time_ms: u64,
+    pub identity_manager: IdentityManagerEntry,
+    pub banks: Vec<BankEntry>,
+    pub auditors: Auditors,
+    pub initial_accounts: Vec<InitialAccountEntry>,
+    pub limits: LimitsEntry,
+}
+
+/// The genesis file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub body: GenesisBody,
+    pub signatures: GenesisSignatures,
+}
+
+/// The checked genesis: parsed keys, ready for the ledger and the node.
+#[derive(Clone, Debug)]
+pub struct ValidGenesis {
+    pub genesis: Genesis,
+    pub hash: Hash32,
+    pub params: ChainParams,
+    pub im_peer_id: libp2p_identity::PeerId,
+    pub bank_peer_ids: Vec<libp2p_identity::PeerId>,
+}
+
+impl ValidGenesis {
+    pub fn bank_id(&self, name: &str) -> Option<BankId> {
+        self.genesis
+            .body
+            .banks
+            .iter()
+            .position(|bank| bank.name == name)
+            .and_then(|index| u16::try_from(index).ok())
+            .map(BankId)
+    }
+
+    pub fn bank_name(&self, bank: BankId) -> Option<&str> {
+        self.genesis
+            .body
+            .banks
+            .get(usize::from(bank.0))
+            .map(|bank| bank.name.as_str())
+    }
+}
+
+impl GenesisBody {
+    /// The genesis hash: over the canonical binary encoding of the body.
+    pub fn hash(&self) -> Result<Hash32, GenesisError> {
+        Ok(Domain::Genesis.hash(&codec::encode(self)?))
+    }
+}
+
+impl Genesis {
+    /// Signs `body` with every key it names (a testnet or ceremony tool holds them all).
+    pub fn sign(
+        body: GenesisBody,
+        validator: &SigningKey,
+        banks: &[&SigningKey],
+        auditors: &[&SigningKey],
+    ) -> Result<Genesis, GenesisError> {
+        let hash = body.hash()?;
+        let sign = |key: &SigningKey| crypto::sign(key, &hash).to_hex();
+        Ok(Genesis {
+            signatures: GenesisSignatures {
+                identity_manager: sign(validator),
+                banks: banks.iter().map(|key| sign(key)).collect(),
+                auditors: auditors.iter().map(|key| sign(key)).collect(),
+            },
+            body,
+        })
+    }
+
+    /// The canonical text of this genesis.
+    pub fn to_canonical_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Reads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<ValidGenesis, GenesisError> {
+        let display = path.display().to_string();
+        let io = |source| GenesisError::Io {
+            path: display.clone(),
+            source,
+        };
+        let bytes = std::fs::metadata(path).map_err(io)?.len();
+        if bytes > GENESIS_BYTES_MAX {
+            return Err(GenesisError::TooLarge {
+                path: display,
+                bytes,
+            });
+        }
+        let text = std::fs::read(path).map_err(io)?;
+        Genesis::parse(&text)
+    }
+
+    /// Parses and validates genesis text.
+    pub fn parse(text: &[u8]) -> Result<ValidGenesis, GenesisError> {
+        if text.len() as u64 > GENESIS_BYTES_MAX {
+            return Err(GenesisError::TooLarge {
+                path: "genesis".into(),
+                bytes: text.len() as u64,
+            });
+        }
+        let genesis: Genesis = serde_json::from_slice(text).map_err(|error| GenesisError::Json {
+            line: error.line(),
+            column: error.column(),
+            reason: error.to_string(),
+        })?;
+        let valid = genesis.validate()?;
+        let canonical = valid.genesis.to_canonical_json();
+        if let Some(byte) = first_difference(canonical.as_bytes(), text) {
+            let (line, column) = line_column(text, byte);
+            return Err(GenesisError::NotCanonical { line, column, byte });
+        }
+        Ok(valid)
+    }
+
+    /// Checks every field and every signature.
+    pub fn validate(self) -> Result<ValidGenesis, GenesisError> {
+        let body = &self.body;
+        if body.version != GENESIS_VERSION {
+            return Err(field_error(
+                "version",
+                format!("version {} is not supported; this build reads {GENESIS_VERSION}", body.version),
+            ));
+        }
+        let chain_id = ChainId::new(&body.chain_id).map_err(|error| field_error("chain_id", error.to_string()))?;
+        // 2020-01-01 .. 2200-01-01: catches seconds given for milliseconds and other slips.
+        if !(1_577_836_800_000..7_258_118_400_000).contains(&body.genesis_time_ms) {
+            return Err(field_error(
+                "genesis_time_ms",
+                "must be milliseconds since the Unix epoch between 2020 and 2200",
+            ));
+        }
+        let im = &body.identity_manager;
+        let im_peer_id = parse_peer_id("identity_manager.peer_id", &im.peer_id)?;
+        let validator_key = parse_signing_public("identity_manager.validator_key", &im.validator_key)?;
+        let escrow_key = X25519PublicKey::from_hex(&im.escrow_key)
+            .map_err(|error| field_error("identity_manager.escrow_key", error.to_string()))?;
+        if escrow_key.0 == [0u8; 32] {
+            return Err(field_error("identity_manager.escrow_key", "the all-zero key is not a key"));
+        }
+        let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_id)?;
+        let auditor_keys = validate_auditors(&body.auditors)?;
+        let limits = validate_limits(&body.limits)?;
+        let initial_accounts = validate_initial_accounts(body)?;
+        let hash = body.hash()?;
+        verify_signatures(&self, &hash, &validator_key, &bank_keys, &auditor_keys)?;
+        let params = ChainParams {
+            chain_id,
+            genesis_hash: hash,
+            genesis_time: TimeMs(body.genesis_time_ms),
+            validator_key,
+            escrow_key,
+            bank_keys,
+            auditor_keys,
+            disclosure_threshold: body.auditors.threshold,
+            limits,
+            initial_accounts,
+        };
+        Ok(ValidGenesis {
+            genesis: self,
+            hash,
+            params,
+            im_peer_id,
+            bank_peer_ids,
+        })
+    }
+}
+
+fn first_difference(expected: &[u8], found: &[u8]) -> Option<usize> {
+    let common = expected
+        .iter()
+        .zip(found.iter())
+        .position(|(left, right)| left != right);
+    match common {
+        Some(index) => Some(index),
+        None if expected.len() != found.len() => Some(expected.len().min(found.len())),
+        None => None,
+    }
+}
+
+fn line_column(text: &[u8], byte: usize) -> (usize, usize) {
+    let before = &text[..byte.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+fn parse_peer_id(field: &str, text: &str) -> Result<libp2p_identity::PeerId, GenesisError> {
+    libp2p_identity::PeerId::from_str(text)
+        .map_err(|error| field_error(field, format!("not a libp2p peer id: {error}")))
+}
+
+/// An Ed25519 public key that is a valid, not small-order, point.
+fn parse_signing_public(field: &str, text: &str) -> Result<PublicKey, GenesisError> {
+    let key = PublicKey::from_hex(text).map_err(|error| field_error(field, error.to_string()))?;
+    crypto::check_key_strength(&key).map_err(|error| field_error(field, error.to_string()))?;
+    Ok(key)
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), GenesisError> {
+    let valid = !name.is_empty()
+        && name.len() <= NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    if !valid {
+        return Err(field_error(field, "names are 1 to 32 characters of a-z, 0-9 and '-'"));
+    }
+    Ok(())
+}
+
+type BankKeys = (Vec<PublicKey>, Vec<libp2p_identity::PeerId>);
+
+fn validate_banks(banks: &[BankEntry], im_peer: &libp2p_identity::PeerId) -> Result<BankKeys, GenesisError> {
+    if banks.is_empty() || banks.len() > BANKS_MAX {
+        return Err(field_error("banks", format!("between 1 and {BANKS_MAX} banks")));
+    }
+    let mut names = HashSet::new();
+    let mut peers = HashSet::from([*im_peer]);
+    let mut keys = HashSet::new();
+    let mut bank_keys = Vec::with_capacity(banks.len());
+    let mut peer_ids = Vec::with_capacity(banks.len());
+    for (index, bank) in banks.iter().enumerate() {
+        check_name(&format!("banks[{index}].name"), &bank.name)?;
+        if !names.insert(bank.name.as_str()) {
+            return Err(field_error(format!("banks[{index}].name"), format!("duplicate bank name {:?}", bank.name)));
+        }
+        let peer = parse_peer_id(&format!("banks[{index}].peer_id"), &bank.peer_id)?;
+        if !peers.insert(peer) {
+            return Err(field_error(format!("banks[{index}].peer_id"), "peer id used by another node"));
+        }
+        let key = parse_signing_public(&format!("banks[{index}].attestation_key"), &bank.attestation_key)?;
+        if !keys.insert(key) {
+            return Err(field_error(format!("banks[{index}].attestation_key"), "key used by another bank"));
+        }
+        bank_keys.push(key);
+        peer_ids.push(peer);
+    }
+    Ok((bank_keys, peer_ids))
+}
+
+fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError> {
+    let count = auditors.members.len();
+    if count == 0 || count > DISCLOSURE_SIGNERS_MAX {
+        return Err(field_error(
+            "auditors.members",
+            format!("between 1 and {DISCLOSURE_SIGNERS_MAX} auditors"),
+        ));
+    }
+    if auditors.threshold == 0 || usize::from(auditors.threshold) > count {
+        return Err(field_error(
+            "auditors.threshold",
+            format!("must be between 1 and the number of auditors ({count})"),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut keys = Vec::with_capacity(count);
+    for (index, auditor) in auditors.members.iter().enumerate() {
+        check_name(&format!("auditors.members[{index}].name"), &auditor.name)?;
+        if !names.insert(auditor.name.as_str()) {
+            return Err(field_error(format!("auditors.members[{index}].name"), "duplicate auditor name"));
+        }
+        let key = parse_signing_public(&format!("auditors.members[{index}].key"), &auditor.key)?;
+        if keys.contains(&key) {
+            return Err(field_error(format!("auditors.members[{index}].key"), "key used by another auditor"));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
+    let checks: [(&str, u64, u64, u64); 6] = [
+        ("limits.block_ops_max", u64::from(limits.block_ops_max), 1, halfveil_ledger::BLOCK_OPS_MAX as u64),
+        ("limits.block_bytes_max", u64::from(limits.block_bytes_max), 64 * 1024, halfveil_ledger::BLOCK_BYTES_MAX as u64),
+        ("limits.memo_bytes_max", u64::from(limits.memo_bytes_max), 0, MEMO_BYTES_MAX as u64),
+        ("limits.transfer_expiry_ms_max", limits.transfer_expiry_ms_max, 1_000, 3_600_000),
+        ("limits.attestation_ids_max", u64::from(limits.attestation_ids_max), 1, halfveil_ledger::ATTESTATION_IDS_MAX as u64),
+        ("limits.issue_amount_max", limits.issue_amount_max, 1, u64::MAX),
+    ];
+    for (field, value, low, high) in checks {
+        if !(low..=high).contains(&value) {
+            return Err(field_error(field, format!("{value} is outside {low}..={high}")));
+        }
+    }
+    Ok(Limits {
+        block_ops_max: limits.block_ops_max,
+        block_bytes_max: limits.block_bytes_max,
+        memo_bytes_max: limits.memo_bytes_max,
+        transfer_expiry_ms_max: limits.transfer_expiry_ms_max,
+        attestation_ids_max: limits.attestation_ids_max,
+        issue_amount_max: limits.issue_amount_max,
+    })
+}
+
+fn validate_initial_accounts(body: &GenesisBody) -> Result<Vec<InitialAccount>, GenesisError> {
+    if body.initial_accounts.len() > INITIAL_ACCOUNTS_MAX {
+        return Err(field_error("initial_accounts", format!("at most {INITIAL_ACCOUNTS_MAX}")));
+    }
+    let mut total: u64 = 0;
+    let mut seen = HashSet::new();
+    let mut accounts = Vec::with_capacity(body.initial_accounts.len());
+    for (index, entry) in body.initial_accounts.iter().enumerate() {
+        let field = format!("initial_accounts[{index}]");
+        let tx_key = parse_signing_public(&format!("{field}.tx_key"), &entry.tx_key)?;
+        if !seen.insert(AccountId::from_key(&tx_key)) {
+            return Err(field_error(format!("{field}.tx_key"), "account listed twice"));
+        }
+        let bank = body
+            .banks
+            .iter()
+            .position(|bank| bank.name == entry.bank)
+            .and_then(|position| u16::try_from(position).ok())
+            .ok_or_else(|| field_error(format!("{field}.bank"), format!("no bank named {:?}", entry.bank)))?;
+        total = total
+            .checked_add(entry.balance)
+            .ok_or_else(|| field_error(format!("{field}.balance"), "total initial supply overflows"))?;
+        accounts.push(InitialAccount {
+            tx_key,
+            bank: BankId(bank),
+            balance: Amount(entry.balance),
+        });
+    }
+    Ok(accounts)
+}
+
+fn verify_signatures(
+    genesis: &Genesis,
+    hash: &Hash32,
+    validator: &PublicKey,
+    banks: &[PublicKey],
+    auditors: &[PublicKey],
+) -> Result<(), GenesisError> {
+    let signatures = &genesis.signatures;
+    if signatures.banks.len() != banks.len() {
+        return Err(field_error("signatures.banks", format!("expected {} signatures", banks.len())));
+    }
+    if signatures.auditors.len() != auditors.len() {
+        return Err(field_error("signatures.auditors", format!("expected {} signatures", auditors.len())));
+    }
+    let mut expected = vec![("identity manager".to_owned(), *validator, &signatures.identity_manager)];
+    for (index, (key, signature)) in banks.iter().zip(&signatures.banks).enumerate() {
+        expected.push((format!("bank {}", genesis.body.banks[index].name), *key, signature));
+    }
+    for (index, (key, signature)) in auditors.iter().zip(&signatures.auditors).enumerate() {
+        expected.push((format!("auditor {}", genesis.body.auditors.members[index].name), *key, signature));
+    }
+    for (signer, key, text) in expected {
+        let signature = Signature::from_hex(text).map_err(|_| GenesisError::BadSignature { signer: signer.clone() })?;
+        crypto::verify(&key, hash, &signature).map_err(|_| GenesisError::BadSignature { signer })?;
+    }
+    Ok(())
+}
