@@ -1,1 +1,65 @@
-//! placeholder
+//! Helpers for halfveil's integration tests: find the `halfveil` binary that `cargo test
+//! --workspace` built, and run it with a bounded time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `halfveil` binary beside this test executable (`target/<profile>/halfveil`).
+pub fn halfveil_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let bin = profile_dir.join("halfveil");
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A `halfveil` command with no inherited password.
+pub fn halfveil() -> Command {
+    let mut command = Command::new(halfveil_bin());
+    command.env_remove("HALFVEIL_PASSWORD");
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs `command`, killing it after `limit`.
+pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                panic!("{command:?} did not finish within {limit:?}");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(error) => panic!("waiting for {command:?}: {error}"),
+        }
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("collecting output of {command:?}: {error}"))
+}
+
+/// The text of a process' stdout and stderr, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -1,0 +1,67 @@
+//! `halfveil genesis validate FILE` and `halfveil genesis hash FILE`.
+
+use std::path::Path;
+
+use halfveil_genesis::Genesis;
+use serde::Serialize;
+
+use crate::failure::{CommandResult, Failure};
+use crate::output::{emit, OutputFormat};
+
+#[derive(Serialize)]
+struct Validated {
+    valid: bool,
+    file: String,
+    chain_id: String,
+    hash: String,
+    banks: Vec<String>,
+    auditors: usize,
+    disclosure_threshold: u16,
+}
+
+/// Loads a genesis; a file that does not verify is exit code 3.
+fn load(file: &Path) -> Result<halfveil_genesis::file::ValidGenesis, Failure> {
+    Genesis::load(file).map_err(|error| match error {
+        halfveil_genesis::GenesisError::Io { .. } => Failure::error(error.to_string()),
+        _ => Failure::verification(format!("{} is not a valid genesis: {error}", file.display())),
+    })
+}
+
+pub fn validate(file: &Path, output: OutputFormat) -> CommandResult {
+    let genesis = load(file)?;
+    let body = &genesis.genesis.body;
+    let report = Validated {
+        valid: true,
+        file: file.display().to_string(),
+        chain_id: body.chain_id.clone(),
+        hash: genesis.hash.to_hex(),
+        banks: body.banks.iter().map(|bank| bank.name.clone()).collect(),
+        auditors: body.auditors.members.len(),
+        disclosure_threshold: body.auditors.threshold,
+    };
+    emit(output, &report, || {
+        format!(
+            "{} is a valid genesis\n  chain id   {}\n  hash       {}\n  banks      {}\n  auditors   {} (disclosure threshold {})",
+            report.file,
+            report.chain_id,
+            report.hash,
+            report.banks.join(", "),
+            report.auditors,
+            report.disclosure_threshold
+        )
+    });
+    Ok(())
+}
+
+pub fn hash(file: &Path, output: OutputFormat) -> CommandResult {
+    let genesis = load(file)?;
+    #[derive(Serialize)]
+    struct HashOutput {
+        hash: String,
+    }
+    let report = HashOutput {
+        hash: genesis.hash.to_hex(),
+    };
+    emit(output, &report, || report.hash.clone());
+    Ok(())
+}

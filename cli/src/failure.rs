@@ -1,0 +1,80 @@
+//! What a command returns when it fails: a message for a person and an exit code for a
+//! script (0 ok, 1 error, 2 usage, 3 verification failed, 4 node unreachable).
+
+use std::fmt;
+
+/// An exit code with a meaning scripts can branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Anything that went wrong that is not one of the others.
+    Error = 1,
+    /// The command line is wrong (clap uses 2 as well).
+    Usage = 2,
+    /// What was checked does not verify: a genesis, a receipt, a chain.
+    Verification = 3,
+    /// The node could not be reached (RPC commands).
+    #[allow(dead_code)]
+    Unreachable = 4,
+}
+
+/// A failed command: what failed and what to do.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: ExitKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn error(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: ExitKind::Error,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: ExitKind::Usage,
+            message: message.into(),
+        }
+    }
+
+    pub fn verification(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: ExitKind::Verification,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> u8 {
+        self.kind as u8
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+macro_rules! failure_from {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for Failure {
+            fn from(error: $error) -> Failure {
+                Failure::error(error.to_string())
+            }
+        })*
+    };
+}
+
+failure_from!(
+    halfveil_genesis::keystore::KeystoreError,
+    halfveil_genesis::GenesisError,
+    halfveil_node::config::ConfigError,
+    halfveil_ledger::CryptoError,
+    halfveil_ledger::CodecError,
+    std::io::Error,
+);
+
+/// The result of every command.
+pub type CommandResult = Result<(), Failure>;

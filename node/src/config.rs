@@ -1,0 +1,235 @@
+//! A node's `config.toml`: where it listens, who its peers are, where its data and keys are.
+//!
+//! Unknown keys are an error (a typo must not silently fall back to a default). Paths are
+//! relative to the node's home folder. The role is not configured: it follows from which
+//! keys the home holds and where the node's peer id appears in genesis.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A config file larger than this is refused before parsing.
+pub const CONFIG_BYTES_MAX: u64 = 1024 * 1024;
+/// The file name inside a home folder.
+pub const CONFIG_FILE: &str = "config.toml";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is {bytes} bytes, larger than the {CONFIG_BYTES_MAX}-byte limit")]
+    TooLarge { path: String, bytes: u64 },
+    #[error("{path} is not a valid halfveil config: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A human name for logs (`im`, `bank-1`).
+    pub moniker: String,
+    pub p2p: P2pConfig,
+    pub rpc: RpcConfig,
+    pub metrics: MetricsConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// libp2p listen address, e.g. `/ip4/127.0.0.1/tcp/26656`.
+    pub listen: String,
+    /// Addresses of the other nodes, each ending in `/p2p/<peer id>`; peer ids must be in
+    /// genesis.
+    pub peers: Vec<String>,
+    /// Most connections held at once (in and out).
+    pub connections_max: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcConfig {
+    /// Public JSON-RPC (HTTP and WebSocket on one port).
+    pub listen: SocketAddr,
+    /// Operator JSON-RPC; also needs the token in `admin_token_file`.
+    pub admin_listen: SocketAddr,
+    pub admin_token_file: PathBuf,
+    pub connections_max: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Prometheus `/metrics`, `/livez`, `/readyz`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub genesis: PathBuf,
+    pub node_key: PathBuf,
+    /// The IM's block-signing key, or a bank's attestation key.
+    pub signing_key: PathBuf,
+    /// The IM's escrow key; absent for banks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow_key: Option<PathBuf>,
+    /// A file holding the key files' password, for unattended start. Without it the
+    /// password comes from `HALFVEIL_PASSWORD` or a prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `RUST_LOG`-style filter; the `RUST_LOG` variable wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `home/config.toml`.
+    pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        let path = home.join(CONFIG_FILE);
+        let display = path.display().to_string();
+        let read_error = |source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        };
+        let bytes = std::fs::metadata(&path).map_err(read_error)?.len();
+        if bytes > CONFIG_BYTES_MAX {
+            return Err(ConfigError::TooLarge {
+                path: display,
+                bytes,
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(read_error)?;
+        Config::parse(&text).map_err(|reason| ConfigError::Invalid {
+            path: display,
+            reason,
+        })
+    }
+
+    /// Parses config text; the error says which key is wrong.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|error| error.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.log.format != "text" && self.log.format != "json" {
+            return Err(format!("log.format must be \"text\" or \"json\", not {:?}", self.log.format));
+        }
+        if !(1..=1024).contains(&self.p2p.connections_max) {
+            return Err("p2p.connections_max must be 1..=1024".into());
+        }
+        if !(1..=10_000).contains(&self.rpc.connections_max) {
+            return Err("rpc.connections_max must be 1..=10000".into());
+        }
+        if self.moniker.is_empty() || self.moniker.len() > 64 {
+            return Err("moniker must be 1 to 64 characters".into());
+        }
+        Ok(())
+    }
+
+    /// The canonical text of this config.
+    pub fn to_toml(&self) -> String {
+        // Plain structs with string keys always serialize.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Resolves a path of this config against the home folder.
+    pub fn resolve(home: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            home.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> Config {
+        Config {
+            moniker: "bank-1".into(),
+            p2p: P2pConfig {
+                listen: "/ip4/127.0.0.1/tcp/26656".into(),
+                peers: vec![],
+                connections_max: 64,
+            },
+            rpc: RpcConfig {
+                listen: "127.0.0.1:26657".parse().unwrap(),
+                admin_listen: "127.0.0.1:26658".parse().unwrap(),
+                admin_token_file: "admin_token".into(),
+                connections_max: 256,
+            },
+            metrics: MetricsConfig {
+                listen: "127.0.0.1:26660".parse().unwrap(),
+            },
+            storage: StorageConfig {
+                data_dir: "data".into(),
+            },
+            keys: KeysConfig {
+                genesis: "genesis.json".into(),
+                node_key: "node_key.json".into(),
+                signing_key: "attestation_key.json".into(),
+                escrow_key: None,
+                password_file: Some("password".into()),
+            },
+            log: LogConfig::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = sample();
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let text = sample().to_toml().replace("[storage]", "[storage]\ncolour = \"blue\"");
+        let error = Config::parse(&text).unwrap_err();
+        assert!(error.contains("colour"), "{error}");
+        let text = sample().to_toml().replace("format = \"text\"", "format = \"xml\"");
+        assert!(Config::parse(&text).unwrap_err().contains("log.format"));
+        let text = sample().to_toml().replace("127.0.0.1:26657", "not an address");
+        assert!(Config::parse(&text).is_err());
+    }
+}
