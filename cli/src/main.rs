@@ -21,7 +21,11 @@ use crate::failure::CommandResult;
 use crate::output::OutputFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "halfveil", version, about = "Semi-anonymous payments: identity manager, banks, payers and auditors")]
+#[command(
+    name = "halfveil",
+    version,
+    about = "Semi-anonymous payments: identity manager, banks, payers and auditors"
+)]
 struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -118,16 +122,19 @@ fn run(cli: Cli) -> CommandResult {
             },
             output,
         ),
-        Command::Genesis(GenesisCommand::Validate { file }) => commands::genesis::validate(&file, output),
+        Command::Genesis(GenesisCommand::Validate { file }) => {
+            commands::genesis::validate(&file, output)
+        }
         Command::Genesis(GenesisCommand::Hash { file }) => commands::genesis::hash(&file, output),
         Command::Wallet(WalletCommand::Create {
             wallet,
             genesis,
             password_file,
         }) => commands::wallet::create(&wallet, &genesis, password_file.as_deref(), output),
-        Command::Wallet(WalletCommand::Show { wallet, password_file }) => {
-            commands::wallet::show(&wallet, password_file.as_deref(), output)
-        }
+        Command::Wallet(WalletCommand::Show {
+            wallet,
+            password_file,
+        }) => commands::wallet::show(&wallet, password_file.as_deref(), output),
     }
 }
 

@@ -16,7 +16,10 @@ pub fn emit<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOnce() -
     match format {
         OutputFormat::Json => {
             // Our output types are plain structs; serializing them cannot fail.
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         }
         OutputFormat::Text => println!("{}", text()),
     }

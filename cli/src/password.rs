@@ -24,10 +24,9 @@ pub fn from_file(path: &Path) -> Result<SecretString, Failure> {
             "password file {display} is {bytes} bytes; a password file holds one line"
         )));
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|error| Failure::error(format!("cannot read password file {display}: {error}")))?,
-    );
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+        Failure::error(format!("cannot read password file {display}: {error}"))
+    })?);
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(Failure::error(format!("password file {display} is empty")));
@@ -45,7 +44,11 @@ pub fn obtain_new(password_file: Option<&Path>, what: &str) -> Result<SecretStri
     obtain_inner(password_file, what, true)
 }
 
-fn obtain_inner(password_file: Option<&Path>, what: &str, confirm: bool) -> Result<SecretString, Failure> {
+fn obtain_inner(
+    password_file: Option<&Path>,
+    what: &str,
+    confirm: bool,
+) -> Result<SecretString, Failure> {
     if let Some(path) = password_file {
         return from_file(path);
     }

@@ -35,7 +35,11 @@ pub struct WalletAccount {
 
 impl std::fmt::Debug for WalletAccount {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "WalletAccount({}, bank {})", self.account, self.bank)
+        write!(
+            formatter,
+            "WalletAccount({}, bank {})",
+            self.account, self.bank
+        )
     }
 }
 
@@ -91,8 +95,14 @@ impl WalletAccount {
             account,
             bank: BankId(self.bank_id),
             tx_key,
-            identity_key: SigningKey::from_bytes(&*secret_from_hex(&self.identity_key, "identity_key")?),
-            business_key: BusinessKey::from_bytes(*secret_from_hex(&self.business_key, "business_key")?),
+            identity_key: SigningKey::from_bytes(&*secret_from_hex(
+                &self.identity_key,
+                "identity_key",
+            )?),
+            business_key: BusinessKey::from_bytes(*secret_from_hex(
+                &self.business_key,
+                "business_key",
+            )?),
         })
     }
 }
@@ -115,13 +125,23 @@ pub struct Wallet {
 
 impl std::fmt::Debug for Wallet {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "Wallet({}, {} accounts)", self.path.display(), self.data.accounts.len())
+        write!(
+            formatter,
+            "Wallet({}, {} accounts)",
+            self.path.display(),
+            self.data.accounts.len()
+        )
     }
 }
 
 impl Wallet {
     /// Creates a new, empty wallet file for the chain; refuses to overwrite one.
-    pub fn create(path: &Path, password: SecretString, chain_id: &str, genesis_hash: &str) -> Result<Wallet, Failure> {
+    pub fn create(
+        path: &Path,
+        password: SecretString,
+        chain_id: &str,
+        genesis_hash: &str,
+    ) -> Result<Wallet, Failure> {
         let wallet = Wallet {
             path: path.to_path_buf(),
             password,
@@ -142,13 +162,19 @@ impl Wallet {
         let display = path.display().to_string();
         let text = keystore::read_bounded(path)?;
         let opened = keystore::open(&display, &text, FileKind::Wallet, &password)?;
-        let data: WalletData = serde_json::from_slice(&opened.plaintext)
-            .map_err(|error| Failure::error(format!("{display}: wallet contents are malformed: {error}")))?;
+        let data: WalletData = serde_json::from_slice(&opened.plaintext).map_err(|error| {
+            Failure::error(format!("{display}: wallet contents are malformed: {error}"))
+        })?;
         if data.version != WALLET_VERSION {
-            return Err(Failure::error(format!("{display}: unsupported wallet version {}", data.version)));
+            return Err(Failure::error(format!(
+                "{display}: unsupported wallet version {}",
+                data.version
+            )));
         }
         if data.accounts.len() > WALLET_ACCOUNTS_MAX {
-            return Err(Failure::error(format!("{display}: more than {WALLET_ACCOUNTS_MAX} accounts")));
+            return Err(Failure::error(format!(
+                "{display}: more than {WALLET_ACCOUNTS_MAX} accounts"
+            )));
         }
         Ok(Wallet {
             path: path.to_path_buf(),
@@ -159,9 +185,16 @@ impl Wallet {
 
     fn seal(&self) -> Result<String, Failure> {
         let plaintext = Zeroizing::new(
-            serde_json::to_vec(&self.data).map_err(|error| Failure::error(format!("cannot encode wallet: {error}")))?,
+            serde_json::to_vec(&self.data)
+                .map_err(|error| Failure::error(format!("cannot encode wallet: {error}")))?,
         );
-        Ok(keystore::seal(FileKind::Wallet, "", &plaintext, &self.password, KdfParams::DEFAULT)?)
+        Ok(keystore::seal(
+            FileKind::Wallet,
+            "",
+            &plaintext,
+            &self.password,
+            KdfParams::DEFAULT,
+        )?)
     }
 
     /// Writes the wallet back, atomically.
@@ -185,7 +218,9 @@ impl Wallet {
 
     pub fn add(&mut self, account: WalletAccount) -> Result<(), Failure> {
         if self.data.accounts.len() >= WALLET_ACCOUNTS_MAX {
-            return Err(Failure::error(format!("the wallet already holds {WALLET_ACCOUNTS_MAX} accounts")));
+            return Err(Failure::error(format!(
+                "the wallet already holds {WALLET_ACCOUNTS_MAX} accounts"
+            )));
         }
         self.data.accounts.push(account);
         Ok(())
@@ -199,14 +234,21 @@ impl Wallet {
                 .accounts
                 .iter()
                 .find(|account| account.account == id)
-                .ok_or_else(|| Failure::usage(format!("account {id} is not in wallet {}", self.path.display()))),
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "account {id} is not in wallet {}",
+                        self.path.display()
+                    ))
+                }),
             None => match self.data.accounts.as_slice() {
                 [only] => Ok(only),
                 [] => Err(Failure::usage(format!(
                     "wallet {} holds no account yet: open one with `halfveil account open`",
                     self.path.display()
                 ))),
-                _ => Err(Failure::usage("the wallet holds several accounts: choose one with --from")),
+                _ => Err(Failure::usage(
+                    "the wallet holds several accounts: choose one with --from",
+                )),
             },
         }
     }
@@ -245,7 +287,14 @@ mod tests {
         let business_key = BusinessKey::generate(&mut OsRng);
         let id = AccountId::from_key(&halfveil_ledger::crypto::public_key(&tx_key));
         wallet
-            .add(WalletAccount::new(id, "bank-1", BankId(0), &tx_key, &identity_key, &business_key))
+            .add(WalletAccount::new(
+                id,
+                "bank-1",
+                BankId(0),
+                &tx_key,
+                &identity_key,
+                &business_key,
+            ))
             .unwrap();
         wallet.save().unwrap();
         assert_eq!(wallet.reserve_nonce(&id.to_string()).unwrap(), Nonce(0));
@@ -255,6 +304,9 @@ mod tests {
         assert_eq!(keys.account, id);
         assert_eq!(keys.business_key, business_key);
         assert!(Wallet::open(&path, SecretString::from("wrong".to_owned())).is_err());
-        assert!(Wallet::create(&path, password(), "x", "00").is_err(), "must not overwrite");
+        assert!(
+            Wallet::create(&path, password(), "x", "00").is_err(),
+            "must not overwrite"
+        );
     }
 }

@@ -261,11 +261,12 @@ impl Genesis {
                 bytes: text.len() as u64,
             });
         }
-        let genesis: Genesis = serde_json::from_slice(text).map_err(|error| GenesisError::Json {
-            line: error.line(),
-            column: error.column(),
-            reason: error.to_string(),
-        })?;
+        let genesis: Genesis =
+            serde_json::from_slice(text).map_err(|error| GenesisError::Json {
+                line: error.line(),
+                column: error.column(),
+                reason: error.to_string(),
+            })?;
         let valid = genesis.validate()?;
         let canonical = valid.genesis.to_canonical_json();
         if let Some(byte) = first_difference(canonical.as_bytes(), text) {
@@ -281,10 +282,14 @@ impl Genesis {
         if body.version != GENESIS_VERSION {
             return Err(field_error(
                 "version",
-                format!("version {} is not supported; this build reads {GENESIS_VERSION}", body.version),
+                format!(
+                    "version {} is not supported; this build reads {GENESIS_VERSION}",
+                    body.version
+                ),
             ));
         }
-        let chain_id = ChainId::new(&body.chain_id).map_err(|error| field_error("chain_id", error.to_string()))?;
+        let chain_id = ChainId::new(&body.chain_id)
+            .map_err(|error| field_error("chain_id", error.to_string()))?;
         // 2020-01-01 .. 2200-01-01: catches seconds given for milliseconds and other slips.
         if !(1_577_836_800_000..7_258_118_400_000).contains(&body.genesis_time_ms) {
             return Err(field_error(
@@ -294,11 +299,15 @@ impl Genesis {
         }
         let im = &body.identity_manager;
         let im_peer_id = parse_peer_id("identity_manager.peer_id", &im.peer_id)?;
-        let validator_key = parse_signing_public("identity_manager.validator_key", &im.validator_key)?;
+        let validator_key =
+            parse_signing_public("identity_manager.validator_key", &im.validator_key)?;
         let escrow_key = X25519PublicKey::from_hex(&im.escrow_key)
             .map_err(|error| field_error("identity_manager.escrow_key", error.to_string()))?;
         if escrow_key.0 == [0u8; 32] {
-            return Err(field_error("identity_manager.escrow_key", "the all-zero key is not a key"));
+            return Err(field_error(
+                "identity_manager.escrow_key",
+                "the all-zero key is not a key",
+            ));
         }
         let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_id)?;
         let auditor_keys = validate_auditors(&body.auditors)?;
@@ -366,16 +375,25 @@ fn check_name(field: &str, name: &str) -> Result<(), GenesisError> {
             .bytes()
             .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
     if !valid {
-        return Err(field_error(field, "names are 1 to 32 characters of a-z, 0-9 and '-'"));
+        return Err(field_error(
+            field,
+            "names are 1 to 32 characters of a-z, 0-9 and '-'",
+        ));
     }
     Ok(())
 }
 
 type BankKeys = (Vec<PublicKey>, Vec<libp2p_identity::PeerId>);
 
-fn validate_banks(banks: &[BankEntry], im_peer: &libp2p_identity::PeerId) -> Result<BankKeys, GenesisError> {
+fn validate_banks(
+    banks: &[BankEntry],
+    im_peer: &libp2p_identity::PeerId,
+) -> Result<BankKeys, GenesisError> {
     if banks.is_empty() || banks.len() > BANKS_MAX {
-        return Err(field_error("banks", format!("between 1 and {BANKS_MAX} banks")));
+        return Err(field_error(
+            "banks",
+            format!("between 1 and {BANKS_MAX} banks"),
+        ));
     }
     let mut names = HashSet::new();
     let mut peers = HashSet::from([*im_peer]);
@@ -385,15 +403,27 @@ fn validate_banks(banks: &[BankEntry], im_peer: &libp2p_identity::PeerId) -> Res
     for (index, bank) in banks.iter().enumerate() {
         check_name(&format!("banks[{index}].name"), &bank.name)?;
         if !names.insert(bank.name.as_str()) {
-            return Err(field_error(format!("banks[{index}].name"), format!("duplicate bank name {:?}", bank.name)));
+            return Err(field_error(
+                format!("banks[{index}].name"),
+                format!("duplicate bank name {:?}", bank.name),
+            ));
         }
         let peer = parse_peer_id(&format!("banks[{index}].peer_id"), &bank.peer_id)?;
         if !peers.insert(peer) {
-            return Err(field_error(format!("banks[{index}].peer_id"), "peer id used by another node"));
+            return Err(field_error(
+                format!("banks[{index}].peer_id"),
+                "peer id used by another node",
+            ));
         }
-        let key = parse_signing_public(&format!("banks[{index}].attestation_key"), &bank.attestation_key)?;
+        let key = parse_signing_public(
+            &format!("banks[{index}].attestation_key"),
+            &bank.attestation_key,
+        )?;
         if !keys.insert(key) {
-            return Err(field_error(format!("banks[{index}].attestation_key"), "key used by another bank"));
+            return Err(field_error(
+                format!("banks[{index}].attestation_key"),
+                "key used by another bank",
+            ));
         }
         bank_keys.push(key);
         peer_ids.push(peer);
@@ -420,11 +450,17 @@ fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError
     for (index, auditor) in auditors.members.iter().enumerate() {
         check_name(&format!("auditors.members[{index}].name"), &auditor.name)?;
         if !names.insert(auditor.name.as_str()) {
-            return Err(field_error(format!("auditors.members[{index}].name"), "duplicate auditor name"));
+            return Err(field_error(
+                format!("auditors.members[{index}].name"),
+                "duplicate auditor name",
+            ));
         }
         let key = parse_signing_public(&format!("auditors.members[{index}].key"), &auditor.key)?;
         if keys.contains(&key) {
-            return Err(field_error(format!("auditors.members[{index}].key"), "key used by another auditor"));
+            return Err(field_error(
+                format!("auditors.members[{index}].key"),
+                "key used by another auditor",
+            ));
         }
         keys.push(key);
     }
@@ -433,16 +469,49 @@ fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError
 
 fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
     let checks: [(&str, u64, u64, u64); 6] = [
-        ("limits.block_ops_max", u64::from(limits.block_ops_max), 1, halfveil_ledger::BLOCK_OPS_MAX as u64),
-        ("limits.block_bytes_max", u64::from(limits.block_bytes_max), 64 * 1024, halfveil_ledger::BLOCK_BYTES_MAX as u64),
-        ("limits.memo_bytes_max", u64::from(limits.memo_bytes_max), 0, MEMO_BYTES_MAX as u64),
-        ("limits.transfer_expiry_ms_max", limits.transfer_expiry_ms_max, 1_000, 3_600_000),
-        ("limits.attestation_ids_max", u64::from(limits.attestation_ids_max), 1, halfveil_ledger::ATTESTATION_IDS_MAX as u64),
-        ("limits.issue_amount_max", limits.issue_amount_max, 1, u64::MAX),
+        (
+            "limits.block_ops_max",
+            u64::from(limits.block_ops_max),
+            1,
+            halfveil_ledger::BLOCK_OPS_MAX as u64,
+        ),
+        (
+            "limits.block_bytes_max",
+            u64::from(limits.block_bytes_max),
+            64 * 1024,
+            halfveil_ledger::BLOCK_BYTES_MAX as u64,
+        ),
+        (
+            "limits.memo_bytes_max",
+            u64::from(limits.memo_bytes_max),
+            0,
+            MEMO_BYTES_MAX as u64,
+        ),
+        (
+            "limits.transfer_expiry_ms_max",
+            limits.transfer_expiry_ms_max,
+            1_000,
+            3_600_000,
+        ),
+        (
+            "limits.attestation_ids_max",
+            u64::from(limits.attestation_ids_max),
+            1,
+            halfveil_ledger::ATTESTATION_IDS_MAX as u64,
+        ),
+        (
+            "limits.issue_amount_max",
+            limits.issue_amount_max,
+            1,
+            u64::MAX,
+        ),
     ];
     for (field, value, low, high) in checks {
         if !(low..=high).contains(&value) {
-            return Err(field_error(field, format!("{value} is outside {low}..={high}")));
+            return Err(field_error(
+                field,
+                format!("{value} is outside {low}..={high}"),
+            ));
         }
     }
     Ok(Limits {
@@ -457,7 +526,10 @@ fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
 
 fn validate_initial_accounts(body: &GenesisBody) -> Result<Vec<InitialAccount>, GenesisError> {
     if body.initial_accounts.len() > INITIAL_ACCOUNTS_MAX {
-        return Err(field_error("initial_accounts", format!("at most {INITIAL_ACCOUNTS_MAX}")));
+        return Err(field_error(
+            "initial_accounts",
+            format!("at most {INITIAL_ACCOUNTS_MAX}"),
+        ));
     }
     let mut total: u64 = 0;
     let mut seen = HashSet::new();
@@ -466,17 +538,25 @@ fn validate_initial_accounts(body: &GenesisBody) -> Result<Vec<InitialAccount>, 
         let field = format!("initial_accounts[{index}]");
         let tx_key = parse_signing_public(&format!("{field}.tx_key"), &entry.tx_key)?;
         if !seen.insert(AccountId::from_key(&tx_key)) {
-            return Err(field_error(format!("{field}.tx_key"), "account listed twice"));
+            return Err(field_error(
+                format!("{field}.tx_key"),
+                "account listed twice",
+            ));
         }
         let bank = body
             .banks
             .iter()
             .position(|bank| bank.name == entry.bank)
             .and_then(|position| u16::try_from(position).ok())
-            .ok_or_else(|| field_error(format!("{field}.bank"), format!("no bank named {:?}", entry.bank)))?;
-        total = total
-            .checked_add(entry.balance)
-            .ok_or_else(|| field_error(format!("{field}.balance"), "total initial supply overflows"))?;
+            .ok_or_else(|| {
+                field_error(
+                    format!("{field}.bank"),
+                    format!("no bank named {:?}", entry.bank),
+                )
+            })?;
+        total = total.checked_add(entry.balance).ok_or_else(|| {
+            field_error(format!("{field}.balance"), "total initial supply overflows")
+        })?;
         accounts.push(InitialAccount {
             tx_key,
             bank: BankId(bank),
@@ -495,21 +575,42 @@ fn verify_signatures(
 ) -> Result<(), GenesisError> {
     let signatures = &genesis.signatures;
     if signatures.banks.len() != banks.len() {
-        return Err(field_error("signatures.banks", format!("expected {} signatures", banks.len())));
+        return Err(field_error(
+            "signatures.banks",
+            format!("expected {} signatures", banks.len()),
+        ));
     }
     if signatures.auditors.len() != auditors.len() {
-        return Err(field_error("signatures.auditors", format!("expected {} signatures", auditors.len())));
+        return Err(field_error(
+            "signatures.auditors",
+            format!("expected {} signatures", auditors.len()),
+        ));
     }
-    let mut expected = vec![("identity manager".to_owned(), *validator, &signatures.identity_manager)];
+    let mut expected = vec![(
+        "identity manager".to_owned(),
+        *validator,
+        &signatures.identity_manager,
+    )];
     for (index, (key, signature)) in banks.iter().zip(&signatures.banks).enumerate() {
-        expected.push((format!("bank {}", genesis.body.banks[index].name), *key, signature));
+        expected.push((
+            format!("bank {}", genesis.body.banks[index].name),
+            *key,
+            signature,
+        ));
     }
     for (index, (key, signature)) in auditors.iter().zip(&signatures.auditors).enumerate() {
-        expected.push((format!("auditor {}", genesis.body.auditors.members[index].name), *key, signature));
+        expected.push((
+            format!("auditor {}", genesis.body.auditors.members[index].name),
+            *key,
+            signature,
+        ));
     }
     for (signer, key, text) in expected {
-        let signature = Signature::from_hex(text).map_err(|_| GenesisError::BadSignature { signer: signer.clone() })?;
-        crypto::verify(&key, hash, &signature).map_err(|_| GenesisError::BadSignature { signer })?;
+        let signature = Signature::from_hex(text).map_err(|_| GenesisError::BadSignature {
+            signer: signer.clone(),
+        })?;
+        crypto::verify(&key, hash, &signature)
+            .map_err(|_| GenesisError::BadSignature { signer })?;
     }
     Ok(())
 }

@@ -30,18 +30,30 @@ pub const KEYSTORE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 #[derive(Debug, Error)]
 pub enum KeystoreError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} already exists; refusing to overwrite a key or wallet")]
     Exists { path: String },
     #[error("{path} is not a halfveil key file: {reason}")]
     Malformed { path: String, reason: String },
     #[error("{path} holds a {found}, expected a {expected}")]
-    WrongKind { path: String, found: String, expected: String },
+    WrongKind {
+        path: String,
+        found: String,
+        expected: String,
+    },
     #[error("cannot open {path}: wrong password, or the file is corrupted")]
     Decrypt { path: String },
-    #[error("{path}: the decrypted key does not match the public key in the file (corrupted file)")]
+    #[error(
+        "{path}: the decrypted key does not match the public key in the file (corrupted file)"
+    )]
     PublicKeyMismatch { path: String },
     #[error("{path} is {bytes} bytes, larger than the limit")]
     TooLarge { path: String, bytes: u64 },
@@ -157,14 +169,24 @@ struct EncryptedFile {
 const KDF_ALGORITHM: &str = "argon2id";
 const CIPHER_ALGORITHM: &str = "xchacha20poly1305";
 
-fn derive_key(password: &SecretString, salt: &[u8], params: &KdfParams) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
+fn derive_key(
+    password: &SecretString,
+    salt: &[u8],
+    params: &KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let kdf_error = |error: argon2::Error| KeystoreError::Kdf {
         reason: error.to_string(),
     };
     let argon = Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
-        Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32)).map_err(kdf_error)?,
+        Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(32),
+        )
+        .map_err(kdf_error)?,
     );
     let mut key = Zeroizing::new([0u8; 32]);
     argon
@@ -210,7 +232,13 @@ pub fn seal(
     let aad = header_aad(&header);
     let cipher = XChaCha20Poly1305::new(key.as_ref().into());
     let ciphertext = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
         .map_err(|_| KeystoreError::Kdf {
             reason: "encryption failed".into(),
         })?;
@@ -231,7 +259,12 @@ pub struct Opened {
 }
 
 /// Decrypts the text of an encrypted file; `path` only names it in errors.
-pub fn open(path: &str, text: &[u8], expected: FileKind, password: &SecretString) -> Result<Opened, KeystoreError> {
+pub fn open(
+    path: &str,
+    text: &[u8],
+    expected: FileKind,
+    password: &SecretString,
+) -> Result<Opened, KeystoreError> {
     let malformed = |reason: String| KeystoreError::Malformed {
         path: path.to_owned(),
         reason,
@@ -258,20 +291,30 @@ pub fn open(path: &str, text: &[u8], expected: FileKind, password: &SecretString
         parallelism: header.kdf.parallelism,
     };
     params.check().map_err(malformed)?;
-    let salt = hex::decode(&header.kdf.salt).map_err(|_| malformed("kdf.salt is not hex".into()))?;
+    let salt =
+        hex::decode(&header.kdf.salt).map_err(|_| malformed("kdf.salt is not hex".into()))?;
     if !(16..=64).contains(&salt.len()) {
         return Err(malformed("kdf.salt must be 16 to 64 bytes".into()));
     }
     let mut nonce = [0u8; 24];
     hex::decode_to_slice(&header.cipher.nonce, &mut nonce)
         .map_err(|_| malformed("cipher.nonce must be 24 bytes of hex".into()))?;
-    let ciphertext = hex::decode(&file.ciphertext).map_err(|_| malformed("ciphertext is not hex".into()))?;
+    let ciphertext =
+        hex::decode(&file.ciphertext).map_err(|_| malformed("ciphertext is not hex".into()))?;
     let key = derive_key(password, &salt, &params)?;
     let cipher = XChaCha20Poly1305::new(key.as_ref().into());
     let aad = header_aad(header);
     let plaintext = cipher
-        .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &aad })
-        .map_err(|_| KeystoreError::Decrypt { path: path.to_owned() })?;
+        .decrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &ciphertext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| KeystoreError::Decrypt {
+            path: path.to_owned(),
+        })?;
     Ok(Opened {
         plaintext: Zeroizing::new(plaintext),
         public_key: header.public_key.clone(),
@@ -306,21 +349,32 @@ pub fn write_new_private(path: &Path, contents: &[u8]) -> Result<(), KeystoreErr
     }
     let mut file = options.open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
-            KeystoreError::Exists { path: display.clone() }
+            KeystoreError::Exists {
+                path: display.clone(),
+            }
         } else {
-            KeystoreError::Write { path: display.clone(), source }
+            KeystoreError::Write {
+                path: display.clone(),
+                source,
+            }
         }
     })?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|source| KeystoreError::Write { path: display, source })
+        .map_err(|source| KeystoreError::Write {
+            path: display,
+            source,
+        })
 }
 
 /// Replaces `path` atomically (temp file, fsync, rename), mode 0600: for files that change,
 /// like a wallet's nonce counters.
 pub fn replace_private(path: &Path, contents: &[u8]) -> Result<(), KeystoreError> {
     let display = path.display().to_string();
-    let write_error = |source| KeystoreError::Write { path: display.clone(), source };
+    let write_error = |source| KeystoreError::Write {
+        path: display.clone(),
+        source,
+    };
     let temporary = path.with_extension("tmp");
     let _ = std::fs::remove_file(&temporary);
     write_new_private(&temporary, contents)?;
@@ -366,15 +420,21 @@ pub fn read_key_file(
     }
     secret.copy_from_slice(&opened.plaintext);
     let mut public = [0u8; 32];
-    hex::decode_to_slice(&opened.public_key, &mut public).map_err(|_| KeystoreError::Malformed {
-        path: display,
-        reason: "public_key must be 32 bytes of hex".into(),
+    hex::decode_to_slice(&opened.public_key, &mut public).map_err(|_| {
+        KeystoreError::Malformed {
+            path: display,
+            reason: "public_key must be 32 bytes of hex".into(),
+        }
     })?;
     Ok((secret, public))
 }
 
 /// Fails unless `derived` (from the decrypted secret) equals `in_file`.
-pub fn check_public(path: &Path, derived: &[u8; 32], in_file: &[u8; 32]) -> Result<(), KeystoreError> {
+pub fn check_public(
+    path: &Path,
+    derived: &[u8; 32],
+    in_file: &[u8; 32],
+) -> Result<(), KeystoreError> {
     if derived != in_file {
         return Err(KeystoreError::PublicKeyMismatch {
             path: path.display().to_string(),
@@ -403,9 +463,11 @@ pub fn read_x25519_key(
 ) -> Result<halfveil_ledger::crypto::X25519Secret, KeystoreError> {
     let (secret, public) = read_key_file(path, kind, password)?;
     let key = halfveil_ledger::crypto::X25519Secret::from_bytes(*secret);
-    let derived = key.public_key().map_err(|_| KeystoreError::PublicKeyMismatch {
-        path: path.display().to_string(),
-    })?;
+    let derived = key
+        .public_key()
+        .map_err(|_| KeystoreError::PublicKeyMismatch {
+            path: path.display().to_string(),
+        })?;
     check_public(path, &derived.0, &public)?;
     Ok(key)
 }
@@ -428,11 +490,16 @@ pub fn write_new_node_key(path: &Path) -> Result<libp2p_identity::Keypair, Keyst
 }
 
 /// Writes a libp2p ed25519 node key to `path` (0600, never overwritten).
-pub fn write_node_key(path: &Path, keypair: &libp2p_identity::Keypair) -> Result<(), KeystoreError> {
+pub fn write_node_key(
+    path: &Path,
+    keypair: &libp2p_identity::Keypair,
+) -> Result<(), KeystoreError> {
     let secret = keypair
         .clone()
         .try_into_ed25519()
-        .map_err(|_| KeystoreError::Kdf { reason: "not an ed25519 key".into() })?
+        .map_err(|_| KeystoreError::Kdf {
+            reason: "not an ed25519 key".into(),
+        })?
         .secret();
     let file = NodeKeyFile {
         key_type: "ed25519".into(),
@@ -457,7 +524,9 @@ pub fn read_node_key(path: &Path) -> Result<libp2p_identity::Keypair, KeystoreEr
     if file.key_type != "ed25519" {
         return Err(malformed("type must be ed25519"));
     }
-    let mut secret = Zeroizing::new(hex::decode(&file.secret_key).map_err(|_| malformed("secret_key is not hex"))?);
+    let mut secret = Zeroizing::new(
+        hex::decode(&file.secret_key).map_err(|_| malformed("secret_key is not hex"))?,
+    );
     let keypair = libp2p_identity::Keypair::ed25519_from_bytes(secret.as_mut_slice())
         .map_err(|_| malformed("secret_key is not a 32-byte ed25519 secret"))?;
     if keypair.public().to_peer_id().to_string() != file.peer_id {
@@ -481,11 +550,22 @@ mod tests {
         let path = dir.path().join("validator_key.json");
         let key = halfveil_ledger::crypto::SigningKey::from_bytes(&[7u8; 32]);
         let public = key.verifying_key().to_bytes();
-        write_key_file(&path, FileKind::ValidatorKey, &key.to_bytes(), &public, &password("pw"), KdfParams::MIN).unwrap();
+        write_key_file(
+            &path,
+            FileKind::ValidatorKey,
+            &key.to_bytes(),
+            &public,
+            &password("pw"),
+            KdfParams::MIN,
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let read = read_signing_key(&path, FileKind::ValidatorKey, &password("pw")).unwrap();
         assert_eq!(read.to_bytes(), key.to_bytes());
@@ -497,14 +577,33 @@ mod tests {
             read_signing_key(&path, FileKind::AuditorKey, &password("pw")),
             Err(KeystoreError::WrongKind { .. })
         ));
-        let again = write_key_file(&path, FileKind::ValidatorKey, &key.to_bytes(), &public, &password("pw"), KdfParams::MIN);
+        let again = write_key_file(
+            &path,
+            FileKind::ValidatorKey,
+            &key.to_bytes(),
+            &public,
+            &password("pw"),
+            KdfParams::MIN,
+        );
         assert!(matches!(again, Err(KeystoreError::Exists { .. })));
     }
 
     #[test]
     fn a_changed_header_or_ciphertext_does_not_open() {
-        let text = seal(FileKind::Wallet, "", b"secret things", &password("pw"), KdfParams::MIN).unwrap();
-        assert_eq!(&*open("w", text.as_bytes(), FileKind::Wallet, &password("pw")).unwrap().plaintext, b"secret things");
+        let text = seal(
+            FileKind::Wallet,
+            "",
+            b"secret things",
+            &password("pw"),
+            KdfParams::MIN,
+        )
+        .unwrap();
+        assert_eq!(
+            &*open("w", text.as_bytes(), FileKind::Wallet, &password("pw"))
+                .unwrap()
+                .plaintext,
+            b"secret things"
+        );
         // Flip each hex digit of the ciphertext and nonce fields in turn: none opens.
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let ciphertext = value["ciphertext"].as_str().unwrap().to_owned();
@@ -516,7 +615,13 @@ mod tests {
             Err(KeystoreError::Decrypt { .. })
         ));
         let relabelled = text.replace("\"public_key\": \"\"", "\"public_key\": \"00\"");
-        assert!(open("w", relabelled.as_bytes(), FileKind::Wallet, &password("pw")).is_err());
+        assert!(open(
+            "w",
+            relabelled.as_bytes(),
+            FileKind::Wallet,
+            &password("pw")
+        )
+        .is_err());
         assert!(matches!(
             open("w", b"{not json", FileKind::Wallet, &password("pw")),
             Err(KeystoreError::Malformed { .. })
@@ -525,7 +630,11 @@ mod tests {
 
     #[test]
     fn too_cheap_kdf_is_refused() {
-        let cheap = KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        let cheap = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
         let text = seal(FileKind::Wallet, "", b"x", &password("pw"), cheap).unwrap();
         assert!(matches!(
             open("w", text.as_bytes(), FileKind::Wallet, &password("pw")),

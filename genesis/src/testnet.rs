@@ -70,10 +70,13 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
             key: crypto::generate_signing_key(&mut rng),
         })
         .collect();
-    let escrow_public = im.escrow.public_key().map_err(|error| GenesisError::Field {
-        field: "identity_manager.escrow_key".into(),
-        reason: error.to_string(),
-    })?;
+    let escrow_public = im
+        .escrow
+        .public_key()
+        .map_err(|error| GenesisError::Field {
+            field: "identity_manager.escrow_key".into(),
+            reason: error.to_string(),
+        })?;
     let body = GenesisBody {
         version: GENESIS_VERSION,
         chain_id: spec.chain_id.clone(),
@@ -171,15 +174,24 @@ mod tests {
         let mut genesis = testnet.genesis.genesis.clone();
         genesis.body.auditors.threshold = 4;
         let error = genesis.clone().validate().unwrap_err();
-        assert!(matches!(&error, GenesisError::Field { field, .. } if field == "auditors.threshold"), "{error}");
+        assert!(
+            matches!(&error, GenesisError::Field { field, .. } if field == "auditors.threshold"),
+            "{error}"
+        );
         let mut genesis = testnet.genesis.genesis.clone();
         genesis.body.banks[1].attestation_key = "zz".into();
         let error = genesis.validate().unwrap_err();
-        assert!(error.to_string().contains("banks[1].attestation_key"), "{error}");
+        assert!(
+            error.to_string().contains("banks[1].attestation_key"),
+            "{error}"
+        );
         let mut genesis = testnet.genesis.genesis.clone();
         genesis.body.limits.transfer_expiry_ms_max = 1;
         let error = genesis.validate().unwrap_err();
-        assert!(error.to_string().contains("limits.transfer_expiry_ms_max"), "{error}");
+        assert!(
+            error.to_string().contains("limits.transfer_expiry_ms_max"),
+            "{error}"
+        );
         let unknown = Genesis::parse(br#"{"body": {}, "extra": 1}"#).unwrap_err();
         assert!(matches!(unknown, GenesisError::Json { .. }));
     }
@@ -195,6 +207,9 @@ mod tests {
         let hash = body.hash().unwrap();
         genesis.signatures.identity_manager = crypto::sign(&testnet.im.validator, &hash).to_hex();
         let error = genesis.validate().unwrap_err();
-        assert!(matches!(error, GenesisError::BadSignature { ref signer } if signer == "bank bank-1"), "{error}");
+        assert!(
+            matches!(error, GenesisError::BadSignature { ref signer } if signer == "bank bank-1"),
+            "{error}"
+        );
     }
 }

@@ -17,9 +17,9 @@ use crate::error::{ApplyError, Violation};
 use crate::hash::{merkle_root, Hash32};
 use crate::state::{Account, ChainParams, CommitmentUpdate, State, StateChange};
 use crate::types::{
-    attestation_message, open_account_message, AccountId, Amount, AttestationKind,
-    BatchAttestation, BankId, Block, CloseAccount, Disclosure, Height, Issue, Nonce, Op,
-    OpenAccount, PublicKey, RotateKey, TimeMs, TransferOp, ATTESTATION_IDS_MAX, BLOCK_OPS_MAX,
+    attestation_message, open_account_message, AccountId, Amount, AttestationKind, BankId,
+    BatchAttestation, Block, CloseAccount, Disclosure, Height, Issue, Nonce, Op, OpenAccount,
+    PublicKey, RotateKey, TimeMs, TransferOp, ATTESTATION_IDS_MAX, BLOCK_OPS_MAX,
     DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX, VERSION,
 };
 
@@ -27,7 +27,11 @@ use crate::types::{
 pub const BLOCK_ATTESTATIONS_MAX: usize = 4096;
 
 /// Checks `block` against `state` and returns what it changes.
-pub fn apply(params: &ChainParams, state: &State, block: &Block) -> Result<StateChange, ApplyError> {
+pub fn apply(
+    params: &ChainParams,
+    state: &State,
+    block: &Block,
+) -> Result<StateChange, ApplyError> {
     let header = block.header();
     let at_header = |violation| ApplyError {
         height: header.height,
@@ -86,7 +90,11 @@ pub fn apply(params: &ChainParams, state: &State, block: &Block) -> Result<State
     )?;
     let roots = [
         (header.op_root, change.op_root, "op"),
-        (header.attestation_root, change.attestation_root, "attestation"),
+        (
+            header.attestation_root,
+            change.attestation_root,
+            "attestation",
+        ),
         (header.state_root, change.state_root, "state"),
     ];
     for (in_header, computed, which) in roots {
@@ -177,7 +185,13 @@ struct Execution<'a> {
 }
 
 impl<'a> Execution<'a> {
-    fn new(params: &'a ChainParams, state: &'a State, height: Height, time: TimeMs, ops: usize) -> Self {
+    fn new(
+        params: &'a ChainParams,
+        state: &'a State,
+        height: Height,
+        time: TimeMs,
+        ops: usize,
+    ) -> Self {
         Execution {
             params,
             state,
@@ -202,7 +216,13 @@ impl<'a> Execution<'a> {
         }
     }
 
-    fn push_signature(&mut self, check: SigCheck, key: &PublicKey, message: &Hash32, signature: &crate::types::Signature) {
+    fn push_signature(
+        &mut self,
+        check: SigCheck,
+        key: &PublicKey,
+        message: &Hash32,
+        signature: &crate::types::Signature,
+    ) {
         if let Some(batch) = self.signatures.as_mut() {
             batch.push(check, key, message, signature);
         }
@@ -225,16 +245,22 @@ impl<'a> Execution<'a> {
             .unwrap_or(BLOCK_OPS_MAX)
             .min(BLOCK_OPS_MAX);
         if ops.len() > ops_max {
-            return Err(self.error(None, Violation::TooManyOps {
-                count: ops.len(),
-                limit: ops_max,
-            }));
+            return Err(self.error(
+                None,
+                Violation::TooManyOps {
+                    count: ops.len(),
+                    limit: ops_max,
+                },
+            ));
         }
         if attestations.len() > BLOCK_ATTESTATIONS_MAX {
-            return Err(self.error(None, Violation::TooManyOps {
-                count: attestations.len(),
-                limit: BLOCK_ATTESTATIONS_MAX,
-            }));
+            return Err(self.error(
+                None,
+                Violation::TooManyOps {
+                    count: attestations.len(),
+                    limit: BLOCK_ATTESTATIONS_MAX,
+                },
+            ));
         }
         Ok(())
     }
@@ -245,17 +271,23 @@ impl<'a> Execution<'a> {
             .min(ATTESTATION_IDS_MAX);
         for (index, attestation) in attestations.iter().enumerate() {
             let Some(key) = self.params.bank_key(attestation.bank).copied() else {
-                return Err(self.error(None, Violation::UnknownBank {
-                    index,
-                    bank: attestation.bank,
-                }));
+                return Err(self.error(
+                    None,
+                    Violation::UnknownBank {
+                        index,
+                        bank: attestation.bank,
+                    },
+                ));
             };
             if attestation.ids.len() > ids_max {
-                return Err(self.error(None, Violation::AttestationTooLarge {
-                    index,
-                    count: attestation.ids.len(),
-                    limit: ids_max,
-                }));
+                return Err(self.error(
+                    None,
+                    Violation::AttestationTooLarge {
+                        index,
+                        count: attestation.ids.len(),
+                        limit: ids_max,
+                    },
+                ));
             }
             let message = attestation_message(
                 &self.params.chain_id,
@@ -264,7 +296,12 @@ impl<'a> Execution<'a> {
                 &attestation.ids,
             )
             .map_err(|error| self.error(None, error.into()))?;
-            self.push_signature(SigCheck::Attestation(index), &key, &message, &attestation.signature);
+            self.push_signature(
+                SigCheck::Attestation(index),
+                &key,
+                &message,
+                &attestation.signature,
+            );
             // `index` < BLOCK_ATTESTATIONS_MAX, checked above.
             let tag = u16::try_from(index).unwrap_or(u16::MAX);
             for id in &attestation.ids {
@@ -274,7 +311,12 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    fn op(&mut self, index: usize, op: &Op, attestations: &[BatchAttestation]) -> Result<(), Violation> {
+    fn op(
+        &mut self,
+        index: usize,
+        op: &Op,
+        attestations: &[BatchAttestation],
+    ) -> Result<(), Violation> {
         match op {
             Op::OpenAccount(open) => self.open_account(index, open),
             Op::Issue(issue) => self.issue(issue),
@@ -319,7 +361,12 @@ impl<'a> Execution<'a> {
 
     /// The replay rule: a pair is used if committed and not yet expired, or used earlier in
     /// this block. Records the pair on success.
-    fn use_nonce(&mut self, account: &AccountId, nonce: Nonce, expires_at: TimeMs) -> Result<(), Violation> {
+    fn use_nonce(
+        &mut self,
+        account: &AccountId,
+        nonce: Nonce,
+        expires_at: TimeMs,
+    ) -> Result<(), Violation> {
         let committed = self
             .state
             .nonces
@@ -346,14 +393,27 @@ impl<'a> Execution<'a> {
                 account: open.account,
             });
         }
-        let bank_key = *self.params.bank_key(open.bank).ok_or(Violation::UnknownBank {
-            index,
-            bank: open.bank,
-        })?;
+        let bank_key = *self
+            .params
+            .bank_key(open.bank)
+            .ok_or(Violation::UnknownBank {
+                index,
+                bank: open.bank,
+            })?;
         crypto::check_key_strength(&open.tx_key).map_err(|reason| Violation::BadKey { reason })?;
         let message = open_account_message(&self.params.chain_id, &open.tx_key, open.bank)?;
-        self.push_signature(SigCheck::Holder(index), &open.tx_key, &message, &open.holder_signature);
-        self.push_signature(SigCheck::Bank(index), &bank_key, &message, &open.bank_signature);
+        self.push_signature(
+            SigCheck::Holder(index),
+            &open.tx_key,
+            &message,
+            &open.holder_signature,
+        );
+        self.push_signature(
+            SigCheck::Bank(index),
+            &bank_key,
+            &message,
+            &open.bank_signature,
+        );
         self.touched.insert(
             open.account,
             Account {
@@ -426,7 +486,12 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
-    fn transfer(&mut self, index: usize, op: &TransferOp, attestations: &[BatchAttestation]) -> Result<(), Violation> {
+    fn transfer(
+        &mut self,
+        index: usize,
+        op: &TransferOp,
+        attestations: &[BatchAttestation],
+    ) -> Result<(), Violation> {
         let transfer = &op.request.transfer;
         if transfer.version != VERSION {
             return Err(Violation::TransferVersion {
@@ -462,8 +527,20 @@ impl<'a> Execution<'a> {
             });
         }
         let id = transfer.id()?;
-        self.check_attestation(attestations, op.payer_ok, AttestationKind::PayerOk, payer.bank, &id)?;
-        self.check_attestation(attestations, op.payee_ok, AttestationKind::PayeeOk, payee.bank, &id)?;
+        self.check_attestation(
+            attestations,
+            op.payer_ok,
+            AttestationKind::PayerOk,
+            payer.bank,
+            &id,
+        )?;
+        self.check_attestation(
+            attestations,
+            op.payee_ok,
+            AttestationKind::PayeeOk,
+            payee.bank,
+            &id,
+        )?;
         payer.balance = payer
             .balance
             .0
@@ -483,22 +560,39 @@ impl<'a> Execution<'a> {
                 account: transfer.payee,
             })?;
         self.use_nonce(&transfer.payer, transfer.nonce, transfer.expires_at)?;
-        self.push_signature(SigCheck::TxCredential(index), &payer.tx_key, &id, &op.request.tx_credential);
+        self.push_signature(
+            SigCheck::TxCredential(index),
+            &payer.tx_key,
+            &id,
+            &op.request.tx_credential,
+        );
         self.touched.insert(transfer.payer, payer);
         self.touched.insert(transfer.payee, payee);
         // Block ops are bounded far below u32::MAX.
-        self.transfers.push((id, u32::try_from(index).unwrap_or(u32::MAX)));
+        self.transfers
+            .push((id, u32::try_from(index).unwrap_or(u32::MAX)));
         Ok(())
     }
 
     fn rotate_key(&mut self, index: usize, rotate: &RotateKey) -> Result<(), Violation> {
         let mut account = self.open_account_of(&rotate.account)?;
         self.check_expiry(rotate.expires_at)?;
-        crypto::check_key_strength(&rotate.new_key).map_err(|reason| Violation::BadKey { reason })?;
+        crypto::check_key_strength(&rotate.new_key)
+            .map_err(|reason| Violation::BadKey { reason })?;
         self.use_nonce(&rotate.account, rotate.nonce, rotate.expires_at)?;
         let message = rotate.message(&self.params.chain_id)?;
-        self.push_signature(SigCheck::OldKey(index), &account.tx_key, &message, &rotate.old_signature);
-        self.push_signature(SigCheck::NewKey(index), &rotate.new_key, &message, &rotate.new_signature);
+        self.push_signature(
+            SigCheck::OldKey(index),
+            &account.tx_key,
+            &message,
+            &rotate.old_signature,
+        );
+        self.push_signature(
+            SigCheck::NewKey(index),
+            &rotate.new_key,
+            &message,
+            &rotate.new_signature,
+        );
         account.tx_key = rotate.new_key;
         self.touched.insert(rotate.account, account);
         Ok(())
@@ -515,7 +609,12 @@ impl<'a> Execution<'a> {
         self.check_expiry(close.expires_at)?;
         self.use_nonce(&close.account, close.nonce, close.expires_at)?;
         let message = close.message(&self.params.chain_id)?;
-        self.push_signature(SigCheck::Holder(index), &account.tx_key, &message, &close.signature);
+        self.push_signature(
+            SigCheck::Holder(index),
+            &account.tx_key,
+            &message,
+            &close.signature,
+        );
         account.closed = true;
         self.touched.insert(close.account, account);
         Ok(())
@@ -563,13 +662,22 @@ impl<'a> Execution<'a> {
             if !seen.insert(auditor) {
                 return Err(Violation::DuplicateAuditor { auditor });
             }
-            self.push_signature(SigCheck::Auditor(index, auditor), &key, &order_hash, &signed.signature);
+            self.push_signature(
+                SigCheck::Auditor(index, auditor),
+                &key,
+                &order_hash,
+                &signed.signature,
+            );
         }
         self.orders_served.push(order_hash);
         Ok(())
     }
 
-    fn finish(mut self, attestations: &[BatchAttestation], ops: &[Op]) -> Result<StateChange, ApplyError> {
+    fn finish(
+        mut self,
+        attestations: &[BatchAttestation],
+        ops: &[Op],
+    ) -> Result<StateChange, ApplyError> {
         if let Some(batch) = self.signatures.take() {
             if let Err(check) = batch.verify() {
                 let (op, violation) = check.place();
@@ -589,12 +697,14 @@ impl<'a> Execution<'a> {
         let mut before_total: u128 = 0;
         let mut after_total: u128 = 0;
         let mut accounts: Vec<(AccountId, Account)> = self.touched.into_iter().collect();
-        accounts.sort_unstable_by(|left, right| left.0.cmp(&right.0));
+        accounts.sort_unstable_by_key(|(id, _)| *id);
         for (id, after) in &accounts {
             let before = self.state.account(id);
             before_total += before.map_or(0, |account| u128::from(account.balance.0));
             after_total += u128::from(after.balance.0);
-            update.replace_account(id, before, after).map_err(codec_error)?;
+            update
+                .replace_account(id, before, after)
+                .map_err(codec_error)?;
         }
         let expected = before_total + u128::from(self.issued);
         if after_total != expected {
@@ -609,10 +719,14 @@ impl<'a> Execution<'a> {
         }
         let nonces_expired = self.state.expired_by(self.time);
         for (account, nonce, at) in &nonces_expired {
-            update.remove_nonce(account, *nonce, *at).map_err(codec_error)?;
+            update
+                .remove_nonce(account, *nonce, *at)
+                .map_err(codec_error)?;
         }
         for (account, nonce, at) in &self.nonces_added {
-            update.add_nonce(account, *nonce, *at).map_err(codec_error)?;
+            update
+                .add_nonce(account, *nonce, *at)
+                .map_err(codec_error)?;
         }
         for order in &self.orders_served {
             update.add_order(order).map_err(codec_error)?;
@@ -620,7 +734,8 @@ impl<'a> Execution<'a> {
         // The issue checks bounded this sum.
         let supply = Amount(self.state.supply.0.saturating_add(self.issued));
         let (op_hashes, body_bytes) = hash_ops(ops).map_err(codec_error)?;
-        let (attestation_hashes, attestation_bytes) = hash_attestations(attestations).map_err(codec_error)?;
+        let (attestation_hashes, attestation_bytes) =
+            hash_attestations(attestations).map_err(codec_error)?;
         let bytes = body_bytes + attestation_bytes;
         let bytes_max = usize::try_from(self.params.limits.block_bytes_max).unwrap_or(usize::MAX);
         if bytes > bytes_max {
@@ -665,7 +780,9 @@ pub fn hash_ops(ops: &[Op]) -> Result<(Vec<Hash32>, usize), crate::error::CodecE
     Ok((hashes, bytes))
 }
 
-fn hash_attestations(attestations: &[BatchAttestation]) -> Result<(Vec<Hash32>, usize), crate::error::CodecError> {
+fn hash_attestations(
+    attestations: &[BatchAttestation],
+) -> Result<(Vec<Hash32>, usize), crate::error::CodecError> {
     let mut buffer = Vec::with_capacity(1024);
     let mut hashes = Vec::with_capacity(attestations.len());
     let mut bytes = 0usize;

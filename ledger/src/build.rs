@@ -26,7 +26,7 @@ pub fn propose(
     attestations: Vec<BatchAttestation>,
     ops: Vec<Op>,
 ) -> Result<Proposal, ApplyError> {
-    let height = state.height.next().ok_or_else(|| ApplyError {
+    let height = state.height.next().ok_or(ApplyError {
         height: state.height,
         op: None,
         violation: crate::error::Violation::WrongHeight {
@@ -68,7 +68,10 @@ pub fn propose(
 
 impl Proposal {
     /// Signs the header. Call only after the guard allowed this height.
-    pub fn sign(self, validator: &SigningKey) -> Result<(Block, StateChange), crate::error::CodecError> {
+    pub fn sign(
+        self,
+        validator: &SigningKey,
+    ) -> Result<(Block, StateChange), crate::error::CodecError> {
         let hash = self.header.hash()?;
         let signature = crypto::sign(validator, &hash);
         let block = Block {

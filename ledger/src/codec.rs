@@ -44,11 +44,10 @@ pub fn decode<T: Serialize + DeserializeOwned>(
             bytes_max,
         });
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|error| {
-        CodecError::Malformed {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|error| CodecError::Malformed {
             reason: error.to_string(),
-        }
-    })?;
+        })?;
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes { bytes: rest.len() });
     }
@@ -131,7 +130,10 @@ mod tests {
     fn oversized_input_is_refused_before_decoding() {
         assert!(matches!(
             decode::<Vec<u8>>(&[0u8; 10], 9),
-            Err(CodecError::TooLarge { bytes: 10, bytes_max: 9 })
+            Err(CodecError::TooLarge {
+                bytes: 10,
+                bytes_max: 9
+            })
         ));
     }
 

@@ -8,6 +8,7 @@
 //!   escrow key; `info` binds the chain, `aad` the transfer id; fixed length.
 //! - Envelope: XChaCha20-Poly1305 under the account's business key with a random nonce; the
 //!   associated data binds version, chain, account and bank.
+//!
 //! Identity records are sealed like identity credentials, padded to one fixed length so the
 //! ciphertext says nothing of the name's length.
 

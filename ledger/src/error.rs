@@ -95,7 +95,11 @@ pub enum Violation {
     #[error("attestation {index} names unknown bank {bank}")]
     UnknownBank { index: usize, bank: BankId },
     #[error("attestation {index} has {count} ids, limit {limit}")]
-    AttestationTooLarge { index: usize, count: usize, limit: usize },
+    AttestationTooLarge {
+        index: usize,
+        count: usize,
+        limit: usize,
+    },
     #[error("attestation {index}: the bank's signature does not verify")]
     BadAttestationSignature { index: usize },
     #[error("unknown account {account}")]
@@ -127,11 +131,19 @@ pub enum Violation {
     #[error("expired at {expires_at}, block time {time}")]
     Expired { expires_at: TimeMs, time: TimeMs },
     #[error("expires at {expires_at}, further ahead of block time {time} than the limit of {limit_ms} ms")]
-    ExpiryTooFar { expires_at: TimeMs, time: TimeMs, limit_ms: u64 },
+    ExpiryTooFar {
+        expires_at: TimeMs,
+        time: TimeMs,
+        limit_ms: u64,
+    },
     #[error("nonce {nonce} of {account} was already committed")]
     Replay { account: AccountId, nonce: Nonce },
     #[error("insufficient funds in {account}: balance {balance}, amount {amount}")]
-    InsufficientFunds { account: AccountId, balance: Amount, amount: Amount },
+    InsufficientFunds {
+        account: AccountId,
+        balance: Amount,
+        amount: Amount,
+    },
     #[error("balance of {account} would overflow")]
     BalanceOverflow { account: AccountId },
     #[error("total supply would overflow")]
@@ -143,9 +155,17 @@ pub enum Violation {
     #[error("attestation {index} does not exist in this block")]
     MissingAttestation { index: u16 },
     #[error("attestation {index} is a {found:?}, expected {expected:?}")]
-    WrongAttestationKind { index: u16, found: AttestationKind, expected: AttestationKind },
+    WrongAttestationKind {
+        index: u16,
+        found: AttestationKind,
+        expected: AttestationKind,
+    },
     #[error("attestation {index} is by bank {found}, but the account's home bank is {expected}")]
-    WrongAttestingBank { index: u16, found: BankId, expected: BankId },
+    WrongAttestingBank {
+        index: u16,
+        found: BankId,
+        expected: BankId,
+    },
     #[error("attestation {index} does not cover this transfer")]
     NotAttested { index: u16 },
     #[error("disclosure order is for chain {found:?}")]
@@ -182,7 +202,11 @@ pub struct ApplyError {
 impl std::fmt::Display for ApplyError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.op {
-            Some(op) => write!(formatter, "block {}, op {}: {}", self.height, op, self.violation),
+            Some(op) => write!(
+                formatter,
+                "block {}, op {}: {}",
+                self.height, op, self.violation
+            ),
             None => write!(formatter, "block {}: {}", self.height, self.violation),
         }
     }
@@ -194,9 +218,17 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rocksdb::Error),
     #[error("database at {path} has schema version {found}, this build reads {expected}")]
-    SchemaVersion { path: String, found: u32, expected: u32 },
+    SchemaVersion {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
     #[error("database at {path} belongs to genesis {found}, not {expected}")]
-    GenesisMismatch { path: String, found: Hash32, expected: Hash32 },
+    GenesisMismatch {
+        path: String,
+        found: Hash32,
+        expected: Hash32,
+    },
     #[error("database is corrupt: {reason}")]
     Corrupt { reason: String },
     #[error("block {height} does not follow the stored head {head}")]

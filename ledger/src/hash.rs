@@ -235,7 +235,11 @@ mod tests {
             let root = merkle_root(&leaves);
             for (index, leaf) in leaves.iter().enumerate() {
                 let proof = merkle_proof(&leaves, index).unwrap();
-                assert_eq!(proof.root(leaf).unwrap(), root, "count {count} index {index}");
+                assert_eq!(
+                    proof.root(leaf).unwrap(),
+                    root,
+                    "count {count} index {index}"
+                );
             }
         }
     }

@@ -344,7 +344,12 @@ impl CommitmentUpdate {
         self.lthash.add(&StateLeaf::Account(id, after))
     }
 
-    pub fn add_nonce(&mut self, account: &AccountId, nonce: Nonce, at: TimeMs) -> Result<(), CodecError> {
+    pub fn add_nonce(
+        &mut self,
+        account: &AccountId,
+        nonce: Nonce,
+        at: TimeMs,
+    ) -> Result<(), CodecError> {
         self.lthash.add(&StateLeaf::Nonce(account, nonce, at))
     }
 

@@ -88,7 +88,8 @@ pub trait Store: Send + Sync {
     fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError>;
     fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError>;
     fn last_signed(&self) -> Result<Height, StoreError>;
-    fn vault_record(&self, account: &AccountId) -> Result<Option<SealedIdentityRecord>, StoreError>;
+    fn vault_record(&self, account: &AccountId)
+        -> Result<Option<SealedIdentityRecord>, StoreError>;
 }
 
 /// RocksDB behind [`Store`].
@@ -156,7 +157,10 @@ impl RocksStore {
                 state_root: genesis.map_or(Hash32::ZERO, |state| state.state_root()),
             }
         });
-        *store.head.lock().map_err(|_| corrupt("head lock poisoned"))? = head;
+        *store
+            .head
+            .lock()
+            .map_err(|_| corrupt("head lock poisoned"))? = head;
         Ok(store)
     }
 
@@ -284,7 +288,10 @@ impl Store for RocksStore {
         })?;
         let orders: HashSet<Hash32> = self
             .scan(CF_ORDERS, |key, _| {
-                Ok(Hash32(key.try_into().map_err(|_| corrupt("order key is not 32 bytes"))?))
+                Ok(Hash32(
+                    key.try_into()
+                        .map_err(|_| corrupt("order key is not 32 bytes"))?,
+                ))
             })?
             .into_iter()
             .collect();
@@ -308,7 +315,10 @@ impl Store for RocksStore {
     }
 
     fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError> {
-        let mut head = self.head.lock().map_err(|_| corrupt("head lock poisoned"))?;
+        let mut head = self
+            .head
+            .lock()
+            .map_err(|_| corrupt("head lock poisoned"))?;
         let height = write.block.height();
         if Some(height) != head.height.next() {
             return Err(StoreError::NotNext {
@@ -320,7 +330,11 @@ impl Store for RocksStore {
         let mut batch = WriteBatch::default();
         let height_key = height.0.to_be_bytes();
         batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?);
-        batch.put_cf(self.cf(CF_BLOCK_HASHES)?, write.block_hash.as_bytes(), height_key);
+        batch.put_cf(
+            self.cf(CF_BLOCK_HASHES)?,
+            write.block_hash.as_bytes(),
+            height_key,
+        );
         let transfers = self.cf(CF_TRANSFERS)?;
         for (id, index) in &change.transfers {
             let location = Location {
@@ -338,7 +352,11 @@ impl Store for RocksStore {
             batch.delete_cf(nonces, nonce_key(account, *nonce));
         }
         for (account, nonce, expires_at) in &change.nonces_added {
-            batch.put_cf(nonces, nonce_key(account, *nonce), expires_at.0.to_be_bytes());
+            batch.put_cf(
+                nonces,
+                nonce_key(account, *nonce),
+                expires_at.0.to_be_bytes(),
+            );
         }
         let orders = self.cf(CF_ORDERS)?;
         for order in &change.orders_served {
@@ -374,21 +392,30 @@ impl Store for RocksStore {
     }
 
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
-        match self.db.get_cf(self.cf(CF_BLOCKS)?, height.0.to_be_bytes())? {
+        match self
+            .db
+            .get_cf(self.cf(CF_BLOCKS)?, height.0.to_be_bytes())?
+        {
             None => Ok(None),
             Some(bytes) => Ok(Some(codec::decode(&bytes, BLOCK_BYTES_MAX)?)),
         }
     }
 
     fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError> {
-        match self.db.get_cf(self.cf(CF_BLOCK_HASHES)?, block_hash.as_bytes())? {
+        match self
+            .db
+            .get_cf(self.cf(CF_BLOCK_HASHES)?, block_hash.as_bytes())?
+        {
             None => Ok(None),
             Some(bytes) => Ok(Some(Height(u64_from(&bytes, "block height")?))),
         }
     }
 
     fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError> {
-        match self.db.get_cf(self.cf(CF_TRANSFERS)?, transfer_id.as_bytes())? {
+        match self
+            .db
+            .get_cf(self.cf(CF_TRANSFERS)?, transfer_id.as_bytes())?
+        {
             None => Ok(None),
             Some(bytes) => Ok(Some(codec::decode(&bytes, 32)?)),
         }
@@ -401,7 +428,10 @@ impl Store for RocksStore {
         }
     }
 
-    fn vault_record(&self, account: &AccountId) -> Result<Option<SealedIdentityRecord>, StoreError> {
+    fn vault_record(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<SealedIdentityRecord>, StoreError> {
         Ok(self
             .db
             .get_cf(self.cf(CF_VAULT)?, account.0)?

@@ -126,7 +126,11 @@ impl TestChain {
     }
 
     /// Opens `per_bank` accounts at every bank and funds each with `balance`, in one block.
-    pub fn fund_accounts(&mut self, per_bank: usize, balance: u64) -> Result<Vec<TestAccount>, ApplyError> {
+    pub fn fund_accounts(
+        &mut self,
+        per_bank: usize,
+        balance: u64,
+    ) -> Result<Vec<TestAccount>, ApplyError> {
         let mut accounts = Vec::new();
         let mut ops = Vec::new();
         for bank in 0..self.banks.len() {
@@ -148,7 +152,12 @@ impl TestChain {
     }
 
     /// A signed transfer request (credential and identity credential included).
-    pub fn request(&mut self, payer: &mut TestAccount, payee: &AccountId, amount: u64) -> TransactionRequest {
+    pub fn request(
+        &mut self,
+        payer: &mut TestAccount,
+        payee: &AccountId,
+        amount: u64,
+    ) -> TransactionRequest {
         let transfer = Transfer {
             version: VERSION,
             chain_id: self.params.chain_id.clone(),
@@ -183,7 +192,12 @@ impl TestChain {
     }
 
     /// A batch attestation by `bank` over `ids`.
-    pub fn attest(&self, kind: AttestationKind, bank: BankId, ids: Vec<Hash32>) -> BatchAttestation {
+    pub fn attest(
+        &self,
+        kind: AttestationKind,
+        bank: BankId,
+        ids: Vec<Hash32>,
+    ) -> BatchAttestation {
         let message = attestation_message(&self.params.chain_id, kind, bank, &ids)
             .unwrap_or_else(|_| unreachable!());
         BatchAttestation {
@@ -196,15 +210,28 @@ impl TestChain {
 
     /// Transfer ops for `requests`, with one payer-ok attestation per payer bank and one
     /// payee-ok per payee bank, as the network would batch them.
-    pub fn transfer_ops(&self, requests: Vec<TransactionRequest>) -> (Vec<BatchAttestation>, Vec<Op>) {
-        let home = |id: &AccountId| self.state.account(id).map_or(BankId(0), |account| account.bank);
+    pub fn transfer_ops(
+        &self,
+        requests: Vec<TransactionRequest>,
+    ) -> (Vec<BatchAttestation>, Vec<Op>) {
+        let home = |id: &AccountId| {
+            self.state
+                .account(id)
+                .map_or(BankId(0), |account| account.bank)
+        };
         let mut payer_ids: BTreeMap<BankId, Vec<Hash32>> = BTreeMap::new();
         let mut payee_ids: BTreeMap<BankId, Vec<Hash32>> = BTreeMap::new();
         let mut ids = Vec::with_capacity(requests.len());
         for request in &requests {
             let id = request.transfer.id().unwrap_or_else(|_| unreachable!());
-            payer_ids.entry(home(&request.transfer.payer)).or_default().push(id);
-            payee_ids.entry(home(&request.transfer.payee)).or_default().push(id);
+            payer_ids
+                .entry(home(&request.transfer.payer))
+                .or_default()
+                .push(id);
+            payee_ids
+                .entry(home(&request.transfer.payee))
+                .or_default()
+                .push(id);
             ids.push(id);
         }
         let mut attestations = Vec::new();
@@ -234,13 +261,29 @@ impl TestChain {
     }
 
     /// Builds and signs the next block, without committing it.
-    pub fn build(&self, attestations: Vec<BatchAttestation>, ops: Vec<Op>) -> Result<(Block, StateChange), ApplyError> {
-        let proposal = propose(&self.params, &self.state, self.next_time(), attestations, ops)?;
-        Ok(proposal.sign(&self.validator).unwrap_or_else(|_| unreachable!()))
+    pub fn build(
+        &self,
+        attestations: Vec<BatchAttestation>,
+        ops: Vec<Op>,
+    ) -> Result<(Block, StateChange), ApplyError> {
+        let proposal = propose(
+            &self.params,
+            &self.state,
+            self.next_time(),
+            attestations,
+            ops,
+        )?;
+        Ok(proposal
+            .sign(&self.validator)
+            .unwrap_or_else(|_| unreachable!()))
     }
 
     /// Builds, signs and commits the next block to the in-memory state.
-    pub fn commit(&mut self, attestations: Vec<BatchAttestation>, ops: Vec<Op>) -> Result<Block, ApplyError> {
+    pub fn commit(
+        &mut self,
+        attestations: Vec<BatchAttestation>,
+        ops: Vec<Op>,
+    ) -> Result<Block, ApplyError> {
         let (block, change) = self.build(attestations, ops)?;
         let hash = block.header().hash().unwrap_or_else(|_| unreachable!());
         self.state.commit(&change, hash);
@@ -248,7 +291,12 @@ impl TestChain {
     }
 
     /// A block of `count` transfers between `accounts` (each pays the next one).
-    pub fn transfer_block_ops(&mut self, accounts: &mut [TestAccount], count: usize, amount: u64) -> (Vec<BatchAttestation>, Vec<Op>) {
+    pub fn transfer_block_ops(
+        &mut self,
+        accounts: &mut [TestAccount],
+        count: usize,
+        amount: u64,
+    ) -> (Vec<BatchAttestation>, Vec<Op>) {
         let mut requests = Vec::with_capacity(count);
         let total = accounts.len();
         for index in 0..count {

@@ -124,7 +124,8 @@ impl fmt::Debug for PublicKey {
 impl PublicKey {
     pub fn from_hex(text: &str) -> Result<PublicKey, ParseError> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| ParseError::Hex { expected_bytes: 32 })?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| ParseError::Hex { expected_bytes: 32 })?;
         Ok(PublicKey(bytes))
     }
 
@@ -146,7 +147,8 @@ impl fmt::Debug for X25519PublicKey {
 impl X25519PublicKey {
     pub fn from_hex(text: &str) -> Result<X25519PublicKey, ParseError> {
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| ParseError::Hex { expected_bytes: 32 })?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| ParseError::Hex { expected_bytes: 32 })?;
         Ok(X25519PublicKey(bytes))
     }
 
@@ -168,7 +170,8 @@ impl fmt::Debug for Signature {
 impl Signature {
     pub fn from_hex(text: &str) -> Result<Signature, ParseError> {
         let mut bytes = [0u8; 64];
-        hex::decode_to_slice(text, &mut bytes).map_err(|_| ParseError::Hex { expected_bytes: 64 })?;
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| ParseError::Hex { expected_bytes: 64 })?;
         Ok(Signature(bytes))
     }
 
@@ -268,7 +271,11 @@ pub struct IdentityCredential(#[serde(with = "byte_array")] pub [u8; IDENTITY_CR
 
 impl fmt::Debug for IdentityCredential {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "IdentityCredential(sealed, version {})", self.0[0])
+        write!(
+            formatter,
+            "IdentityCredential(sealed, version {})",
+            self.0[0]
+        )
     }
 }
 

@@ -150,7 +150,10 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         if self.log.format != "text" && self.log.format != "json" {
-            return Err(format!("log.format must be \"text\" or \"json\", not {:?}", self.log.format));
+            return Err(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            ));
         }
         if !(1..=1024).contains(&self.p2p.connections_max) {
             return Err("p2p.connections_max must be 1..=1024".into());
@@ -224,12 +227,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let text = sample().to_toml().replace("[storage]", "[storage]\ncolour = \"blue\"");
+        let text = sample()
+            .to_toml()
+            .replace("[storage]", "[storage]\ncolour = \"blue\"");
         let error = Config::parse(&text).unwrap_err();
         assert!(error.contains("colour"), "{error}");
-        let text = sample().to_toml().replace("format = \"text\"", "format = \"xml\"");
+        let text = sample()
+            .to_toml()
+            .replace("format = \"text\"", "format = \"xml\"");
         assert!(Config::parse(&text).unwrap_err().contains("log.format"));
-        let text = sample().to_toml().replace("127.0.0.1:26657", "not an address");
+        let text = sample()
+            .to_toml()
+            .replace("127.0.0.1:26657", "not an address");
         assert!(Config::parse(&text).is_err());
     }
 }

@@ -1,5 +1,8 @@
 //! Helpers for halfveil's integration tests: find the `halfveil` binary that `cargo test
-//! --workspace` built, and run it with a bounded time.
+//! --workspace` built, and run it with a bounded time. Test support: failing loudly is its
+//! job, so panics are allowed here.
+
+#![allow(clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

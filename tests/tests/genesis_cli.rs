@@ -12,7 +12,17 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn init(dir: &std::path::Path) {
     let output = run_bounded(
         halfveil()
-            .args(["testnet", "init", "--banks", "2", "--auditors", "3", "--threshold", "2", "--dir"])
+            .args([
+                "testnet",
+                "init",
+                "--banks",
+                "2",
+                "--auditors",
+                "3",
+                "--threshold",
+                "2",
+                "--dir",
+            ])
             .arg(dir),
         LIMIT,
     );
@@ -25,39 +35,70 @@ fn testnet_init_output_validates_and_a_changed_byte_is_refused() {
     let dir = temp.path().join("net");
     init(&dir);
     for home in ["im", "bank-1", "bank-2"] {
-        for file in ["config.toml", "genesis.json", "node_key.json", "admin_token"] {
+        for file in [
+            "config.toml",
+            "genesis.json",
+            "node_key.json",
+            "admin_token",
+        ] {
             assert!(dir.join(home).join(file).exists(), "{home}/{file} missing");
         }
     }
     assert!(dir.join("im/validator_key.json").exists());
     assert!(dir.join("im/escrow_key.json").exists());
-    assert!(!dir.join("bank-1/escrow_key.json").exists(), "a bank must never hold the escrow key");
+    assert!(
+        !dir.join("bank-1/escrow_key.json").exists(),
+        "a bank must never hold the escrow key"
+    );
     assert!(dir.join("auditors/auditor-3.json").exists());
 
     let genesis = dir.join("genesis.json");
-    let output = run_bounded(halfveil().args(["--output", "json", "genesis", "validate"]).arg(&genesis), LIMIT);
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "genesis", "validate"])
+            .arg(&genesis),
+        LIMIT,
+    );
     assert!(output.status.success(), "{}", describe(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["valid"], true);
     assert_eq!(report["banks"].as_array().unwrap().len(), 2);
     let hash = run_bounded(halfveil().args(["genesis", "hash"]).arg(&genesis), LIMIT);
-    assert_eq!(String::from_utf8_lossy(&hash.stdout).trim(), report["hash"].as_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&hash.stdout).trim(),
+        report["hash"].as_str().unwrap()
+    );
 
     let text = std::fs::read(&genesis).unwrap();
     // A byte inside a key, inside a name, in the layout, and in a signature.
     let positions = [
-        text.windows(12).position(|window| window == b"\"chain_id\": ").unwrap() + 14,
-        text.windows(7).position(|window| window == b"bank-2\"").unwrap() + 5,
+        text.windows(12)
+            .position(|window| window == b"\"chain_id\": ")
+            .unwrap()
+            + 14,
+        text.windows(7)
+            .position(|window| window == b"bank-2\"")
+            .unwrap()
+            + 5,
         text.iter().position(|&byte| byte == b'\n').unwrap(),
         text.len() - 20,
     ];
     for position in positions {
         let mut changed = text.clone();
-        changed[position] = if changed[position] == b'1' { b'2' } else { b'1' };
+        changed[position] = if changed[position] == b'1' {
+            b'2'
+        } else {
+            b'1'
+        };
         let copy = temp.path().join("changed.json");
         std::fs::write(&copy, &changed).unwrap();
         let output = run_bounded(halfveil().args(["genesis", "validate"]).arg(&copy), LIMIT);
-        assert_eq!(output.status.code(), Some(3), "byte {position}: {}", describe(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "byte {position}: {}",
+            describe(&output)
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("is not a valid genesis:"), "{stderr}");
     }
@@ -68,16 +109,30 @@ fn init_refuses_to_overwrite_and_bad_arguments_are_usage_errors() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("net");
     init(&dir);
-    let again = run_bounded(halfveil().args(["testnet", "init", "--dir"]).arg(&dir), LIMIT);
+    let again = run_bounded(
+        halfveil().args(["testnet", "init", "--dir"]).arg(&dir),
+        LIMIT,
+    );
     assert_eq!(again.status.code(), Some(2), "{}", describe(&again));
     let threshold = run_bounded(
         halfveil()
-            .args(["testnet", "init", "--auditors", "2", "--threshold", "3", "--dir"])
+            .args([
+                "testnet",
+                "init",
+                "--auditors",
+                "2",
+                "--threshold",
+                "3",
+                "--dir",
+            ])
             .arg(temp.path().join("other")),
         LIMIT,
     );
     assert_eq!(threshold.status.code(), Some(2), "{}", describe(&threshold));
-    let missing = run_bounded(halfveil().args(["genesis", "validate", "/nonexistent/genesis.json"]), LIMIT);
+    let missing = run_bounded(
+        halfveil().args(["genesis", "validate", "/nonexistent/genesis.json"]),
+        LIMIT,
+    );
     assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/genesis.json"));
 }
@@ -104,7 +159,10 @@ fn a_wallet_is_created_encrypted_and_opens_only_with_its_password() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&wallet).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&wallet).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let shown = run_bounded(
         halfveil()
@@ -122,7 +180,19 @@ fn a_wallet_is_created_encrypted_and_opens_only_with_its_password() {
         LIMIT,
     );
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong password"), "{}", describe(&wrong));
-    let no_password = run_bounded(halfveil().args(["wallet", "show", "--wallet"]).arg(&wallet), LIMIT);
-    assert_eq!(no_password.status.code(), Some(2), "{}", describe(&no_password));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong password"),
+        "{}",
+        describe(&wrong)
+    );
+    let no_password = run_bounded(
+        halfveil().args(["wallet", "show", "--wallet"]).arg(&wallet),
+        LIMIT,
+    );
+    assert_eq!(
+        no_password.status.code(),
+        Some(2),
+        "{}",
+        describe(&no_password)
+    );
 }

@@ -23,7 +23,10 @@ struct Validated {
 fn load(file: &Path) -> Result<halfveil_genesis::file::ValidGenesis, Failure> {
     Genesis::load(file).map_err(|error| match error {
         halfveil_genesis::GenesisError::Io { .. } => Failure::error(error.to_string()),
-        _ => Failure::verification(format!("{} is not a valid genesis: {error}", file.display())),
+        _ => Failure::verification(format!(
+            "{} is not a valid genesis: {error}",
+            file.display()
+        )),
     })
 }
 

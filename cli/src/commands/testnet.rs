@@ -60,7 +60,11 @@ fn allocate_ports(count: usize, base: Option<u16>) -> Result<Vec<Ports>, Failure
                     .ok()
                     .and_then(|offset| base.checked_add(offset))
                     .filter(|first| first.checked_add(3).is_some())
-                    .ok_or_else(|| Failure::usage(format!("--base-port {base} leaves no room for {count} nodes")))?;
+                    .ok_or_else(|| {
+                        Failure::usage(format!(
+                            "--base-port {base} leaves no room for {count} nodes"
+                        ))
+                    })?;
                 Ok(Ports {
                     p2p: first,
                     rpc: first + 1,
@@ -111,7 +115,10 @@ fn random_secret_text() -> String {
 }
 
 /// The password for one folder: the given one, or a new random one written beside the keys.
-fn folder_password(folder: &Path, given: &Option<SecretString>) -> Result<(SecretString, Option<PathBuf>), Failure> {
+fn folder_password(
+    folder: &Path,
+    given: &Option<SecretString>,
+) -> Result<(SecretString, Option<PathBuf>), Failure> {
     if let Some(password) = given {
         return Ok((password.clone(), None));
     }
@@ -126,7 +133,14 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn node_config(moniker: &str, ports: Ports, peers: Vec<String>, signing_key: &str, escrow: bool, password_file: Option<PathBuf>) -> Config {
+fn node_config(
+    moniker: &str,
+    ports: Ports,
+    peers: Vec<String>,
+    signing_key: &str,
+    escrow: bool,
+    password_file: Option<PathBuf>,
+) -> Config {
     Config {
         moniker: moniker.to_owned(),
         p2p: P2pConfig {
@@ -187,7 +201,9 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
         return Err(Failure::usage("--auditors must be between 1 and 64"));
     }
     if options.threshold == 0 || usize::from(options.threshold) > options.auditors {
-        return Err(Failure::usage("--threshold must be between 1 and --auditors"));
+        return Err(Failure::usage(
+            "--threshold must be between 1 and --auditors",
+        ));
     }
     if options.dir.join("genesis.json").exists() {
         return Err(Failure::usage(format!(
@@ -195,7 +211,10 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
             options.dir.display()
         )));
     }
-    let given = match (&options.password_file, std::env::var(password::PASSWORD_VARIABLE)) {
+    let given = match (
+        &options.password_file,
+        std::env::var(password::PASSWORD_VARIABLE),
+    ) {
         (Some(path), _) => Some(password::from_file(path)?),
         (None, Ok(value)) if !value.is_empty() => Some(SecretString::from(value)),
         _ => None,
@@ -222,7 +241,12 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
 
     let im_peer = testnet.im.node_key.public().to_peer_id();
     let addresses: Vec<String> = std::iter::once(im_peer)
-        .chain(testnet.banks.iter().map(|bank| bank.node_key.public().to_peer_id()))
+        .chain(
+            testnet
+                .banks
+                .iter()
+                .map(|bank| bank.node_key.public().to_peer_id()),
+        )
         .zip(&ports)
         .map(|(peer, ports)| format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", ports.p2p))
         .collect();
@@ -259,9 +283,22 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
         &password,
         KdfParams::DEFAULT,
     )?;
-    let config = node_config("im", ports[0], peers_except(0), "validator_key.json", true, password_file);
+    let config = node_config(
+        "im",
+        ports[0],
+        peers_except(0),
+        "validator_key.json",
+        true,
+        password_file,
+    );
     write_home_files(&home, &config, &genesis_text)?;
-    nodes.push(summary("im", "identity-manager", &home, &im_peer.to_string(), ports[0]));
+    nodes.push(summary(
+        "im",
+        "identity-manager",
+        &home,
+        &im_peer.to_string(),
+        ports[0],
+    ));
 
     for (index, bank) in testnet.banks.iter().enumerate() {
         let home = options.dir.join(&bank.name);
@@ -276,10 +313,23 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
             &password,
             KdfParams::DEFAULT,
         )?;
-        let config = node_config(&bank.name, ports[index + 1], peers_except(index + 1), "attestation_key.json", false, password_file);
+        let config = node_config(
+            &bank.name,
+            ports[index + 1],
+            peers_except(index + 1),
+            "attestation_key.json",
+            false,
+            password_file,
+        );
         write_home_files(&home, &config, &genesis_text)?;
         let peer = bank.node_key.public().to_peer_id().to_string();
-        nodes.push(summary(&bank.name, "account-manager", &home, &peer, ports[index + 1]));
+        nodes.push(summary(
+            &bank.name,
+            "account-manager",
+            &home,
+            &peer,
+            ports[index + 1],
+        ));
     }
 
     let auditors_dir = options.dir.join("auditors");
@@ -321,7 +371,13 @@ fn write_home_files(home: &Path, config: &Config, genesis_text: &str) -> Result<
     Ok(())
 }
 
-fn summary(name: &str, role: &'static str, home: &Path, peer_id: &str, ports: Ports) -> NodeSummary {
+fn summary(
+    name: &str,
+    role: &'static str,
+    home: &Path,
+    peer_id: &str,
+    ports: Ports,
+) -> NodeSummary {
     NodeSummary {
         name: name.to_owned(),
         role,

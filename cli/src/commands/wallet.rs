@@ -11,10 +11,21 @@ use crate::password;
 use crate::wallet::Wallet;
 
 /// Creates an empty wallet for the chain of `genesis`.
-pub fn create(wallet: &Path, genesis: &Path, password_file: Option<&Path>, output: OutputFormat) -> CommandResult {
+pub fn create(
+    wallet: &Path,
+    genesis: &Path,
+    password_file: Option<&Path>,
+    output: OutputFormat,
+) -> CommandResult {
     let genesis = Genesis::load(genesis)?;
-    let password = password::obtain_new(password_file, &format!("new wallet {}", wallet.display()))?;
-    let created = Wallet::create(wallet, password, &genesis.genesis.body.chain_id, &genesis.hash.to_hex())?;
+    let password =
+        password::obtain_new(password_file, &format!("new wallet {}", wallet.display()))?;
+    let created = Wallet::create(
+        wallet,
+        password,
+        &genesis.genesis.body.chain_id,
+        &genesis.hash.to_hex(),
+    )?;
     #[derive(Serialize)]
     struct Created {
         wallet: String,
@@ -24,7 +35,12 @@ pub fn create(wallet: &Path, genesis: &Path, password_file: Option<&Path>, outpu
         wallet: wallet.display().to_string(),
         chain_id: created.chain_id().to_owned(),
     };
-    emit(output, &report, || format!("created wallet {} for chain {}", report.wallet, report.chain_id));
+    emit(output, &report, || {
+        format!(
+            "created wallet {} for chain {}",
+            report.wallet, report.chain_id
+        )
+    });
     Ok(())
 }
 
@@ -58,9 +74,16 @@ pub fn show(wallet: &Path, password_file: Option<&Path>, output: OutputFormat) -
             .collect(),
     };
     emit(output, &report, || {
-        let mut text = format!("wallet for chain {} ({} accounts)", report.chain_id, report.accounts.len());
+        let mut text = format!(
+            "wallet for chain {} ({} accounts)",
+            report.chain_id,
+            report.accounts.len()
+        );
         for entry in &report.accounts {
-            text.push_str(&format!("\n  {}  at {}  next nonce {}", entry.account, entry.bank, entry.next_nonce));
+            text.push_str(&format!(
+                "\n  {}  at {}  next nonce {}",
+                entry.account, entry.bank, entry.next_nonce
+            ));
         }
         text
     });
