@@ -1,1 +1,14 @@
-//! placeholder
+//! Block production and acceptance as pure state machines: inputs in, decisions out, no
+//! tokio, no libp2p, no disk. The node's driver feeds them and carries out what they decide.
+//!
+//! - [`pool`]: the identity manager's pool of accepted transfers: admission (replay rule,
+//!   balances counting what is in flight), payee approvals, block assembly, expiry.
+//! - [`guard`]: the validator's last-signed-height guard.
+//! - [`follower`]: what a replica does with a block it receives (apply, ignore, fetch the
+//!   gap, or keep evidence of equivocation).
+
+pub mod follower;
+pub mod guard;
+pub mod pool;
+
+pub use pool::{Admission, ApprovalItem, PoolLimits, TransferPool};

@@ -1,1 +1,209 @@
-fn main() {}
+//! The ledger's hot paths, measured against SPEC section 8's budget: encoding, ids, signature
+//! checks (single and batched), the envelope, identity credential sealing, `apply` of a block
+//! of 1,000 transfers, and the synced store write of such a block.
+//!
+//! Run with `cargo bench -p halfveil-ledger --bench ledger`; the whole run takes about two
+//! minutes on 2 cores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use halfveil_ledger::crypto::{
+    self, seal_identity_credential, BusinessKey, Envelope, SignatureBatch, SigningKey,
+};
+use halfveil_ledger::hash::Domain;
+use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
+use halfveil_ledger::testkit::TestChain;
+use halfveil_ledger::{apply, codec, Block, Hash32, Height, Op, PublicKey, Signature, StateChange};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+const BLOCK_TRANSFERS: usize = 1_000;
+
+/// A chain with 100 funded accounts and, not yet committed, a signed block of 1,000 transfers
+/// on top of it.
+fn transfer_block() -> (TestChain, Block, StateChange) {
+    let mut chain = TestChain::new(1, 2, 0, 0);
+    chain.seal_identity = false;
+    let mut accounts = chain.fund_accounts(50, 1_000_000_000).unwrap();
+    let (attestations, ops) = chain.transfer_block_ops(&mut accounts, BLOCK_TRANSFERS, 1);
+    let (block, change) = chain.build(attestations, ops).unwrap();
+    (chain, block, change)
+}
+
+fn signatures(count: usize) -> Vec<(PublicKey, Hash32, Signature)> {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let keys: Vec<SigningKey> = (0..64)
+        .map(|_| crypto::generate_signing_key(&mut rng))
+        .collect();
+    (0..count)
+        .map(|index| {
+            let key = &keys[index % keys.len()];
+            let message = Domain::TransferId.hash(&(index as u64).to_le_bytes());
+            (
+                crypto::public_key(key),
+                message,
+                crypto::sign(key, &message),
+            )
+        })
+        .collect()
+}
+
+fn codec_benches(criterion: &mut Criterion, block: &Block) {
+    let op = block.ops[0].clone();
+    let op_bytes = codec::encode(&op).unwrap();
+    let block_bytes = block.encode().unwrap();
+    let Op::Transfer(transfer_op) = &op else {
+        unreachable!()
+    };
+    let transfer = transfer_op.request.transfer.clone();
+
+    let mut group = criterion.benchmark_group("codec");
+    group.bench_function("transfer_op_encode", |bench| {
+        bench.iter(|| codec::encode(black_box(&op)).unwrap())
+    });
+    group.bench_function("transfer_op_decode", |bench| {
+        bench.iter(|| codec::decode::<Op>(black_box(&op_bytes), 4096).unwrap())
+    });
+    group.bench_function("transfer_id", |bench| {
+        bench.iter(|| black_box(&transfer).id().unwrap())
+    });
+    group.throughput(Throughput::Elements(BLOCK_TRANSFERS as u64));
+    group.bench_function("block_1000_encode", |bench| {
+        bench.iter(|| black_box(block).encode().unwrap())
+    });
+    group.bench_function("block_1000_decode", |bench| {
+        bench.iter(|| Block::decode(black_box(&block_bytes)).unwrap())
+    });
+    group.finish();
+}
+
+fn signature_benches(criterion: &mut Criterion) {
+    let items = signatures(1_000);
+    let mut group = criterion.benchmark_group("signature");
+    let (key, message, signature) = items[0];
+    group.bench_function("verify_single", |bench| {
+        bench.iter(|| crypto::verify(black_box(&key), black_box(&message), black_box(&signature)))
+    });
+    for count in [256usize, 1_000] {
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(format!("batch_verify_{count}"), |bench| {
+            bench.iter_batched(
+                || {
+                    let mut batch = SignatureBatch::with_capacity(count);
+                    for (index, (key, message, signature)) in items[..count].iter().enumerate() {
+                        batch.push(index, key, message, signature);
+                    }
+                    batch
+                },
+                |batch| batch.verify().unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn credential_benches(criterion: &mut Criterion, chain: &TestChain, block: &Block) {
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let Op::Transfer(op) = &block.ops[0] else {
+        unreachable!()
+    };
+    let request = op.request.clone();
+    let key = BusinessKey::generate(&mut rng);
+    let chain_id = &chain.params.chain_id;
+    let envelope = Envelope::seal(
+        &key,
+        chain_id,
+        halfveil_ledger::BankId(0),
+        &request,
+        &mut rng,
+    )
+    .unwrap();
+    let transfer_id = request.transfer.id().unwrap();
+    let identity_key = crypto::generate_signing_key(&mut rng);
+
+    let mut group = criterion.benchmark_group("credential");
+    group.bench_function("envelope_open", |bench| {
+        bench.iter(|| {
+            envelope
+                .open(&key, chain_id, halfveil_ledger::BankId(0))
+                .unwrap()
+        })
+    });
+    group.bench_function("identity_credential_seal", |bench| {
+        bench.iter(|| {
+            seal_identity_credential(
+                &chain.params.escrow_key,
+                chain_id,
+                &transfer_id,
+                &identity_key,
+                &mut rng,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn block_benches(
+    criterion: &mut Criterion,
+    chain: &TestChain,
+    block: &Block,
+    change: &StateChange,
+) {
+    let mut group = criterion.benchmark_group("block");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(BLOCK_TRANSFERS as u64));
+    group.bench_function("apply_1000_transfers", |bench| {
+        bench.iter(|| apply(&chain.params, &chain.state, black_box(block)).unwrap())
+    });
+
+    // Synced writes on the target directory's disk (not a tmpfs). The store checks only the
+    // height, so one block is written again and again under increasing heights.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = RocksStore::open(dir.path(), &chain.params).unwrap();
+    let mut block = block.clone();
+    let block_hash = block.header().hash().unwrap();
+    group.bench_function("store_commit_1000_transfers", |bench| {
+        bench.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                block.signed.header.height = store.head().unwrap().height.next().unwrap();
+                store
+                    .commit(&BlockWrite {
+                        block: &block,
+                        block_hash,
+                        change,
+                        last_signed: Some(block.height()),
+                        vault: &[],
+                    })
+                    .unwrap();
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+    assert!(store.head().unwrap().height > Height(1));
+}
+
+fn benches(criterion: &mut Criterion) {
+    let (chain, block, change) = transfer_block();
+    codec_benches(criterion, &block);
+    signature_benches(criterion);
+    credential_benches(criterion, &chain, &block);
+    block_benches(criterion, &chain, &block, &change);
+}
+
+criterion_group! {
+    name = ledger;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = benches
+}
+criterion_main!(ledger);

@@ -26,25 +26,67 @@ pub fn propose(
     attestations: Vec<BatchAttestation>,
     ops: Vec<Op>,
 ) -> Result<Proposal, ApplyError> {
-    let height = state.height.next().ok_or(ApplyError {
-        height: state.height,
-        op: None,
-        violation: crate::error::Violation::WrongHeight {
-            found: state.height,
-            head: state.height,
-        },
-    })?;
+    propose_or_return(params, state, time, attestations, ops).map_err(|refused| refused.error)
+}
+
+/// A proposal refused by the rules, with its attestations and ops handed back so the caller
+/// can drop the offending op and try again without copying the rest.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ApplyError,
+    pub attestations: Vec<BatchAttestation>,
+    pub ops: Vec<Op>,
+}
+
+/// [`propose`], returning the inputs on failure.
+pub fn propose_or_return(
+    params: &ChainParams,
+    state: &State,
+    time: TimeMs,
+    attestations: Vec<BatchAttestation>,
+    ops: Vec<Op>,
+) -> Result<Proposal, Box<Refused>> {
+    let height = match state.height.next() {
+        Some(height) => height,
+        None => {
+            return Err(Box::new(Refused {
+                error: ApplyError {
+                    height: state.height,
+                    op: None,
+                    violation: crate::error::Violation::WrongHeight {
+                        found: state.height,
+                        head: state.height,
+                    },
+                },
+                attestations,
+                ops,
+            }))
+        }
+    };
     if time <= state.time {
-        return Err(ApplyError {
-            height,
-            op: None,
-            violation: crate::error::Violation::TimeNotIncreasing {
-                time,
-                previous: state.time,
+        return Err(Box::new(Refused {
+            error: ApplyError {
+                height,
+                op: None,
+                violation: crate::error::Violation::TimeNotIncreasing {
+                    time,
+                    previous: state.time,
+                },
             },
-        });
+            attestations,
+            ops,
+        }));
     }
-    let change = execute(params, state, height, time, &attestations, &ops)?;
+    let change = match execute(params, state, height, time, &attestations, &ops) {
+        Ok(change) => change,
+        Err(error) => {
+            return Err(Box::new(Refused {
+                error,
+                attestations,
+                ops,
+            }))
+        }
+    };
     let header = BlockHeader {
         version: VERSION,
         chain_id: params.chain_id.clone(),

@@ -483,6 +483,10 @@ pub struct IdentityRecord {
     pub fields: Vec<(String, String)>,
     #[zeroize(skip)]
     pub identity_key: PublicKey,
+    /// Proof of possession: the identity key's signature over the account's open-account
+    /// message. Inside the seal, so a bank cannot test a guessed identity key against it.
+    #[zeroize(skip)]
+    pub possession: crate::types::Signature,
 }
 
 impl std::fmt::Debug for IdentityRecord {
@@ -579,4 +583,60 @@ pub fn open_disclosure_result(
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let info = hpke_info(DISCLOSURE_RESULT_INFO, chain_id);
     hpke_open(requester, &info, order_hash.as_bytes(), sealed)
+}
+
+/// Encrypts a node-local secret at rest (a bank's business keys) under a key derived from
+/// one of the node's own secrets: XChaCha20-Poly1305, random nonce, `aad` binding the row.
+pub fn seal_at_rest<R: RngCore + CryptoRng>(
+    node_secret: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    let key = Zeroizing::new(Domain::LocalStorageKey.hash(node_secret).0);
+    let cipher = XChaCha20Poly1305::new((&*key).into());
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::SealFailed)?;
+    let mut sealed = Vec::with_capacity(1 + 24 + ciphertext.len());
+    sealed.push(VERSION);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+/// Opens what [`seal_at_rest`] sealed.
+pub fn open_at_rest(
+    node_secret: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let (&version, rest) = sealed.split_first().ok_or(CryptoError::OpenFailed)?;
+    if version != VERSION {
+        return Err(CryptoError::UnsupportedVersion { version });
+    }
+    if rest.len() < 24 + 16 {
+        return Err(CryptoError::OpenFailed);
+    }
+    let (nonce, ciphertext) = rest.split_at(24);
+    let key = Zeroizing::new(Domain::LocalStorageKey.hash(node_secret).0);
+    let cipher = XChaCha20Poly1305::new((&*key).into());
+    let plaintext = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::OpenFailed)?;
+    Ok(Zeroizing::new(plaintext))
 }

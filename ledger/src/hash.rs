@@ -69,6 +69,7 @@ pub enum Domain {
     Genesis,
     EnvelopeAad,
     Rejection,
+    LocalStorageKey,
 }
 
 impl Domain {
@@ -93,6 +94,7 @@ impl Domain {
             Domain::Genesis => "halfveil v1 genesis",
             Domain::EnvelopeAad => "halfveil v1 envelope aad",
             Domain::Rejection => "halfveil v1 rejection",
+            Domain::LocalStorageKey => "halfveil v1 local storage key",
         }
     }
 

@@ -66,7 +66,11 @@ impl Receipt {
         let header_hash = self.header.header.hash()?;
         crypto::verify(validator_key, &header_hash, &self.header.signature)
             .map_err(|_| ReceiptError::BadSignature)?;
-        if self.proof.root(&self.op.hash()?)? != self.header.header.op_root {
+        // The leaf count must be the block's op count: a proof re-shaped for another tree size
+        // can reach the same root with another index, and the index is part of the receipt.
+        if self.proof.leaf_count != self.header.header.op_count
+            || self.proof.root(&self.op.hash()?)? != self.header.header.op_root
+        {
             return Err(ReceiptError::NotIncluded);
         }
         Ok(())

@@ -30,7 +30,9 @@ const CF_ACCOUNTS: &str = "accounts";
 const CF_NONCES: &str = "nonces";
 const CF_ORDERS: &str = "orders";
 const CF_VAULT: &str = "vault";
-const COLUMN_FAMILIES: [&str; 8] = [
+/// Node-local rows outside the chain (a bank's accounts and limits, equivocation evidence).
+const CF_LOCAL: &str = "local";
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
@@ -39,6 +41,7 @@ const COLUMN_FAMILIES: [&str; 8] = [
     CF_NONCES,
     CF_ORDERS,
     CF_VAULT,
+    CF_LOCAL,
 ];
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
@@ -90,7 +93,16 @@ pub trait Store: Send + Sync {
     fn last_signed(&self) -> Result<Height, StoreError>;
     fn vault_record(&self, account: &AccountId)
         -> Result<Option<SealedIdentityRecord>, StoreError>;
+    /// A node-local row.
+    fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes node-local rows atomically, synced.
+    fn local_put(&self, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Every node-local row whose key starts with `prefix`, at most `limit`.
+    fn local_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<LocalRow>, StoreError>;
 }
+
+/// A node-local key and value.
+pub type LocalRow = (Vec<u8>, Vec<u8>);
 
 /// RocksDB behind [`Store`].
 pub struct RocksStore {
@@ -436,5 +448,36 @@ impl Store for RocksStore {
             .db
             .get_cf(self.cf(CF_VAULT)?, account.0)?
             .map(SealedIdentityRecord))
+    }
+
+    fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_LOCAL)?, key)?)
+    }
+
+    fn local_put(&self, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let local = self.cf(CF_LOCAL)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in rows {
+            batch.put_cf(local, key, value);
+        }
+        self.write_synced(batch)
+    }
+
+    fn local_scan(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let local = self.cf(CF_LOCAL)?;
+        let mut rows = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for entry in self.db.iterator_cf(local, mode) {
+            let (key, value) = entry?;
+            if !key.starts_with(prefix) || rows.len() >= limit {
+                break;
+            }
+            rows.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(rows)
     }
 }

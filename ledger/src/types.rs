@@ -577,3 +577,136 @@ pub struct Receipt {
     pub header: SignedHeader,
     pub proof: crate::hash::MerkleProof,
 }
+
+/// Who refused a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejecter {
+    IdentityManager,
+    Bank(BankId),
+}
+
+/// Why a transfer was refused; the detail text says more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectCode {
+    /// The envelope could not be opened (the one uniform error).
+    Envelope,
+    /// The payer's or payee's account is frozen or closed at its bank.
+    AccountFrozen,
+    /// A bank limit (per payment, daily, receive) would be exceeded.
+    LimitExceeded,
+    /// The account is not known.
+    UnknownAccount,
+    /// Expired, or expiring further ahead than genesis allows.
+    Expired,
+    /// `(payer, nonce)` already committed or in flight.
+    Replay,
+    InsufficientFunds,
+    /// The transaction credential does not verify.
+    BadCredential,
+    /// Anything else the rules of a block refuse.
+    Invalid,
+    /// A queue was full; the payer may retry.
+    Overloaded,
+    /// The payee's bank did not answer in time.
+    Timeout,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::Envelope => "envelope",
+            RejectCode::AccountFrozen => "account-frozen",
+            RejectCode::LimitExceeded => "limit-exceeded",
+            RejectCode::UnknownAccount => "unknown-account",
+            RejectCode::Expired => "expired",
+            RejectCode::Replay => "replay",
+            RejectCode::InsufficientFunds => "insufficient-funds",
+            RejectCode::BadCredential => "bad-credential",
+            RejectCode::Invalid => "invalid",
+            RejectCode::Overloaded => "overloaded",
+            RejectCode::Timeout => "timeout",
+        }
+    }
+}
+
+/// The longest detail text of a rejection.
+pub const REJECTION_DETAIL_BYTES_MAX: usize = 256;
+
+/// A signed refusal of one transfer, by the IM (validator key) or a bank (attestation key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub version: u8,
+    pub transfer: Hash32,
+    pub by: Rejecter,
+    pub code: RejectCode,
+    pub detail: String,
+    pub signature: Signature,
+}
+
+#[derive(Serialize)]
+struct RejectionMessage<'a> {
+    chain_id: &'a ChainId,
+    transfer: &'a Hash32,
+    by: Rejecter,
+    code: RejectCode,
+    detail: &'a str,
+}
+
+/// The message a rejecter signs.
+pub fn rejection_message(
+    chain_id: &ChainId,
+    transfer: &Hash32,
+    by: Rejecter,
+    code: RejectCode,
+    detail: &str,
+) -> Result<Hash32, CodecError> {
+    let message = RejectionMessage {
+        chain_id,
+        transfer,
+        by,
+        code,
+        detail,
+    };
+    Ok(Domain::Rejection.hash(&codec::encode(&message)?))
+}
+
+impl Rejection {
+    /// Makes and signs a rejection; the detail is cut to [`REJECTION_DETAIL_BYTES_MAX`].
+    pub fn sign(
+        chain_id: &ChainId,
+        transfer: Hash32,
+        by: Rejecter,
+        code: RejectCode,
+        detail: &str,
+        key: &crate::crypto::SigningKey,
+    ) -> Result<Rejection, CodecError> {
+        let mut detail = detail.to_owned();
+        if detail.len() > REJECTION_DETAIL_BYTES_MAX {
+            let mut cut = REJECTION_DETAIL_BYTES_MAX;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+        }
+        let message = rejection_message(chain_id, &transfer, by, code, &detail)?;
+        Ok(Rejection {
+            version: VERSION,
+            transfer,
+            by,
+            code,
+            signature: crate::crypto::sign(key, &message),
+            detail,
+        })
+    }
+
+    /// Checks the signature with the rejecter's key.
+    pub fn verify(
+        &self,
+        chain_id: &ChainId,
+        key: &PublicKey,
+    ) -> Result<(), crate::error::CryptoError> {
+        let message =
+            rejection_message(chain_id, &self.transfer, self.by, self.code, &self.detail)?;
+        crate::crypto::verify(key, &message, &self.signature)
+    }
+}

@@ -1,0 +1,404 @@
+//! The RocksDB store: crash safety (a process killed with SIGKILL mid-run loses nothing it
+//! reported as committed and leaves a consistent database), genesis and height checks, and
+//! what must be durable with a block (last signed height, vault entries, the transfer index).
+//!
+//! The crash test re-runs this test binary as a child process (`--exact
+//! crash_child_commits_blocks --ignored`, switched on by an environment variable) that commits
+//! blocks in a loop and prints each height once `commit` has returned; the parent kills it at
+//! some point, reopens the database and checks it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use halfveil_ledger::build::propose;
+use halfveil_ledger::crypto::SealedIdentityRecord;
+use halfveil_ledger::store::{BlockWrite, Location, RocksStore, Store};
+use halfveil_ledger::testkit::{TestAccount, TestChain};
+use halfveil_ledger::{
+    apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, StoreError,
+    TimeMs,
+};
+
+/// The child's database directory; the child test does nothing without it.
+const CHILD_DIR_ENV: &str = "HALFVEIL_TEST_STORE_CRASH_DIR";
+const CHILD_TEST: &str = "crash_child_commits_blocks";
+/// The child's line after each commit.
+const COMMITTED: &str = "committed height ";
+const SEED: u64 = 4242;
+const ACCOUNTS_PER_BANK: usize = 4;
+const TRANSFERS_PER_BLOCK: usize = 40;
+/// The child stops by itself after this long, should the parent never kill it.
+const CHILD_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The chain the child builds: the same keys on every run, whatever is on disk.
+struct Writer {
+    chain: TestChain,
+    accounts: Vec<TestAccount>,
+    open_ops: Vec<Op>,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        let mut chain = TestChain::new(SEED, 2, 1, 1);
+        chain.seal_identity = false;
+        let mut accounts = Vec::new();
+        let mut open_ops = Vec::new();
+        for index in 0..2 * ACCOUNTS_PER_BANK {
+            let (account, open) = chain.new_account(halfveil_ledger::BankId((index % 2) as u16));
+            open_ops.push(open);
+            open_ops.push(Op::Issue(Issue {
+                to: account.id,
+                amount: Amount(1_000_000),
+                reference: index as u64,
+            }));
+            accounts.push(account);
+        }
+        Writer {
+            chain,
+            accounts,
+            open_ops,
+        }
+    }
+
+    /// The next block: the accounts at height 1, then rings of small transfers whose nonces
+    /// derive from the height, so a restarted writer never reuses one.
+    fn next_block(&mut self) -> (Block, StateChange) {
+        if self.chain.state.height == Height(0) {
+            return self.chain.build(Vec::new(), self.open_ops.clone()).unwrap();
+        }
+        let height = self.chain.state.height.0 + 1;
+        let count = self.accounts.len();
+        let mut requests = Vec::with_capacity(TRANSFERS_PER_BLOCK);
+        for index in 0..TRANSFERS_PER_BLOCK {
+            let payee = self.accounts[(index + 1) % count].id;
+            let payer = &mut self.accounts[index % count];
+            payer.next_nonce = height * TRANSFERS_PER_BLOCK as u64 + index as u64;
+            requests.push(self.chain.request(payer, &payee, 1 + (height % 7)));
+        }
+        let (attestations, ops) = self.chain.transfer_ops(requests);
+        self.chain.build(attestations, ops).unwrap()
+    }
+
+    /// Builds the next block, writes it (with the IM's last signed height) and moves on.
+    fn commit_next(&mut self, store: &RocksStore) -> Height {
+        let (block, change) = self.next_block();
+        let block_hash = block.header().hash().unwrap();
+        store
+            .commit(&BlockWrite {
+                block: &block,
+                block_hash,
+                change: &change,
+                last_signed: Some(block.height()),
+                vault: &[],
+            })
+            .unwrap();
+        self.chain.state.commit(&change, block_hash);
+        block.height()
+    }
+}
+
+/// Run only as a child of `killed_writers_lose_nothing_they_reported`.
+#[test]
+#[ignore = "the child process of the crash test"]
+fn crash_child_commits_blocks() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+        return;
+    };
+    let mut writer = Writer::new();
+    let store = RocksStore::open(Path::new(&dir), &writer.chain.params).unwrap();
+    writer.chain.state = store.load_state(&writer.chain.params).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < CHILD_LIFETIME {
+        let height = writer.commit_next(&store);
+        println!("{COMMITTED}{}", height.0);
+    }
+}
+
+/// Starts a writer on `dir`, reads until it reported `reports` commits, waits `delay`, kills
+/// it with SIGKILL and returns the last height it reported.
+fn run_and_kill(dir: &Path, reports: usize, delay: Duration) -> u64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            CHILD_TEST,
+            "--nocapture",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut last = None;
+    let mut seen = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(height) = line.strip_prefix(COMMITTED) {
+            let height: u64 = height.trim().parse().unwrap();
+            if let Some(previous) = last {
+                assert_eq!(height, previous + 1, "the writer skipped a height");
+            }
+            last = Some(height);
+            seen += 1;
+            if seen == reports {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(delay);
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the writer ended before it was killed: {status}"
+    );
+    last.unwrap_or_else(|| panic!("the writer reported no commit (status {status})"))
+}
+
+/// Reopens the database and checks everything a restarted node relies on.
+fn check_after_crash(dir: &Path, params: &ChainParams, reported: u64) -> Height {
+    let store = RocksStore::open(dir, params).unwrap();
+    let head = store.head().unwrap();
+    assert!(
+        head.height.0 >= reported,
+        "head {} is behind the reported commit {reported}",
+        head.height
+    );
+    assert_eq!(store.last_signed().unwrap(), head.height);
+    let loaded = store.load_state(params).unwrap();
+    assert_eq!(loaded.height, head.height);
+    assert_eq!(loaded.head_hash, head.hash);
+    assert_eq!(loaded.state_root(), head.state_root);
+    assert_eq!(loaded.supply, head.supply);
+
+    // Replaying every stored block from genesis reaches the same state.
+    let mut replayed = State::genesis(params).unwrap();
+    for height in 1..=head.height.0 {
+        let block = store.block(Height(height)).unwrap().unwrap();
+        let change = apply(params, &replayed, &block).unwrap();
+        let hash = block.header().hash().unwrap();
+        assert_eq!(store.height_of(&hash).unwrap(), Some(Height(height)));
+        for (id, index) in &change.transfers {
+            assert_eq!(
+                store.transfer_location(id).unwrap(),
+                Some(Location {
+                    height: Height(height),
+                    index: *index
+                })
+            );
+        }
+        replayed.commit(&change, hash);
+    }
+    assert_eq!(replayed.head_hash, head.hash);
+    assert_eq!(replayed.state_root(), head.state_root);
+    assert_eq!(replayed.nonce_count(), loaded.nonce_count());
+    assert_eq!(replayed.account_count(), loaded.account_count());
+    assert!(store.block(Height(head.height.0 + 1)).unwrap().is_none());
+    head.height
+}
+
+#[test]
+fn killed_writers_lose_nothing_they_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = Writer::new().chain.params;
+    let mut head = 0;
+    // Three kill points; each writer resumes from what the previous one left.
+    for (reports, delay_ms) in [(3, 0), (8, 2), (15, 5)] {
+        let reported = run_and_kill(dir.path(), reports, Duration::from_millis(delay_ms));
+        assert!(
+            reported > head,
+            "the writer did not resume from the stored head"
+        );
+        head = check_after_crash(dir.path(), &params, reported).0;
+    }
+    assert!(head >= 3 + 8 + 15);
+}
+
+/// A fresh store and a small chain written to it.
+fn store_with_blocks(blocks: usize) -> (tempfile::TempDir, Writer, RocksStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new();
+    let store = RocksStore::open(dir.path(), &writer.chain.params).unwrap();
+    for _ in 0..blocks {
+        writer.commit_next(&store);
+    }
+    (dir, writer, store)
+}
+
+#[test]
+fn a_store_refuses_another_genesis() {
+    let (dir, writer, store) = store_with_blocks(1);
+    drop(store);
+    let mut other = writer.chain.params.clone();
+    other.genesis_hash = Hash32([9; 32]);
+    match RocksStore::open(dir.path(), &other) {
+        Err(StoreError::GenesisMismatch {
+            found, expected, ..
+        }) => {
+            assert_eq!(found, writer.chain.params.genesis_hash);
+            assert_eq!(expected, Hash32([9; 32]));
+        }
+        other => panic!("expected GenesisMismatch, got {other:?}"),
+    }
+    // A fresh database takes any genesis, and the original still opens.
+    let fresh = tempfile::tempdir().unwrap();
+    RocksStore::open(fresh.path(), &other).unwrap();
+    let store = RocksStore::open(dir.path(), &writer.chain.params).unwrap();
+    assert_eq!(store.head().unwrap().height, Height(1));
+}
+
+#[test]
+fn a_store_takes_only_the_next_height() {
+    let (_dir, mut writer, store) = store_with_blocks(2);
+    let (block, change) = writer.next_block();
+    assert_eq!(block.height(), Height(3));
+    fn write<'a>(block: &'a Block, change: &'a StateChange) -> BlockWrite<'a> {
+        BlockWrite {
+            block,
+            block_hash: block.header().hash().unwrap(),
+            change,
+            last_signed: None,
+            vault: &[],
+        }
+    }
+    for height in [Height(1), Height(2), Height(4), Height(100)] {
+        let mut wrong = block.clone();
+        wrong.signed.header.height = height;
+        match store.commit(&write(&wrong, &change)) {
+            Err(StoreError::NotNext {
+                height: found,
+                head,
+            }) => {
+                assert_eq!(found, height);
+                assert_eq!(head, Height(2));
+            }
+            other => panic!("height {height}: expected NotNext, got {other:?}"),
+        }
+    }
+    assert_eq!(store.head().unwrap().height, Height(2));
+    assert!(store.block(Height(4)).unwrap().is_none());
+    store.commit(&write(&block, &change)).unwrap();
+    assert_eq!(store.head().unwrap().height, Height(3));
+}
+
+#[test]
+fn last_signed_and_vault_entries_are_durable_with_their_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new();
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    assert_eq!(store.last_signed().unwrap(), Height(0));
+    let record = SealedIdentityRecord(vec![0xa5; 1073]);
+    let opened = writer.accounts[0].id;
+
+    let (block, change) = writer.next_block();
+    let hash = block.header().hash().unwrap();
+    let vault = [(opened, record.clone())];
+    store
+        .commit(&BlockWrite {
+            block: &block,
+            block_hash: hash,
+            change: &change,
+            last_signed: Some(Height(1)),
+            vault: &vault,
+        })
+        .unwrap();
+    writer.chain.state.commit(&change, hash);
+    // An AM's write carries no signed height: the IM's record stays as it was.
+    let (block, change) = writer.next_block();
+    let hash = block.header().hash().unwrap();
+    store
+        .commit(&BlockWrite {
+            block: &block,
+            block_hash: hash,
+            change: &change,
+            last_signed: None,
+            vault: &[],
+        })
+        .unwrap();
+    drop(store);
+
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    assert_eq!(store.head().unwrap().height, Height(2));
+    assert_eq!(store.last_signed().unwrap(), Height(1));
+    assert_eq!(store.vault_record(&opened).unwrap(), Some(record));
+    assert_eq!(store.vault_record(&writer.accounts[1].id).unwrap(), None);
+}
+
+#[test]
+fn a_reopened_store_holds_the_same_state() {
+    let (dir, mut writer, store) = store_with_blocks(3);
+    // A block far in the future: every remembered nonce expires and is deleted.
+    let time = TimeMs(writer.chain.state.time.0 + 10_000_000);
+    assert!(writer.chain.state.nonce_count() > 0);
+    let proposal = propose(
+        &writer.chain.params,
+        &writer.chain.state,
+        time,
+        Vec::new(),
+        Vec::new(),
+    )
+    .unwrap();
+    let (block, change) = proposal.sign(&writer.chain.validator).unwrap();
+    let hash = block.header().hash().unwrap();
+    store
+        .commit(&BlockWrite {
+            block: &block,
+            block_hash: hash,
+            change: &change,
+            last_signed: Some(block.height()),
+            vault: &[],
+        })
+        .unwrap();
+    writer.chain.state.commit(&change, hash);
+    assert_eq!(writer.chain.state.nonce_count(), 0);
+    writer.commit_next(&store);
+    drop(store);
+
+    let params = &writer.chain.params;
+    let store = RocksStore::open(dir.path(), params).unwrap();
+    let loaded = store.load_state(params).unwrap();
+    let memory = &writer.chain.state;
+    assert_eq!(loaded.height, memory.height);
+    assert_eq!(loaded.state_root(), memory.state_root());
+    assert_eq!(loaded.nonce_count(), memory.nonce_count());
+    assert_eq!(loaded.nonce_count(), TRANSFERS_PER_BLOCK);
+    for account in &writer.accounts {
+        assert_eq!(loaded.account(&account.id), memory.account(&account.id));
+    }
+    // A fresh database loads the genesis state.
+    let fresh = tempfile::tempdir().unwrap();
+    let store = RocksStore::open(fresh.path(), params).unwrap();
+    let genesis = store.load_state(params).unwrap();
+    assert_eq!(genesis.height, Height(0));
+    assert_eq!(
+        genesis.state_root(),
+        State::genesis(params).unwrap().state_root()
+    );
+    assert_eq!(store.head().unwrap().state_root, genesis.state_root());
+}
+
+/// A row missing behind the store's back is found at load, not trusted.
+#[test]
+fn a_tampered_database_is_refused_at_load() {
+    let (dir, writer, store) = store_with_blocks(2);
+    drop(store);
+    {
+        let options = rocksdb::Options::default();
+        let names = rocksdb::DB::list_cf(&options, dir.path()).unwrap();
+        let db = rocksdb::DB::open_cf(&options, dir.path(), &names).unwrap();
+        let accounts = db.cf_handle("accounts").unwrap();
+        db.delete_cf(accounts, writer.accounts[3].id.0).unwrap();
+    }
+    let store = RocksStore::open(dir.path(), &writer.chain.params).unwrap();
+    match store.load_state(&writer.chain.params) {
+        Err(StoreError::Corrupt { .. }) => {}
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

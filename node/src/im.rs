@@ -1,0 +1,755 @@
+//! The identity manager's half of the service: admits forwarded batches, asks payee banks
+//! for approval in batches, builds, signs and persists blocks, keeps the identity vault,
+//! and tells payer banks about refusals.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use halfveil_consensus::guard::SignGuard;
+use halfveil_consensus::pool::{Dropped, VerifiedBatch};
+use halfveil_consensus::TransferPool;
+use halfveil_ledger::apply::BLOCK_ATTESTATIONS_MAX;
+use halfveil_ledger::build::propose_or_return;
+use halfveil_ledger::crypto::{
+    self, IdentityRecord, SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret,
+};
+use halfveil_ledger::{
+    open_account_message, AccountId, Amount, AttestationKind, BankId, Block, Hash32, Height, Issue,
+    Op, PublicKey, RejectCode, Rejecter, Rejection, TimeMs,
+};
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::protocol::{
+    sender_bank, ApprovalItemWire, ForwardBatch, OpenAccountRequest, Request, Response,
+    BATCH_TRANSFERS_MAX,
+};
+use crate::rpc::{codes, RpcFailure};
+use crate::service::{now_ms, Input, Role, Service, Track};
+
+/// Most account openings, issues and disclosures waiting for a block.
+const ADMIN_QUEUE_MAX: usize = 10_000;
+/// Most admin ops in one block.
+const ADMIN_OPS_PER_BLOCK_MAX: usize = 1024;
+/// Approval requests in flight to one bank at once.
+const APPROVALS_IN_FLIGHT_MAX: usize = 2;
+/// Attempts to build a block, each dropping one op that breaks a rule.
+const BUILD_ATTEMPTS_MAX: usize = 16;
+
+/// Who waits for an admin op's block.
+#[derive(Debug)]
+enum AdminWaiter {
+    Rpc(oneshot::Sender<Result<Height, RpcFailure>>),
+    Peer(ResponseChannel<Response>, AccountId),
+}
+
+#[derive(Debug)]
+struct AdminOp {
+    op: Op,
+    vault: Option<(AccountId, SealedIdentityRecord)>,
+    waiter: AdminWaiter,
+}
+
+/// Inputs only the IM gets.
+#[derive(Debug)]
+pub enum ImInput {
+    ForwardChecked {
+        bank: BankId,
+        batch: ForwardBatch,
+        ids: Vec<Hash32>,
+        credential_ok: Vec<bool>,
+        channel: ResponseChannel<Response>,
+    },
+    ForwardRefused {
+        channel: ResponseChannel<Response>,
+        message: String,
+    },
+    ApprovalAnswer {
+        bank: BankId,
+        asked: Vec<Hash32>,
+        result: Result<Response, String>,
+    },
+}
+
+/// The IM's state.
+#[derive(Debug)]
+pub struct ImRole {
+    pub validator: SigningKey,
+    pub escrow: X25519Secret,
+    pub pool: TransferPool,
+    pub guard: SignGuard,
+    admin: VecDeque<AdminOp>,
+    approvals_in_flight: HashMap<BankId, usize>,
+    block_waiters: HashMap<Height, Vec<AdminWaiter>>,
+}
+
+impl ImRole {
+    pub fn new(
+        validator: SigningKey,
+        escrow: X25519Secret,
+        pool: TransferPool,
+        guard: SignGuard,
+    ) -> ImRole {
+        ImRole {
+            validator,
+            escrow,
+            pool,
+            guard,
+            admin: VecDeque::new(),
+            approvals_in_flight: HashMap::new(),
+            block_waiters: HashMap::new(),
+        }
+    }
+
+    pub fn track(&self, id: &Hash32) -> Track {
+        if self.pool.contains(id) {
+            Track::Pending
+        } else {
+            Track::Unknown
+        }
+    }
+}
+
+fn error_response(code: RejectCode, message: impl Into<String>) -> Response {
+    Response::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+impl Service {
+    fn im(&mut self) -> Option<&mut ImRole> {
+        match &mut self.role {
+            Role::IdentityManager(im) => Some(im),
+            Role::Bank(_) => None,
+        }
+    }
+
+    /// A bank forwards a batch: check its shape, then verify the attestation and every
+    /// credential off the executor.
+    pub async fn im_on_forward(
+        &mut self,
+        peer: PeerId,
+        batch: ForwardBatch,
+        channel: ResponseChannel<Response>,
+    ) {
+        let Some(bank) = sender_bank(self.bank_peers(), &peer) else {
+            self.net
+                .respond(
+                    channel,
+                    error_response(RejectCode::Invalid, "only banks forward transfers"),
+                )
+                .await;
+            return;
+        };
+        let pending_max = self.im().map_or(0, |im| im.pool.len());
+        if batch.requests.is_empty() || batch.requests.len() > BATCH_TRANSFERS_MAX {
+            self.net
+                .respond(
+                    channel,
+                    error_response(RejectCode::Invalid, "batch size out of bounds"),
+                )
+                .await;
+            return;
+        }
+        if pending_max >= crate::POOL_PENDING_MAX {
+            self.metrics.queue_full.inc();
+            self.net
+                .respond(
+                    channel,
+                    error_response(
+                        RejectCode::Overloaded,
+                        "the identity manager is full; retry",
+                    ),
+                )
+                .await;
+            return;
+        }
+        let Some(bank_key) = self.params.bank_key(bank).copied() else {
+            return;
+        };
+        let keys: Vec<Option<PublicKey>> = batch
+            .requests
+            .iter()
+            .map(|request| {
+                self.state
+                    .account(&request.transfer.payer)
+                    .map(|account| account.tx_key)
+            })
+            .collect();
+        let chain_id = self.params.chain_id.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let checked = tokio::task::spawn_blocking(move || {
+                let ids = batch
+                    .requests
+                    .iter()
+                    .map(|request| request.transfer.id())
+                    .collect::<Result<Vec<Hash32>, _>>()
+                    .map_err(|error| error.to_string())?;
+                let attestation = &batch.attestation;
+                if attestation.kind != AttestationKind::PayerOk
+                    || attestation.bank != bank
+                    || attestation.ids != ids
+                {
+                    return Err("the attestation does not cover this batch".to_owned());
+                }
+                let message =
+                    halfveil_ledger::attestation_message(&chain_id, attestation.kind, bank, &ids)
+                        .map_err(|error| error.to_string())?;
+                crypto::verify(&bank_key, &message, &attestation.signature)
+                    .map_err(|_| "the batch attestation does not verify".to_owned())?;
+                let credential_ok = verify_credentials(&keys, &ids, &batch.requests);
+                Ok((batch, ids, credential_ok))
+            })
+            .await;
+            let input = match checked {
+                Ok(Ok((batch, ids, credential_ok))) => ImInput::ForwardChecked {
+                    bank,
+                    batch,
+                    ids,
+                    credential_ok,
+                    channel,
+                },
+                Ok(Err(message)) => ImInput::ForwardRefused { channel, message },
+                Err(_) => ImInput::ForwardRefused {
+                    channel,
+                    message: "verification failed".into(),
+                },
+            };
+            let _ = inputs.send(Input::Im(input)).await;
+        });
+    }
+
+    pub async fn on_im_input(&mut self, input: ImInput) {
+        match input {
+            ImInput::ForwardRefused { channel, message } => {
+                warn!(%message, "forwarded batch refused");
+                self.net
+                    .respond(channel, error_response(RejectCode::Invalid, message))
+                    .await;
+            }
+            ImInput::ForwardChecked {
+                bank,
+                batch,
+                ids,
+                credential_ok,
+                channel,
+            } => {
+                self.im_admit(bank, batch, ids, credential_ok, channel)
+                    .await
+            }
+            ImInput::ApprovalAnswer {
+                bank,
+                asked,
+                result,
+            } => self.im_on_approval(bank, asked, result).await,
+        }
+    }
+
+    async fn im_admit(
+        &mut self,
+        bank: BankId,
+        batch: ForwardBatch,
+        ids: Vec<Hash32>,
+        credential_ok: Vec<bool>,
+        channel: ResponseChannel<Response>,
+    ) {
+        let now = now_ms();
+        let params = self.params.clone();
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        let admission = im.pool.admit(
+            &params,
+            &self.state,
+            now,
+            VerifiedBatch {
+                bank,
+                attestation: batch.attestation,
+                requests: batch.requests,
+                ids,
+                credential_ok,
+            },
+        );
+        let mut rejected = Vec::with_capacity(admission.rejected.len());
+        for (id, code, detail) in &admission.rejected {
+            if let Ok(rejection) = Rejection::sign(
+                &params.chain_id,
+                *id,
+                Rejecter::IdentityManager,
+                *code,
+                detail,
+                &im.validator,
+            ) {
+                rejected.push(rejection);
+            }
+        }
+        self.metrics
+            .transfers_rejected
+            .inc_by(rejected.len() as u64);
+        self.metrics
+            .pool_pending
+            .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
+        debug!(
+            accepted = admission.accepted.len(),
+            rejected = rejected.len(),
+            "batch admitted"
+        );
+        self.net
+            .respond(channel, Response::Forwarded { rejected })
+            .await;
+        self.im_ask_approvals();
+    }
+
+    /// Sends each payee bank the approvals it has not been asked for yet, in batches.
+    fn im_ask_approvals(&mut self) {
+        let net = self.net.clone();
+        let inputs = self.inputs.clone();
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        for bank in im.pool.banks_to_ask() {
+            let in_flight = im.approvals_in_flight.entry(bank).or_default();
+            if *in_flight >= APPROVALS_IN_FLIGHT_MAX {
+                continue;
+            }
+            let Some(peer) = self.genesis.bank_peer_ids.get(usize::from(bank.0)).copied() else {
+                continue;
+            };
+            let items = im.pool.take_approvals(bank, BATCH_TRANSFERS_MAX);
+            if items.is_empty() {
+                continue;
+            }
+            *in_flight += 1;
+            let asked: Vec<Hash32> = items.iter().map(|item| item.id).collect();
+            let wire = items
+                .into_iter()
+                .map(|item| ApprovalItemWire {
+                    id: item.id,
+                    payee: item.payee,
+                    amount: item.amount,
+                })
+                .collect();
+            let net = net.clone();
+            let inputs = inputs.clone();
+            tokio::spawn(async move {
+                let result = net.request(peer, Request::Approve(wire)).await;
+                let _ = inputs
+                    .send(Input::Im(ImInput::ApprovalAnswer {
+                        bank,
+                        asked,
+                        result,
+                    }))
+                    .await;
+            });
+        }
+    }
+
+    async fn im_on_approval(
+        &mut self,
+        bank: BankId,
+        asked: Vec<Hash32>,
+        result: Result<Response, String>,
+    ) {
+        let chain_id = self.params.chain_id.clone();
+        let bank_key = self.params.bank_key(bank).copied();
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        if let Some(in_flight) = im.approvals_in_flight.get_mut(&bank) {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+        let asked_set: std::collections::HashSet<Hash32> = asked.iter().copied().collect();
+        let mut answered = std::collections::HashSet::new();
+        let mut dropped: Vec<(Dropped, Option<Rejection>)> = Vec::new();
+        match (result, bank_key) {
+            (
+                Ok(Response::Approval {
+                    attestation,
+                    refused,
+                }),
+                Some(bank_key),
+            ) => {
+                let attestation = attestation.filter(|attestation| {
+                    attestation.kind == AttestationKind::PayeeOk
+                        && attestation.bank == bank
+                        && attestation.ids.iter().all(|id| asked_set.contains(id))
+                        && halfveil_ledger::attestation_message(
+                            &chain_id,
+                            attestation.kind,
+                            bank,
+                            &attestation.ids,
+                        )
+                        .ok()
+                        .is_some_and(|message| {
+                            crypto::verify(&bank_key, &message, &attestation.signature).is_ok()
+                        })
+                });
+                if let Some(attestation) = &attestation {
+                    answered.extend(attestation.ids.iter().copied());
+                }
+                let mut refusals = Vec::new();
+                let mut signed: HashMap<Hash32, Rejection> = HashMap::new();
+                for rejection in refused {
+                    let valid = rejection.by == Rejecter::Bank(bank)
+                        && asked_set.contains(&rejection.transfer)
+                        && rejection.verify(&chain_id, &bank_key).is_ok();
+                    if valid && answered.insert(rejection.transfer) {
+                        refusals.push((
+                            rejection.transfer,
+                            rejection.code,
+                            rejection.detail.clone(),
+                        ));
+                        signed.insert(rejection.transfer, rejection);
+                    }
+                }
+                for drop in im.pool.approved(bank, attestation, &refusals) {
+                    let original = signed.remove(&drop.id);
+                    dropped.push((drop, original));
+                }
+            }
+            (Ok(other), _) => {
+                warn!(?bank, answer = ?std::mem::discriminant(&other), "unexpected approval answer")
+            }
+            (Err(error), _) => warn!(?bank, %error, "approval request failed"),
+        }
+        let missing: Vec<Hash32> = asked
+            .into_iter()
+            .filter(|id| !answered.contains(id))
+            .collect();
+        for drop in im
+            .pool
+            .approval_failed(&missing, "the payee's bank did not answer")
+        {
+            dropped.push((drop, None));
+        }
+        self.im_notify_dropped(dropped);
+        self.im_ask_approvals();
+    }
+
+    /// Tells each payer bank which of its transfers were refused after acceptance.
+    fn im_notify_dropped(&mut self, dropped: Vec<(Dropped, Option<Rejection>)>) {
+        if dropped.is_empty() {
+            return;
+        }
+        let chain_id = self.params.chain_id.clone();
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        self.metrics
+            .pool_pending
+            .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
+        let mut by_bank: BTreeMap<BankId, Vec<Rejection>> = BTreeMap::new();
+        for (drop, original) in dropped {
+            let rejection = match original {
+                Some(rejection) => rejection,
+                None => match Rejection::sign(
+                    &chain_id,
+                    drop.id,
+                    Rejecter::IdentityManager,
+                    drop.code,
+                    &drop.detail,
+                    &im.validator,
+                ) {
+                    Ok(rejection) => rejection,
+                    Err(_) => continue,
+                },
+            };
+            by_bank.entry(drop.payer_bank).or_default().push(rejection);
+        }
+        for (bank, rejections) in by_bank {
+            self.metrics
+                .transfers_rejected
+                .inc_by(rejections.len() as u64);
+            let Some(peer) = self.genesis.bank_peer_ids.get(usize::from(bank.0)).copied() else {
+                continue;
+            };
+            let net = self.net.clone();
+            tokio::spawn(async move {
+                if let Err(error) = net.request(peer, Request::Rejected(rejections)).await {
+                    warn!(%error, "cannot tell a bank about refused transfers");
+                }
+            });
+        }
+    }
+
+    pub async fn im_tick(&mut self) {
+        let now = now_ms();
+        let expired = match &mut self.role {
+            Role::IdentityManager(im) => im.pool.expire(now),
+            Role::Bank(_) => return,
+        };
+        self.im_notify_dropped(expired.into_iter().map(|drop| (drop, None)).collect());
+        self.im_ask_approvals();
+        if self.can_queue_write() {
+            self.im_produce_block(now);
+        }
+    }
+
+    /// Builds the next block from the admin queue and the approved transfers, signs it
+    /// (guarded), applies it in memory and queues its synced write.
+    fn im_produce_block(&mut self, now: TimeMs) {
+        let params = self.params.clone();
+        let ops_max = usize::try_from(params.limits.block_ops_max).unwrap_or(usize::MAX);
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        if im.pool.ready_len() == 0 && im.admin.is_empty() {
+            return;
+        }
+        let admin_count = im.admin.len().min(ADMIN_OPS_PER_BLOCK_MAX).min(ops_max);
+        let admin: Vec<AdminOp> = im.admin.drain(..admin_count).collect();
+        let draft = im.pool.draft(ops_max - admin_count, BLOCK_ATTESTATIONS_MAX);
+        let mut waiters: Vec<Option<AdminWaiter>> = Vec::with_capacity(admin.len());
+        let mut vault = Vec::new();
+        let mut ops: Vec<Op> = Vec::with_capacity(admin.len() + draft.ops.len());
+        // Which transfer id each op is, for dropping it if it breaks a rule.
+        let mut op_ids: Vec<Option<Hash32>> = Vec::with_capacity(ops.capacity());
+        let mut op_vault: Vec<Option<(AccountId, SealedIdentityRecord)>> = Vec::new();
+        for admin_op in admin {
+            ops.push(admin_op.op);
+            op_ids.push(None);
+            op_vault.push(admin_op.vault);
+            waiters.push(Some(admin_op.waiter));
+        }
+        for (op, id) in draft.ops.into_iter().zip(&draft.ids) {
+            ops.push(op);
+            op_ids.push(Some(*id));
+        }
+        let time = TimeMs(now.0.max(self.state.time.0 + 1));
+        let mut attestations = draft.attestations;
+        let mut dropped = Vec::new();
+        let mut proposal = None;
+        for _ in 0..BUILD_ATTEMPTS_MAX {
+            let outcome = tokio::task::block_in_place(|| {
+                propose_or_return(&params, &self.state, time, attestations, ops)
+            });
+            match outcome {
+                Ok(built) => {
+                    proposal = Some(built);
+                    break;
+                }
+                Err(refused) => {
+                    attestations = refused.attestations;
+                    ops = refused.ops;
+                    let Some(index) = refused.error.op.filter(|index| *index < ops.len()) else {
+                        warn!(error = %refused.error, "block could not be built");
+                        break;
+                    };
+                    warn!(error = %refused.error, "op dropped from the block");
+                    ops.remove(index);
+                    match op_ids.remove(index) {
+                        Some(id) => {
+                            if let Some(drop) = im.pool.reject(
+                                &id,
+                                RejectCode::Invalid,
+                                &refused.error.violation.to_string(),
+                            ) {
+                                dropped.push((drop, None));
+                            }
+                        }
+                        None => {
+                            op_vault.remove(index);
+                            if let Some(Some(AdminWaiter::Rpc(reply))) =
+                                waiters.get_mut(index).map(Option::take)
+                            {
+                                let _ = reply.send(Err(RpcFailure::new(
+                                    codes::REFUSED,
+                                    refused.error.violation.to_string(),
+                                )));
+                            }
+                            waiters.remove(index);
+                        }
+                    }
+                }
+            }
+        }
+        let transfer_ids: Vec<Hash32> = op_ids.iter().flatten().copied().collect();
+        let Some(proposal) = proposal.filter(|proposal| !proposal.ops.is_empty()) else {
+            im.pool.undraft(&transfer_ids);
+            self.im_notify_dropped(dropped);
+            return;
+        };
+        let height = proposal.header.height;
+        if let Err(error) = im.guard.check(height) {
+            warn!(%error, "not signing");
+            im.pool.undraft(&transfer_ids);
+            return;
+        }
+        let (block, change) = match proposal.sign(&im.validator) {
+            Ok(signed) => signed,
+            Err(error) => {
+                warn!(%error, "cannot sign the block");
+                im.pool.undraft(&transfer_ids);
+                return;
+            }
+        };
+        let Ok(hash) = block.header().hash() else {
+            return;
+        };
+        vault.extend(op_vault.into_iter().flatten());
+        im.guard.signed(height);
+        im.pool.committed(&transfer_ids);
+        im.block_waiters
+            .insert(height, waiters.into_iter().flatten().collect());
+        self.metrics
+            .pool_pending
+            .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
+        self.state.commit(&change, hash);
+        debug!(%height, ops = block.ops.len(), "block built");
+        self.queue_write(Arc::new(block), hash, change, Some(height), vault);
+        self.im_notify_dropped(dropped);
+    }
+
+    /// The block is on disk: publish it and answer whoever waited for it.
+    pub async fn im_on_written(&mut self, block: Arc<Block>) {
+        match block.encode() {
+            Ok(bytes) => self.net.publish_block(bytes).await,
+            Err(error) => warn!(%error, "cannot encode the block for publishing"),
+        }
+        let height = block.height();
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        for waiter in im.block_waiters.remove(&height).unwrap_or_default() {
+            match waiter {
+                AdminWaiter::Rpc(reply) => {
+                    let _ = reply.send(Ok(height));
+                }
+                AdminWaiter::Peer(channel, account) => {
+                    self.net
+                        .respond(channel, Response::Opened { account, height })
+                        .await;
+                }
+            }
+        }
+        if height.0.is_multiple_of(1000) {
+            info!(%height, "block stored");
+        }
+    }
+
+    /// The operator issues currency into an account.
+    pub fn im_issue(
+        &mut self,
+        to: AccountId,
+        amount: u64,
+        reference: u64,
+        reply: oneshot::Sender<Result<Height, RpcFailure>>,
+    ) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            let _ = reply.send(Err(RpcFailure::new(
+                codes::WRONG_ROLE,
+                "only the identity manager issues currency",
+            )));
+            return;
+        };
+        if im.admin.len() >= ADMIN_QUEUE_MAX {
+            let _ = reply.send(Err(RpcFailure::new(
+                codes::OVERLOADED,
+                "too many operations waiting; retry",
+            )));
+            return;
+        }
+        if self.state.account(&to).is_none() {
+            let _ = reply.send(Err(RpcFailure::new(
+                codes::REFUSED,
+                format!("unknown account {to}"),
+            )));
+            return;
+        }
+        im.admin.push_back(AdminOp {
+            op: Op::Issue(Issue {
+                to,
+                amount: Amount(amount),
+                reference,
+            }),
+            vault: None,
+            waiter: AdminWaiter::Rpc(reply),
+        });
+    }
+
+    /// A bank relays an account opening: open the sealed identity record, check both
+    /// proofs of possession, and queue the op with its vault entry.
+    pub async fn im_on_open_account(
+        &mut self,
+        peer: PeerId,
+        open: OpenAccountRequest,
+        channel: ResponseChannel<Response>,
+    ) {
+        let refuse = |message: &str| error_response(RejectCode::Invalid, message);
+        let Some(bank) = sender_bank(self.bank_peers(), &peer) else {
+            self.net
+                .respond(channel, refuse("only banks open accounts"))
+                .await;
+            return;
+        };
+        let chain_id = self.params.chain_id.clone();
+        let exists = self.state.account(&open.op.account).is_some();
+        let Role::IdentityManager(im) = &mut self.role else {
+            self.net
+                .respond(channel, refuse("not the identity manager"))
+                .await;
+            return;
+        };
+        let checked = (|| {
+            if open.op.bank != bank {
+                return Err("the account's bank is not the bank that relays it".to_owned());
+            }
+            if exists || im.admin.iter().any(|queued| matches!(&queued.op, Op::OpenAccount(other) if other.account == open.op.account)) {
+                return Err("the account already exists".to_owned());
+            }
+            if im.admin.len() >= ADMIN_QUEUE_MAX {
+                return Err("too many operations waiting; retry".to_owned());
+            }
+            let record =
+                IdentityRecord::open(&open.record, &im.escrow, &chain_id, &open.op.account)
+                    .map_err(|_| "the identity record does not open".to_owned())?;
+            crypto::check_key_strength(&record.identity_key)
+                .map_err(|error| format!("identity key refused: {error}"))?;
+            let message = open_account_message(&chain_id, &open.op.tx_key, bank)
+                .map_err(|error| error.to_string())?;
+            crypto::verify(&record.identity_key, &message, &record.possession)
+                .map_err(|_| "the identity key's proof of possession does not verify".to_owned())?;
+            Ok(())
+        })();
+        if let Err(message) = checked {
+            self.net.respond(channel, refuse(&message)).await;
+            return;
+        }
+        let account = open.op.account;
+        im.admin.push_back(AdminOp {
+            op: Op::OpenAccount(open.op),
+            vault: Some((account, open.record)),
+            waiter: AdminWaiter::Peer(channel, account),
+        });
+    }
+}
+
+/// Verifies every transaction credential of a batch: one batch check, and one by one only
+/// if the batch fails, to find the bad ones. ZIP-215 either way, so the answers agree.
+fn verify_credentials(
+    keys: &[Option<PublicKey>],
+    ids: &[Hash32],
+    requests: &[halfveil_ledger::TransactionRequest],
+) -> Vec<bool> {
+    let mut batch = SignatureBatch::with_capacity(ids.len());
+    for (index, ((key, id), request)) in keys.iter().zip(ids).zip(requests).enumerate() {
+        if let Some(key) = key {
+            batch.push(index, key, id, &request.tx_credential);
+        }
+    }
+    if batch.verify().is_ok() {
+        return keys.iter().map(Option::is_some).collect();
+    }
+    keys.iter()
+        .zip(ids)
+        .zip(requests)
+        .map(|((key, id), request)| {
+            key.as_ref()
+                .is_some_and(|key| crypto::verify(key, id, &request.tx_credential).is_ok())
+        })
+        .collect()
+}

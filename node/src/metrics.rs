@@ -1,0 +1,158 @@
+//! Prometheus metrics (`halfveil_*`, base units, `_total` counters; never an account or an
+//! identity as a label) and the `/metrics`, `/livez`, `/readyz` endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tracing::warn;
+
+/// Every metric of a node; cheap to clone (each metric is shared).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub blocks_committed: Counter,
+    pub transfers_committed: Counter,
+    pub transfers_rejected: Counter,
+    pub fsyncs: Counter,
+    pub head_height: Gauge,
+    pub peers_connected: Gauge,
+    pub pool_pending: Gauge,
+    pub queue_full: Counter,
+    pub gossip_published_bytes: Counter,
+    pub ready: Gauge,
+    pub block_commit_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("halfveil");
+        let metrics = Metrics {
+            registry: Arc::new(Registry::default()),
+            blocks_committed: Counter::default(),
+            transfers_committed: Counter::default(),
+            transfers_rejected: Counter::default(),
+            fsyncs: Counter::default(),
+            head_height: Gauge::default(),
+            peers_connected: Gauge::default(),
+            pool_pending: Gauge::default(),
+            queue_full: Counter::default(),
+            gossip_published_bytes: Counter::default(),
+            ready: Gauge::default(),
+            block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+        };
+        registry.register(
+            "blocks_committed",
+            "Blocks verified and stored",
+            metrics.blocks_committed.clone(),
+        );
+        registry.register(
+            "transfers_committed",
+            "Transfers in stored blocks",
+            metrics.transfers_committed.clone(),
+        );
+        registry.register(
+            "transfers_rejected",
+            "Transfers refused by this node",
+            metrics.transfers_rejected.clone(),
+        );
+        registry.register("fsyncs", "Synced database writes", metrics.fsyncs.clone());
+        registry.register(
+            "head_height",
+            "Height of the stored head block",
+            metrics.head_height.clone(),
+        );
+        registry.register(
+            "peers_connected",
+            "Open peer connections",
+            metrics.peers_connected.clone(),
+        );
+        registry.register(
+            "pool_pending",
+            "Transfers accepted and not yet committed",
+            metrics.pool_pending.clone(),
+        );
+        registry.register(
+            "queue_full",
+            "Work refused because a queue was full",
+            metrics.queue_full.clone(),
+        );
+        registry.register(
+            "gossip_published_bytes",
+            "Bytes of blocks published",
+            metrics.gossip_published_bytes.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when the node serves requests",
+            metrics.ready.clone(),
+        );
+        registry.register(
+            "block_commit_seconds",
+            "Time of one synced block write",
+            metrics.block_commit_seconds.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..metrics
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if encode(&mut text, &self.registry).is_err() {
+            warn!("cannot encode metrics");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Serves `/metrics`, `/livez` and `/readyz` until the task is dropped.
+pub async fn serve(
+    address: SocketAddr,
+    metrics: Metrics,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let for_metrics = metrics.clone();
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = for_metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = metrics.ready.get() == 1;
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        );
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            warn!(%error, "metrics server stopped");
+        }
+    }))
+}

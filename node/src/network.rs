@@ -1,0 +1,412 @@
+//! The libp2p swarm (TCP, Noise, Yamux): blocks by gossipsub, batches, approvals, results and
+//! ranged sync by request-response, identify and ping. Only the peers genesis names may
+//! connect (an allow-list), connections are limited, and protocol and topic names carry the
+//! genesis hash.
+//!
+//! One task owns the swarm; the node reaches it through a [`NetworkHandle`] (a bounded
+//! channel) and hears from it through a bounded channel of [`NetEvent`]s.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, identify, noise, ping, tcp, yamux, Multiaddr,
+    PeerId, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+use crate::protocol::{self, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
+
+/// Bound of the command and event channels.
+const CHANNEL_CAPACITY: usize = 1024;
+/// How long a request may take before it fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often unconnected peers are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    limits: connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    rpc: request_response::Behaviour<WireCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// What the node asks of the network.
+#[derive(Debug)]
+enum NetCommand {
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, String>>,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    Publish {
+        bytes: Vec<u8>,
+    },
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    Request {
+        peer: PeerId,
+        request: Box<Request>,
+        channel: ResponseChannel<Response>,
+    },
+    Block {
+        peer: PeerId,
+        bytes: Vec<u8>,
+    },
+    Connected(PeerId),
+}
+
+/// The node's way to the swarm task.
+#[derive(Clone, Debug)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<NetCommand>,
+}
+
+impl NetworkHandle {
+    /// Sends a request and waits for its response.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(NetCommand::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| "the network task has stopped".to_owned())?;
+        response
+            .await
+            .map_err(|_| "the network task dropped the request".to_owned())?
+    }
+
+    pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
+        if self
+            .commands
+            .send(NetCommand::Respond { channel, response })
+            .await
+            .is_err()
+        {
+            warn!("network task stopped; response dropped");
+        }
+    }
+
+    pub async fn publish_block(&self, bytes: Vec<u8>) {
+        if self
+            .commands
+            .send(NetCommand::Publish { bytes })
+            .await
+            .is_err()
+        {
+            warn!("network task stopped; block not published");
+        }
+    }
+}
+
+/// How to start the network.
+#[derive(Debug)]
+pub struct NetworkSetup {
+    pub keypair: libp2p::identity::Keypair,
+    pub listen: Multiaddr,
+    pub peers: Vec<Multiaddr>,
+    /// Every peer genesis names (the allow-list); this node's own id is skipped.
+    pub allowed: Vec<PeerId>,
+    pub genesis_hash: halfveil_ledger::Hash32,
+    pub connections_max: u32,
+}
+
+/// Starts the swarm task; returns its handle and the event stream.
+pub fn start(
+    setup: NetworkSetup,
+    metrics: Metrics,
+) -> Result<
+    (
+        NetworkHandle,
+        mpsc::Receiver<NetEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let mut swarm = build_swarm(&setup)?;
+    swarm
+        .listen_on(setup.listen.clone())
+        .map_err(|error| format!("cannot listen on {}: {error}", setup.listen))?;
+    let topic = gossipsub::IdentTopic::new(protocol::blocks_topic(&setup.genesis_hash));
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|error| format!("cannot subscribe to blocks: {error}"))?;
+    let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
+    let (event_sender, events) = mpsc::channel(CHANNEL_CAPACITY);
+    let task = NetworkTask {
+        swarm,
+        topic,
+        peers: setup.peers,
+        commands,
+        events: event_sender,
+        pending: HashMap::new(),
+        connected: HashSet::new(),
+        metrics,
+    };
+    let join = tokio::spawn(task.run());
+    Ok((
+        NetworkHandle {
+            commands: command_sender,
+        },
+        events,
+        join,
+    ))
+}
+
+fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
+    let protocol = protocol::protocol_name(&setup.genesis_hash)?;
+    let own = setup.keypair.public().to_peer_id();
+    let allowed_peers = setup.allowed.clone();
+    let connections_max = setup.connections_max;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(setup.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|error| format!("cannot set up TCP/Noise/Yamux: {error}"))?
+        .with_behaviour(|key| {
+            let mut allowed = allow_block_list::Behaviour::default();
+            for peer in allowed_peers.iter().filter(|peer| **peer != own) {
+                allowed.allow_peer(*peer);
+            }
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(MESSAGE_BYTES_MAX)
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .mesh_n_low(1)
+                .mesh_n(2)
+                .mesh_n_high(4)
+                .mesh_outbound_min(0)
+                .heartbeat_interval(Duration::from_millis(500))
+                .build()
+                .map_err(|error| std::io::Error::other(error.to_string()))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )
+            .map_err(std::io::Error::other)?;
+            let rpc = request_response::Behaviour::with_codec(
+                WireCodec,
+                [(protocol.clone(), ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(256),
+            );
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(connections_max))
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(connections_max));
+            Ok(Behaviour {
+                allowed,
+                limits: connection_limits::Behaviour::new(limits),
+                gossipsub,
+                rpc,
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/halfveil/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            })
+        })
+        .map_err(|error| format!("cannot build the network behaviour: {error}"))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}
+
+struct NetworkTask {
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    peers: Vec<Multiaddr>,
+    commands: mpsc::Receiver<NetCommand>,
+    events: mpsc::Sender<NetEvent>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    connected: HashSet<PeerId>,
+    metrics: Metrics,
+}
+
+fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|part| match part {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+impl NetworkTask {
+    async fn run(mut self) {
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = redial.tick() => self.dial_missing(),
+            }
+        }
+        debug!("network task stopped");
+    }
+
+    fn dial_missing(&mut self) {
+        for address in self.peers.clone() {
+            let Some(peer) = peer_of(&address) else {
+                continue;
+            };
+            if !self.connected.contains(&peer) && !self.swarm.is_connected(&peer) {
+                if let Err(error) = self.swarm.dial(address.clone()) {
+                    debug!(%peer, %error, "dial failed");
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: NetCommand) {
+        match command {
+            NetCommand::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                self.pending.insert(id, reply);
+            }
+            NetCommand::Respond { channel, response } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("response channel closed before the response was sent");
+                }
+            }
+            NetCommand::Publish { bytes } => {
+                let size = bytes.len();
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    Ok(_) => {
+                        self.metrics.gossip_published_bytes.inc_by(size as u64);
+                    }
+                    Err(error) => warn!(%error, "block not published"),
+                }
+            }
+        }
+    }
+
+    async fn emit(&mut self, event: NetEvent) {
+        if self.events.send(event).await.is_err() {
+            debug!("node stopped listening to the network");
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.metrics.peers_connected.inc();
+                if self.connected.insert(peer_id) {
+                    info!(peer = %peer_id, "peer connected");
+                    self.emit(NetEvent::Connected(peer_id)).await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                self.metrics.peers_connected.dec();
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    info!(peer = %peer_id, "peer disconnected");
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                debug!(%send_back_addr, %error, "incoming connection refused");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            })) => {
+                self.emit(NetEvent::Block {
+                    peer: propagation_source,
+                    bytes: message.data,
+                })
+                .await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc_event(event).await,
+            _ => {}
+        }
+    }
+
+    async fn on_rpc_event(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.emit(NetEvent::Request {
+                        peer,
+                        request: Box::new(request),
+                        channel,
+                    })
+                    .await;
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                debug!(%peer, %error, "request failed");
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

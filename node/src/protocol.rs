@@ -1,0 +1,190 @@
+//! What nodes say to each other over request-response, and its codec.
+//!
+//! Every message is one postcard value, read strictly (size-bounded, no trailing bytes,
+//! canonical) from a stream that the sender closes after writing. Protocol and topic names
+//! carry the genesis hash, so nodes of two chains never talk.
+
+use std::io;
+
+use futures::prelude::*;
+use halfveil_ledger::crypto::SealedIdentityRecord;
+use halfveil_ledger::{
+    codec, AccountId, Amount, BankId, BatchAttestation, Block, Hash32, Height, OpenAccount,
+    RejectCode, Rejection, TransactionRequest,
+};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+/// The largest request or response on the wire (a sync response of several blocks).
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most transfers in one forwarded or approval batch.
+pub const BATCH_TRANSFERS_MAX: usize = 4096;
+/// Most blocks in one sync response.
+pub const SYNC_BLOCKS_MAX: u64 = 64;
+
+/// A bank forwards transfers it accepted, with one payer-ok attestation over their ids.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForwardBatch {
+    pub requests: Vec<TransactionRequest>,
+    pub attestation: BatchAttestation,
+}
+
+/// A bank relays an account opening: the op (signed by holder and bank) and the sealed
+/// identity record it cannot read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenAccountRequest {
+    pub op: OpenAccount,
+    pub record: SealedIdentityRecord,
+}
+
+/// The IM asks a payee's bank whether its accounts may receive.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApprovalItemWire {
+    pub id: Hash32,
+    pub payee: AccountId,
+    pub amount: Amount,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Bank to IM.
+    Forward(ForwardBatch),
+    /// Bank to IM.
+    OpenAccount(OpenAccountRequest),
+    /// IM to a payee's bank.
+    Approve(Vec<ApprovalItemWire>),
+    /// IM to a payer's bank: transfers refused after they were accepted.
+    Rejected(Vec<Rejection>),
+    /// Anyone to anyone: blocks `from..=to` (at most [`SYNC_BLOCKS_MAX`]).
+    Blocks { from: Height, to: Height },
+    /// Anyone to anyone: the head.
+    Status,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    Ack,
+    /// The IM's immediate answer to a forward: signed refusals (the rest are accepted).
+    Forwarded {
+        rejected: Vec<Rejection>,
+    },
+    /// The account is committed at `height`.
+    Opened {
+        account: AccountId,
+        height: Height,
+    },
+    /// A payee bank's verdict: a payee-ok attestation over the approved ids (if any) and
+    /// signed refusals.
+    Approval {
+        attestation: Option<BatchAttestation>,
+        refused: Vec<Rejection>,
+    },
+    Blocks(Vec<Block>),
+    Status {
+        height: Height,
+        hash: Hash32,
+    },
+    /// The request was refused as a whole.
+    Error {
+        code: RejectCode,
+        message: String,
+    },
+}
+
+/// Bank id of the sender, as the IM knows it from genesis; for messages only banks send.
+pub fn sender_bank(bank_peers: &[libp2p::PeerId], peer: &libp2p::PeerId) -> Option<BankId> {
+    bank_peers
+        .iter()
+        .position(|candidate| candidate == peer)
+        .and_then(|index| u16::try_from(index).ok())
+        .map(BankId)
+}
+
+/// The request-response protocol name of a chain.
+pub fn protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, String> {
+    StreamProtocol::try_from_owned(format!("/halfveil/{}/rr/1", genesis_hash.to_hex()))
+        .map_err(|error| error.to_string())
+}
+
+/// The gossipsub topic of a chain's blocks.
+pub fn blocks_topic(genesis_hash: &Hash32) -> String {
+    format!("/halfveil/{}/blocks/1", genesis_hash.to_hex())
+}
+
+/// postcard over a closed-after-write stream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WireCodec;
+
+async fn read_value<T, R>(io: &mut R) -> io::Result<T>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin + Send,
+{
+    let mut bytes = Vec::new();
+    io.take(MESSAGE_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await?;
+    codec::decode(&bytes, MESSAGE_BYTES_MAX)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))
+}
+
+async fn write_value<T, W>(io: &mut W, value: &T) -> io::Result<()>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin + Send,
+{
+    let bytes = codec::encode(value)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))?;
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message too large",
+        ));
+    }
+    io.write_all(&bytes).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for WireCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_value(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_value(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_value(io, &request).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_value(io, &response).await
+    }
+}

@@ -1,0 +1,232 @@
+//! JSON-RPC 2.0 over HTTP and WebSocket on one port (jsonrpsee): the public API (`hv_*`)
+//! on `rpc.listen`, the operator API (`hvadmin_*`) on `rpc.admin_listen`, where every call
+//! also needs the token from the node's `admin_token` file. Both listen on 127.0.0.1 by
+//! default. One `#[rpc]` trait gives the server and the typed client the CLI uses.
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+use serde::{Deserialize, Serialize};
+
+/// JSON-RPC error codes of halfveil (the -32000 range is the application's).
+pub mod codes {
+    /// The request is malformed (bad hex, bad account id, oversized).
+    pub const INVALID_INPUT: i32 = -32001;
+    /// The envelope does not open: the one uniform error.
+    pub const ENVELOPE: i32 = -32002;
+    /// This node's role does not serve the method.
+    pub const WRONG_ROLE: i32 = -32003;
+    /// The admin token is missing or wrong.
+    pub const UNAUTHORIZED: i32 = -32004;
+    /// A queue is full; retry later.
+    pub const OVERLOADED: i32 = -32005;
+    /// The operation was refused (frozen account, unknown account, ...).
+    pub const REFUSED: i32 = -32006;
+    /// Something failed inside the node.
+    pub const INTERNAL: i32 = -32010;
+}
+
+pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub moniker: String,
+    pub role: String,
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub peer_id: String,
+    pub height: u64,
+    pub head_hash: String,
+    pub peers: usize,
+    pub accounts: usize,
+    pub supply: u64,
+    pub pool_pending: usize,
+    pub halted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub height: u64,
+    pub hash: String,
+    pub time_ms: u64,
+    pub state_root: String,
+    pub supply: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub height: u64,
+    pub hash: String,
+    pub parent: String,
+    pub time_ms: u64,
+    pub op_root: String,
+    pub state_root: String,
+    pub ops: usize,
+    pub transfers: usize,
+    pub attestations: usize,
+    /// The block in its canonical encoding, hex.
+    pub raw: String,
+}
+
+/// A bank's limits on one account, in the smallest unit; 0 means no limit.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct BankLimits {
+    pub payment_max: u64,
+    pub daily_max: u64,
+    pub receive_max: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub account: String,
+    pub bank: String,
+    pub balance: u64,
+    pub closed: bool,
+    /// Only from the account's own bank.
+    pub frozen: Option<bool>,
+    pub limits: Option<BankLimits>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TransferStatus {
+    /// Accepted and on its way; not yet in a block.
+    Pending { id: String },
+    /// In a block: the receipt (hex of its canonical encoding) proves it.
+    Committed {
+        id: String,
+        height: u64,
+        index: u32,
+        block_hash: String,
+        receipt: String,
+    },
+    /// Refused, with the signed reason (hex of the canonical `Rejection`).
+    Rejected {
+        id: String,
+        by: String,
+        code: String,
+        detail: String,
+        rejection: String,
+    },
+    /// This node does not know the transfer.
+    Unknown { id: String },
+}
+
+impl TransferStatus {
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TransferStatus::Committed { .. } | TransferStatus::Rejected { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OpenAccountParams {
+    /// The online transaction public key, hex.
+    pub tx_key: String,
+    /// The transaction key's signature over the open-account message, hex.
+    pub holder_signature: String,
+    /// The identity record sealed to the IM's escrow key, hex.
+    pub sealed_record: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OpenedAccount {
+    pub account: String,
+    pub bank: String,
+    pub bank_id: u16,
+    /// The business key, hex: given to the holder once, kept encrypted by the bank.
+    pub business_key: String,
+    pub height: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Committed {
+    pub height: u64,
+}
+
+#[rpc(server, client, namespace = "hv")]
+pub trait Api {
+    #[method(name = "status")]
+    async fn status(&self) -> RpcResult<NodeStatus>;
+
+    /// The genesis file's text.
+    #[method(name = "genesis")]
+    async fn genesis(&self) -> RpcResult<String>;
+
+    #[method(name = "head")]
+    async fn head(&self) -> RpcResult<HeadInfo>;
+
+    #[method(name = "block")]
+    async fn block(&self, height: u64) -> RpcResult<Option<BlockInfo>>;
+
+    #[method(name = "account")]
+    async fn account(&self, account: String) -> RpcResult<Option<AccountInfo>>;
+
+    /// A bank takes a payer's envelope (hex); returns the transfer's status.
+    #[method(name = "submit")]
+    async fn submit(&self, envelope: String) -> RpcResult<TransferStatus>;
+
+    #[method(name = "transferStatus")]
+    async fn transfer_status(&self, id: String) -> RpcResult<TransferStatus>;
+
+    /// Sends the transfer's status once it is final (committed or rejected).
+    #[subscription(name = "subscribeTransfer" => "transfer", unsubscribe = "unsubscribeTransfer", item = TransferStatus)]
+    async fn subscribe_transfer(&self, id: String) -> SubscriptionResult;
+
+    /// A bank opens an account for a payer (relaying the sealed identity record to the IM).
+    #[method(name = "openAccount")]
+    async fn open_account(&self, params: OpenAccountParams) -> RpcResult<OpenedAccount>;
+}
+
+#[rpc(server, client, namespace = "hvadmin")]
+pub trait AdminApi {
+    /// The IM creates currency into an account; returns once it is committed.
+    #[method(name = "issue")]
+    async fn issue(
+        &self,
+        token: String,
+        to: String,
+        amount: u64,
+        reference: u64,
+    ) -> RpcResult<Committed>;
+
+    #[method(name = "freeze")]
+    async fn freeze(&self, token: String, account: String) -> RpcResult<AccountInfo>;
+
+    #[method(name = "unfreeze")]
+    async fn unfreeze(&self, token: String, account: String) -> RpcResult<AccountInfo>;
+
+    #[method(name = "setLimits")]
+    async fn set_limits(
+        &self,
+        token: String,
+        account: String,
+        limits: BankLimits,
+    ) -> RpcResult<AccountInfo>;
+}
+
+/// A refusal the service returns to the RPC layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcFailure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl RpcFailure {
+    pub fn new(code: i32, message: impl Into<String>) -> RpcFailure {
+        RpcFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RpcFailure> for ErrorObjectOwned {
+    fn from(failure: RpcFailure) -> ErrorObjectOwned {
+        rpc_error(failure.code, failure.message)
+    }
+}

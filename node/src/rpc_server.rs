@@ -1,0 +1,419 @@
+//! The JSON-RPC servers: the public API and the token-guarded operator API. Handlers ask
+//! the service through its bounded input channel (a full channel is `OVERLOADED`) and read
+//! the store for blocks and receipts in `spawn_blocking`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halfveil_ledger::store::{RocksStore, Store};
+use halfveil_ledger::{codec, AccountId, Hash32, Height, Receipt};
+use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
+use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::rpc::{
+    codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
+    HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RpcFailure, TransferStatus,
+};
+use crate::service::{AccountChange, Input, RpcCommand, Track};
+
+/// The largest JSON-RPC request body.
+const REQUEST_BYTES_MAX: u32 = 1024 * 1024;
+/// The longest a subscriber waits for a transfer to become final.
+const SUBSCRIPTION_WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// Shared by both servers.
+#[derive(Clone, Debug)]
+pub struct RpcContext {
+    pub inputs: mpsc::Sender<Input>,
+    pub store: Arc<RocksStore>,
+    pub genesis_text: Arc<String>,
+}
+
+fn overloaded() -> jsonrpsee::types::ErrorObjectOwned {
+    rpc_error(codes::OVERLOADED, "the node is busy; retry")
+}
+
+fn internal(message: impl Into<String>) -> jsonrpsee::types::ErrorObjectOwned {
+    rpc_error(codes::INTERNAL, message)
+}
+
+impl RpcContext {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> RpcCommand) -> RpcResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs
+            .try_send(Input::Rpc(make(reply)))
+            .map_err(|_| overloaded())?;
+        answer
+            .await
+            .map_err(|_| internal("the node dropped the request"))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&RocksStore) -> Result<T, String> + Send + 'static,
+    ) -> RpcResult<T> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|_| internal("store read failed"))?
+            .map_err(internal)
+    }
+
+    /// Turns what the service knows into a status with a receipt, reading the store when the
+    /// transfer is committed (or when the service does not know it).
+    async fn status_of(&self, id: Hash32, track: Track) -> RpcResult<TransferStatus> {
+        let hex_id = id.to_hex();
+        let location = match track {
+            Track::Pending => return Ok(TransferStatus::Pending { id: hex_id }),
+            Track::Rejected(rejection) => {
+                let by = match rejection.by {
+                    halfveil_ledger::Rejecter::IdentityManager => "identity-manager".to_owned(),
+                    halfveil_ledger::Rejecter::Bank(bank) => format!("bank {}", bank.0),
+                };
+                return Ok(TransferStatus::Rejected {
+                    id: hex_id,
+                    by,
+                    code: rejection.code.as_str().to_owned(),
+                    detail: rejection.detail.clone(),
+                    rejection: hex::encode(
+                        codec::encode(&rejection).map_err(|error| internal(error.to_string()))?,
+                    ),
+                });
+            }
+            Track::Committed { height, index } => Some((height, index)),
+            Track::Unknown => None,
+        };
+        let receipt = self
+            .read(move |store| {
+                let (height, index) = match location {
+                    Some(location) => location,
+                    None => match store
+                        .transfer_location(&id)
+                        .map_err(|error| error.to_string())?
+                    {
+                        Some(location) => (location.height, location.index),
+                        None => return Ok(None),
+                    },
+                };
+                let Some(block) = store.block(height).map_err(|error| error.to_string())? else {
+                    return Ok(None);
+                };
+                Ok(receipt_of(&block, index).map(|receipt| (height, index, receipt)))
+            })
+            .await?;
+        Ok(match receipt {
+            None => TransferStatus::Unknown { id: hex_id },
+            Some((height, index, receipt)) => TransferStatus::Committed {
+                id: hex_id,
+                height: height.0,
+                index,
+                block_hash: receipt
+                    .header
+                    .header
+                    .hash()
+                    .map(|hash| hash.to_hex())
+                    .unwrap_or_default(),
+                receipt: hex::encode(
+                    codec::encode(&receipt).map_err(|error| internal(error.to_string()))?,
+                ),
+            },
+        })
+    }
+}
+
+/// The receipt of the op at `index` of `block`.
+pub fn receipt_of(block: &halfveil_ledger::Block, index: u32) -> Option<Receipt> {
+    let (op_hashes, _) = halfveil_ledger::apply::hash_ops(&block.ops).ok()?;
+    let index = usize::try_from(index).ok()?;
+    let halfveil_ledger::Op::Transfer(transfer) = block.ops.get(index)? else {
+        return None;
+    };
+    Some(Receipt {
+        version: halfveil_ledger::VERSION,
+        transfer_id: transfer.request.transfer.id().ok()?,
+        op: block.ops.get(index)?.clone(),
+        header: block.signed.clone(),
+        proof: halfveil_ledger::hash::merkle_proof(&op_hashes, index)?,
+    })
+}
+
+fn parse_account(text: &str) -> RpcResult<AccountId> {
+    text.parse()
+        .map_err(|error: halfveil_ledger::error::ParseError| {
+            rpc_error(codes::INVALID_INPUT, error.to_string())
+        })
+}
+
+fn parse_id(text: &str) -> RpcResult<Hash32> {
+    Hash32::from_hex(text)
+        .map_err(|_| rpc_error(codes::INVALID_INPUT, "a transfer id is 64 hex digits"))
+}
+
+fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, String> {
+    let header = block.header();
+    Ok(BlockInfo {
+        height: header.height.0,
+        hash: header.hash().map_err(|error| error.to_string())?.to_hex(),
+        parent: header.parent.to_hex(),
+        time_ms: header.time.0,
+        op_root: header.op_root.to_hex(),
+        state_root: header.state_root.to_hex(),
+        ops: block.ops.len(),
+        transfers: block
+            .ops
+            .iter()
+            .filter(|op| matches!(op, halfveil_ledger::Op::Transfer(_)))
+            .count(),
+        attestations: block.attestations.len(),
+        raw: hex::encode(block.encode().map_err(|error| error.to_string())?),
+    })
+}
+
+#[async_trait]
+impl ApiServer for RpcContext {
+    async fn status(&self) -> RpcResult<NodeStatus> {
+        self.ask(RpcCommand::Status).await
+    }
+
+    async fn genesis(&self) -> RpcResult<String> {
+        Ok(self.genesis_text.as_str().to_owned())
+    }
+
+    async fn head(&self) -> RpcResult<HeadInfo> {
+        self.read(|store| {
+            let head = store.head().map_err(|error| error.to_string())?;
+            Ok(HeadInfo {
+                height: head.height.0,
+                hash: head.hash.to_hex(),
+                time_ms: head.time.0,
+                state_root: head.state_root.to_hex(),
+                supply: head.supply.0,
+            })
+        })
+        .await
+    }
+
+    async fn block(&self, height: u64) -> RpcResult<Option<BlockInfo>> {
+        self.read(move |store| {
+            match store
+                .block(Height(height))
+                .map_err(|error| error.to_string())?
+            {
+                Some(block) => block_info(&block).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn account(&self, account: String) -> RpcResult<Option<AccountInfo>> {
+        let account = parse_account(&account)?;
+        self.ask(|reply| RpcCommand::Account(account, reply)).await
+    }
+
+    async fn submit(&self, envelope: String) -> RpcResult<TransferStatus> {
+        if envelope.len() > 2 * halfveil_ledger::crypto::ENVELOPE_BYTES_MAX {
+            return Err(rpc_error(
+                codes::ENVELOPE,
+                "the envelope cannot be opened by this bank",
+            ));
+        }
+        let bytes = hex::decode(&envelope).map_err(|_| {
+            rpc_error(
+                codes::ENVELOPE,
+                "the envelope cannot be opened by this bank",
+            )
+        })?;
+        let (id, track) = self
+            .ask(|reply| RpcCommand::Submit(bytes, reply))
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        self.status_of(id, track).await
+    }
+
+    async fn transfer_status(&self, id: String) -> RpcResult<TransferStatus> {
+        let id = parse_id(&id)?;
+        let track = self.ask(|reply| RpcCommand::Track(id, reply)).await?;
+        self.status_of(id, track).await
+    }
+
+    async fn subscribe_transfer(
+        &self,
+        pending: PendingSubscriptionSink,
+        id: String,
+    ) -> SubscriptionResult {
+        let id = match parse_id(&id) {
+            Ok(id) => id,
+            Err(error) => {
+                pending.reject(error).await;
+                return Ok(());
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        if self
+            .inputs
+            .try_send(Input::Rpc(RpcCommand::WaitFinal(id, reply)))
+            .is_err()
+        {
+            pending.reject(overloaded()).await;
+            return Ok(());
+        }
+        let sink = pending.accept().await?;
+        let track = tokio::select! {
+            answer = tokio::time::timeout(SUBSCRIPTION_WAIT_MAX, answer) => match answer {
+                Ok(Ok(track)) => track,
+                _ => return Ok(()),
+            },
+            _ = sink.closed() => return Ok(()),
+        };
+        let status = self.status_of(id, track).await?;
+        let message = serde_json::value::to_raw_value(&status)?;
+        sink.send(message).await?;
+        Ok(())
+    }
+
+    async fn open_account(&self, params: OpenAccountParams) -> RpcResult<OpenedAccount> {
+        self.ask(|reply| RpcCommand::OpenAccount(params, reply))
+            .await?
+            .map_err(RpcFailure::into_error)
+    }
+}
+
+impl RpcFailure {
+    fn into_error(self) -> jsonrpsee::types::ErrorObjectOwned {
+        self.into()
+    }
+}
+
+/// The operator API; every call checks the token.
+#[derive(Clone, Debug)]
+pub struct AdminContext {
+    pub context: RpcContext,
+    pub token: Arc<SecretString>,
+}
+
+impl AdminContext {
+    fn authorize(&self, token: &str) -> RpcResult<()> {
+        let expected = self.token.expose_secret().as_bytes();
+        let given = token.as_bytes();
+        // Compare in time independent of where they differ.
+        let same = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0u8, |acc, (left, right)| acc | (left ^ right))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(rpc_error(
+                codes::UNAUTHORIZED,
+                "the admin token is missing or wrong",
+            ))
+        }
+    }
+
+    async fn change(
+        &self,
+        token: String,
+        account: String,
+        change: AccountChange,
+    ) -> RpcResult<AccountInfo> {
+        self.authorize(&token)?;
+        let account = parse_account(&account)?;
+        self.context
+            .ask(|reply| RpcCommand::ChangeAccount {
+                account,
+                change,
+                reply,
+            })
+            .await?
+            .map_err(RpcFailure::into_error)
+    }
+}
+
+#[async_trait]
+impl AdminApiServer for AdminContext {
+    async fn issue(
+        &self,
+        token: String,
+        to: String,
+        amount: u64,
+        reference: u64,
+    ) -> RpcResult<Committed> {
+        self.authorize(&token)?;
+        let to = parse_account(&to)?;
+        if amount == 0 {
+            return Err(rpc_error(
+                codes::INVALID_INPUT,
+                "the amount must be positive",
+            ));
+        }
+        let height = self
+            .context
+            .ask(|reply| RpcCommand::Issue {
+                to,
+                amount,
+                reference,
+                reply,
+            })
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        Ok(Committed { height: height.0 })
+    }
+
+    async fn freeze(&self, token: String, account: String) -> RpcResult<AccountInfo> {
+        self.change(token, account, AccountChange::Freeze).await
+    }
+
+    async fn unfreeze(&self, token: String, account: String) -> RpcResult<AccountInfo> {
+        self.change(token, account, AccountChange::Unfreeze).await
+    }
+
+    async fn set_limits(
+        &self,
+        token: String,
+        account: String,
+        limits: BankLimits,
+    ) -> RpcResult<AccountInfo> {
+        self.change(token, account, AccountChange::Limits(limits))
+            .await
+    }
+}
+
+/// Starts both servers.
+pub async fn start(
+    context: RpcContext,
+    token: SecretString,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    connections_max: u32,
+) -> Result<(ServerHandle, ServerHandle), String> {
+    let config = |connections: u32| {
+        ServerConfig::builder()
+            .max_connections(connections)
+            .max_request_body_size(REQUEST_BYTES_MAX)
+            .build()
+    };
+    let public = Server::builder()
+        .set_config(config(connections_max))
+        .build(listen)
+        .await
+        .map_err(|error| format!("cannot listen for RPC on {listen}: {error}"))?;
+    let admin = Server::builder()
+        .set_config(config(16))
+        .build(admin_listen)
+        .await
+        .map_err(|error| format!("cannot listen for admin RPC on {admin_listen}: {error}"))?;
+    let admin_context = AdminContext {
+        context: context.clone(),
+        token: Arc::new(token),
+    };
+    Ok((
+        public.start(context.into_rpc()),
+        admin.start(admin_context.into_rpc()),
+    ))
+}

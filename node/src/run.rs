@@ -1,0 +1,265 @@
+//! Starting a node from its home folder: config, genesis, keys, role, store, then the
+//! network, the writer, the service, the RPC and metrics servers; and stopping it cleanly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use halfveil_consensus::guard::SignGuard;
+use halfveil_consensus::{PoolLimits, TransferPool};
+use halfveil_genesis::keystore::{self, FileKind};
+use halfveil_genesis::Genesis;
+use halfveil_ledger::crypto;
+use halfveil_ledger::store::{RocksStore, Store};
+use halfveil_ledger::BankId;
+use libp2p::Multiaddr;
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::bank::BankRole;
+use crate::config::Config;
+use crate::im::ImRole;
+use crate::metrics::{self, Metrics};
+use crate::network::{self, NetworkSetup};
+use crate::rpc_server::{self, RpcContext};
+use crate::service::{Input, Role, Service, INPUT_CAPACITY};
+use crate::writer::Writer;
+
+/// Which node this home is, from genesis and the node key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRole {
+    IdentityManager,
+    Bank(BankId),
+}
+
+fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
+    format!("{}: {error}", path.display())
+}
+
+/// Holds `home/node.lock` for the life of the process: one node per home.
+fn lock_home(home: &Path) -> Result<std::fs::File, String> {
+    let path = home.join("node.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| io_error(&path, error))?;
+    file.try_lock().map_err(|_| {
+        format!(
+            "another halfveil node is running with the home {}",
+            home.display()
+        )
+    })?;
+    Ok(file)
+}
+
+fn create_private_dir(path: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(|error| io_error(path, error))
+}
+
+/// The password file named in a home's config, if any.
+pub fn configured_password_file(home: &Path) -> Result<Option<PathBuf>, String> {
+    let config = Config::load(home).map_err(|error| error.to_string())?;
+    Ok(config
+        .keys
+        .password_file
+        .map(|path| Config::resolve(home, &path)))
+}
+
+/// Runs the node of `home` until `shutdown` resolves.
+pub async fn run(
+    home: &Path,
+    password: SecretString,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let config = Config::load(home).map_err(|error| error.to_string())?;
+    let _lock = lock_home(home)?;
+    let genesis_path = Config::resolve(home, &config.keys.genesis);
+    let genesis = Arc::new(
+        Genesis::load(&genesis_path)
+            .map_err(|error| format!("{}: {error}", genesis_path.display()))?,
+    );
+    let genesis_text = Arc::new(
+        std::fs::read_to_string(&genesis_path).map_err(|error| io_error(&genesis_path, error))?,
+    );
+    let node_key_path = Config::resolve(home, &config.keys.node_key);
+    let keypair = keystore::read_node_key(&node_key_path).map_err(|error| error.to_string())?;
+    let own_peer = keypair.public().to_peer_id();
+    let role = if own_peer == genesis.im_peer_id {
+        NodeRole::IdentityManager
+    } else if let Some(index) = genesis
+        .bank_peer_ids
+        .iter()
+        .position(|peer| *peer == own_peer)
+    {
+        NodeRole::Bank(BankId(u16::try_from(index).map_err(|_| "too many banks")?))
+    } else {
+        return Err(format!(
+            "this node's peer id {own_peer} (from {}) is not in genesis {}",
+            node_key_path.display(),
+            genesis_path.display()
+        ));
+    };
+    let params = genesis.params.clone();
+    let signing_path = Config::resolve(home, &config.keys.signing_key);
+    let data_dir = Config::resolve(home, &config.storage.data_dir);
+    create_private_dir(&data_dir)?;
+    let store = Arc::new(RocksStore::open(&data_dir, &params).map_err(|error| error.to_string())?);
+    let state = store
+        .load_state(&params)
+        .map_err(|error| error.to_string())?;
+    info!(height = %state.height, accounts = state.account_count(), ?role, "chain loaded");
+    let pool_limits = PoolLimits {
+        pending_max: crate::POOL_PENDING_MAX,
+    };
+    let service_role = match role {
+        NodeRole::IdentityManager => {
+            let validator =
+                keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, &password)
+                    .map_err(|error| error.to_string())?;
+            if crypto::public_key(&validator) != params.validator_key {
+                return Err(format!(
+                    "{} is not the validator key genesis names",
+                    signing_path.display()
+                ));
+            }
+            let escrow_path = config
+                .keys
+                .escrow_key
+                .as_ref()
+                .map(|path| Config::resolve(home, path))
+                .ok_or("the identity manager's config must name keys.escrow_key")?;
+            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, &password)
+                .map_err(|error| error.to_string())?;
+            if escrow.public_key().map_err(|error| error.to_string())? != params.escrow_key {
+                return Err(format!(
+                    "{} is not the escrow key genesis names",
+                    escrow_path.display()
+                ));
+            }
+            let last_signed = store.last_signed().map_err(|error| error.to_string())?;
+            Role::IdentityManager(Box::new(ImRole::new(
+                validator,
+                escrow,
+                TransferPool::new(pool_limits),
+                SignGuard::new(last_signed.max(state.height)),
+            )))
+        }
+        NodeRole::Bank(id) => {
+            let key =
+                keystore::read_signing_key(&signing_path, FileKind::AttestationKey, &password)
+                    .map_err(|error| error.to_string())?;
+            if Some(&crypto::public_key(&key)) != params.bank_key(id) {
+                return Err(format!(
+                    "{} is not the attestation key genesis names for this bank",
+                    signing_path.display()
+                ));
+            }
+            let name = genesis.bank_name(id).unwrap_or("bank").to_owned();
+            Role::Bank(Box::new(BankRole::load(id, name, key, &store)?))
+        }
+    };
+    drop(password);
+
+    let metrics = Metrics::new();
+    let listen: Multiaddr = config
+        .p2p
+        .listen
+        .parse()
+        .map_err(|error| format!("p2p.listen {:?}: {error}", config.p2p.listen))?;
+    let peers = config
+        .p2p
+        .peers
+        .iter()
+        .map(|peer| {
+            peer.parse::<Multiaddr>()
+                .map_err(|error| format!("p2p.peers {peer:?}: {error}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut allowed = genesis.bank_peer_ids.clone();
+    allowed.push(genesis.im_peer_id);
+    let (net, mut events, network_task) = network::start(
+        NetworkSetup {
+            keypair,
+            listen,
+            peers,
+            allowed,
+            genesis_hash: params.genesis_hash,
+            connections_max: config.p2p.connections_max,
+        },
+        metrics.clone(),
+    )?;
+    let writer = Writer::start(Arc::clone(&store))?;
+    let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
+    let forward_inputs = inputs.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if forward_inputs.send(Input::Net(event)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let token_path = Config::resolve(home, &config.rpc.admin_token_file);
+    let token =
+        std::fs::read_to_string(&token_path).map_err(|error| io_error(&token_path, error))?;
+    let token = SecretString::from(token.trim().to_owned());
+    let (public_rpc, admin_rpc) = rpc_server::start(
+        RpcContext {
+            inputs: inputs.clone(),
+            store: Arc::clone(&store),
+            genesis_text,
+        },
+        token,
+        config.rpc.listen,
+        config.rpc.admin_listen,
+        config.rpc.connections_max,
+    )
+    .await?;
+    let metrics_task = metrics::serve(config.metrics.listen, metrics.clone())
+        .await
+        .map_err(|error| format!("cannot serve metrics on {}: {error}", config.metrics.listen))?;
+    info!(moniker = %config.moniker, peer = %own_peer, rpc = %config.rpc.listen, "node started");
+
+    let service = Service {
+        moniker: config.moniker.clone(),
+        genesis,
+        params,
+        state,
+        store,
+        writer,
+        net,
+        inputs: inputs.clone(),
+        metrics,
+        own_peer,
+        peers: 0,
+        writes_in_flight: 0,
+        waiters: Default::default(),
+        halted: false,
+        syncing: false,
+        stopping: false,
+        role: service_role,
+        ahead: Default::default(),
+    };
+    let service_task = tokio::spawn(service.run(input_queue));
+    shutdown.await;
+    info!("stopping");
+    let _ = public_rpc.stop();
+    let _ = admin_rpc.stop();
+    if inputs.send(Input::Shutdown).await.is_err() {
+        warn!("the service had already stopped");
+    }
+    let _ = service_task.await;
+    forwarder.abort();
+    network_task.abort();
+    metrics_task.abort();
+    info!("stopped");
+    Ok(())
+}

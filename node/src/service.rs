@@ -1,0 +1,611 @@
+//! The node's one stateful task: it owns the chain state and the role's state (the IM's
+//! pool, or a bank's accounts and in-flight transfers) and reacts to [`Input`]s from the
+//! network, the RPC server, the writer thread and its own timer. Heavy work runs off the
+//! executor (signature batches in `spawn_blocking`, block checks in `block_in_place`, writes
+//! on the writer thread); store reads for peers run in spawned tasks.
+//!
+//! The role-specific halves are in [`crate::im`] and [`crate::bank`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use halfveil_genesis::file::ValidGenesis;
+use halfveil_ledger::store::{RocksStore, Store};
+use halfveil_ledger::{
+    AccountId, Block, ChainParams, Hash32, Height, Op, Rejection, State, StateChange, TimeMs,
+};
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::bank::BankRole;
+use crate::im::ImRole;
+use crate::metrics::Metrics;
+use crate::network::{NetEvent, NetworkHandle};
+use crate::protocol::{Request, Response, SYNC_BLOCKS_MAX};
+use crate::rpc::{AccountInfo, BankLimits, NodeStatus, OpenAccountParams, OpenedAccount};
+use crate::writer::{WriteJob, Writer, WRITE_QUEUE_MAX};
+
+/// Bound of the service's input channel.
+pub const INPUT_CAPACITY: usize = 4096;
+/// How often the timer fires: the longest a ready batch waits for a block or a forward.
+pub const TICK: Duration = Duration::from_millis(5);
+/// Most waiters for one transfer's final status.
+const WAITERS_PER_TRANSFER_MAX: usize = 16;
+
+/// What the service knows of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Track {
+    Pending,
+    Committed { height: Height, index: u32 },
+    Rejected(Rejection),
+    Unknown,
+}
+
+/// A change an operator makes to a bank account.
+#[derive(Clone, Copy, Debug)]
+pub enum AccountChange {
+    Freeze,
+    Unfreeze,
+    Limits(BankLimits),
+}
+
+/// Requests from the RPC server.
+#[derive(Debug)]
+pub enum RpcCommand {
+    Status(oneshot::Sender<NodeStatus>),
+    Account(AccountId, oneshot::Sender<Option<AccountInfo>>),
+    Submit(
+        Vec<u8>,
+        oneshot::Sender<Result<(Hash32, Track), crate::rpc::RpcFailure>>,
+    ),
+    Track(Hash32, oneshot::Sender<Track>),
+    WaitFinal(Hash32, oneshot::Sender<Track>),
+    OpenAccount(
+        OpenAccountParams,
+        oneshot::Sender<Result<OpenedAccount, crate::rpc::RpcFailure>>,
+    ),
+    Issue {
+        to: AccountId,
+        amount: u64,
+        reference: u64,
+        reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
+    },
+    ChangeAccount {
+        account: AccountId,
+        change: AccountChange,
+        reply: oneshot::Sender<Result<AccountInfo, crate::rpc::RpcFailure>>,
+    },
+}
+
+/// Everything the service reacts to.
+#[derive(Debug)]
+pub enum Input {
+    Net(NetEvent),
+    Rpc(RpcCommand),
+    Written {
+        block: Arc<Block>,
+        result: Result<Duration, String>,
+    },
+    Tick,
+    Im(crate::im::ImInput),
+    Bank(crate::bank::BankInput),
+    Synced {
+        peer: PeerId,
+        result: Result<Response, String>,
+    },
+    /// Stop after the blocks being written are on disk.
+    Shutdown,
+}
+
+/// The role's half of the state.
+#[derive(Debug)]
+pub enum Role {
+    IdentityManager(Box<ImRole>),
+    Bank(Box<BankRole>),
+}
+
+/// The service (see the module doc).
+#[derive(Debug)]
+pub struct Service {
+    pub moniker: String,
+    pub genesis: Arc<ValidGenesis>,
+    pub params: ChainParams,
+    pub state: State,
+    pub store: Arc<RocksStore>,
+    pub writer: Writer,
+    pub net: NetworkHandle,
+    pub inputs: mpsc::Sender<Input>,
+    pub metrics: Metrics,
+    pub own_peer: PeerId,
+    pub peers: usize,
+    pub writes_in_flight: usize,
+    pub waiters: HashMap<Hash32, Vec<oneshot::Sender<Track>>>,
+    pub halted: bool,
+    pub syncing: bool,
+    pub stopping: bool,
+    pub role: Role,
+    /// Blocks received ahead of the head while syncing, applied when the gap closes.
+    pub ahead: VecDeque<Arc<Block>>,
+}
+
+pub fn now_ms() -> TimeMs {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis())
+        .unwrap_or(0);
+    TimeMs(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+impl Service {
+    pub fn im_peer(&self) -> PeerId {
+        self.genesis.im_peer_id
+    }
+
+    pub fn bank_peers(&self) -> &[PeerId] {
+        &self.genesis.bank_peer_ids
+    }
+
+    /// Runs until the input channel closes.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.metrics
+            .head_height
+            .set(i64::try_from(self.state.height.0).unwrap_or(i64::MAX));
+        self.metrics.ready.set(1);
+        loop {
+            let input = tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => input,
+                    None => break,
+                },
+                _ = tick.tick() => Input::Tick,
+            };
+            self.handle(input).await;
+            if self.stopping && self.writes_in_flight == 0 {
+                break;
+            }
+        }
+        info!("service stopped");
+    }
+
+    async fn handle(&mut self, input: Input) {
+        match input {
+            Input::Net(event) => self.on_net(event).await,
+            Input::Rpc(command) => self.on_rpc(command).await,
+            Input::Written { block, result } => self.on_written(block, result).await,
+            Input::Tick => self.on_tick().await,
+            Input::Im(input) => self.on_im_input(input).await,
+            Input::Bank(input) => self.on_bank_input(input).await,
+            Input::Synced { peer, result } => self.on_synced(peer, result).await,
+            Input::Shutdown => {
+                self.stopping = true;
+                self.metrics.ready.set(0);
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        if self.stopping {
+            return;
+        }
+        match self.role {
+            Role::IdentityManager(_) => self.im_tick().await,
+            Role::Bank(_) => self.bank_tick().await,
+        }
+    }
+
+    async fn on_net(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Connected(peer) => {
+                self.peers += 1;
+                if !matches!(self.role, Role::IdentityManager(_)) && peer == self.im_peer() {
+                    self.start_sync(peer);
+                }
+            }
+            NetEvent::Block { peer, bytes } => self.on_gossip_block(peer, &bytes).await,
+            NetEvent::Request {
+                peer,
+                request,
+                channel,
+            } => self.on_request(peer, *request, channel).await,
+        }
+    }
+
+    async fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) {
+        match request {
+            Request::Blocks { from, to } => self.serve_blocks(from, to, channel),
+            Request::Status => {
+                let response = Response::Status {
+                    height: self.state.height,
+                    hash: self.state.head_hash,
+                };
+                self.net.respond(channel, response).await;
+            }
+            Request::Forward(batch) => self.im_on_forward(peer, batch, channel).await,
+            Request::OpenAccount(open) => self.im_on_open_account(peer, open, channel).await,
+            Request::Approve(items) => self.bank_on_approve(peer, items, channel).await,
+            Request::Rejected(rejections) => self.bank_on_rejected(peer, rejections, channel).await,
+        }
+    }
+
+    fn serve_blocks(&self, from: Height, to: Height, channel: ResponseChannel<Response>) {
+        let store = Arc::clone(&self.store);
+        let net = self.net.clone();
+        let head = self.state.height;
+        tokio::spawn(async move {
+            let last = Height(
+                to.0.min(head.0)
+                    .min(from.0.saturating_add(SYNC_BLOCKS_MAX - 1)),
+            );
+            let read = tokio::task::spawn_blocking(move || {
+                let mut blocks = Vec::new();
+                let mut height = from;
+                while height <= last && height.0 > 0 {
+                    match store.block(height) {
+                        Ok(Some(block)) => blocks.push(block),
+                        Ok(None) => break,
+                        Err(error) => return Err(error.to_string()),
+                    }
+                    height = Height(height.0 + 1);
+                }
+                Ok(blocks)
+            })
+            .await;
+            let response = match read {
+                Ok(Ok(blocks)) => Response::Blocks(blocks),
+                Ok(Err(message)) => {
+                    warn!(%message, "cannot read blocks for a peer");
+                    Response::Error {
+                        code: halfveil_ledger::RejectCode::Invalid,
+                        message: "cannot read blocks".into(),
+                    }
+                }
+                Err(_) => Response::Error {
+                    code: halfveil_ledger::RejectCode::Invalid,
+                    message: "cannot read blocks".into(),
+                },
+            };
+            net.respond(channel, response).await;
+        });
+    }
+
+    /// Asks `peer` for its head, then for the blocks this node lacks.
+    pub fn start_sync(&mut self, peer: PeerId) {
+        if self.syncing || self.halted {
+            return;
+        }
+        self.syncing = true;
+        let net = self.net.clone();
+        let inputs = self.inputs.clone();
+        let from = Height(self.state.height.0 + 1);
+        tokio::spawn(async move {
+            let result = match net.request(peer, Request::Status).await {
+                Ok(Response::Status { height, .. }) if height >= from => {
+                    let to = Height(height.0.min(from.0 + SYNC_BLOCKS_MAX - 1));
+                    net.request(peer, Request::Blocks { from, to }).await
+                }
+                Ok(Response::Status { .. }) => Ok(Response::Blocks(Vec::new())),
+                Ok(_) => Err("unexpected answer to a status request".into()),
+                Err(error) => Err(error),
+            };
+            let _ = inputs.send(Input::Synced { peer, result }).await;
+        });
+    }
+
+    async fn on_synced(&mut self, peer: PeerId, result: Result<Response, String>) {
+        self.syncing = false;
+        let blocks = match result {
+            Ok(Response::Blocks(blocks)) => blocks,
+            Ok(_) => {
+                warn!(%peer, "unexpected answer to a block request");
+                return;
+            }
+            Err(error) => {
+                warn!(%peer, %error, "sync failed; retrying on the next block");
+                return;
+            }
+        };
+        let fetched = blocks.len();
+        for block in blocks {
+            if block.height() != Height(self.state.height.0 + 1) {
+                continue;
+            }
+            if !self.accept_block(Arc::new(block)).await {
+                return;
+            }
+        }
+        while let Some(block) = self.ahead.pop_front() {
+            if block.height() == Height(self.state.height.0 + 1) && !self.accept_block(block).await
+            {
+                return;
+            }
+        }
+        if fetched > 0 {
+            self.start_sync(peer);
+        }
+    }
+
+    async fn on_gossip_block(&mut self, peer: PeerId, bytes: &[u8]) {
+        if matches!(self.role, Role::IdentityManager(_)) || self.halted {
+            return;
+        }
+        let block = match Block::decode(bytes) {
+            Ok(block) => Arc::new(block),
+            Err(error) => {
+                warn!(%peer, %error, "undecodable block refused");
+                return;
+            }
+        };
+        let hash = match block.header().hash() {
+            Ok(hash) => hash,
+            Err(_) => return,
+        };
+        let stored = if block.height() <= self.state.height {
+            self.stored_hash(block.height()).await
+        } else {
+            None
+        };
+        match halfveil_consensus::follower::decide(self.state.height, block.height(), &hash, stored)
+        {
+            halfveil_consensus::follower::Decision::Apply => {
+                self.accept_block(block).await;
+            }
+            halfveil_consensus::follower::Decision::Known => {}
+            halfveil_consensus::follower::Decision::Fetch { .. } => {
+                if self.ahead.len() < 64 {
+                    self.ahead.push_back(block);
+                }
+                let im = self.im_peer();
+                self.start_sync(im);
+            }
+            halfveil_consensus::follower::Decision::Conflict { stored } => {
+                self.on_conflict(block, hash, stored).await
+            }
+        }
+    }
+
+    async fn stored_hash(&self, height: Height) -> Option<Hash32> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            store
+                .block(height)
+                .ok()
+                .flatten()
+                .and_then(|block| block.header().hash().ok())
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Two IM-signed blocks at one height: keep both as evidence and stop following.
+    async fn on_conflict(&mut self, block: Arc<Block>, hash: Hash32, stored: Hash32) {
+        let signed = halfveil_ledger::crypto::verify(
+            &self.params.validator_key,
+            &hash,
+            &block.signed.signature,
+        )
+        .is_ok();
+        if !signed {
+            warn!(height = %block.height(), "conflicting block with a bad signature ignored");
+            return;
+        }
+        error!(height = %block.height(), %hash, %stored, "EQUIVOCATION: the identity manager signed two blocks at one height; stopped following");
+        self.halted = true;
+        self.metrics.ready.set(0);
+        let key = format!("evidence/{:020}", block.height().0).into_bytes();
+        let value = block.encode().unwrap_or_default();
+        let store = Arc::clone(&self.store);
+        let _ = tokio::task::spawn_blocking(move || store.local_put(&[(key, value)])).await;
+    }
+
+    /// Verifies a block fully and, if valid, applies it in memory and queues its write.
+    /// Returns false if the block is invalid.
+    pub async fn accept_block(&mut self, block: Arc<Block>) -> bool {
+        let outcome = tokio::task::block_in_place(|| {
+            let change = halfveil_ledger::apply(&self.params, &self.state, &block)?;
+            Ok::<_, halfveil_ledger::ApplyError>(change)
+        });
+        match outcome {
+            Ok(change) => {
+                let hash = match block.header().hash() {
+                    Ok(hash) => hash,
+                    Err(_) => return false,
+                };
+                self.state.commit(&change, hash);
+                self.queue_write(block, hash, change, None, Vec::new());
+                true
+            }
+            Err(error) => {
+                warn!(%error, "invalid block refused");
+                false
+            }
+        }
+    }
+
+    /// Hands a block to the writer; its `Written` input comes back after the fsync.
+    pub fn queue_write(
+        &mut self,
+        block: Arc<Block>,
+        hash: Hash32,
+        change: StateChange,
+        last_signed: Option<Height>,
+        vault: Vec<(AccountId, halfveil_ledger::crypto::SealedIdentityRecord)>,
+    ) {
+        let (done, written) = oneshot::channel();
+        let job = WriteJob {
+            block: Arc::clone(&block),
+            hash,
+            change,
+            last_signed,
+            vault,
+            done,
+        };
+        self.writes_in_flight += 1;
+        if let Err(error) = self.writer.submit(job) {
+            error!(%error, "fatal: cannot write blocks");
+            std::process::exit(1);
+        }
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = written
+                .await
+                .unwrap_or_else(|_| Err("the writer dropped the block".into()));
+            let _ = inputs.send(Input::Written { block, result }).await;
+        });
+    }
+
+    pub fn can_queue_write(&self) -> bool {
+        self.writes_in_flight < WRITE_QUEUE_MAX - 1
+    }
+
+    async fn on_written(&mut self, block: Arc<Block>, result: Result<Duration, String>) {
+        self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
+        let elapsed = match result {
+            Ok(elapsed) => elapsed,
+            Err(error) => {
+                // The state in memory is ahead of the disk: the only safe move is to stop and
+                // restart from what is stored.
+                error!(%error, "fatal: block write failed; stopping");
+                std::process::exit(1);
+            }
+        };
+        self.metrics.fsyncs.inc();
+        self.metrics.blocks_committed.inc();
+        self.metrics
+            .block_commit_seconds
+            .observe(elapsed.as_secs_f64());
+        self.metrics
+            .head_height
+            .set(i64::try_from(block.height().0).unwrap_or(i64::MAX));
+        let mut transfers = 0u64;
+        for (index, op) in block.ops.iter().enumerate() {
+            if let Op::Transfer(transfer) = op {
+                transfers += 1;
+                if let Ok(id) = transfer.request.transfer.id() {
+                    let track = Track::Committed {
+                        height: block.height(),
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                    };
+                    self.resolve(id, track);
+                }
+            }
+        }
+        self.metrics.transfers_committed.inc_by(transfers);
+        match self.role {
+            Role::IdentityManager(_) => self.im_on_written(block).await,
+            Role::Bank(_) => self.bank_on_written(&block),
+        }
+    }
+
+    /// Records a final status and wakes whoever waits for it.
+    pub fn resolve(&mut self, id: Hash32, track: Track) {
+        if let Role::Bank(bank) = &mut self.role {
+            bank.set_track(id, track.clone());
+        }
+        if let Some(waiters) = self.waiters.remove(&id) {
+            for waiter in waiters {
+                let _ = waiter.send(track.clone());
+            }
+        }
+    }
+
+    fn track(&self, id: &Hash32) -> Track {
+        match &self.role {
+            Role::Bank(bank) => bank.track(id),
+            Role::IdentityManager(im) => im.track(id),
+        }
+    }
+
+    async fn on_rpc(&mut self, command: RpcCommand) {
+        match command {
+            RpcCommand::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            RpcCommand::Account(account, reply) => {
+                let _ = reply.send(self.account_info(&account));
+            }
+            RpcCommand::Track(id, reply) => {
+                let _ = reply.send(self.track(&id));
+            }
+            RpcCommand::WaitFinal(id, reply) => {
+                let track = self.track(&id);
+                if matches!(track, Track::Committed { .. } | Track::Rejected(_)) {
+                    let _ = reply.send(track);
+                    return;
+                }
+                let waiters = self.waiters.entry(id).or_default();
+                waiters.retain(|waiter| !waiter.is_closed());
+                if waiters.len() < WAITERS_PER_TRANSFER_MAX {
+                    waiters.push(reply);
+                }
+            }
+            RpcCommand::Submit(bytes, reply) => self.bank_submit(bytes, reply),
+            RpcCommand::OpenAccount(params, reply) => self.bank_open_account(params, reply).await,
+            RpcCommand::Issue {
+                to,
+                amount,
+                reference,
+                reply,
+            } => self.im_issue(to, amount, reference, reply),
+            RpcCommand::ChangeAccount {
+                account,
+                change,
+                reply,
+            } => self.bank_change_account(account, change, reply).await,
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let (role, pending) = match &self.role {
+            Role::IdentityManager(im) => ("identity-manager", im.pool.len()),
+            Role::Bank(bank) => ("account-manager", bank.outbox_len()),
+        };
+        NodeStatus {
+            moniker: self.moniker.clone(),
+            role: role.into(),
+            chain_id: self.params.chain_id.to_string(),
+            genesis_hash: self.params.genesis_hash.to_hex(),
+            peer_id: self.own_peer.to_string(),
+            height: self.state.height.0,
+            head_hash: self.state.head_hash.to_hex(),
+            peers: self.peers,
+            accounts: self.state.account_count(),
+            supply: self.state.supply.0,
+            pool_pending: pending,
+            halted: self.halted,
+        }
+    }
+
+    pub fn account_info(&self, id: &AccountId) -> Option<AccountInfo> {
+        let account = self.state.account(id)?;
+        let (frozen, limits) = match &self.role {
+            Role::Bank(bank) => match bank.accounts.get(id) {
+                Some(local) => (Some(local.frozen), Some(local.limits)),
+                None => (None, None),
+            },
+            Role::IdentityManager(_) => (None, None),
+        };
+        Some(AccountInfo {
+            account: id.to_string(),
+            bank: self
+                .genesis
+                .bank_name(account.bank)
+                .unwrap_or("?")
+                .to_owned(),
+            balance: account.balance.0,
+            closed: account.closed,
+            frozen,
+            limits,
+        })
+    }
+}

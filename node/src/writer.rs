@@ -1,0 +1,71 @@
+//! The storage writer: one thread that owns the order of writes and performs one synced
+//! RocksDB `WriteBatch` per block. The node hands it a block it has already verified and
+//! applied in memory, and hears back only after the fsync: nothing is acknowledged, signed
+//! out or published before that.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use halfveil_ledger::crypto::SealedIdentityRecord;
+use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
+use halfveil_ledger::{AccountId, Block, Hash32, Height, StateChange};
+use tokio::sync::oneshot;
+
+/// Blocks queued for writing at most; the node does not build further ahead.
+pub const WRITE_QUEUE_MAX: usize = 4;
+
+/// One block to persist.
+#[derive(Debug)]
+pub struct WriteJob {
+    pub block: Arc<Block>,
+    pub hash: Hash32,
+    pub change: StateChange,
+    pub last_signed: Option<Height>,
+    pub vault: Vec<(AccountId, SealedIdentityRecord)>,
+    pub done: oneshot::Sender<Result<std::time::Duration, String>>,
+}
+
+/// The writer thread's handle.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    jobs: std::sync::mpsc::SyncSender<WriteJob>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Arc<RocksStore>) -> Result<Writer, String> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("halfveil-writer".into())
+            .spawn(move || {
+                for job in queue {
+                    let started = Instant::now();
+                    let write = BlockWrite {
+                        block: &job.block,
+                        block_hash: job.hash,
+                        change: &job.change,
+                        last_signed: job.last_signed,
+                        vault: &job.vault,
+                    };
+                    let result =
+                        store
+                            .commit(&write)
+                            .map(|()| started.elapsed())
+                            .map_err(|error| {
+                                format!("cannot store block {}: {error}", job.block.height())
+                            });
+                    let _ = job.done.send(result);
+                }
+            })
+            .map_err(|error| format!("cannot start the writer thread: {error}"))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Queues a job; blocks the caller only if [`WRITE_QUEUE_MAX`] jobs are waiting, which
+    /// the node avoids by counting its writes in flight.
+    pub fn submit(&self, job: WriteJob) -> Result<(), String> {
+        self.jobs
+            .send(job)
+            .map_err(|_| "the writer thread has stopped".to_owned())
+    }
+}
