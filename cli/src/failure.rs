@@ -1,5 +1,6 @@
 //! What a command returns when it fails: a message for a person and an exit code for a
-//! script (0 ok, 1 error, 2 usage, 3 verification failed, 4 node unreachable).
+//! script (0 ok, 1 error, 2 usage, 3 verification failed, 4 node unreachable, 5 payment
+//! refused).
 
 use std::fmt;
 
@@ -13,8 +14,9 @@ pub enum ExitKind {
     /// What was checked does not verify: a genesis, a receipt, a chain.
     Verification = 3,
     /// The node could not be reached (RPC commands).
-    #[allow(dead_code)]
     Unreachable = 4,
+    /// The network refused the payment (signed refusal: frozen, insufficient, ...).
+    Refused = 5,
 }
 
 /// A failed command: what failed and what to do.
@@ -42,6 +44,20 @@ impl Failure {
     pub fn verification(message: impl Into<String>) -> Failure {
         Failure {
             kind: ExitKind::Verification,
+            message: message.into(),
+        }
+    }
+
+    pub fn unreachable(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: ExitKind::Unreachable,
+            message: message.into(),
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: ExitKind::Refused,
             message: message.into(),
         }
     }

@@ -2,21 +2,25 @@
 //!
 //! Node operators run `halfveil start --home DIR`; payers, bank operators and auditors use
 //! the client commands, which talk to a node over JSON-RPC or read files. Exit codes: 0 ok,
-//! 1 error, 2 usage, 3 verification failed, 4 node unreachable.
+//! 1 error, 2 usage, 3 verification failed, 4 node unreachable, 5 payment refused.
 
+mod client;
+mod cluster;
 mod commands;
 mod failure;
 mod output;
 mod password;
-// Account keys and nonces are used by `account open` and `pay`, which come with the node.
-#[allow(dead_code)]
 mod wallet;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use halfveil_node::rpc::BankLimits;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::admin::BankChange;
 use crate::failure::CommandResult;
 use crate::output::OutputFormat;
 
@@ -36,6 +40,69 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a node (identity manager or bank, as its keys and genesis say) until SIGINT/SIGTERM.
+    Start {
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Start an identity manager and two banks on 127.0.0.1 and make real payments.
+    Demo {
+        /// The data folder, left for inspection (replaced if an earlier demo made it).
+        #[arg(long, default_value = "halfveil-demo")]
+        dir: PathBuf,
+    },
+    /// Open or look at accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Pay from a wallet's account; waits for the result and verifies the receipt.
+    Pay {
+        #[arg(long)]
+        wallet: PathBuf,
+        /// The paying account (needed when the wallet holds several).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value = "")]
+        memo: String,
+        /// Seconds the transfer stays valid.
+        #[arg(long, default_value_t = 60)]
+        expires_in: u64,
+        /// Seconds to wait for the result.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Create currency into an account (identity manager operator).
+    Issue {
+        /// The identity manager's home folder (for its admin endpoint and token).
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        /// A reference recorded with the issue (random when absent).
+        #[arg(long)]
+        reference: Option<u64>,
+    },
+    /// Bank operator commands.
+    #[command(subcommand)]
+    Bank(BankCommand),
+    /// Read the chain from a node.
+    #[command(subcommand)]
+    Chain(ChainCommand),
+    /// Look up a transfer.
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// A node's status.
+    Status {
+        #[arg(long)]
+        rpc: String,
+    },
     /// Set up a local network.
     #[command(subcommand)]
     Testnet(TestnetCommand),
@@ -72,6 +139,90 @@ enum TestnetCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Open an account at a bank; prints the new account id.
+    Open {
+        /// The bank's RPC URL.
+        #[arg(long)]
+        bank: String,
+        /// The wallet that keeps the account's keys (created if missing).
+        #[arg(long)]
+        wallet: PathBuf,
+        /// The holder's name: sealed to the identity manager, never seen by the bank.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        national_id: String,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Balances and status, from each account's bank or from a node.
+    Show {
+        #[arg(long, conflicts_with_all = ["account", "rpc"], required_unless_present = "account")]
+        wallet: Option<PathBuf>,
+        #[arg(long, requires = "rpc")]
+        account: Option<String>,
+        #[arg(long)]
+        rpc: Option<String>,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BankCommand {
+    /// Stop an account from paying or receiving.
+    Freeze {
+        #[arg(long)]
+        home: PathBuf,
+        account: String,
+    },
+    Unfreeze {
+        #[arg(long)]
+        home: PathBuf,
+        account: String,
+    },
+    /// Set an account's limits (0 = none).
+    Limits {
+        #[arg(long)]
+        home: PathBuf,
+        account: String,
+        #[arg(long, default_value_t = 0)]
+        payment_max: u64,
+        #[arg(long, default_value_t = 0)]
+        daily_max: u64,
+        #[arg(long, default_value_t = 0)]
+        receive_max: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainCommand {
+    /// The node's head block.
+    Head {
+        #[arg(long)]
+        rpc: String,
+    },
+    /// A block by height (the head when no height is given).
+    Block {
+        #[arg(long)]
+        rpc: String,
+        #[arg(long)]
+        height: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// A transfer's status at a node.
+    Status {
+        #[arg(long)]
+        rpc: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum GenesisCommand {
     /// Check every field and signature; exit 3 if the file is not a valid genesis.
     Validate { file: PathBuf },
@@ -102,6 +253,101 @@ enum WalletCommand {
 fn run(cli: Cli) -> CommandResult {
     let output = cli.output;
     match cli.command {
+        Command::Start { home } => commands::node::start(&home),
+        Command::Demo { dir } => commands::demo::demo(&dir, output),
+        Command::Account(AccountCommand::Open {
+            bank,
+            wallet,
+            name,
+            national_id,
+            password_file,
+        }) => commands::account::open(
+            &bank,
+            &wallet,
+            password_file.as_deref(),
+            &commands::account::Holder { name, national_id },
+            output,
+        ),
+        Command::Account(AccountCommand::Show {
+            wallet,
+            account,
+            rpc,
+            password_file,
+        }) => {
+            let target = match (wallet, account, rpc) {
+                (Some(path), _, _) => commands::account::ShowTarget::Wallet {
+                    path,
+                    password_file,
+                },
+                (None, Some(account), Some(rpc)) => {
+                    commands::account::ShowTarget::Account { account, rpc }
+                }
+                _ => {
+                    return Err(failure::Failure::usage(
+                        "give --wallet FILE, or --account ID with --rpc URL",
+                    ))
+                }
+            };
+            commands::account::show(target, output)
+        }
+        Command::Pay {
+            wallet,
+            from,
+            to,
+            amount,
+            memo,
+            expires_in,
+            wait,
+            password_file,
+        } => commands::pay::pay(
+            &wallet,
+            password_file.as_deref(),
+            &commands::pay::PayOrder {
+                from,
+                to,
+                amount,
+                memo,
+                expires_in: Duration::from_secs(expires_in),
+                wait: Duration::from_secs(wait),
+            },
+            output,
+        ),
+        Command::Issue {
+            home,
+            to,
+            amount,
+            reference,
+        } => commands::admin::issue(&home, &to, amount, reference, output),
+        Command::Bank(BankCommand::Freeze { home, account }) => {
+            commands::admin::bank_change(&home, &account, BankChange::Freeze, output)
+        }
+        Command::Bank(BankCommand::Unfreeze { home, account }) => {
+            commands::admin::bank_change(&home, &account, BankChange::Unfreeze, output)
+        }
+        Command::Bank(BankCommand::Limits {
+            home,
+            account,
+            payment_max,
+            daily_max,
+            receive_max,
+        }) => commands::admin::bank_change(
+            &home,
+            &account,
+            BankChange::Limits(BankLimits {
+                payment_max,
+                daily_max,
+                receive_max,
+            }),
+            output,
+        ),
+        Command::Chain(ChainCommand::Head { rpc }) => commands::chain::head(&rpc, output),
+        Command::Chain(ChainCommand::Block { rpc, height }) => {
+            commands::chain::block(&rpc, height, output)
+        }
+        Command::Transfer(TransferCommand::Status { rpc, id }) => {
+            commands::chain::transfer_status(&rpc, &id, output)
+        }
+        Command::Status { rpc } => commands::chain::status(&rpc, output),
         Command::Testnet(TestnetCommand::Init {
             dir,
             banks,

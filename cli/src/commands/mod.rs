@@ -1,5 +1,11 @@
 //! One module per command group.
 
+pub mod account;
+pub mod admin;
+pub mod chain;
+pub mod demo;
 pub mod genesis;
+pub mod node;
+pub mod pay;
 pub mod testnet;
 pub mod wallet;

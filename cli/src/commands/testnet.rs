@@ -171,29 +171,37 @@ fn node_config(
     }
 }
 
-#[derive(Serialize)]
-struct NodeSummary {
-    name: String,
-    role: &'static str,
-    home: String,
-    peer_id: String,
-    rpc: String,
-    admin_rpc: String,
-    metrics: String,
-    p2p: String,
+#[derive(Debug, Serialize)]
+pub struct NodeSummary {
+    pub name: String,
+    pub role: &'static str,
+    pub home: String,
+    pub peer_id: String,
+    pub rpc: String,
+    pub admin_rpc: String,
+    pub metrics: String,
+    pub p2p: String,
 }
 
-#[derive(Serialize)]
-struct InitSummary {
-    dir: String,
-    chain_id: String,
-    genesis_hash: String,
-    nodes: Vec<NodeSummary>,
-    auditors: Vec<String>,
-    disclosure_threshold: u16,
+/// What `testnet init` wrote.
+#[derive(Debug, Serialize)]
+pub struct InitSummary {
+    pub dir: String,
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub nodes: Vec<NodeSummary>,
+    pub auditors: Vec<String>,
+    pub disclosure_threshold: u16,
 }
 
 pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
+    let report = create(options)?;
+    emit(output, &report, || render(&report));
+    Ok(())
+}
+
+/// Writes the network's files; see the module documentation.
+pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
     if options.banks == 0 || options.banks > 64 {
         return Err(Failure::usage("--banks must be between 1 and 64"));
     }
@@ -358,8 +366,7 @@ pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
         auditors: auditor_files,
         disclosure_threshold: options.threshold,
     };
-    emit(output, &report, || render(&report));
-    Ok(())
+    Ok(report)
 }
 
 fn write_home_files(home: &Path, config: &Config, genesis_text: &str) -> Result<(), Failure> {

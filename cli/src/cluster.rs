@@ -1,0 +1,206 @@
+//! A local network of node processes for `halfveil demo` (and `halfveil bench`): each node
+//! is this same binary running `start --home DIR`, its output in `logs/NAME.log`. Nodes are
+//! asked to stop with SIGTERM; any still running when the cluster is dropped are killed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use halfveil_node::rpc::{ApiClient, NodeStatus};
+
+use crate::client::Node;
+use crate::commands::testnet::InitSummary;
+use crate::failure::Failure;
+
+/// One running node.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub name: String,
+    pub home: PathBuf,
+    pub rpc: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The nodes of a testnet, started from its homes.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+}
+
+/// The last lines of a log, to explain why a node stopped.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Cluster {
+    /// Starts every node of `network`, logging into `logs`.
+    pub fn start(network: &InitSummary, logs: &Path) -> Result<Cluster, Failure> {
+        std::fs::create_dir_all(logs)?;
+        let binary = std::env::current_exe()
+            .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
+        let mut cluster = Cluster { nodes: Vec::new() };
+        for summary in &network.nodes {
+            let log = logs.join(format!("{}.log", summary.name));
+            let out = File::create(&log)?;
+            let err = out.try_clone()?;
+            let child = Command::new(&binary)
+                .arg("start")
+                .arg("--home")
+                .arg(&summary.home)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .map_err(|error| {
+                    Failure::error(format!("cannot start node {}: {error}", summary.name))
+                })?;
+            cluster.nodes.push(NodeProcess {
+                name: summary.name.clone(),
+                home: PathBuf::from(&summary.home),
+                rpc: summary.rpc.clone(),
+                log,
+                child: Some(child),
+            });
+        }
+        Ok(cluster)
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeProcess, Failure> {
+        self.nodes
+            .iter()
+            .find(|node| node.name == name)
+            .ok_or_else(|| Failure::error(format!("no node named {name}")))
+    }
+
+    /// Fails if a node has exited.
+    fn check_alive(&mut self) -> Result<(), Failure> {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    node.child = None;
+                    return Err(Failure::error(format!(
+                        "node {} stopped ({status}); last lines of {}:\n{}",
+                        node.name,
+                        node.log.display(),
+                        tail(&node.log, 15)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every node answers and is connected to all the others.
+    pub async fn wait_ready(&mut self, limit: Duration) -> Result<Vec<NodeStatus>, Failure> {
+        let deadline = Instant::now() + limit;
+        let peers_wanted = self.nodes.len().saturating_sub(1);
+        loop {
+            self.check_alive()?;
+            let mut statuses = Vec::with_capacity(self.nodes.len());
+            for node in &self.nodes {
+                let status = match Node::connect(&node.rpc).await {
+                    Ok(client) => client.client.status().await.ok(),
+                    Err(_) => None,
+                };
+                match status {
+                    Some(status) if status.peers >= peers_wanted => statuses.push(status),
+                    _ => break,
+                }
+            }
+            if statuses.len() == self.nodes.len() {
+                return Ok(statuses);
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::error(format!(
+                    "the network was not ready after {} s; see the logs in {}",
+                    limit.as_secs(),
+                    self.nodes
+                        .first()
+                        .and_then(|node| node.log.parent())
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every node's head is at least `height`.
+    pub async fn wait_height(&mut self, height: u64, limit: Duration) -> Result<(), Failure> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.check_alive()?;
+            let mut behind = None;
+            for node in &self.nodes {
+                let head = match Node::connect(&node.rpc).await {
+                    Ok(client) => client.client.head().await.ok().map(|head| head.height),
+                    Err(_) => None,
+                };
+                if head.is_none_or(|head| head < height) {
+                    behind = Some(node.name.clone());
+                    break;
+                }
+            }
+            let Some(behind) = behind else {
+                return Ok(());
+            };
+            if Instant::now() > deadline {
+                return Err(Failure::error(format!(
+                    "node {behind} did not reach height {height} in {} s",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asks every node to stop (SIGTERM) and waits; returns each node's exit status.
+    pub fn stop(&mut self, limit: Duration) -> Vec<(String, Option<ExitStatus>)> {
+        for node in &self.nodes {
+            if let Some(child) = &node.child {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string())
+                    .status();
+            }
+        }
+        let deadline = Instant::now() + limit;
+        let mut results = Vec::new();
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                results.push((node.name.clone(), None));
+                continue;
+            };
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                }
+            };
+            results.push((node.name.clone(), status));
+        }
+        results
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `halfveil account open|show`.
+//!
+//! Opening an account creates the holder's two keys on this machine: the online
+//! transaction key (its public key is the account) and the identity key. The name, national
+//! id and identity public key are sealed to the identity manager's escrow key; the bank
+//! relays that sealed record without being able to read it, and hands back the account's
+//! business key, which the wallet keeps.
+
+use std::path::{Path, PathBuf};
+
+use halfveil_genesis::file::ValidGenesis;
+use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
+use halfveil_ledger::{open_account_message, AccountId, BankId, VERSION};
+use halfveil_node::rpc::{AccountInfo, ApiClient, OpenAccountParams};
+use rand_core::OsRng;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::client::{block_on, Node};
+use crate::failure::{CommandResult, Failure};
+use crate::output::{emit, OutputFormat};
+use crate::password;
+use crate::wallet::{Wallet, WalletAccount};
+
+/// Who the account belongs to: known to the identity manager only.
+#[derive(Debug)]
+pub struct Holder {
+    pub name: String,
+    pub national_id: String,
+}
+
+/// Bounds on what a person types, so the sealed record always fits.
+const HOLDER_FIELD_BYTES_MAX: usize = 200;
+
+impl Holder {
+    fn check(&self) -> Result<(), Failure> {
+        for (field, value) in [("--name", &self.name), ("--national-id", &self.national_id)] {
+            if value.trim().is_empty() {
+                return Err(Failure::usage(format!("{field} must not be empty")));
+            }
+            if value.len() > HOLDER_FIELD_BYTES_MAX {
+                return Err(Failure::usage(format!(
+                    "{field} is longer than {HOLDER_FIELD_BYTES_MAX} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpenedReport {
+    pub account: String,
+    pub bank: String,
+    pub bank_id: u16,
+    pub height: u64,
+    pub wallet: String,
+}
+
+/// The bank a node is, by its peer id in genesis.
+fn bank_of(genesis: &ValidGenesis, peer_id: &str) -> Result<(BankId, String), Failure> {
+    let index = genesis
+        .bank_peer_ids
+        .iter()
+        .position(|peer| peer.to_string() == peer_id)
+        .ok_or_else(|| {
+            Failure::usage("this node is not a bank: open accounts at a bank's RPC URL")
+        })?;
+    let id = BankId(u16::try_from(index).map_err(|_| Failure::error("bank index out of range"))?);
+    let name = genesis.bank_name(id).unwrap_or("bank").to_owned();
+    Ok((id, name))
+}
+
+/// Opens the wallet at `path`, or creates it for `genesis` if there is no file yet.
+fn open_or_create_wallet(
+    path: &Path,
+    password: SecretString,
+    genesis: &ValidGenesis,
+) -> Result<Wallet, Failure> {
+    if path.exists() {
+        let wallet = Wallet::open(path, password)?;
+        if wallet.genesis_hash() != genesis.hash.to_hex() {
+            return Err(Failure::verification(format!(
+                "wallet {} is for genesis {}, the bank runs genesis {}",
+                path.display(),
+                wallet.genesis_hash(),
+                genesis.hash.to_hex()
+            )));
+        }
+        Ok(wallet)
+    } else {
+        Wallet::create(
+            path,
+            password,
+            genesis.params.chain_id.as_str(),
+            &genesis.hash.to_hex(),
+        )
+    }
+}
+
+/// Opens an account at the bank of `bank_url`; the wallet gets its keys.
+pub async fn open_account(
+    bank_url: &str,
+    wallet_path: &Path,
+    password: SecretString,
+    holder: &Holder,
+) -> Result<OpenedReport, Failure> {
+    holder.check()?;
+    let node = Node::connect(bank_url).await?;
+    let genesis = node.genesis(None).await?;
+    let status = node
+        .client
+        .status()
+        .await
+        .map_err(|error| node.failure(error))?;
+    let (bank_id, bank_name) = bank_of(&genesis, &status.peer_id)?;
+    let mut wallet = open_or_create_wallet(wallet_path, password, &genesis)?;
+    let params = &genesis.params;
+
+    let tx_key = SigningKey::generate(&mut OsRng);
+    let identity_key = SigningKey::generate(&mut OsRng);
+    let tx_public = crypto::public_key(&tx_key);
+    let account = AccountId::from_key(&tx_public);
+    let message = open_account_message(&params.chain_id, &tx_public, bank_id)?;
+    let record = IdentityRecord {
+        version: VERSION,
+        name: holder.name.clone(),
+        national_id: holder.national_id.clone(),
+        fields: Vec::new(),
+        identity_key: crypto::public_key(&identity_key),
+        possession: crypto::sign(&identity_key, &message),
+    };
+    let sealed = record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
+    drop(record);
+    let opened = node
+        .client
+        .open_account(OpenAccountParams {
+            tx_key: hex::encode(tx_public.0),
+            holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
+            sealed_record: hex::encode(&sealed.0),
+        })
+        .await
+        .map_err(|error| node.failure(error))?;
+    if opened.account != account.to_string() || opened.bank_id != bank_id.0 {
+        return Err(Failure::verification(format!(
+            "the bank answered for account {} at bank {}, not {account} at bank {}",
+            opened.account, opened.bank_id, bank_id.0
+        )));
+    }
+    let mut key_bytes = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(&opened.business_key, key_bytes.as_mut())
+        .map_err(|_| Failure::error("the bank's business key is not 32 bytes of hex"))?;
+    let business_key = BusinessKey::from_bytes(*key_bytes);
+    wallet.add(WalletAccount::new(
+        account,
+        &bank_name,
+        bank_id,
+        bank_url,
+        &tx_key,
+        &identity_key,
+        &business_key,
+    ))?;
+    wallet.save()?;
+    Ok(OpenedReport {
+        account: account.to_string(),
+        bank: bank_name,
+        bank_id: bank_id.0,
+        height: opened.height,
+        wallet: wallet_path.display().to_string(),
+    })
+}
+
+pub fn open(
+    bank_url: &str,
+    wallet_path: &Path,
+    password_file: Option<&Path>,
+    holder: &Holder,
+    output: OutputFormat,
+) -> CommandResult {
+    let password = if wallet_path.exists() {
+        password::obtain(password_file, "the wallet")?
+    } else {
+        password::obtain_new(password_file, "the new wallet")?
+    };
+    let report = block_on(open_account(bank_url, wallet_path, password, holder))??;
+    emit(output, &report, || {
+        format!(
+            "{}\n(opened at {} in block {}; keys saved in {})",
+            report.account, report.bank, report.height, report.wallet
+        )
+    });
+    Ok(())
+}
+
+/// Where `account show` looks.
+#[derive(Debug)]
+pub enum ShowTarget {
+    Wallet {
+        path: PathBuf,
+        password_file: Option<PathBuf>,
+    },
+    Account {
+        account: String,
+        rpc: String,
+    },
+}
+
+/// The account as the node at `url` sees it.
+pub async fn account_at(url: &str, account: &str) -> Result<AccountInfo, Failure> {
+    let node = Node::connect(url).await?;
+    node.client
+        .account(account.to_owned())
+        .await
+        .map_err(|error| node.failure(error))?
+        .ok_or_else(|| Failure::error(format!("{url} does not know account {account}")))
+}
+
+pub fn show(target: ShowTarget, output: OutputFormat) -> CommandResult {
+    let queries: Vec<(String, String)> = match target {
+        ShowTarget::Wallet {
+            path,
+            password_file,
+        } => {
+            let password = password::obtain(password_file.as_deref(), "the wallet")?;
+            let wallet = Wallet::open(&path, password)?;
+            wallet
+                .accounts()
+                .iter()
+                .map(|account| (account.rpc.clone(), account.account.clone()))
+                .collect()
+        }
+        ShowTarget::Account { account, rpc } => vec![(rpc, account)],
+    };
+    let accounts = block_on(async {
+        let mut found = Vec::with_capacity(queries.len());
+        for (url, account) in &queries {
+            found.push(account_at(url, account).await?);
+        }
+        Ok::<_, Failure>(found)
+    })??;
+    emit(output, &accounts, || {
+        accounts
+            .iter()
+            .map(|info| {
+                let mut line = format!(
+                    "{}  balance {}  bank {}",
+                    info.account, info.balance, info.bank
+                );
+                if info.frozen == Some(true) {
+                    line.push_str("  FROZEN");
+                }
+                if info.closed {
+                    line.push_str("  closed");
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}

@@ -1,0 +1,336 @@
+//! `halfveil demo`: the whole product on one machine. It writes a testnet, starts an
+//! identity manager and two banks on 127.0.0.1 as separate processes, opens accounts at
+//! both banks, issues money, pays across banks, prints every receipt (verified against the
+//! IM's key in genesis) and the balances as every node sees them, shows a frozen account's
+//! payment refused, and stops the nodes cleanly. The data folder stays for inspection.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use halfveil_genesis::keystore;
+use halfveil_node::rpc::NodeStatus;
+use rand_core::{OsRng, RngCore};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::client::AdminAccess;
+use crate::cluster::Cluster;
+use crate::commands::account::{account_at, open_account, Holder, OpenedReport};
+use crate::commands::admin::{change_with, issue_with, BankChange};
+use crate::commands::pay::{pay_with, render, Outcome, PayOrder};
+use crate::commands::testnet::{self, InitOptions};
+use crate::failure::{CommandResult, Failure};
+use crate::output::{emit, OutputFormat};
+use crate::wallet::Wallet;
+
+/// Marks a folder the demo made, so a rerun may replace it and nothing else.
+const MARKER: &str = ".halfveil-demo";
+const READY_LIMIT: Duration = Duration::from_secs(60);
+const STOP_LIMIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize)]
+struct Balance {
+    holder: String,
+    account: String,
+    bank: String,
+    /// Node name and the balance it reports.
+    seen_by: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Serialize)]
+struct DemoReport {
+    dir: String,
+    chain_id: String,
+    genesis_hash: String,
+    accounts: Vec<OpenedReport>,
+    payments: Vec<Outcome>,
+    balances: Vec<Balance>,
+    frozen_payment: Outcome,
+    nodes_stopped_cleanly: bool,
+}
+
+/// Empties `dir` if an earlier demo made it; refuses any other non-empty folder.
+fn prepare_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty {
+            if !dir.join(MARKER).exists() {
+                return Err(Failure::usage(format!(
+                    "{} exists and was not made by `halfveil demo`; choose another --dir",
+                    dir.display()
+                )));
+            }
+            std::fs::remove_dir_all(dir)?;
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(MARKER), b"made by halfveil demo; safe to delete\n")?;
+    Ok(())
+}
+
+struct Person {
+    name: &'static str,
+    national_id: &'static str,
+    bank: &'static str,
+}
+
+const PEOPLE: [Person; 3] = [
+    Person {
+        name: "Alice Example",
+        national_id: "AE-1970-0001",
+        bank: "bank-1",
+    },
+    Person {
+        name: "Bob Example",
+        national_id: "BE-1980-0002",
+        bank: "bank-2",
+    },
+    Person {
+        name: "Carol Example",
+        national_id: "CE-1990-0003",
+        bank: "bank-1",
+    },
+];
+
+pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
+    let text = output == OutputFormat::Text;
+    let say = |line: String| {
+        if text {
+            println!("{line}");
+        }
+    };
+    prepare_dir(dir)?;
+    let network_dir = dir.join("network");
+    let network = testnet::create(&InitOptions {
+        dir: network_dir.clone(),
+        banks: 2,
+        auditors: 3,
+        threshold: 2,
+        chain_id: "halfveil-demo".into(),
+        base_port: None,
+        password_file: None,
+    })?;
+    say(format!(
+        "== network {} (genesis {}) in {}",
+        network.chain_id,
+        network.genesis_hash,
+        network_dir.display()
+    ));
+    let mut cluster = Cluster::start(&network, &dir.join("logs"))?;
+    let result = crate::client::block_on(run_demo(&mut cluster, dir, &say))?;
+    let stopped = cluster.stop(STOP_LIMIT);
+    let clean = stopped
+        .iter()
+        .all(|(_, status)| status.is_some_and(|status| status.success()));
+    say("== stopping the nodes".into());
+    for (name, status) in &stopped {
+        say(format!(
+            "  {name}: {}",
+            match status {
+                Some(status) if status.success() => "stopped cleanly".to_owned(),
+                Some(status) => format!("exited with {status}"),
+                None => "did not stop in time; killed".to_owned(),
+            }
+        ));
+    }
+    let (accounts, payments, balances, frozen_payment) = result?;
+    say(format!(
+        "== done. Data, logs, wallets and keys are in {} for inspection.",
+        dir.display()
+    ));
+    let report = DemoReport {
+        dir: dir.display().to_string(),
+        chain_id: network.chain_id.clone(),
+        genesis_hash: network.genesis_hash.clone(),
+        accounts,
+        payments,
+        balances,
+        frozen_payment,
+        nodes_stopped_cleanly: clean,
+    };
+    if !text {
+        emit(output, &report, String::new);
+    }
+    if !clean {
+        return Err(Failure::error("a node did not stop cleanly; see its log"));
+    }
+    Ok(())
+}
+
+type DemoResult = (Vec<OpenedReport>, Vec<Outcome>, Vec<Balance>, Outcome);
+
+async fn run_demo(
+    cluster: &mut Cluster,
+    dir: &Path,
+    say: &impl Fn(String),
+) -> Result<DemoResult, Failure> {
+    say("== starting the identity manager and two banks on 127.0.0.1".into());
+    let statuses: Vec<NodeStatus> = cluster.wait_ready(READY_LIMIT).await?;
+    for (node, status) in cluster.nodes.iter().zip(&statuses) {
+        say(format!(
+            "  {:<7} {:<17} rpc {}  peer {}",
+            node.name, status.role, node.rpc, status.peer_id
+        ));
+    }
+
+    // One wallet per person, all under one random password kept in the demo folder.
+    let password_path = dir.join("wallet-password");
+    let mut secret = [0u8; 24];
+    OsRng.fill_bytes(&mut secret);
+    keystore::write_new_private(&password_path, hex::encode(secret).as_bytes())?;
+    let password = || SecretString::from(hex::encode(secret));
+    let wallets_dir = dir.join("wallets");
+    std::fs::create_dir_all(&wallets_dir)?;
+
+    say("== opening accounts (each bank relays a sealed identity record it cannot read)".into());
+    let mut opened = Vec::new();
+    let mut wallets = Vec::new();
+    for person in &PEOPLE {
+        let path: PathBuf = wallets_dir.join(format!(
+            "{}.wallet",
+            person
+                .name
+                .split(' ')
+                .next()
+                .unwrap_or("holder")
+                .to_lowercase()
+        ));
+        let bank_rpc = &cluster.node(person.bank)?.rpc;
+        let report = open_account(
+            bank_rpc,
+            &path,
+            password(),
+            &Holder {
+                name: person.name.into(),
+                national_id: person.national_id.into(),
+            },
+        )
+        .await?;
+        say(format!(
+            "  {:<14} {} at {}",
+            person.name, report.account, report.bank
+        ));
+        wallets.push(Wallet::open(&path, password())?);
+        opened.push(report);
+    }
+    let account = |index: usize| opened[index].account.clone();
+
+    say("== the identity manager issues money".into());
+    let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
+    for (index, amount) in [(0usize, 1_000u64), (2, 300)] {
+        let issued = issue_with(&im_admin, &account(index), amount, None).await?;
+        say(format!(
+            "  {amount} to {} ({}) in block {}",
+            PEOPLE[index].name, issued.account, issued.height
+        ));
+    }
+
+    say("== payments across banks".into());
+    let mut payments = Vec::new();
+    for (from, to, amount) in [(0usize, 1usize, 250u64), (1, 0, 40), (0, 2, 10)] {
+        say(format!(
+            "-- {} pays {} {amount}",
+            PEOPLE[from].name, PEOPLE[to].name
+        ));
+        let outcome = pay_with(
+            &mut wallets[from],
+            &PayOrder {
+                from: None,
+                to: account(to),
+                amount,
+                memo: String::new(),
+                expires_in: Duration::from_secs(60),
+                wait: Duration::from_secs(30),
+            },
+        )
+        .await?;
+        say(render(&outcome));
+        if !matches!(outcome, Outcome::Committed { .. }) {
+            return Err(Failure::error(format!(
+                "a demo payment was refused: {}",
+                render(&outcome)
+            )));
+        }
+        payments.push(outcome);
+    }
+
+    say(format!(
+        "== {} is frozen by its bank; its payment is refused",
+        PEOPLE[2].name
+    ));
+    let bank_admin = AdminAccess::from_home(&cluster.node(PEOPLE[2].bank)?.home)?;
+    change_with(&bank_admin, &account(2), BankChange::Freeze).await?;
+    let frozen_payment = pay_with(
+        &mut wallets[2],
+        &PayOrder {
+            from: None,
+            to: account(1),
+            amount: 5,
+            memo: String::new(),
+            expires_in: Duration::from_secs(60),
+            wait: Duration::from_secs(30),
+        },
+    )
+    .await?;
+    say(render(&frozen_payment));
+    if matches!(frozen_payment, Outcome::Committed { .. }) {
+        return Err(Failure::error("the frozen account's payment was committed"));
+    }
+
+    say("== balances as every node sees them".into());
+    let im_rpc = cluster.node("im")?.rpc.clone();
+    let head = crate::client::Node::connect(&im_rpc).await?;
+    let height = halfveil_node::rpc::ApiClient::head(&head.client)
+        .await
+        .map_err(|error| head.failure(error))?
+        .height;
+    cluster.wait_height(height, Duration::from_secs(20)).await?;
+    let mut balances = Vec::new();
+    let names: Vec<(String, String)> = cluster
+        .nodes
+        .iter()
+        .map(|node| (node.name.clone(), node.rpc.clone()))
+        .collect();
+    say(format!(
+        "  {:<14} {:<10} {}",
+        "holder",
+        "bank",
+        names
+            .iter()
+            .map(|(name, _)| format!("{name:>8}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    for (index, person) in PEOPLE.iter().enumerate() {
+        let mut seen_by = Vec::new();
+        for (name, rpc) in &names {
+            seen_by.push((
+                name.clone(),
+                account_at(rpc, &account(index)).await?.balance,
+            ));
+        }
+        if seen_by.iter().any(|(_, balance)| *balance != seen_by[0].1) {
+            return Err(Failure::verification(format!(
+                "nodes disagree on {}'s balance: {seen_by:?}",
+                person.name
+            )));
+        }
+        say(format!(
+            "  {:<14} {:<10} {}",
+            person.name,
+            person.bank,
+            seen_by
+                .iter()
+                .map(|(_, balance)| format!("{balance:>8}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        balances.push(Balance {
+            holder: person.name.into(),
+            account: account(index),
+            bank: person.bank.into(),
+            seen_by,
+        });
+    }
+    Ok((opened, payments, balances, frozen_payment))
+}

@@ -1,0 +1,76 @@
+//! `halfveil start --home DIR`: runs an identity manager or a bank, whichever the home's
+//! keys and genesis make it, until SIGINT or SIGTERM.
+
+use std::path::Path;
+
+use halfveil_node::config::{Config, LogConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::failure::{CommandResult, Failure};
+use crate::password;
+
+/// Logs to stderr as the config says; `RUST_LOG` overrides the filter.
+fn init_logging(log: &LogConfig) -> Result<(), Failure> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::try_new(filter),
+        _ => EnvFilter::try_new(&log.filter),
+    }
+    .map_err(|error| Failure::usage(format!("log filter: {error}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match log.format.as_str() {
+        "json" => builder.json().try_init(),
+        "text" => builder.try_init(),
+        other => {
+            return Err(Failure::usage(format!(
+                "log.format is {other:?}; expected \"text\" or \"json\""
+            )))
+        }
+    };
+    installed.map_err(|error| Failure::error(format!("cannot start logging: {error}")))
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+pub fn start(home: &Path) -> CommandResult {
+    let config = Config::load(home)?;
+    init_logging(&config.log)?;
+    let password_file =
+        halfveil_node::run::configured_password_file(home).map_err(Failure::error)?;
+    let password = password::obtain(password_file.as_deref(), "the node's keys")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("halfveil")
+        .build()
+        .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
+    runtime
+        .block_on(halfveil_node::run::run(home, password, shutdown_signal()))
+        .map_err(Failure::error)?;
+    // Background tasks (network, RPC) end with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
+}

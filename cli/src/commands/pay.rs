@@ -1,0 +1,285 @@
+//! `halfveil pay`: signs a transfer with the account's transaction key, seals the identity
+//! credential to the identity manager's escrow key, wraps both in an envelope under the
+//! business key, submits it to the payer's bank, waits for the result and checks it: a
+//! receipt against the IM's validator key from genesis, a refusal against its signer's key.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use halfveil_genesis::file::ValidGenesis;
+use halfveil_ledger::codec;
+use halfveil_ledger::crypto::{self, seal_identity_credential, Envelope};
+use halfveil_ledger::{
+    AccountId, Amount, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, TransactionRequest,
+    Transfer, MEMO_BYTES_MAX, VERSION,
+};
+use halfveil_node::rpc::{ApiClient, TransferStatus};
+use rand_core::OsRng;
+use serde::Serialize;
+
+use crate::client::{block_on, Node};
+use crate::failure::{CommandResult, Failure};
+use crate::output::{emit, OutputFormat};
+use crate::password;
+use crate::wallet::Wallet;
+
+/// The largest receipt accepted from a node.
+const RECEIPT_BYTES_MAX: usize = 1 << 20;
+/// The largest signed refusal accepted from a node.
+const REJECTION_BYTES_MAX: usize = 4096;
+
+/// What to pay.
+#[derive(Debug)]
+pub struct PayOrder {
+    pub from: Option<String>,
+    pub to: String,
+    pub amount: u64,
+    pub memo: String,
+    /// How long the transfer stays valid.
+    pub expires_in: Duration,
+    /// How long to wait for the result.
+    pub wait: Duration,
+}
+
+/// The checked outcome of a payment.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Outcome {
+    Committed {
+        transfer: String,
+        payer: String,
+        payee: String,
+        amount: u64,
+        height: u64,
+        index: u32,
+        block_hash: String,
+        /// The receipt's canonical encoding, hex: anyone with the genesis can check it.
+        receipt: String,
+        receipt_verified: bool,
+    },
+    Rejected {
+        transfer: String,
+        by: String,
+        code: String,
+        detail: String,
+        signature_verified: bool,
+    },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Checks a final status and turns it into an outcome.
+fn check_status(
+    genesis: &ValidGenesis,
+    id: &Hash32,
+    transfer: &Transfer,
+    status: TransferStatus,
+) -> Result<Outcome, Failure> {
+    let params = &genesis.params;
+    match status {
+        TransferStatus::Committed {
+            height,
+            index,
+            block_hash,
+            receipt,
+            ..
+        } => {
+            let bytes = hex::decode(&receipt)
+                .map_err(|_| Failure::verification("the receipt is not hex"))?;
+            let decoded: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX).map_err(|error| {
+                Failure::verification(format!("the receipt is malformed: {error}"))
+            })?;
+            decoded.verify(&params.validator_key).map_err(|error| {
+                Failure::verification(format!("the receipt does not verify: {error}"))
+            })?;
+            if decoded.transfer_id != *id || decoded.header.header.height.0 != height {
+                return Err(Failure::verification(
+                    "the receipt is for another transfer or height",
+                ));
+            }
+            Ok(Outcome::Committed {
+                transfer: id.to_hex(),
+                payer: transfer.payer.to_string(),
+                payee: transfer.payee.to_string(),
+                amount: transfer.amount.0,
+                height,
+                index,
+                block_hash,
+                receipt,
+                receipt_verified: true,
+            })
+        }
+        TransferStatus::Rejected { rejection, .. } => {
+            let bytes = hex::decode(&rejection)
+                .map_err(|_| Failure::verification("the refusal is not hex"))?;
+            let decoded: Rejection =
+                codec::decode(&bytes, REJECTION_BYTES_MAX).map_err(|error| {
+                    Failure::verification(format!("the refusal is malformed: {error}"))
+                })?;
+            if decoded.transfer != *id {
+                return Err(Failure::verification("the refusal is for another transfer"));
+            }
+            let (by, key) = match decoded.by {
+                Rejecter::IdentityManager => {
+                    ("identity manager".to_owned(), Some(params.validator_key))
+                }
+                Rejecter::Bank(bank) => (
+                    genesis.bank_name(bank).unwrap_or("unknown bank").to_owned(),
+                    params.bank_key(bank).copied(),
+                ),
+            };
+            let key =
+                key.ok_or_else(|| Failure::verification("the refusal names no known signer"))?;
+            decoded
+                .verify(&params.chain_id, &key)
+                .map_err(|_| Failure::verification("the refusal's signature does not verify"))?;
+            Ok(Outcome::Rejected {
+                transfer: id.to_hex(),
+                by,
+                code: decoded.code.as_str().to_owned(),
+                detail: decoded.detail,
+                signature_verified: true,
+            })
+        }
+        TransferStatus::Pending { .. } | TransferStatus::Unknown { .. } => Err(Failure::error(
+            "the node answered with a status that is not final",
+        )),
+    }
+}
+
+/// Pays from an account of `wallet` and waits for the checked outcome.
+pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, Failure> {
+    let account = wallet.account(order.from.as_deref())?.clone();
+    let keys = account.keys()?;
+    let payee: AccountId = order
+        .to
+        .parse()
+        .map_err(|error| Failure::usage(format!("--to: {error}")))?;
+    if order.amount == 0 {
+        return Err(Failure::usage("--amount must be positive"));
+    }
+    if order.memo.len() > MEMO_BYTES_MAX {
+        return Err(Failure::usage(format!(
+            "--memo is longer than {MEMO_BYTES_MAX} bytes"
+        )));
+    }
+    let node = Node::connect(&account.rpc).await?;
+    let genesis = node.genesis(Some(wallet.genesis_hash())).await?;
+    let params = &genesis.params;
+    let expires_ms = u64::try_from(order.expires_in.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(params.limits.transfer_expiry_ms_max);
+    // Saved before signing: a crash may skip a nonce, never reuse one.
+    let nonce = wallet.reserve_nonce(&account.account)?;
+    let transfer = Transfer {
+        version: VERSION,
+        chain_id: params.chain_id.clone(),
+        payer: keys.account,
+        payee,
+        amount: Amount(order.amount),
+        nonce,
+        expires_at: TimeMs(now_ms().saturating_add(expires_ms)),
+        memo: Memo(order.memo.as_bytes().to_vec()),
+    };
+    let id = transfer.id()?;
+    let request = TransactionRequest {
+        tx_credential: crypto::sign(&keys.tx_key, &id),
+        identity_credential: seal_identity_credential(
+            &params.escrow_key,
+            &params.chain_id,
+            &id,
+            &keys.identity_key,
+            &mut OsRng,
+        )?,
+        transfer: transfer.clone(),
+    };
+    let envelope = Envelope::seal(
+        &keys.business_key,
+        &params.chain_id,
+        keys.bank,
+        &request,
+        &mut OsRng,
+    )?;
+    let envelope = hex::encode(envelope.encode()?);
+
+    // Subscribe before submitting, so the result cannot slip by.
+    let mut subscription = node
+        .client
+        .subscribe_transfer(id.to_hex())
+        .await
+        .map_err(|error| node.failure(error))?;
+    let submitted = node
+        .client
+        .submit(envelope)
+        .await
+        .map_err(|error| node.failure(error))?;
+    let status = if submitted.is_final() {
+        submitted
+    } else {
+        match tokio::time::timeout(order.wait, subscription.next()).await {
+            Ok(Some(Ok(status))) => status,
+            Ok(Some(Err(error))) => {
+                return Err(Failure::error(format!(
+                    "{}: bad transfer notification: {error}",
+                    node.url
+                )))
+            }
+            Ok(None) | Err(_) => return Err(Failure::error(format!(
+                "transfer {} has no result after {} s; ask later with `halfveil transfer status`",
+                id.to_hex(),
+                order.wait.as_secs()
+            ))),
+        }
+    };
+    check_status(&genesis, &id, &transfer, status)
+}
+
+/// Prints an outcome for a person.
+pub fn render(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Committed {
+            transfer,
+            payer,
+            payee,
+            amount,
+            height,
+            index,
+            block_hash,
+            ..
+        } => format!(
+            "committed  transfer {transfer}\n  {amount} from {payer}\n  to {payee}\n  block {height} (op {index}, hash {block_hash})\n  receipt verified against the identity manager's key in genesis"
+        ),
+        Outcome::Rejected {
+            transfer,
+            by,
+            code,
+            detail,
+            ..
+        } => format!(
+            "refused    transfer {transfer}\n  by {by}: {code} ({detail})\n  refusal signature verified"
+        ),
+    }
+}
+
+pub fn pay(
+    wallet_path: &Path,
+    password_file: Option<&Path>,
+    order: &PayOrder,
+    output: OutputFormat,
+) -> CommandResult {
+    let password = password::obtain(password_file, "the wallet")?;
+    let mut wallet = Wallet::open(wallet_path, password)?;
+    let outcome = block_on(pay_with(&mut wallet, order))??;
+    emit(output, &outcome, || render(&outcome));
+    match outcome {
+        Outcome::Committed { .. } => Ok(()),
+        Outcome::Rejected { code, .. } => {
+            Err(Failure::refused(format!("the payment was refused: {code}")))
+        }
+    }
+}
