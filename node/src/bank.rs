@@ -70,6 +70,8 @@ struct AccountRow {
 #[derive(Debug)]
 struct Tracked {
     track: Track,
+    /// When the bank took it: the sweep leaves young transfers to the IM's verdict.
+    accepted: Instant,
     expires_at: TimeMs,
     payer: AccountId,
     amount: u64,
@@ -269,9 +271,8 @@ impl BankRole {
                 "the payer's account is frozen".into(),
             ));
         }
-        if transfer.expires_at <= now {
-            return Err((RejectCode::Expired, "the request has expired".into()));
-        }
+        // Expiry is judged by the identity manager alone: its block time is the chain's
+        // clock, and a bank's clock may drift.
         let limits = local.limits;
         if limits.payment_max > 0 && transfer.amount.0 > limits.payment_max {
             return Err((
@@ -384,6 +385,7 @@ impl Service {
         };
         let tracked = Tracked {
             track: track.clone(),
+            accepted: Instant::now(),
             expires_at: transfer.expires_at,
             payer: transfer.payer,
             amount: transfer.amount.0,
@@ -410,7 +412,10 @@ impl Service {
                     .saturating_sub(u64::try_from(EXPIRY_GRACE.as_millis()).unwrap_or(0)),
             );
             for (id, tracked) in &bank.tracked {
-                if tracked.track == Track::Pending && tracked.expires_at <= cutoff {
+                if tracked.track == Track::Pending
+                    && tracked.expires_at <= cutoff
+                    && tracked.accepted.elapsed() >= EXPIRY_GRACE
+                {
                     expired.push(*id);
                 }
             }

@@ -2,7 +2,9 @@
 //! --workspace` built, and run it with a bounded time. Test support: failing loudly is its
 //! job, so panics are allowed here.
 
-#![allow(clippy::panic)]
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,7 @@
 //! `halfveil start --home DIR`: runs an identity manager or a bank, whichever the home's
 //! keys and genesis make it, until SIGINT or SIGTERM.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use halfveil_node::config::{Config, LogConfig};
@@ -18,6 +19,7 @@ fn init_logging(log: &LogConfig) -> Result<(), Failure> {
     .map_err(|error| Failure::usage(format!("log filter: {error}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match log.format.as_str() {
         "json" => builder.json().try_init(),

@@ -229,11 +229,13 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
                     node.url
                 )))
             }
-            Ok(None) | Err(_) => return Err(Failure::error(format!(
+            Ok(None) | Err(_) => {
+                return Err(Failure::error(format!(
                 "transfer {} has no result after {} s; ask later with `halfveil transfer status`",
                 id.to_hex(),
                 order.wait.as_secs()
-            ))),
+            )))
+            }
         }
     };
     check_status(&genesis, &id, &transfer, status)

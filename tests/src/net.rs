@@ -1,0 +1,559 @@
+//! A real network for integration tests: `halfveil testnet init` into a temporary folder,
+//! then one `halfveil start` process per node on 127.0.0.1 with free ports. Nodes are killed
+//! when the network is dropped, so a failing test leaves no process behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use halfveil_genesis::file::ValidGenesis;
+use halfveil_genesis::keystore::{self, FileKind};
+use halfveil_genesis::Genesis;
+use halfveil_ledger::crypto::{self, seal_identity_credential, BusinessKey, Envelope, SigningKey};
+use halfveil_ledger::{
+    AccountId, Amount, BankId, Hash32, Memo, Nonce, TimeMs, TransactionRequest, Transfer, VERSION,
+};
+use halfveil_node::rpc::{AccountInfo, ApiClient, HeadInfo, NodeStatus, TransferStatus};
+use jsonrpsee::core::client::Error as ClientError;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use rand_core::OsRng;
+use secrecy::SecretString;
+
+use crate::{describe, halfveil, run_bounded};
+
+/// How long any one node operation of a test may take.
+pub const STEP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `future` to completion on a small runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// A WebSocket client of the node at an `http://` RPC URL.
+pub async fn client(url: &str) -> Result<WsClient, ClientError> {
+    WsClientBuilder::default()
+        .request_timeout(STEP_LIMIT)
+        .connection_timeout(Duration::from_secs(5))
+        .build(url.replacen("http://", "ws://", 1))
+        .await
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One node of the test network.
+#[derive(Debug)]
+pub struct TestNode {
+    pub name: String,
+    pub home: PathBuf,
+    pub rpc: String,
+    pub p2p: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The decrypted keys of one wallet account, for crafting envelopes in tests.
+#[derive(Debug)]
+pub struct Keys {
+    pub account: AccountId,
+    pub bank: BankId,
+    pub tx_key: SigningKey,
+    pub identity_key: SigningKey,
+    pub business_key: BusinessKey,
+    pub next_nonce: u64,
+}
+
+/// A running local network.
+#[derive(Debug)]
+pub struct TestNet {
+    pub dir: tempfile::TempDir,
+    pub genesis: ValidGenesis,
+    pub nodes: Vec<TestNode>,
+    pub password_file: PathBuf,
+}
+
+impl TestNet {
+    /// Writes a testnet with `banks` banks and starts every node.
+    pub fn start(banks: usize) -> TestNet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let network = dir.path().join("network");
+        let output = run_bounded(
+            halfveil()
+                .args(["--output", "json", "testnet", "init", "--dir"])
+                .arg(&network)
+                .args([
+                    "--banks",
+                    &banks.to_string(),
+                    "--auditors",
+                    "3",
+                    "--threshold",
+                    "2",
+                ]),
+            STEP_LIMIT,
+        );
+        assert!(
+            output.status.success(),
+            "testnet init: {}",
+            describe(&output)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("init prints JSON");
+        let genesis = Genesis::load(&network.join("genesis.json")).expect("genesis");
+        let password_file = dir.path().join("wallet-password");
+        std::fs::write(&password_file, "test wallet password\n").expect("password file");
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let nodes = summary["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|node| {
+                let name = node["name"].as_str().expect("name").to_owned();
+                TestNode {
+                    log: logs.join(format!("{name}.log")),
+                    name,
+                    home: PathBuf::from(node["home"].as_str().expect("home")),
+                    rpc: node["rpc"].as_str().expect("rpc").to_owned(),
+                    p2p: node["p2p"].as_str().expect("p2p").to_owned(),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut net = TestNet {
+            dir,
+            genesis,
+            nodes,
+            password_file,
+        };
+        let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
+        for name in &names {
+            net.start_node(name);
+        }
+        net.wait_connected();
+        net
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    pub fn node(&self, name: &str) -> &TestNode {
+        &self.nodes[self.index(name)]
+    }
+
+    pub fn rpc(&self, name: &str) -> String {
+        self.node(name).rpc.clone()
+    }
+
+    /// Starts (or restarts) a node process; its output is appended to its log.
+    pub fn start_node(&mut self, name: &str) {
+        let index = self.index(name);
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none(), "{name} is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let child = Command::new(crate::halfveil_bin())
+            .arg("start")
+            .arg("--home")
+            .arg(&node.home)
+            .env_remove("HALFVEIL_PASSWORD")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start node");
+        node.child = Some(child);
+    }
+
+    /// Kills a node without warning (a crash).
+    pub fn kill_node(&mut self, name: &str) {
+        let index = self.index(name);
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks a node to stop (SIGTERM) and checks that it exits cleanly.
+    pub fn stop_node(&mut self, name: &str) {
+        let index = self.index(name);
+        let Some(mut child) = self.nodes[index].child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "{name} exited with {status}");
+                    return;
+                }
+                Ok(None) if started.elapsed() < STEP_LIMIT => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("{name} did not stop within {STEP_LIMIT:?}");
+                }
+            }
+        }
+    }
+
+    /// Stops every node cleanly.
+    pub fn stop_all(&mut self) {
+        let names: Vec<String> = self.nodes.iter().map(|node| node.name.clone()).collect();
+        for name in names {
+            self.stop_node(&name);
+        }
+    }
+
+    fn check_alive(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                    panic!("node {} exited ({status}); log:\n{log}", node.name);
+                }
+            }
+        }
+    }
+
+    pub fn status(&self, name: &str) -> Option<NodeStatus> {
+        let url = self.rpc(name);
+        block_on(async { client(&url).await.ok()?.status().await.ok() })
+    }
+
+    /// Waits until every running node answers and sees all the others.
+    pub fn wait_connected(&mut self) {
+        let started = Instant::now();
+        loop {
+            self.check_alive();
+            let running: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|node| node.child.is_some())
+                .map(|node| node.name.clone())
+                .collect();
+            let ready = running.iter().all(|name| {
+                self.status(name)
+                    .is_some_and(|status| status.peers + 1 >= running.len())
+            });
+            if ready {
+                return;
+            }
+            assert!(
+                started.elapsed() < STEP_LIMIT,
+                "the network did not connect within {STEP_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn head(&self, name: &str) -> HeadInfo {
+        let url = self.rpc(name);
+        block_on(async { client(&url).await?.head().await }).expect("head")
+    }
+
+    /// Waits until every running node has the identity manager's head.
+    pub fn wait_same_head(&mut self) -> HeadInfo {
+        let started = Instant::now();
+        loop {
+            self.check_alive();
+            let im = self.head("im");
+            let same = self
+                .nodes
+                .iter()
+                .filter(|node| node.child.is_some())
+                .all(|node| self.head(&node.name) == im);
+            if same {
+                return im;
+            }
+            assert!(
+                started.elapsed() < STEP_LIMIT,
+                "nodes did not agree on the head within {STEP_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A `halfveil` command with the wallet password file set.
+    pub fn cli(&self) -> Command {
+        let mut command = halfveil();
+        command.env("HALFVEIL_PASSWORD_FILE", &self.password_file);
+        command
+    }
+
+    /// Runs a CLI command and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.cli().args(args), STEP_LIMIT)
+    }
+
+    pub fn wallet_path(&self, holder: &str) -> PathBuf {
+        self.dir.path().join(format!("{holder}.wallet"))
+    }
+
+    /// Opens an account at `bank` for `holder` with the CLI; returns the account id.
+    pub fn open_account(&self, bank: &str, holder: &str, national_id: &str) -> String {
+        let wallet = self.wallet_path(holder);
+        let output = self.run(&[
+            "account",
+            "open",
+            "--bank",
+            &self.rpc(bank),
+            "--wallet",
+            wallet.to_str().expect("utf-8 path"),
+            "--name",
+            holder,
+            "--national-id",
+            national_id,
+        ]);
+        assert!(
+            output.status.success(),
+            "account open: {}",
+            describe(&output)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let account = text.lines().next().unwrap_or_default().trim().to_owned();
+        assert!(account.starts_with("hv1"), "account open printed {text}");
+        account
+    }
+
+    /// Issues money with the CLI, as the IM's operator.
+    pub fn issue(&self, account: &str, amount: u64) {
+        let home = self.node("im").home.clone();
+        let output = self.run(&[
+            "issue",
+            "--home",
+            home.to_str().expect("utf-8 path"),
+            "--to",
+            account,
+            "--amount",
+            &amount.to_string(),
+        ]);
+        assert!(output.status.success(), "issue: {}", describe(&output));
+    }
+
+    /// A bank operator command with the CLI (`freeze`, `unfreeze`).
+    pub fn bank(&self, bank: &str, action: &str, account: &str) {
+        let home = self.node(bank).home.clone();
+        let output = self.run(&[
+            "bank",
+            action,
+            "--home",
+            home.to_str().expect("utf-8 path"),
+            account,
+        ]);
+        assert!(
+            output.status.success(),
+            "bank {action}: {}",
+            describe(&output)
+        );
+    }
+
+    /// Pays with the CLI; returns its output (exit 0 committed, 5 refused).
+    pub fn pay(&self, holder: &str, to: &str, amount: u64) -> Output {
+        let wallet = self.wallet_path(holder);
+        self.run(&[
+            "--output",
+            "json",
+            "pay",
+            "--wallet",
+            wallet.to_str().expect("utf-8 path"),
+            "--to",
+            to,
+            "--amount",
+            &amount.to_string(),
+        ])
+    }
+
+    pub fn account_at(&self, node: &str, account: &str) -> Option<AccountInfo> {
+        let url = self.rpc(node);
+        block_on(async { client(&url).await?.account(account.to_owned()).await }).expect("account")
+    }
+
+    pub fn balance_at(&self, node: &str, account: &str) -> u64 {
+        self.account_at(node, account)
+            .unwrap_or_else(|| panic!("{node} does not know {account}"))
+            .balance
+    }
+
+    /// The balance of `account`, after checking that every running node agrees on it.
+    pub fn balance(&mut self, account: &str) -> u64 {
+        self.wait_same_head();
+        let seen: Vec<(String, u64)> = self
+            .nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| (node.name.clone(), self.balance_at(&node.name, account)))
+            .collect();
+        assert!(
+            seen.iter().all(|(_, balance)| *balance == seen[0].1),
+            "nodes disagree on {account}: {seen:?}"
+        );
+        seen[0].1
+    }
+
+    /// The keys of `holder`'s only account, decrypted from its wallet.
+    pub fn keys(&self, holder: &str) -> Keys {
+        let path = self.wallet_path(holder);
+        let text = keystore::read_bounded(&path).expect("wallet");
+        let password = SecretString::from("test wallet password".to_owned());
+        let opened = keystore::open("wallet", &text, FileKind::Wallet, &password).expect("open");
+        let data: serde_json::Value = serde_json::from_slice(&opened.plaintext).expect("json");
+        let account = &data["accounts"][0];
+        let secret = |field: &str| {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(account[field].as_str().expect(field), &mut bytes).expect(field);
+            bytes
+        };
+        Keys {
+            account: account["account"]
+                .as_str()
+                .expect("account")
+                .parse()
+                .expect("id"),
+            bank: BankId(account["bank_id"].as_u64().expect("bank_id") as u16),
+            tx_key: SigningKey::from_bytes(&secret("tx_key")),
+            identity_key: SigningKey::from_bytes(&secret("identity_key")),
+            business_key: BusinessKey::from_bytes(secret("business_key")),
+            next_nonce: account["next_nonce"].as_u64().expect("nonce"),
+        }
+    }
+
+    /// A signed, sealed envelope from `keys` (hex), and its transfer id.
+    pub fn envelope(
+        &self,
+        keys: &Keys,
+        payee: &str,
+        amount: u64,
+        nonce: u64,
+        expires_at: u64,
+        business_key: &BusinessKey,
+    ) -> (Hash32, String) {
+        let params = &self.genesis.params;
+        let transfer = Transfer {
+            version: VERSION,
+            chain_id: params.chain_id.clone(),
+            payer: keys.account,
+            payee: payee.parse().expect("payee"),
+            amount: Amount(amount),
+            nonce: Nonce(nonce),
+            expires_at: TimeMs(expires_at),
+            memo: Memo(Vec::new()),
+        };
+        let id = transfer.id().expect("id");
+        let request = TransactionRequest {
+            tx_credential: crypto::sign(&keys.tx_key, &id),
+            identity_credential: seal_identity_credential(
+                &params.escrow_key,
+                &params.chain_id,
+                &id,
+                &keys.identity_key,
+                &mut OsRng,
+            )
+            .expect("seal"),
+            transfer,
+        };
+        let envelope = Envelope::seal(
+            business_key,
+            &params.chain_id,
+            keys.bank,
+            &request,
+            &mut OsRng,
+        )
+        .expect("envelope");
+        (id, hex::encode(envelope.encode().expect("encode")))
+    }
+
+    /// Submits an envelope to `bank` and waits for the final status.
+    pub fn submit(&self, bank: &str, envelope: &str) -> Result<TransferStatus, ClientError> {
+        let url = self.rpc(bank);
+        block_on(async {
+            let client = client(&url).await?;
+            let status = client.submit(envelope.to_owned()).await?;
+            let id = match &status {
+                TransferStatus::Pending { id } => id.clone(),
+                _ => return Ok(status),
+            };
+            let mut subscription = client.subscribe_transfer(id).await?;
+            match tokio::time::timeout(STEP_LIMIT, subscription.next()).await {
+                Ok(Some(Ok(status))) => Ok(status),
+                other => panic!("no final status: {other:?}"),
+            }
+        })
+    }
+
+    /// Every file under `path`, read whole.
+    pub fn files_under(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    found.push((path, bytes));
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // A failed test keeps the nodes' logs for the person who reads the failure.
+        if std::thread::panicking() {
+            let kept = std::env::temp_dir().join(format!(
+                "halfveil-test-logs-{}-{}",
+                std::process::id(),
+                now_ms()
+            ));
+            if std::fs::create_dir_all(&kept).is_ok() {
+                for node in &self.nodes {
+                    let _ = std::fs::copy(&node.log, kept.join(format!("{}.log", node.name)));
+                }
+                eprintln!("node logs kept in {}", kept.display());
+            }
+        }
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+pub use halfveil_ledger::crypto::public_key;
