@@ -51,6 +51,26 @@ enum Command {
         #[arg(long, default_value = "halfveil-demo")]
         dir: PathBuf,
     },
+    /// Measure committed transfers per second and latency of a local IM and two banks.
+    Bench {
+        /// The data folder (replaced if an earlier bench made it).
+        #[arg(long, default_value = "halfveil-bench")]
+        dir: PathBuf,
+        /// Offered transfers per second (the first rate with --ramp).
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Seconds of load per rate.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Raise the rate (5k, 10k, 20k, 30k, ...) until the network falls behind.
+        #[arg(long)]
+        ramp: bool,
+        /// Where to write the JSON report (default DIR/bench.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Open or look at accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -255,6 +275,24 @@ fn run(cli: Cli) -> CommandResult {
     match cli.command {
         Command::Start { home } => commands::node::start(&home),
         Command::Demo { dir } => commands::demo::demo(&dir, output),
+        Command::Bench {
+            dir,
+            rate,
+            duration,
+            accounts,
+            ramp,
+            out,
+        } => commands::bench::bench(
+            &commands::bench::BenchOptions {
+                dir,
+                rate,
+                duration: Duration::from_secs(duration),
+                accounts,
+                ramp,
+                out,
+            },
+            output,
+        ),
         Command::Account(AccountCommand::Open {
             bank,
             wallet,

@@ -321,14 +321,31 @@ impl Service {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<(Hash32, Track), RpcFailure>>,
     ) {
+        let _ = reply.send(self.bank_accept(&bytes));
+    }
+
+    /// A batch of envelopes, each answered on its own.
+    pub fn bank_submit_batch(
+        &mut self,
+        envelopes: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Vec<Result<(Hash32, Track), RpcFailure>>>,
+    ) {
+        let answers = envelopes
+            .iter()
+            .map(|bytes| self.bank_accept(bytes))
+            .collect();
+        let _ = reply.send(answers);
+    }
+
+    /// Opens one envelope, checks the payer, and queues the transfer for forwarding.
+    fn bank_accept(&mut self, bytes: &[u8]) -> Result<(Hash32, Track), RpcFailure> {
         let chain_id = self.params.chain_id.clone();
         let metrics = self.metrics.clone();
         let Some(bank) = self.bank() else {
-            let _ = reply.send(Err(RpcFailure::new(
+            return Err(RpcFailure::new(
                 codes::WRONG_ROLE,
                 "submit envelopes to the payer's bank",
-            )));
-            return;
+            ));
         };
         let uniform = || {
             RpcFailure::new(
@@ -336,32 +353,26 @@ impl Service {
                 "the envelope cannot be opened by this bank",
             )
         };
-        let opened = Envelope::decode(&bytes).ok().and_then(|envelope| {
-            let local = bank
-                .accounts
-                .get(&envelope.account)
-                .filter(|local| local.opened)?;
-            envelope.open(&local.business_key, &chain_id, bank.id).ok()
-        });
-        let Some(request) = opened else {
-            let _ = reply.send(Err(uniform()));
-            return;
-        };
-        let Ok(id) = request.transfer.id() else {
-            let _ = reply.send(Err(uniform()));
-            return;
-        };
+        let request = Envelope::decode(bytes)
+            .ok()
+            .and_then(|envelope| {
+                let local = bank
+                    .accounts
+                    .get(&envelope.account)
+                    .filter(|local| local.opened)?;
+                envelope.open(&local.business_key, &chain_id, bank.id).ok()
+            })
+            .ok_or_else(uniform)?;
+        let id = request.transfer.id().map_err(|_| uniform())?;
         if let Some(tracked) = bank.tracked.get(&id) {
-            let _ = reply.send(Ok((id, tracked.track.clone())));
-            return;
+            return Ok((id, tracked.track.clone()));
         }
         if bank.outbox.len() >= OUTBOX_MAX {
             metrics.queue_full.inc();
-            let _ = reply.send(Err(RpcFailure::new(
+            return Err(RpcFailure::new(
                 codes::OVERLOADED,
                 "the bank is busy; retry",
-            )));
-            return;
+            ));
         }
         let now = now_ms();
         let transfer = &request.transfer;
@@ -394,7 +405,7 @@ impl Service {
             bank.outbox.push_back(request);
         }
         bank.remember(id, tracked);
-        let _ = reply.send(Ok((id, track)));
+        Ok((id, track))
     }
 
     pub async fn bank_tick(&mut self) {

@@ -123,6 +123,43 @@ impl TransferStatus {
     }
 }
 
+/// The most envelopes in one `hv_submitBatch`, and ids in one `hv_subscribeFinals`.
+pub const RPC_BATCH_MAX: usize = 16_384;
+
+/// One envelope's answer in `hv_submitBatch`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Submitted {
+    /// Accepted; not final yet.
+    Pending {
+        id: String,
+    },
+    Committed {
+        id: String,
+        height: u64,
+    },
+    /// Refused; `hv_transferStatus` gives the signed refusal.
+    Rejected {
+        id: String,
+        code: String,
+    },
+    /// Not accepted (the uniform envelope error, an overloaded bank, ...).
+    Error {
+        code: i32,
+        message: String,
+    },
+}
+
+/// A transfer that became final, in `hv_subscribeFinals`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Final {
+    pub id: String,
+    /// The block height when committed.
+    pub height: Option<u64>,
+    /// The refusal code when rejected.
+    pub code: Option<String>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OpenAccountParams {
     /// The online transaction public key, hex.
@@ -176,6 +213,15 @@ pub trait Api {
     /// Sends the transfer's status once it is final (committed or rejected).
     #[subscription(name = "subscribeTransfer" => "transfer", unsubscribe = "unsubscribeTransfer", item = TransferStatus)]
     async fn subscribe_transfer(&self, id: String) -> SubscriptionResult;
+
+    /// Many envelopes (hex) at once, each answered on its own, in order.
+    #[method(name = "submitBatch")]
+    async fn submit_batch(&self, envelopes: Vec<String>) -> RpcResult<Vec<Submitted>>;
+
+    /// Sends the given transfers' outcomes in batches as they become final; ends when all
+    /// are final.
+    #[subscription(name = "subscribeFinals" => "finals", unsubscribe = "unsubscribeFinals", item = Vec<Final>)]
+    async fn subscribe_finals(&self, ids: Vec<String>) -> SubscriptionResult;
 
     /// A bank opens an account for a payer (relaying the sealed identity record to the IM).
     #[method(name = "openAccount")]

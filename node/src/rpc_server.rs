@@ -15,12 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
     codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
-    HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RpcFailure, TransferStatus,
+    Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RpcFailure, Submitted,
+    TransferStatus, RPC_BATCH_MAX,
 };
 use crate::service::{AccountChange, Input, RpcCommand, Track};
 
 /// The largest JSON-RPC request body.
-const REQUEST_BYTES_MAX: u32 = 1024 * 1024;
+const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// The longest a subscriber waits for a transfer to become final.
 const SUBSCRIPTION_WAIT_MAX: Duration = Duration::from_secs(600);
 
@@ -272,6 +273,134 @@ impl ApiServer for RpcContext {
         let status = self.status_of(id, track).await?;
         let message = serde_json::value::to_raw_value(&status)?;
         sink.send(message).await?;
+        Ok(())
+    }
+
+    async fn submit_batch(&self, envelopes: Vec<String>) -> RpcResult<Vec<Submitted>> {
+        if envelopes.len() > RPC_BATCH_MAX {
+            return Err(rpc_error(
+                codes::INVALID_INPUT,
+                format!("at most {RPC_BATCH_MAX} envelopes per batch"),
+            ));
+        }
+        // Undecodable envelopes are answered here; the rest go to the service in one message.
+        let mut decoded = Vec::with_capacity(envelopes.len());
+        let mut positions = Vec::with_capacity(envelopes.len());
+        let mut answers: Vec<Option<Submitted>> = Vec::with_capacity(envelopes.len());
+        for (index, envelope) in envelopes.iter().enumerate() {
+            let bytes = (envelope.len() <= 2 * halfveil_ledger::crypto::ENVELOPE_BYTES_MAX)
+                .then(|| hex::decode(envelope).ok())
+                .flatten();
+            match bytes {
+                Some(bytes) => {
+                    decoded.push(bytes);
+                    positions.push(index);
+                    answers.push(None);
+                }
+                None => answers.push(Some(Submitted::Error {
+                    code: codes::ENVELOPE,
+                    message: "the envelope cannot be opened by this bank".into(),
+                })),
+            }
+        }
+        let results = self
+            .ask(|reply| RpcCommand::SubmitBatch(decoded, reply))
+            .await?;
+        for (position, result) in positions.into_iter().zip(results) {
+            answers[position] = Some(match result {
+                Err(failure) => Submitted::Error {
+                    code: failure.code,
+                    message: failure.message,
+                },
+                Ok((id, Track::Committed { height, .. })) => Submitted::Committed {
+                    id: id.to_hex(),
+                    height: height.0,
+                },
+                Ok((id, Track::Rejected(rejection))) => Submitted::Rejected {
+                    id: id.to_hex(),
+                    code: rejection.code.as_str().to_owned(),
+                },
+                Ok((id, _)) => Submitted::Pending { id: id.to_hex() },
+            });
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    async fn subscribe_finals(
+        &self,
+        pending: PendingSubscriptionSink,
+        ids: Vec<String>,
+    ) -> SubscriptionResult {
+        if ids.len() > RPC_BATCH_MAX {
+            pending
+                .reject(rpc_error(
+                    codes::INVALID_INPUT,
+                    format!("at most {RPC_BATCH_MAX} ids per subscription"),
+                ))
+                .await;
+            return Ok(());
+        }
+        let mut parsed = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match parse_id(id) {
+                Ok(id) => parsed.push(id),
+                Err(error) => {
+                    pending.reject(error).await;
+                    return Ok(());
+                }
+            }
+        }
+        let mut waiting = futures::stream::FuturesUnordered::new();
+        let mut waits = Vec::with_capacity(parsed.len());
+        for id in parsed {
+            let (reply, answer) = oneshot::channel();
+            waits.push((id, reply));
+            waiting.push(async move { (id, answer.await) });
+        }
+        if self
+            .inputs
+            .try_send(Input::Rpc(RpcCommand::WaitFinals(waits)))
+            .is_err()
+        {
+            pending.reject(overloaded()).await;
+            return Ok(());
+        }
+        let sink = pending.accept().await?;
+        let deadline = tokio::time::Instant::now() + SUBSCRIPTION_WAIT_MAX;
+        while !waiting.is_empty() {
+            // Gather what is final now, then send it as one notification.
+            let first = tokio::select! {
+                next = futures::StreamExt::next(&mut waiting) => next,
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                _ = sink.closed() => return Ok(()),
+            };
+            let mut finals = Vec::new();
+            let mut push =
+                |(id, answer): (Hash32, Result<Track, oneshot::error::RecvError>)| match answer {
+                    Ok(Track::Committed { height, .. }) => finals.push(Final {
+                        id: id.to_hex(),
+                        height: Some(height.0),
+                        code: None,
+                    }),
+                    Ok(Track::Rejected(rejection)) => finals.push(Final {
+                        id: id.to_hex(),
+                        height: None,
+                        code: Some(rejection.code.as_str().to_owned()),
+                    }),
+                    _ => {}
+                };
+            if let Some(item) = first {
+                push(item);
+            }
+            while let Some(Some(item)) =
+                futures::FutureExt::now_or_never(futures::StreamExt::next(&mut waiting))
+            {
+                push(item);
+            }
+            if !finals.is_empty() {
+                sink.send(serde_json::value::to_raw_value(&finals)?).await?;
+            }
+        }
         Ok(())
     }
 

@@ -61,8 +61,14 @@ pub enum RpcCommand {
         Vec<u8>,
         oneshot::Sender<Result<(Hash32, Track), crate::rpc::RpcFailure>>,
     ),
+    SubmitBatch(
+        Vec<Vec<u8>>,
+        oneshot::Sender<Vec<Result<(Hash32, Track), crate::rpc::RpcFailure>>>,
+    ),
     Track(Hash32, oneshot::Sender<Track>),
     WaitFinal(Hash32, oneshot::Sender<Track>),
+    /// [`RpcCommand::WaitFinal`] for many transfers at once.
+    WaitFinals(Vec<(Hash32, oneshot::Sender<Track>)>),
     OpenAccount(
         OpenAccountParams,
         oneshot::Sender<Result<OpenedAccount, crate::rpc::RpcFailure>>,
@@ -537,18 +543,13 @@ impl Service {
             RpcCommand::Track(id, reply) => {
                 let _ = reply.send(self.track(&id));
             }
-            RpcCommand::WaitFinal(id, reply) => {
-                let track = self.track(&id);
-                if matches!(track, Track::Committed { .. } | Track::Rejected(_)) {
-                    let _ = reply.send(track);
-                    return;
-                }
-                let waiters = self.waiters.entry(id).or_default();
-                waiters.retain(|waiter| !waiter.is_closed());
-                if waiters.len() < WAITERS_PER_TRANSFER_MAX {
-                    waiters.push(reply);
+            RpcCommand::WaitFinal(id, reply) => self.wait_final(id, reply),
+            RpcCommand::WaitFinals(waits) => {
+                for (id, reply) in waits {
+                    self.wait_final(id, reply);
                 }
             }
+            RpcCommand::SubmitBatch(envelopes, reply) => self.bank_submit_batch(envelopes, reply),
             RpcCommand::Submit(bytes, reply) => self.bank_submit(bytes, reply),
             RpcCommand::OpenAccount(params, reply) => self.bank_open_account(params, reply).await,
             RpcCommand::Issue {
@@ -562,6 +563,20 @@ impl Service {
                 change,
                 reply,
             } => self.bank_change_account(account, change, reply).await,
+        }
+    }
+
+    /// Answers `reply` when transfer `id` is final: now, or when it commits or is refused.
+    fn wait_final(&mut self, id: Hash32, reply: oneshot::Sender<Track>) {
+        let track = self.track(&id);
+        if matches!(track, Track::Committed { .. } | Track::Rejected(_)) {
+            let _ = reply.send(track);
+            return;
+        }
+        let waiters = self.waiters.entry(id).or_default();
+        waiters.retain(|waiter| !waiter.is_closed());
+        if waiters.len() < WAITERS_PER_TRANSFER_MAX {
+            waiters.push(reply);
         }
     }
 

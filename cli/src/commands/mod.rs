@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod bench;
 pub mod chain;
 pub mod demo;
 pub mod genesis;

@@ -1,0 +1,716 @@
+//! `halfveil bench`: committed transfers per second and submit-to-result latency of an
+//! identity manager and two banks on 127.0.0.1.
+//!
+//! Before the clock starts it opens the accounts (half at each bank), issues funds and
+//! prepares every signed and sealed envelope, so client-side crypto is not measured. Then
+//! it offers load open-loop: every 10 ms one `hv_submitBatch` per bank with that tick's
+//! envelopes, and one `hv_subscribeFinals` for the accepted ids; each transfer's latency is
+//! from just before its batch was sent to the notification of its outcome. `--ramp` repeats
+//! this at rising rates until the network no longer keeps up. Afterwards every node must
+//! hold the same head and balances, and the supply must equal what was issued.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use halfveil_genesis::file::ValidGenesis;
+use halfveil_ledger::crypto::{
+    self, seal_identity_credential, BusinessKey, Envelope, IdentityRecord, SigningKey,
+};
+use halfveil_ledger::{
+    open_account_message, AccountId, Amount, BankId, Memo, Nonce, TimeMs, TransactionRequest,
+    Transfer, VERSION,
+};
+use halfveil_node::rpc::{AdminApiClient, ApiClient, OpenAccountParams, Submitted};
+use hdrhistogram::Histogram;
+use rand_core::{OsRng, RngCore};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use crate::client::{AdminAccess, Node};
+use crate::cluster::Cluster;
+use crate::commands::testnet::{self, InitOptions};
+use crate::failure::{CommandResult, Failure};
+use crate::output::{emit, OutputFormat};
+
+const TICK: Duration = Duration::from_millis(10);
+/// How long to wait for the last outcomes after the offered load stops.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+const SETUP_CONCURRENCY: usize = 64;
+const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
+const MARKER: &str = ".halfveil-bench";
+
+/// What `halfveil bench` is asked to do.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub dir: PathBuf,
+    pub rate: u64,
+    pub duration: Duration,
+    pub accounts: usize,
+    /// Rising rates until the network falls behind, instead of one rate.
+    pub ramp: bool,
+    /// Where to write the JSON report (default DIR/bench.json).
+    pub out: Option<PathBuf>,
+}
+
+/// One account the bench pays from and to.
+struct BenchAccount {
+    id: AccountId,
+    bank: BankId,
+    tx_key: SigningKey,
+    identity_key: SigningKey,
+    business_key: BusinessKey,
+    next_nonce: u64,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Serialize, Clone)]
+pub struct NodeCost {
+    pub node: String,
+    pub cpu_seconds: f64,
+}
+
+/// The outcome of one offered rate.
+#[derive(Debug, Serialize, Clone)]
+pub struct RunReport {
+    pub offered_rate: u64,
+    pub duration_s: f64,
+    pub offered: u64,
+    pub committed: u64,
+    pub committed_rate: f64,
+    pub latency: Latency,
+    pub rejected: BTreeMap<String, u64>,
+    pub unanswered: u64,
+    pub blocks: u64,
+    pub blocks_per_s: f64,
+    pub fsyncs_per_s: f64,
+    pub transfers_per_block: f64,
+    pub cpu: Vec<NodeCost>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub dir: String,
+    pub accounts: usize,
+    pub cores: usize,
+    pub runs: Vec<RunReport>,
+    pub head_height: u64,
+    pub nodes_agree: bool,
+    pub supply_conserved: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reads one counter from a node's Prometheus endpoint (`http://HOST:PORT/metrics`).
+fn scrape(url: &str, name: &str) -> Option<f64> {
+    let rest = url.strip_prefix("http://")?;
+    let (address, path) = rest.split_once('/')?;
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.take(8 << 20).read_to_string(&mut text).ok()?;
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|times| times.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        if !dir.join(MARKER).exists() {
+            return Err(Failure::usage(format!(
+                "{} exists and was not made by `halfveil bench`; choose another --dir",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join(MARKER),
+        b"made by halfveil bench; safe to delete\n",
+    )?;
+    Ok(())
+}
+
+/// Opens `count` accounts, alternating banks, and funds each.
+async fn open_accounts(
+    genesis: &ValidGenesis,
+    banks: &[(BankId, String)],
+    im_admin: &AdminAccess,
+    count: usize,
+) -> Result<Vec<BenchAccount>, Failure> {
+    let params = &genesis.params;
+    let mut clients = Vec::new();
+    for (_, url) in banks {
+        clients.push(Arc::new(Node::connect(url).await?));
+    }
+    let opened = futures::stream::iter(0..count)
+        .map(|index| {
+            let (bank, _) = banks[index % banks.len()];
+            let node = Arc::clone(&clients[index % banks.len()]);
+            async move {
+                let tx_key = SigningKey::generate(&mut OsRng);
+                let identity_key = SigningKey::generate(&mut OsRng);
+                let tx_public = crypto::public_key(&tx_key);
+                let account = AccountId::from_key(&tx_public);
+                let message = open_account_message(&params.chain_id, &tx_public, bank)?;
+                let record = IdentityRecord {
+                    version: VERSION,
+                    name: format!("Bench Holder {index}"),
+                    national_id: format!("BENCH-{index:08}"),
+                    fields: Vec::new(),
+                    identity_key: crypto::public_key(&identity_key),
+                    possession: crypto::sign(&identity_key, &message),
+                };
+                let sealed =
+                    record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
+                let answer = node
+                    .client
+                    .open_account(OpenAccountParams {
+                        tx_key: hex::encode(tx_public.0),
+                        holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
+                        sealed_record: hex::encode(&sealed.0),
+                    })
+                    .await
+                    .map_err(|error| node.failure(error))?;
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(&answer.business_key, &mut key)
+                    .map_err(|_| Failure::error("bad business key from the bank"))?;
+                Ok::<_, Failure>(BenchAccount {
+                    id: account,
+                    bank,
+                    tx_key,
+                    identity_key,
+                    business_key: BusinessKey::from_bytes(key),
+                    next_nonce: 0,
+                })
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin = Arc::new(Node::connect(&im_admin.url).await?);
+    let token = im_admin.token.expose_secret().to_owned();
+    futures::stream::iter(opened.iter().map(|account| account.id))
+        .map(|id| {
+            let admin = Arc::clone(&admin);
+            let token = token.clone();
+            async move {
+                admin
+                    .client
+                    .issue(token, id.to_string(), FUNDS_PER_ACCOUNT, OsRng.next_u64())
+                    .await
+                    .map_err(|error| admin.failure(error))
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(opened)
+}
+
+/// Signs and seals `count` envelopes, each payer paying an account of the other bank,
+/// using every core. Returns per bank the hex envelopes in offering order.
+fn prepare_envelopes(
+    genesis: &ValidGenesis,
+    accounts: &mut [BenchAccount],
+    count: usize,
+    banks: usize,
+) -> Result<Vec<Vec<String>>, Failure> {
+    let params = &genesis.params;
+    let expires_at = TimeMs(now_ms() + params.limits.transfer_expiry_ms_max - 1_000);
+    let total = accounts.len();
+    // Plan first (cheap, sequential): payer, payee, nonce.
+    let mut plan = Vec::with_capacity(count);
+    for step in 0..count {
+        let payer = step % total;
+        let payee = (payer + 1 + 2 * ((step / total) % (total / 2).max(1))) % total;
+        let payee = if accounts[payee].bank == accounts[payer].bank {
+            (payee + 1) % total
+        } else {
+            payee
+        };
+        let nonce = accounts[payer].next_nonce;
+        accounts[payer].next_nonce += 1;
+        plan.push((payer, accounts[payee].id, nonce));
+    }
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let chunk = plan.len().div_ceil(threads).max(1);
+    let accounts: &[BenchAccount] = accounts;
+    let sealed: Vec<Result<Vec<(BankId, String)>, Failure>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&(payer, payee, nonce)| {
+                            let from = &accounts[payer];
+                            let transfer = Transfer {
+                                version: VERSION,
+                                chain_id: params.chain_id.clone(),
+                                payer: from.id,
+                                payee,
+                                amount: Amount(1),
+                                nonce: Nonce(nonce),
+                                expires_at,
+                                memo: Memo(Vec::new()),
+                            };
+                            let id = transfer.id()?;
+                            let request = TransactionRequest {
+                                tx_credential: crypto::sign(&from.tx_key, &id),
+                                identity_credential: seal_identity_credential(
+                                    &params.escrow_key,
+                                    &params.chain_id,
+                                    &id,
+                                    &from.identity_key,
+                                    &mut OsRng,
+                                )?,
+                                transfer,
+                            };
+                            let envelope = Envelope::seal(
+                                &from.business_key,
+                                &params.chain_id,
+                                from.bank,
+                                &request,
+                                &mut OsRng,
+                            )?;
+                            Ok((from.bank, hex::encode(envelope.encode()?)))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(Failure::error("envelope preparation failed")))
+            })
+            .collect()
+    });
+    let mut per_bank = vec![Vec::with_capacity(count / banks + 1); banks];
+    for part in sealed {
+        for (bank, envelope) in part? {
+            per_bank[usize::from(bank.0)].push(envelope);
+        }
+    }
+    Ok(per_bank)
+}
+
+/// What the collector learns about each batch.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u64>,
+    rejected: BTreeMap<String, u64>,
+    committed: u64,
+    last_final: Option<Instant>,
+    unanswered: u64,
+}
+
+/// Offers `envelopes` (per bank) at `rate` per second, open-loop, and measures outcomes.
+async fn offer(
+    banks: &[(BankId, String)],
+    envelopes: Vec<Vec<String>>,
+    rate: u64,
+    duration: Duration,
+) -> Result<(Tally, Duration), Failure> {
+    let mut clients = Vec::new();
+    for (_, url) in banks {
+        clients.push(Arc::new(Node::connect(url).await?));
+    }
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let ticks = (duration.as_millis() / TICK.as_millis()).max(1) as u64;
+    let per_tick_total = (rate * TICK.as_millis() as u64).div_ceil(1000).max(1) as usize;
+    let per_tick_bank = per_tick_total.div_ceil(banks.len());
+    let mut queues: Vec<std::vec::IntoIter<String>> =
+        envelopes.into_iter().map(Vec::into_iter).collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..ticks {
+        interval.tick().await;
+        for (index, queue) in queues.iter_mut().enumerate() {
+            let batch: Vec<String> = queue.by_ref().take(per_tick_bank).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let node = Arc::clone(&clients[index]);
+            let tally = Arc::clone(&tally);
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let count = batch.len() as u64;
+                let answers = match node.client.submit_batch(batch).await {
+                    Ok(answers) => answers,
+                    Err(_) => {
+                        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+                        tally.unanswered += count;
+                        return;
+                    }
+                };
+                let mut pending = Vec::new();
+                {
+                    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+                    for answer in answers {
+                        match answer {
+                            Submitted::Pending { id } => pending.push(id),
+                            Submitted::Committed { .. } => tally.committed += 1,
+                            Submitted::Rejected { code, .. } => {
+                                *tally.rejected.entry(code).or_default() += 1
+                            }
+                            Submitted::Error { message, .. } => {
+                                *tally.rejected.entry(message).or_default() += 1
+                            }
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    return;
+                }
+                let waiting = pending.len() as u64;
+                let Ok(mut finals) = node.client.subscribe_finals(pending).await else {
+                    tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += waiting;
+                    return;
+                };
+                let mut seen = 0u64;
+                while seen < waiting {
+                    let next = tokio::time::timeout(DRAIN_LIMIT, finals.next()).await;
+                    let Ok(Some(Ok(batch))) = next else { break };
+                    let now = Instant::now();
+                    let latency =
+                        u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+                    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+                    for outcome in batch {
+                        seen += 1;
+                        match outcome.code {
+                            None => {
+                                tally.committed += 1;
+                                tally.latencies_us.push(latency);
+                            }
+                            Some(code) => *tally.rejected.entry(code).or_default() += 1,
+                        }
+                    }
+                    tally.last_final = Some(now);
+                }
+                tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += waiting - seen;
+            }));
+        }
+    }
+    let offered_for = started.elapsed();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let tally = Arc::try_unwrap(tally)
+        .map_err(|_| Failure::error("bench tasks still running"))?
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let measured = tally
+        .last_final
+        .map(|last| last.duration_since(started))
+        .unwrap_or(offered_for)
+        .max(offered_for);
+    Ok((tally, measured))
+}
+
+fn latency_of(latencies_us: &[u64]) -> Result<Latency, Failure> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|error| Failure::error(format!("histogram: {error}")))?;
+    for &latency in latencies_us {
+        histogram.saturating_record(latency.max(1));
+    }
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    Ok(Latency {
+        p50_ms: ms(0.50),
+        p90_ms: ms(0.90),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: histogram.max() as f64 / 1000.0,
+    })
+}
+
+fn render_run(run: &RunReport) -> String {
+    let rejected: Vec<String> = run
+        .rejected
+        .iter()
+        .map(|(code, count)| format!("{code}={count}"))
+        .collect();
+    format!(
+        "{:>8} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8.0}  {}{}",
+        run.offered_rate,
+        run.committed_rate,
+        run.latency.p50_ms,
+        run.latency.p90_ms,
+        run.latency.p99_ms,
+        run.latency.p999_ms,
+        run.latency.max_ms,
+        run.blocks_per_s,
+        run.transfers_per_block,
+        run.cpu
+            .iter()
+            .map(|cost| format!("{}={:.1}s ", cost.node, cost.cpu_seconds))
+            .collect::<String>(),
+        if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(" rejected: {}", rejected.join(" "))
+        }
+    )
+}
+
+pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
+    if options.accounts < 2 {
+        return Err(Failure::usage("--accounts must be at least 2"));
+    }
+    if options.rate == 0 || options.duration.is_zero() {
+        return Err(Failure::usage("--rate and --duration must be positive"));
+    }
+    let text = output == OutputFormat::Text;
+    let say = |line: String| {
+        if text {
+            eprintln!("{line}");
+        }
+    };
+    prepare_dir(&options.dir)?;
+    let network = testnet::create(&InitOptions {
+        dir: options.dir.join("network"),
+        banks: 2,
+        auditors: 3,
+        threshold: 2,
+        chain_id: "halfveil-bench".into(),
+        base_port: None,
+        password_file: None,
+    })?;
+    let mut cluster = Cluster::start(&network, &options.dir.join("logs"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
+    let report = runtime.block_on(run_bench(&mut cluster, options, &say));
+    let stopped = cluster.stop(Duration::from_secs(30));
+    let report = report?;
+    if stopped
+        .iter()
+        .any(|(_, status)| !status.is_some_and(|status| status.success()))
+    {
+        return Err(Failure::error(format!(
+            "a node did not stop cleanly: {stopped:?}"
+        )));
+    }
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| options.dir.join("bench.json"));
+    std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&report).map_err(|error| Failure::error(error.to_string()))?,
+    )?;
+    emit(output, &report, || {
+        let mut lines = vec![format!(
+            "{:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8}  cpu",
+            "offered",
+            "committed",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p999 ms",
+            "max ms",
+            "blk/s",
+            "tx/blk"
+        )];
+        lines.extend(report.runs.iter().map(render_run));
+        lines.push(format!(
+            "{} accounts; head {}; nodes agree: {}; supply conserved: {}; report in {}",
+            report.accounts,
+            report.head_height,
+            report.nodes_agree,
+            report.supply_conserved,
+            out.display()
+        ));
+        lines.join("\n")
+    });
+    if !report.nodes_agree || !report.supply_conserved {
+        return Err(Failure::verification(
+            "after the load the nodes disagree or the supply changed",
+        ));
+    }
+    Ok(())
+}
+
+async fn run_bench(
+    cluster: &mut Cluster,
+    options: &BenchOptions,
+    say: &impl Fn(String),
+) -> Result<BenchReport, Failure> {
+    cluster.wait_ready(Duration::from_secs(60)).await?;
+    let im = cluster.node("im")?;
+    let im_node = Node::connect(&im.rpc).await?;
+    let genesis = im_node.genesis(None).await?;
+    let mut banks = Vec::new();
+    for (index, name) in ["bank-1", "bank-2"].iter().enumerate() {
+        banks.push((BankId(index as u16), cluster.node(name)?.rpc.clone()));
+    }
+    let im_admin = AdminAccess::from_home(&im.home)?;
+    let setup = Instant::now();
+    let mut accounts = open_accounts(&genesis, &banks, &im_admin, options.accounts).await?;
+    say(format!(
+        "opened and funded {} accounts in {:.1} s",
+        accounts.len(),
+        setup.elapsed().as_secs_f64()
+    ));
+    let rates: Vec<u64> = if options.ramp {
+        let mut rates = vec![options.rate.min(5_000)];
+        while rates.len() < 12 {
+            let last = *rates.last().unwrap_or(&5_000);
+            rates.push(if last < 10_000 {
+                last * 2
+            } else {
+                last + 10_000
+            });
+        }
+        rates
+    } else {
+        vec![options.rate]
+    };
+    let mut runs = Vec::new();
+    for rate in rates {
+        let count = usize::try_from(rate * options.duration.as_secs().max(1)).unwrap_or(usize::MAX);
+        let prepared = Instant::now();
+        let envelopes = prepare_envelopes(&genesis, &mut accounts, count, banks.len())?;
+        say(format!(
+            "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
+            prepared.elapsed().as_secs_f64(),
+            options.duration.as_secs()
+        ));
+        let blocks_before = scrape(&im.metrics, "halfveil_blocks_committed_total").unwrap_or(0.0);
+        let fsyncs_before = scrape(&im.metrics, "halfveil_fsyncs_total").unwrap_or(0.0);
+        let cpu_before: Vec<f64> = cluster
+            .nodes
+            .iter()
+            .map(|node| node.pid().map_or(0.0, cpu_seconds))
+            .collect();
+        let (tally, measured) = offer(&banks, envelopes, rate, options.duration).await?;
+        let seconds = measured.as_secs_f64().max(f64::EPSILON);
+        let blocks =
+            scrape(&im.metrics, "halfveil_blocks_committed_total").unwrap_or(0.0) - blocks_before;
+        let fsyncs = scrape(&im.metrics, "halfveil_fsyncs_total").unwrap_or(0.0) - fsyncs_before;
+        let cpu = cluster
+            .nodes
+            .iter()
+            .zip(cpu_before)
+            .map(|(node, before)| NodeCost {
+                node: node.name.clone(),
+                cpu_seconds: node.pid().map_or(0.0, cpu_seconds) - before,
+            })
+            .collect();
+        let run = RunReport {
+            offered_rate: rate,
+            duration_s: seconds,
+            offered: count as u64,
+            committed: tally.committed,
+            committed_rate: tally.committed as f64 / seconds,
+            latency: latency_of(&tally.latencies_us)?,
+            rejected: tally.rejected,
+            unanswered: tally.unanswered,
+            blocks: blocks as u64,
+            blocks_per_s: blocks / seconds,
+            fsyncs_per_s: fsyncs / seconds,
+            transfers_per_block: if blocks > 0.0 {
+                tally.committed as f64 / blocks
+            } else {
+                0.0
+            },
+            cpu,
+        };
+        say(render_run(&run));
+        let behind = run.committed_rate < 0.9 * rate as f64 || run.latency.p99_ms > 1_000.0;
+        runs.push(run);
+        if options.ramp && behind {
+            break;
+        }
+    }
+
+    // Every node must agree on the head and every balance, and the supply is what was issued.
+    let head = halfveil_node::rpc::ApiClient::head(&im_node.client)
+        .await
+        .map_err(|error| im_node.failure(error))?;
+    cluster
+        .wait_height(head.height, Duration::from_secs(60))
+        .await?;
+    let mut nodes_agree = true;
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        let client = Node::connect(&node.rpc).await?;
+        let their = client
+            .client
+            .head()
+            .await
+            .map_err(|error| client.failure(error))?;
+        nodes_agree &= their.hash == head.hash && their.state_root == head.state_root;
+        clients.push(client);
+    }
+    let mut total = 0u64;
+    for account in &accounts {
+        let mut seen = Vec::new();
+        for client in &clients {
+            let info = client
+                .client
+                .account(account.id.to_string())
+                .await
+                .map_err(|error| client.failure(error))?;
+            seen.push(info.map(|info| info.balance));
+        }
+        nodes_agree &= seen.iter().all(|balance| *balance == seen[0]);
+        total += seen[0].unwrap_or(0);
+    }
+    let issued = FUNDS_PER_ACCOUNT * accounts.len() as u64;
+    Ok(BenchReport {
+        dir: options.dir.display().to_string(),
+        accounts: accounts.len(),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        runs,
+        head_height: head.height,
+        nodes_agree,
+        supply_conserved: total == issued && head.supply == issued,
+    })
+}
