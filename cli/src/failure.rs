@@ -89,6 +89,7 @@ failure_from!(
     halfveil_node::config::ConfigError,
     halfveil_ledger::CryptoError,
     halfveil_ledger::CodecError,
+    halfveil_ledger::StoreError,
     std::io::Error,
 );
 

@@ -4,6 +4,7 @@
 //! the client commands, which talk to a node over JSON-RPC or read files. Exit codes: 0 ok,
 //! 1 error, 2 usage, 3 verification failed, 4 node unreachable, 5 payment refused.
 
+mod chainfile;
 mod client;
 mod cluster;
 mod commands;
@@ -115,6 +116,9 @@ enum Command {
     /// Read the chain from a node.
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// Replay and verify the chain; threshold disclosure.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Look up a transfer.
     #[command(subcommand)]
     Transfer(TransferCommand),
@@ -218,6 +222,24 @@ enum BankCommand {
 
 #[derive(Debug, Subcommand)]
 enum ChainCommand {
+    /// Write blocks (default: all) with the genesis to a chain file.
+    Export {
+        #[arg(long)]
+        rpc: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Verify a chain file's blocks and add them to a stopped node's store.
+    Import {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// The node's head block.
     Head {
         #[arg(long)]
@@ -229,6 +251,79 @@ enum ChainCommand {
         rpc: String,
         #[arg(long)]
         height: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every block from genesis; exit 3 at the first violation.
+    Replay {
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        rpc: Option<String>,
+        /// A chain file from `halfveil chain export`.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Stop after this height.
+        #[arg(long)]
+        to: Option<u64>,
+        /// A genesis the auditor trusts; the chain's genesis must be this one.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
+    /// Create a requester's key (disclosure results are sealed to it).
+    RequesterKey {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Disclosure orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Have the identity manager serve an order signed by a quorum of auditors.
+    Disclose {
+        /// The identity manager's RPC URL.
+        #[arg(long)]
+        rpc: String,
+        #[arg(long)]
+        order: PathBuf,
+        /// The requester's key file (the result is sealed to it).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrderCommand {
+    /// Write a new, unsigned order to reveal one transfer's payer.
+    New {
+        #[arg(long)]
+        transfer: String,
+        /// The legal basis; the chain records only its hash.
+        #[arg(long)]
+        basis: String,
+        #[arg(long)]
+        requester_key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The chain's genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Seconds the order stays valid.
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        expires_in: u64,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// Add one auditor's signature to an order.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        order: PathBuf,
+        #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -379,6 +474,59 @@ fn run(cli: Cli) -> CommandResult {
             output,
         ),
         Command::Chain(ChainCommand::Head { rpc }) => commands::chain::head(&rpc, output),
+        Command::Chain(ChainCommand::Export { rpc, out, from, to }) => {
+            commands::audit::export(&rpc, &out, from, to, output)
+        }
+        Command::Chain(ChainCommand::Import { file, home }) => {
+            commands::audit::import(&file, &home, output)
+        }
+        Command::Audit(AuditCommand::Replay {
+            rpc,
+            file,
+            to,
+            genesis,
+        }) => {
+            let source = match (rpc, file) {
+                (Some(rpc), None) => commands::audit::Source::Rpc(rpc),
+                (None, Some(file)) => commands::audit::Source::File(file),
+                _ => return Err(failure::Failure::usage("give --rpc URL or --file FILE")),
+            };
+            commands::audit::replay(&source, to, genesis.as_deref(), output)
+        }
+        Command::Audit(AuditCommand::RequesterKey { out, password_file }) => {
+            commands::audit::requester_key(&out, password_file.as_deref(), output)
+        }
+        Command::Audit(AuditCommand::Order(OrderCommand::New {
+            transfer,
+            basis,
+            requester_key,
+            out,
+            genesis,
+            expires_in,
+            password_file,
+        })) => commands::audit::order_new(
+            &commands::audit::NewOrder {
+                transfer,
+                basis,
+                requester_key,
+                out,
+                genesis,
+                expires_in: Duration::from_secs(expires_in),
+                password_file,
+            },
+            output,
+        ),
+        Command::Audit(AuditCommand::Order(OrderCommand::Sign {
+            key,
+            order,
+            password_file,
+        })) => commands::audit::order_sign(&order, &key, password_file.as_deref(), output),
+        Command::Audit(AuditCommand::Disclose {
+            rpc,
+            order,
+            key,
+            password_file,
+        }) => commands::audit::disclose(&rpc, &order, &key, password_file.as_deref(), output),
         Command::Chain(ChainCommand::Block { rpc, height }) => {
             commands::chain::block(&rpc, height, output)
         }

@@ -70,6 +70,8 @@ pub enum Domain {
     EnvelopeAad,
     Rejection,
     LocalStorageKey,
+    DisclosureResult,
+    DisclosureBasis,
 }
 
 impl Domain {
@@ -95,6 +97,8 @@ impl Domain {
             Domain::EnvelopeAad => "halfveil v1 envelope aad",
             Domain::Rejection => "halfveil v1 rejection",
             Domain::LocalStorageKey => "halfveil v1 local storage key",
+            Domain::DisclosureResult => "halfveil v1 disclosure result",
+            Domain::DisclosureBasis => "halfveil v1 disclosure basis",
         }
     }
 

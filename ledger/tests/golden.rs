@@ -151,7 +151,7 @@ fn leaves(count: u64) -> Vec<Hash32> {
 
 /// Every domain, so each context is pinned. `listed` below stops compiling when a domain is
 /// added, so this list (and the golden table) cannot silently fall behind.
-const ALL_DOMAINS: [Domain; 20] = [
+const ALL_DOMAINS: [Domain; 22] = [
     Domain::TransferId,
     Domain::OpHash,
     Domain::MerkleLeaf,
@@ -172,6 +172,8 @@ const ALL_DOMAINS: [Domain; 20] = [
     Domain::EnvelopeAad,
     Domain::Rejection,
     Domain::LocalStorageKey,
+    Domain::DisclosureResult,
+    Domain::DisclosureBasis,
 ];
 
 fn listed(domain: Domain) -> bool {
@@ -195,7 +197,9 @@ fn listed(domain: Domain) -> bool {
         | Domain::Genesis
         | Domain::EnvelopeAad
         | Domain::Rejection
-        | Domain::LocalStorageKey => ALL_DOMAINS.contains(&domain),
+        | Domain::LocalStorageKey
+        | Domain::DisclosureResult
+        | Domain::DisclosureBasis => ALL_DOMAINS.contains(&domain),
     }
 }
 
@@ -295,6 +299,7 @@ const DOMAIN_GOLDEN: &[(&str, &str)] = &[
         "halfveil v1 local storage key",
         "9440ebb995755dbccf3d385488d9abf4c3ce7e305b787c3d1a7ec4f797cdfb82",
     ),
+    ("halfveil v1 disclosure result", "TO-BE-COMPUTED"),
 ];
 
 #[test]

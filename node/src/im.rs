@@ -13,9 +13,11 @@ use halfveil_ledger::build::propose_or_return;
 use halfveil_ledger::crypto::{
     self, IdentityRecord, SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret,
 };
+use halfveil_ledger::store::Store;
 use halfveil_ledger::{
-    open_account_message, AccountId, Amount, AttestationKind, BankId, Block, Hash32, Height, Issue,
-    Op, PublicKey, RejectCode, Rejecter, Rejection, TimeMs,
+    open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId, Block,
+    Disclosure, DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter,
+    Rejection, TimeMs,
 };
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -26,7 +28,7 @@ use crate::protocol::{
     sender_bank, ApprovalItemWire, ForwardBatch, OpenAccountRequest, Request, Response,
     BATCH_TRANSFERS_MAX,
 };
-use crate::rpc::{codes, RpcFailure};
+use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
 use crate::service::{now_ms, Input, Role, Service, Track};
 
 /// Most account openings, issues and disclosures waiting for a block.
@@ -43,6 +45,8 @@ const BUILD_ATTEMPTS_MAX: usize = 16;
 enum AdminWaiter {
     Rpc(oneshot::Sender<Result<Height, RpcFailure>>),
     Peer(ResponseChannel<Response>, AccountId),
+    /// A disclosure: the answer, sealed to the requester, goes out once it is recorded.
+    Disclosure(oneshot::Sender<Result<Disclosed, RpcFailure>>, Disclosed),
 }
 
 #[derive(Debug)]
@@ -553,13 +557,18 @@ impl Service {
                         }
                         None => {
                             op_vault.remove(index);
-                            if let Some(Some(AdminWaiter::Rpc(reply))) =
-                                waiters.get_mut(index).map(Option::take)
-                            {
-                                let _ = reply.send(Err(RpcFailure::new(
-                                    codes::REFUSED,
-                                    refused.error.violation.to_string(),
-                                )));
+                            let failure = RpcFailure::new(
+                                codes::REFUSED,
+                                refused.error.violation.to_string(),
+                            );
+                            match waiters.get_mut(index).map(Option::take) {
+                                Some(Some(AdminWaiter::Rpc(reply))) => {
+                                    let _ = reply.send(Err(failure));
+                                }
+                                Some(Some(AdminWaiter::Disclosure(reply, _))) => {
+                                    let _ = reply.send(Err(failure));
+                                }
+                                _ => {}
                             }
                             waiters.remove(index);
                         }
@@ -624,6 +633,11 @@ impl Service {
                         .respond(channel, Response::Opened { account, height })
                         .await;
                 }
+                AdminWaiter::Disclosure(reply, mut disclosed) => {
+                    disclosed.height = height.0;
+                    info!(order = %disclosed.order_hash, %height, "disclosure recorded");
+                    let _ = reply.send(Ok(disclosed));
+                }
             }
         }
         if height.0.is_multiple_of(1000) {
@@ -669,6 +683,159 @@ impl Service {
             vault: None,
             waiter: AdminWaiter::Rpc(reply),
         });
+    }
+
+    /// Serves a disclosure order: checks it as a block will (threshold, distinct auditors
+    /// named in genesis, signatures, expiry, not served before), finds the transfer and its
+    /// payer's identity record, checks the payment's identity credential against the
+    /// identity key, seals the answer to the requester and queues the `Disclosure` op.
+    /// The answer leaves only once the op is committed; a refusal records nothing.
+    pub fn im_disclose(
+        &mut self,
+        order: DisclosureOrder,
+        signatures: Vec<AuditorSignature>,
+        reply: oneshot::Sender<Result<Disclosed, RpcFailure>>,
+    ) {
+        let prepared = self.prepare_disclosure(&order, &signatures);
+        let (disclosed, result_hash) = match prepared {
+            Ok(prepared) => prepared,
+            Err(message) => {
+                warn!(%message, "disclosure refused");
+                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, message)));
+                return;
+            }
+        };
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        im.admin.push_back(AdminOp {
+            op: Op::Disclosure(Disclosure {
+                order,
+                signatures,
+                result_hash,
+            }),
+            vault: None,
+            waiter: AdminWaiter::Disclosure(reply, disclosed),
+        });
+    }
+
+    fn prepare_disclosure(
+        &mut self,
+        order: &DisclosureOrder,
+        signatures: &[AuditorSignature],
+    ) -> Result<(Disclosed, Hash32), String> {
+        let params = self.params.clone();
+        let Role::IdentityManager(im) = &self.role else {
+            return Err("only the identity manager serves disclosures".into());
+        };
+        if im.admin.len() >= ADMIN_QUEUE_MAX {
+            return Err("too many operations waiting; retry".into());
+        }
+        if order.version != halfveil_ledger::VERSION {
+            return Err(format!("unsupported order version {}", order.version));
+        }
+        if order.chain_id != params.chain_id {
+            return Err(format!("the order is for chain {}", order.chain_id));
+        }
+        if order.expires_at <= now_ms() {
+            return Err(format!("the order expired at {} ms", order.expires_at));
+        }
+        let order_hash = order.hash().map_err(|error| error.to_string())?;
+        let queued = im.admin.iter().any(|queued| {
+            matches!(&queued.op, Op::Disclosure(other) if other.order.hash().ok() == Some(order_hash))
+        });
+        if self.state.order_served(&order_hash) || queued {
+            return Err(format!("order {order_hash} was already served"));
+        }
+        let threshold = usize::from(params.disclosure_threshold);
+        if signatures.len() < threshold {
+            return Err(format!(
+                "{} auditor signatures, below the threshold of {threshold}",
+                signatures.len()
+            ));
+        }
+        if signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
+            return Err("too many signatures".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for signed in signatures {
+            let auditor = signed.auditor.0;
+            let key = params
+                .auditor_keys
+                .get(usize::from(auditor))
+                .ok_or_else(|| format!("auditor {auditor} is not in genesis"))?;
+            if !seen.insert(auditor) {
+                return Err(format!("auditor {auditor} signed twice"));
+            }
+            crypto::verify(key, &order_hash, &signed.signature)
+                .map_err(|_| format!("the signature of auditor {auditor} does not verify"))?;
+        }
+        let store = Arc::clone(&self.store);
+        let location = store
+            .transfer_location(&order.transfer)
+            .map_err(|error| error.to_string())?
+            .ok_or_else(|| format!("transfer {} is not on the chain", order.transfer))?;
+        let block = store
+            .block(location.height)
+            .map_err(|error| error.to_string())?
+            .ok_or("the transfer's block is missing")?;
+        let Some(Op::Transfer(transfer)) = usize::try_from(location.index)
+            .ok()
+            .and_then(|index| block.ops.get(index))
+        else {
+            return Err("the transfer's op is missing".into());
+        };
+        let payer = transfer.request.transfer.payer;
+        let sealed = store
+            .vault_record(&payer)
+            .map_err(|error| error.to_string())?
+            .ok_or("the payer's identity record is missing from the vault")?;
+        let record = IdentityRecord::open(&sealed, &im.escrow, &params.chain_id, &payer)
+            .map_err(|_| "the payer's identity record does not open".to_owned())?;
+        let credential_verified = crypto::open_identity_credential(
+            &im.escrow,
+            &params.chain_id,
+            &order.transfer,
+            &transfer.request.identity_credential,
+        )
+        .and_then(|signature| {
+            crypto::verify(
+                &record.identity_key,
+                &crypto::identity_signature_message(&order.transfer),
+                &signature,
+            )
+        })
+        .is_ok();
+        let result = DisclosureResult {
+            transfer: order.transfer.to_hex(),
+            height: location.height.0,
+            account: payer.to_string(),
+            name: record.name.clone(),
+            national_id: record.national_id.clone(),
+            identity_key: hex::encode(record.identity_key.0),
+            credential_verified,
+        };
+        let plaintext = zeroize::Zeroizing::new(
+            serde_json::to_vec(&result).map_err(|error| error.to_string())?,
+        );
+        let sealed_result = crypto::seal_disclosure_result(
+            &order.requester_key,
+            &params.chain_id,
+            &order_hash,
+            &plaintext,
+            &mut rand_core::OsRng,
+        )
+        .map_err(|error| error.to_string())?;
+        let result_hash = halfveil_ledger::Domain::DisclosureResult.hash(&sealed_result);
+        Ok((
+            Disclosed {
+                order_hash: order_hash.to_hex(),
+                transfer: order.transfer.to_hex(),
+                height: 0,
+                sealed_result: hex::encode(sealed_result),
+            },
+            result_hash,
+        ))
     }
 
     /// A bank relays an account opening: open the sealed identity record, check both

@@ -180,6 +180,45 @@ pub struct OpenedAccount {
     pub height: u64,
 }
 
+/// One auditor's signature on a disclosure order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderSignature {
+    pub auditor: u16,
+    /// Ed25519 over the order hash, hex.
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiscloseParams {
+    /// The order's canonical encoding, hex.
+    pub order: String,
+    pub signatures: Vec<OrderSignature>,
+}
+
+/// A served disclosure: recorded on chain at `height`; the result is sealed to the
+/// requester's key, so only the requester reads it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Disclosed {
+    pub order_hash: String,
+    pub transfer: String,
+    pub height: u64,
+    pub sealed_result: String,
+}
+
+/// What the requester finds in a sealed disclosure result.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureResult {
+    pub transfer: String,
+    pub height: u64,
+    pub account: String,
+    pub name: String,
+    pub national_id: String,
+    pub identity_key: String,
+    /// Whether the payment's identity credential verified against the identity key.
+    pub credential_verified: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Committed {
     pub height: u64,
@@ -222,6 +261,10 @@ pub trait Api {
     /// are final.
     #[subscription(name = "subscribeFinals" => "finals", unsubscribe = "unsubscribeFinals", item = Vec<Final>)]
     async fn subscribe_finals(&self, ids: Vec<String>) -> SubscriptionResult;
+
+    /// The identity manager serves a disclosure order signed by a quorum of auditors.
+    #[method(name = "disclose")]
+    async fn disclose(&self, params: DiscloseParams) -> RpcResult<Disclosed>;
 
     /// A bank opens an account for a payer (relaying the sealed identity record to the IM).
     #[method(name = "openAccount")]

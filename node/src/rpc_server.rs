@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halfveil_ledger::store::{RocksStore, Store};
-use halfveil_ledger::{codec, AccountId, Hash32, Height, Receipt};
+use halfveil_ledger::{
+    codec, AccountId, AuditorId, AuditorSignature, DisclosureOrder, Hash32, Height, Receipt,
+    Signature,
+};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,13 +18,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
     codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
-    Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RpcFailure, Submitted,
-    TransferStatus, RPC_BATCH_MAX,
+    DiscloseParams, Disclosed, Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount,
+    RpcFailure, Submitted, TransferStatus, RPC_BATCH_MAX,
 };
 use crate::service::{AccountChange, Input, RpcCommand, Track};
 
 /// The largest JSON-RPC request body.
 const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
+/// The largest encoded disclosure order.
+const ORDER_BYTES_MAX: usize = 1024;
 /// The longest a subscriber waits for a transfer to become final.
 const SUBSCRIPTION_WAIT_MAX: Duration = Duration::from_secs(600);
 
@@ -402,6 +407,38 @@ impl ApiServer for RpcContext {
             }
         }
         Ok(())
+    }
+
+    async fn disclose(&self, params: DiscloseParams) -> RpcResult<Disclosed> {
+        let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
+        if params.order.len() > 2 * ORDER_BYTES_MAX
+            || params.signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX
+        {
+            return Err(invalid("the order is too large"));
+        }
+        let bytes = hex::decode(&params.order).map_err(|_| invalid("the order is not hex"))?;
+        let order: DisclosureOrder = codec::decode(&bytes, ORDER_BYTES_MAX)
+            .map_err(|error| invalid(&format!("the order is malformed: {error}")))?;
+        let signatures = params
+            .signatures
+            .iter()
+            .map(|signed| {
+                let mut signature = [0u8; 64];
+                hex::decode_to_slice(&signed.signature, &mut signature)
+                    .map_err(|_| invalid("a signature is not 64 bytes of hex"))?;
+                Ok(AuditorSignature {
+                    auditor: AuditorId(signed.auditor),
+                    signature: Signature(signature),
+                })
+            })
+            .collect::<RpcResult<Vec<_>>>()?;
+        self.ask(|reply| RpcCommand::Disclose {
+            order,
+            signatures,
+            reply,
+        })
+        .await?
+        .map_err(RpcFailure::into_error)
     }
 
     async fn open_account(&self, params: OpenAccountParams) -> RpcResult<OpenedAccount> {

@@ -37,7 +37,7 @@ fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
 }
 
 /// Holds `home/node.lock` for the life of the process: one node per home.
-fn lock_home(home: &Path) -> Result<std::fs::File, String> {
+pub fn lock_home(home: &Path) -> Result<std::fs::File, String> {
     let path = home.join("node.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

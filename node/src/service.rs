@@ -79,6 +79,11 @@ pub enum RpcCommand {
         reference: u64,
         reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
     },
+    Disclose {
+        order: halfveil_ledger::DisclosureOrder,
+        signatures: Vec<halfveil_ledger::AuditorSignature>,
+        reply: oneshot::Sender<Result<crate::rpc::Disclosed, crate::rpc::RpcFailure>>,
+    },
     ChangeAccount {
         account: AccountId,
         change: AccountChange,
@@ -558,6 +563,11 @@ impl Service {
                 reference,
                 reply,
             } => self.im_issue(to, amount, reference, reply),
+            RpcCommand::Disclose {
+                order,
+                signatures,
+                reply,
+            } => self.im_disclose(order, signatures, reply),
             RpcCommand::ChangeAccount {
                 account,
                 change,
