@@ -299,8 +299,10 @@ pub fn replay_chain(
         let change = match apply(params, &state, &block) {
             Ok(change) => change,
             Err(error) => {
+                // The position in the chain: a block that lies about its height is still
+                // reported where it stands.
                 summary.violation = Some(ViolationReport {
-                    height: error.height.0,
+                    height,
                     op: error.op,
                     op_kind: error
                         .op
