@@ -299,7 +299,14 @@ const DOMAIN_GOLDEN: &[(&str, &str)] = &[
         "halfveil v1 local storage key",
         "9440ebb995755dbccf3d385488d9abf4c3ce7e305b787c3d1a7ec4f797cdfb82",
     ),
-    ("halfveil v1 disclosure result", "TO-BE-COMPUTED"),
+    (
+        "halfveil v1 disclosure result",
+        "c256be830dedfb92064438ee53ebd6e6564b57ed449777a53971096d872def5f",
+    ),
+    (
+        "halfveil v1 disclosure basis",
+        "5a1b7c2e16437f3a5ea9fae238d4b1d423f286d95c951231caef5a719e779df8",
+    ),
 ];
 
 #[test]

@@ -69,6 +69,7 @@ pub enum NetEvent {
         bytes: Vec<u8>,
     },
     Connected(PeerId),
+    Disconnected(PeerId),
 }
 
 /// The node's way to the swarm task.
@@ -345,6 +346,7 @@ impl NetworkTask {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     info!(peer = %peer_id, "peer disconnected");
+                    self.emit(NetEvent::Disconnected(peer_id)).await;
                 }
             }
             SwarmEvent::IncomingConnectionError {

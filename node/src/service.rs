@@ -217,6 +217,7 @@ impl Service {
                     self.start_sync(peer);
                 }
             }
+            NetEvent::Disconnected(_) => self.peers = self.peers.saturating_sub(1),
             NetEvent::Block { peer, bytes } => self.on_gossip_block(peer, &bytes).await,
             NetEvent::Request {
                 peer,
