@@ -32,6 +32,27 @@ pub fn apply(
     state: &State,
     block: &Block,
 ) -> Result<StateChange, ApplyError> {
+    apply_inner(params, state, block, Signatures::Now).map(|(change, _)| change)
+}
+
+/// When a block's signatures are verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signatures {
+    /// Before `apply` returns.
+    Now,
+    /// By the caller, later, batched with other blocks' (the header's signature too).
+    Deferred,
+}
+
+/// The deferred signatures of one block.
+type Pending = Option<SignatureBatch<SigCheck>>;
+
+fn apply_inner(
+    params: &ChainParams,
+    state: &State,
+    block: &Block,
+    signatures: Signatures,
+) -> Result<(StateChange, Pending), ApplyError> {
     let header = block.header();
     let at_header = |violation| ApplyError {
         height: header.height,
@@ -76,17 +97,20 @@ pub fn apply(
             body: block.ops.len(),
         }));
     }
-    let block_hash = header.hash().map_err(|error| at_header(error.into()))?;
-    crypto::verify(&params.validator_key, &block_hash, &block.signed.signature)
-        .map_err(|_| at_header(Violation::BadBlockSignature))?;
+    if signatures == Signatures::Now {
+        let block_hash = header.hash().map_err(|error| at_header(error.into()))?;
+        crypto::verify(&params.validator_key, &block_hash, &block.signed.signature)
+            .map_err(|_| at_header(Violation::BadBlockSignature))?;
+    }
 
-    let change = execute(
+    let (change, pending) = execute_inner(
         params,
         state,
         header.height,
         header.time,
         &block.attestations,
         &block.ops,
+        signatures,
     )?;
     let roots = [
         (header.op_root, change.op_root, "op"),
@@ -116,7 +140,79 @@ pub fn apply(
             return Err(at_header(violation));
         }
     }
-    Ok(change)
+    Ok((change, pending))
+}
+
+/// Applies `blocks` in order to `state`, with every rule of [`apply`], but verifies the
+/// signatures of all of them as one batch spread over the cores: an auditor's replay of
+/// small blocks goes as fast as one of large blocks. The first violation in chain order is
+/// returned with the index of its block in `blocks`, as [`apply`] would find it block by
+/// block; `state` has then taken the blocks before it, and possibly the one that broke a
+/// rule, so a caller stops there.
+pub fn apply_blocks(
+    params: &ChainParams,
+    state: &mut State,
+    blocks: &[Block],
+) -> Result<(), (usize, ApplyError)> {
+    // The headers' signatures first: they need no state.
+    let mut hashes = Vec::with_capacity(blocks.len());
+    let mut headers = SignatureBatch::with_capacity(blocks.len());
+    for (index, block) in blocks.iter().enumerate() {
+        let Ok(hash) = block.header().hash() else {
+            break;
+        };
+        headers.push(index, &params.validator_key, &hash, &block.signed.signature);
+        hashes.push(hash);
+    }
+    let good_headers = match headers.verify() {
+        Ok(()) => hashes.len(),
+        Err(first_bad) => first_bad,
+    };
+    let mut window: SignatureBatch<(usize, SigCheck)> = SignatureBatch::default();
+    let place = |(index, check): (usize, SigCheck)| {
+        let (op, violation) = check.place();
+        let error = ApplyError {
+            height: blocks[index].header().height,
+            op,
+            violation,
+        };
+        (index, error)
+    };
+    for (index, block) in blocks.iter().enumerate().take(good_headers) {
+        match apply_inner(params, state, block, Signatures::Deferred) {
+            Ok((change, pending)) => {
+                if let Some(pending) = pending {
+                    window.append(pending, |check| (index, check));
+                }
+                state.commit(&change, hashes[index]);
+            }
+            Err(deferred_error) => {
+                // An earlier block's bad signature comes first. Then this block is checked
+                // again with its signatures first, so the violation named is the one
+                // `apply` names (a bad credential, not the root it also breaks).
+                window.verify().map_err(place)?;
+                let error = apply(params, state, block).err().unwrap_or(deferred_error);
+                return Err((index, error));
+            }
+        }
+    }
+    window.verify().map_err(place)?;
+    match blocks.get(good_headers) {
+        // The first block whose header does not hash or verify: `apply` names the first
+        // rule it breaks (a wrong height, say, before the signature).
+        Some(block) => match apply(params, state, block) {
+            Err(error) => Err((good_headers, error)),
+            Ok(_) => Err((
+                good_headers,
+                ApplyError {
+                    height: block.header().height,
+                    op: None,
+                    violation: Violation::BadBlockSignature,
+                },
+            )),
+        },
+        None => Ok(()),
+    }
 }
 
 /// Runs a block body at `height` and `time` on `state`: every rule but the header's. The IM
@@ -130,6 +226,27 @@ pub fn execute(
     attestations: &[BatchAttestation],
     ops: &[Op],
 ) -> Result<StateChange, ApplyError> {
+    execute_inner(
+        params,
+        state,
+        height,
+        time,
+        attestations,
+        ops,
+        Signatures::Now,
+    )
+    .map(|(change, _)| change)
+}
+
+fn execute_inner(
+    params: &ChainParams,
+    state: &State,
+    height: Height,
+    time: TimeMs,
+    attestations: &[BatchAttestation],
+    ops: &[Op],
+    signatures: Signatures,
+) -> Result<(StateChange, Pending), ApplyError> {
     let mut execution = Execution::new(params, state, height, time, ops.len());
     execution.check_sizes(attestations, ops)?;
     execution.attestations(attestations)?;
@@ -138,7 +255,7 @@ pub fn execute(
             return Err(execution.first_violation(index, violation));
         }
     }
-    execution.finish(attestations, ops)
+    execution.finish(attestations, ops, signatures)
 }
 
 /// Which signature an entry of the batch is, to name the violation if it fails.
@@ -677,9 +794,13 @@ impl<'a> Execution<'a> {
         mut self,
         attestations: &[BatchAttestation],
         ops: &[Op],
-    ) -> Result<StateChange, ApplyError> {
+        signatures: Signatures,
+    ) -> Result<(StateChange, Pending), ApplyError> {
+        let mut pending = None;
         if let Some(batch) = self.signatures.take() {
-            if let Err(check) = batch.verify() {
+            if signatures == Signatures::Deferred {
+                pending = Some(batch);
+            } else if let Err(check) = batch.verify() {
                 let (op, violation) = check.place();
                 return Err(self.error(op, violation));
             }
@@ -749,7 +870,7 @@ impl<'a> Execution<'a> {
             });
         }
         let state_root = crate::state::state_root(&update.lthash, supply);
-        Ok(StateChange {
+        let change = StateChange {
             height: self.height,
             time: self.time,
             accounts,
@@ -763,7 +884,8 @@ impl<'a> Execution<'a> {
             attestation_root: merkle_root(&attestation_hashes),
             state_root,
             op_hashes,
-        })
+        };
+        Ok((change, pending))
     }
 }
 

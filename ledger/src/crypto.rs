@@ -108,6 +108,16 @@ impl<T: Copy + Send + Sync> SignatureBatch<T> {
         self.items.len()
     }
 
+    /// Moves every entry of `other` into this batch, retagged.
+    pub fn append<U>(&mut self, other: SignatureBatch<U>, retag: impl Fn(U) -> T) {
+        self.items.extend(
+            other
+                .items
+                .into_iter()
+                .map(|(tag, item)| (retag(tag), item)),
+        );
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

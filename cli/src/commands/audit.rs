@@ -16,7 +16,7 @@ use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, X25519Secret};
 use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{
-    apply, codec, Block, ChainId, Domain, Hash32, Op, State, X25519PublicKey, VERSION,
+    apply, apply_blocks, codec, Block, ChainId, Domain, Hash32, Op, State, X25519PublicKey, VERSION,
 };
 use halfveil_node::config::Config;
 use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
@@ -30,6 +30,9 @@ use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::password;
 
+/// Blocks checked together: their signatures are one batch.
+const REPLAY_WINDOW_BLOCKS: usize = 512;
+const REPLAY_WINDOW_TRANSFERS: usize = 16_384;
 /// Blocks fetched from a node ahead of the one being checked.
 const FETCH_AHEAD: usize = 8;
 /// The longest basis text an order carries.
@@ -279,59 +282,100 @@ pub fn replay_chain(
         transfers_per_second: 0.0,
         violation: None,
     };
-    while let Some(bytes) = blocks.next_encoded()? {
-        let height = summary.blocks + 1;
-        if height > last {
-            break;
+    // Blocks are read and decoded on their own thread while the window before them is
+    // checked; a window's signatures are verified as one batch on every core.
+    let (sender, decoded) = std::sync::mpsc::sync_channel::<Result<Result<Block, String>, Failure>>(
+        REPLAY_WINDOW_BLOCKS * 2,
+    );
+    let reader = std::thread::spawn(move || loop {
+        let next = match blocks.next_encoded() {
+            Ok(Some(bytes)) => Ok(Block::decode(&bytes).map_err(|error| error.to_string())),
+            Ok(None) => return,
+            Err(error) => Err(error),
+        };
+        let stop = next.is_err();
+        if sender.send(next).is_err() || stop {
+            return;
         }
-        let block = match Block::decode(&bytes) {
-            Ok(block) => block,
-            Err(error) => {
-                summary.violation = Some(ViolationReport {
-                    height,
-                    op: None,
-                    op_kind: None,
-                    reason: format!("the block does not decode: {error}"),
-                });
+    });
+    let mut window: Vec<Block> = Vec::with_capacity(REPLAY_WINDOW_BLOCKS);
+    let mut window_transfers = 0usize;
+    let mut ended = false;
+    while !ended && summary.violation.is_none() {
+        // Fill a window.
+        let mut undecodable = None;
+        while window.len() < REPLAY_WINDOW_BLOCKS && window_transfers < REPLAY_WINDOW_TRANSFERS {
+            let height = summary.blocks + window.len() as u64 + 1;
+            if height > last {
+                ended = true;
                 break;
             }
-        };
-        let change = match apply(params, &state, &block) {
-            Ok(change) => change,
-            Err(error) => {
-                // The position in the chain: a block that lies about its height is still
-                // reported where it stands.
-                summary.violation = Some(ViolationReport {
-                    height,
-                    op: error.op,
-                    op_kind: error
-                        .op
-                        .and_then(|index| block.ops.get(index))
-                        .map(|op| op.kind().to_owned()),
-                    reason: error.violation.to_string(),
-                });
-                break;
-            }
-        };
-        let block_hash = block.header().hash()?;
-        state.commit(&change, block_hash);
-        summary.blocks += 1;
-        summary.ops += block.ops.len() as u64;
-        for op in &block.ops {
-            match op {
-                Op::Transfer(_) => summary.transfers += 1,
-                Op::Disclosure(disclosure) => summary.disclosures.push(DisclosureSeen {
-                    height,
-                    order_hash: disclosure.order.hash()?.to_hex(),
-                    transfer: disclosure.order.transfer.to_hex(),
-                    signers: disclosure.signatures.iter().map(|s| s.auditor.0).collect(),
-                    result_hash: disclosure.result_hash.to_hex(),
-                }),
-                _ => {}
+            match decoded.recv() {
+                Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(Err(failure)) => return Err(failure),
+                Ok(Ok(Err(error))) => {
+                    undecodable = Some(ViolationReport {
+                        height,
+                        op: None,
+                        op_kind: None,
+                        reason: format!("the block does not decode: {error}"),
+                    });
+                    ended = true;
+                    break;
+                }
+                Ok(Ok(Ok(block))) => {
+                    window_transfers += block.ops.len();
+                    window.push(block);
+                }
             }
         }
-        bar.inc(1);
+        let checked = apply_blocks(params, &mut state, &window);
+        let good = match &checked {
+            Ok(()) => window.len(),
+            Err((index, _)) => *index,
+        };
+        for (offset, block) in window.iter().take(good).enumerate() {
+            let height = summary.blocks + offset as u64 + 1;
+            summary.ops += block.ops.len() as u64;
+            for op in &block.ops {
+                match op {
+                    Op::Transfer(_) => summary.transfers += 1,
+                    Op::Disclosure(disclosure) => summary.disclosures.push(DisclosureSeen {
+                        height,
+                        order_hash: disclosure.order.hash()?.to_hex(),
+                        transfer: disclosure.order.transfer.to_hex(),
+                        signers: disclosure.signatures.iter().map(|s| s.auditor.0).collect(),
+                        result_hash: disclosure.result_hash.to_hex(),
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        if let Err((index, error)) = checked {
+            // The position in the chain: a block that lies about its height is still
+            // reported where it stands.
+            summary.violation = Some(ViolationReport {
+                height: summary.blocks + index as u64 + 1,
+                op: error.op,
+                op_kind: error
+                    .op
+                    .and_then(|op| window[index].ops.get(op))
+                    .map(|op| op.kind().to_owned()),
+                reason: error.violation.to_string(),
+            });
+        } else if let Some(undecodable) = undecodable {
+            summary.violation = Some(undecodable);
+        }
+        summary.blocks += good as u64;
+        bar.inc(good as u64);
+        window.clear();
+        window_transfers = 0;
     }
+    drop(decoded);
+    let _ = reader.join();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     summary.ok = summary.violation.is_none();
