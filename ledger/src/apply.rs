@@ -154,6 +154,55 @@ pub fn apply_blocks(
     state: &mut State,
     blocks: &[Block],
 ) -> Result<(), (usize, ApplyError)> {
+    apply_blocks_pending(params, state, blocks)?.verify()
+}
+
+/// The signatures of a run of blocks that [`apply_blocks_pending`] applied, still to be
+/// verified. It owns everything it needs, so it can be verified on another thread while the
+/// next run is applied.
+#[derive(Debug)]
+pub struct PendingSignatures {
+    batch: SignatureBatch<(usize, SigCheck)>,
+    heights: Vec<Height>,
+}
+
+impl PendingSignatures {
+    /// Verifies the run's signatures; the first bad one in chain order, with its block's
+    /// index in the run.
+    pub fn verify(self) -> Result<(), (usize, ApplyError)> {
+        let heights = self.heights;
+        self.batch.verify().map_err(|(index, check)| {
+            let (op, violation) = check.place();
+            let height = heights.get(index).copied().unwrap_or_default();
+            (
+                index,
+                ApplyError {
+                    height,
+                    op,
+                    violation,
+                },
+            )
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+/// [`apply_blocks`] without the final signature check: `state` takes every block whose
+/// other rules hold, and the returned signatures must verify before the run counts as
+/// valid. A violation found here is already the first in chain order (the run's
+/// signatures before it were checked).
+pub fn apply_blocks_pending(
+    params: &ChainParams,
+    state: &mut State,
+    blocks: &[Block],
+) -> Result<PendingSignatures, (usize, ApplyError)> {
     // The headers' signatures first: they need no state.
     let mut hashes = Vec::with_capacity(blocks.len());
     let mut headers = SignatureBatch::with_capacity(blocks.len());
@@ -168,21 +217,15 @@ pub fn apply_blocks(
         Ok(()) => hashes.len(),
         Err(first_bad) => first_bad,
     };
-    let mut window: SignatureBatch<(usize, SigCheck)> = SignatureBatch::default();
-    let place = |(index, check): (usize, SigCheck)| {
-        let (op, violation) = check.place();
-        let error = ApplyError {
-            height: blocks[index].header().height,
-            op,
-            violation,
-        };
-        (index, error)
+    let mut pending = PendingSignatures {
+        batch: SignatureBatch::default(),
+        heights: blocks.iter().map(|block| block.header().height).collect(),
     };
     for (index, block) in blocks.iter().enumerate().take(good_headers) {
         match apply_inner(params, state, block, Signatures::Deferred) {
-            Ok((change, pending)) => {
-                if let Some(pending) = pending {
-                    window.append(pending, |check| (index, check));
+            Ok((change, signatures)) => {
+                if let Some(signatures) = signatures {
+                    pending.batch.append(signatures, |check| (index, check));
                 }
                 state.commit(&change, hashes[index]);
             }
@@ -190,28 +233,25 @@ pub fn apply_blocks(
                 // An earlier block's bad signature comes first. Then this block is checked
                 // again with its signatures first, so the violation named is the one
                 // `apply` names (a bad credential, not the root it also breaks).
-                window.verify().map_err(place)?;
+                pending.verify()?;
                 let error = apply(params, state, block).err().unwrap_or(deferred_error);
                 return Err((index, error));
             }
         }
     }
-    window.verify().map_err(place)?;
     match blocks.get(good_headers) {
         // The first block whose header does not hash or verify: `apply` names the first
         // rule it breaks (a wrong height, say, before the signature).
-        Some(block) => match apply(params, state, block) {
-            Err(error) => Err((good_headers, error)),
-            Ok(_) => Err((
-                good_headers,
-                ApplyError {
-                    height: block.header().height,
-                    op: None,
-                    violation: Violation::BadBlockSignature,
-                },
-            )),
-        },
-        None => Ok(()),
+        Some(block) => {
+            pending.verify()?;
+            let error = apply(params, state, block).err().unwrap_or(ApplyError {
+                height: block.header().height,
+                op: None,
+                violation: Violation::BadBlockSignature,
+            });
+            Err((good_headers, error))
+        }
+        None => Ok(pending),
     }
 }
 

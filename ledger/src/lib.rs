@@ -25,7 +25,7 @@ pub mod types;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
-pub use apply::{apply, apply_blocks, execute};
+pub use apply::{apply, apply_blocks, apply_blocks_pending, execute, PendingSignatures};
 pub use error::{ApplyError, CodecError, CryptoError, StoreError, Violation};
 pub use hash::{Domain, Hash32};
 pub use state::{Account, ChainParams, Limits, State, StateChange};

@@ -16,7 +16,8 @@ use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, X25519Secret};
 use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{
-    apply, apply_blocks, codec, Block, ChainId, Domain, Hash32, Op, State, X25519PublicKey, VERSION,
+    apply, apply_blocks_pending, codec, ApplyError, Block, ChainId, Domain, Hash32, Op, State,
+    X25519PublicKey, VERSION,
 };
 use halfveil_node::config::Config;
 use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
@@ -298,14 +299,23 @@ pub fn replay_chain(
             return;
         }
     });
-    let mut window: Vec<Block> = Vec::with_capacity(REPLAY_WINDOW_BLOCKS);
-    let mut window_transfers = 0usize;
+    // While one window's signatures are verified on a helper thread, the next window is
+    // applied; a window counts only once its signatures hold.
+    let mut previous: Option<(
+        Vec<Block>,
+        std::thread::JoinHandle<Result<(), (usize, ApplyError)>>,
+    )> = None;
     let mut ended = false;
     while !ended && summary.violation.is_none() {
-        // Fill a window.
+        let mut window: Vec<Block> = Vec::with_capacity(REPLAY_WINDOW_BLOCKS);
+        let mut window_ops = 0usize;
         let mut undecodable = None;
-        while window.len() < REPLAY_WINDOW_BLOCKS && window_transfers < REPLAY_WINDOW_TRANSFERS {
-            let height = summary.blocks + window.len() as u64 + 1;
+        let base = summary.blocks
+            + previous
+                .as_ref()
+                .map_or(0, |(blocks, _)| blocks.len() as u64);
+        while window.len() < REPLAY_WINDOW_BLOCKS && window_ops < REPLAY_WINDOW_TRANSFERS {
+            let height = base + window.len() as u64 + 1;
             if height > last {
                 ended = true;
                 break;
@@ -327,52 +337,69 @@ pub fn replay_chain(
                     break;
                 }
                 Ok(Ok(Ok(block))) => {
-                    window_transfers += block.ops.len();
+                    window_ops += block.ops.len();
                     window.push(block);
                 }
             }
         }
-        let checked = apply_blocks(params, &mut state, &window);
-        let good = match &checked {
-            Ok(()) => window.len(),
-            Err((index, _)) => *index,
-        };
-        for (offset, block) in window.iter().take(good).enumerate() {
-            let height = summary.blocks + offset as u64 + 1;
-            summary.ops += block.ops.len() as u64;
-            for op in &block.ops {
-                match op {
-                    Op::Transfer(_) => summary.transfers += 1,
-                    Op::Disclosure(disclosure) => summary.disclosures.push(DisclosureSeen {
-                        height,
-                        order_hash: disclosure.order.hash()?.to_hex(),
-                        transfer: disclosure.order.transfer.to_hex(),
-                        signers: disclosure.signatures.iter().map(|s| s.auditor.0).collect(),
-                        result_hash: disclosure.result_hash.to_hex(),
-                    }),
-                    _ => {}
+        let checked = apply_blocks_pending(params, &mut state, &window);
+        if let Some((blocks, verifier)) = previous.take() {
+            let verified = verifier
+                .join()
+                .map_err(|_| Failure::error("signature verification failed to run"))?;
+            if let Err((index, error)) = verified {
+                count_blocks(&mut summary, &blocks[..index])?;
+                summary.violation = Some(violation_at(&summary, &blocks, index, &error));
+                break;
+            }
+            count_blocks(&mut summary, &blocks)?;
+            bar.inc(blocks.len() as u64);
+        }
+        match checked {
+            Ok(pending) => {
+                if window.is_empty() {
+                    continue;
                 }
+                let verifier = std::thread::spawn(move || pending.verify());
+                previous = Some((window, verifier));
+            }
+            Err((index, error)) => {
+                count_blocks(&mut summary, &window[..index])?;
+                summary.violation = Some(violation_at(&summary, &window, index, &error));
             }
         }
-        if let Err((index, error)) = checked {
-            // The position in the chain: a block that lies about its height is still
-            // reported where it stands.
-            summary.violation = Some(ViolationReport {
-                height: summary.blocks + index as u64 + 1,
-                op: error.op,
-                op_kind: error
-                    .op
-                    .and_then(|op| window[index].ops.get(op))
-                    .map(|op| op.kind().to_owned()),
-                reason: error.violation.to_string(),
-            });
-        } else if let Some(undecodable) = undecodable {
-            summary.violation = Some(undecodable);
+        if summary.violation.is_none() {
+            if let Some(undecodable) = undecodable {
+                // Everything before the undecodable block must hold first.
+                if let Some((blocks, verifier)) = previous.take() {
+                    let verified = verifier
+                        .join()
+                        .map_err(|_| Failure::error("signature verification failed to run"))?;
+                    if let Err((index, error)) = verified {
+                        count_blocks(&mut summary, &blocks[..index])?;
+                        summary.violation = Some(violation_at(&summary, &blocks, index, &error));
+                        break;
+                    }
+                    count_blocks(&mut summary, &blocks)?;
+                }
+                summary.violation = Some(undecodable);
+            }
         }
-        summary.blocks += good as u64;
-        bar.inc(good as u64);
-        window.clear();
-        window_transfers = 0;
+    }
+    if let Some((blocks, verifier)) = previous.take() {
+        let verified = verifier
+            .join()
+            .map_err(|_| Failure::error("signature verification failed to run"))?;
+        match verified {
+            Err((index, error)) => {
+                count_blocks(&mut summary, &blocks[..index])?;
+                summary.violation = Some(violation_at(&summary, &blocks, index, &error));
+            }
+            Ok(()) => {
+                count_blocks(&mut summary, &blocks)?;
+                bar.inc(blocks.len() as u64);
+            }
+        }
     }
     drop(decoded);
     let _ = reader.join();
@@ -386,6 +413,48 @@ pub fn replay_chain(
     summary.seconds = seconds;
     summary.transfers_per_second = summary.transfers as f64 / seconds.max(f64::EPSILON);
     Ok(summary)
+}
+
+/// Adds verified blocks to the summary.
+fn count_blocks(summary: &mut ReplaySummary, blocks: &[Block]) -> Result<(), Failure> {
+    for block in blocks {
+        summary.blocks += 1;
+        summary.ops += block.ops.len() as u64;
+        for op in &block.ops {
+            match op {
+                Op::Transfer(_) => summary.transfers += 1,
+                Op::Disclosure(disclosure) => summary.disclosures.push(DisclosureSeen {
+                    height: summary.blocks,
+                    order_hash: disclosure.order.hash()?.to_hex(),
+                    transfer: disclosure.order.transfer.to_hex(),
+                    signers: disclosure.signatures.iter().map(|s| s.auditor.0).collect(),
+                    result_hash: disclosure.result_hash.to_hex(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The violation at `blocks[index]`, the block right after those counted so far. Its height
+/// is its position in the chain: a block that lies about its height is reported where it
+/// stands.
+fn violation_at(
+    summary: &ReplaySummary,
+    blocks: &[Block],
+    index: usize,
+    error: &ApplyError,
+) -> ViolationReport {
+    ViolationReport {
+        height: summary.blocks + 1,
+        op: error.op,
+        op_kind: error
+            .op
+            .and_then(|op| blocks.get(index).and_then(|block| block.ops.get(op)))
+            .map(|op| op.kind().to_owned()),
+        reason: error.violation.to_string(),
+    }
 }
 
 pub fn replay(
