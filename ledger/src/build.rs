@@ -3,7 +3,7 @@
 //! Pure: the signing key and the time come in from outside. The IM's driver (the consensus
 //! crate's state machine) decides *when* to sign and guards against signing a height twice.
 
-use crate::apply::execute;
+use crate::apply::{execute, execute_with_verified_credentials};
 use crate::crypto::{self, SigningKey};
 use crate::error::ApplyError;
 use crate::state::{ChainParams, State, StateChange};
@@ -26,7 +26,16 @@ pub fn propose(
     attestations: Vec<BatchAttestation>,
     ops: Vec<Op>,
 ) -> Result<Proposal, ApplyError> {
-    propose_or_return(params, state, time, attestations, ops).map_err(|refused| refused.error)
+    propose_or_return(params, state, time, attestations, ops, Credentials::Check)
+        .map_err(|refused| refused.error)
+}
+
+/// Whether [`propose_or_return`] verifies the transactions' credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    Check,
+    /// The caller verified them already (the IM, at admission).
+    Verified,
 }
 
 /// A proposal refused by the rules, with its attestations and ops handed back so the caller
@@ -45,6 +54,7 @@ pub fn propose_or_return(
     time: TimeMs,
     attestations: Vec<BatchAttestation>,
     ops: Vec<Op>,
+    credentials: Credentials,
 ) -> Result<Proposal, Box<Refused>> {
     let height = match state.height.next() {
         Some(height) => height,
@@ -77,7 +87,13 @@ pub fn propose_or_return(
             ops,
         }));
     }
-    let change = match execute(params, state, height, time, &attestations, &ops) {
+    let executed = match credentials {
+        Credentials::Check => execute(params, state, height, time, &attestations, &ops),
+        Credentials::Verified => {
+            execute_with_verified_credentials(params, state, height, time, &attestations, &ops)
+        }
+    };
+    let change = match executed {
         Ok(change) => change,
         Err(error) => {
             return Err(Box::new(Refused {

@@ -1456,3 +1456,58 @@ fn block_size_limits_of_genesis_hold() {
 
 /// A named change to a transfer.
 type Alteration = Box<dyn Fn(&mut Transfer)>;
+
+/// The IM verifies credentials at admission and builds with
+/// `execute_with_verified_credentials`: that skips exactly the transaction credentials, and
+/// every receiving node's `apply` still refuses a bad one.
+#[test]
+fn building_with_verified_credentials_skips_only_them() {
+    let mut fixture = fixture();
+    let base = fixture.transfer_block();
+    let chain = &fixture.chain;
+    let time = chain.next_time();
+    let height = chain.state.height.next().unwrap();
+
+    let mut bad_credential = base.clone();
+    transfer_op_mut(&mut bad_credential, 0)
+        .request
+        .tx_credential
+        .0[3] ^= 1;
+    let skipped = halfveil_ledger::apply::execute_with_verified_credentials(
+        &chain.params,
+        &chain.state,
+        height,
+        time,
+        &bad_credential.attestations,
+        &bad_credential.ops,
+    );
+    assert!(skipped.is_ok(), "the credential was trusted as verified");
+    let checked = halfveil_ledger::execute(
+        &chain.params,
+        &chain.state,
+        height,
+        time,
+        &bad_credential.attestations,
+        &bad_credential.ops,
+    );
+    assert_eq!(checked.unwrap_err().violation, Violation::BadTxCredential);
+    reseal(chain, &mut bad_credential);
+    assert_rejected!(fixture, bad_credential, Some(0), Violation::BadTxCredential);
+
+    // An attestation's signature is still checked.
+    let mut bad_attestation = base.clone();
+    bad_attestation.attestations[0].signature.0[3] ^= 1;
+    let refused = halfveil_ledger::apply::execute_with_verified_credentials(
+        &chain.params,
+        &chain.state,
+        height,
+        time,
+        &bad_attestation.attestations,
+        &bad_attestation.ops,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(refused.violation, Violation::BadAttestationSignature { .. }),
+        "{refused:?}"
+    );
+}

@@ -9,7 +9,7 @@ use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::pool::{Dropped, VerifiedBatch};
 use halfveil_consensus::TransferPool;
 use halfveil_ledger::apply::BLOCK_ATTESTATIONS_MAX;
-use halfveil_ledger::build::propose_or_return;
+use halfveil_ledger::build::{propose_or_return, Credentials};
 use halfveil_ledger::crypto::{
     self, IdentityRecord, SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret,
 };
@@ -529,7 +529,14 @@ impl Service {
         let mut proposal = None;
         for _ in 0..BUILD_ATTEMPTS_MAX {
             let outcome = tokio::task::block_in_place(|| {
-                propose_or_return(&params, &self.state, time, attestations, ops)
+                propose_or_return(
+                    &params,
+                    &self.state,
+                    time,
+                    attestations,
+                    ops,
+                    Credentials::Verified,
+                )
             });
             match outcome {
                 Ok(built) => {
