@@ -153,9 +153,13 @@ pub fn apply_blocks(
     params: &ChainParams,
     state: &mut State,
     blocks: &[Block],
-) -> Result<(), (usize, ApplyError)> {
+) -> Result<(), RunError> {
     apply_blocks_pending(params, state, blocks)?.verify()
 }
+
+/// The first violation in a run of blocks: the index of its block in the run, and what
+/// [`apply`] says of that block.
+pub type RunError = Box<(usize, ApplyError)>;
 
 /// The signatures of a run of blocks that [`apply_blocks_pending`] applied, still to be
 /// verified. It owns everything it needs, so it can be verified on another thread while the
@@ -169,19 +173,19 @@ pub struct PendingSignatures {
 impl PendingSignatures {
     /// Verifies the run's signatures; the first bad one in chain order, with its block's
     /// index in the run.
-    pub fn verify(self) -> Result<(), (usize, ApplyError)> {
+    pub fn verify(self) -> Result<(), RunError> {
         let heights = self.heights;
         self.batch.verify().map_err(|(index, check)| {
             let (op, violation) = check.place();
             let height = heights.get(index).copied().unwrap_or_default();
-            (
+            Box::new((
                 index,
                 ApplyError {
                     height,
                     op,
                     violation,
                 },
-            )
+            ))
         })
     }
 
@@ -202,7 +206,7 @@ pub fn apply_blocks_pending(
     params: &ChainParams,
     state: &mut State,
     blocks: &[Block],
-) -> Result<PendingSignatures, (usize, ApplyError)> {
+) -> Result<PendingSignatures, RunError> {
     // The headers' signatures first: they need no state.
     let mut hashes = Vec::with_capacity(blocks.len());
     let mut headers = SignatureBatch::with_capacity(blocks.len());
@@ -235,7 +239,7 @@ pub fn apply_blocks_pending(
                 // `apply` names (a bad credential, not the root it also breaks).
                 pending.verify()?;
                 let error = apply(params, state, block).err().unwrap_or(deferred_error);
-                return Err((index, error));
+                return Err(Box::new((index, error)));
             }
         }
     }
@@ -249,7 +253,7 @@ pub fn apply_blocks_pending(
                 op: None,
                 violation: Violation::BadBlockSignature,
             });
-            Err((good_headers, error))
+            Err(Box::new((good_headers, error)))
         }
         None => Ok(pending),
     }

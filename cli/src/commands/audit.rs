@@ -301,10 +301,7 @@ pub fn replay_chain(
     });
     // While one window's signatures are verified on a helper thread, the next window is
     // applied; a window counts only once its signatures hold.
-    let mut previous: Option<(
-        Vec<Block>,
-        std::thread::JoinHandle<Result<(), (usize, ApplyError)>>,
-    )> = None;
+    let mut previous: Option<Verifying> = None;
     let mut ended = false;
     while !ended && summary.violation.is_none() {
         let mut window: Vec<Block> = Vec::with_capacity(REPLAY_WINDOW_BLOCKS);
@@ -347,7 +344,8 @@ pub fn replay_chain(
             let verified = verifier
                 .join()
                 .map_err(|_| Failure::error("signature verification failed to run"))?;
-            if let Err((index, error)) = verified {
+            if let Err(failure) = verified {
+                let (index, error) = *failure;
                 count_blocks(&mut summary, &blocks[..index])?;
                 summary.violation = Some(violation_at(&summary, &blocks, index, &error));
                 break;
@@ -363,7 +361,8 @@ pub fn replay_chain(
                 let verifier = std::thread::spawn(move || pending.verify());
                 previous = Some((window, verifier));
             }
-            Err((index, error)) => {
+            Err(failure) => {
+                let (index, error) = *failure;
                 count_blocks(&mut summary, &window[..index])?;
                 summary.violation = Some(violation_at(&summary, &window, index, &error));
             }
@@ -375,7 +374,8 @@ pub fn replay_chain(
                     let verified = verifier
                         .join()
                         .map_err(|_| Failure::error("signature verification failed to run"))?;
-                    if let Err((index, error)) = verified {
+                    if let Err(failure) = verified {
+                        let (index, error) = *failure;
                         count_blocks(&mut summary, &blocks[..index])?;
                         summary.violation = Some(violation_at(&summary, &blocks, index, &error));
                         break;
@@ -391,7 +391,8 @@ pub fn replay_chain(
             .join()
             .map_err(|_| Failure::error("signature verification failed to run"))?;
         match verified {
-            Err((index, error)) => {
+            Err(failure) => {
+                let (index, error) = *failure;
                 count_blocks(&mut summary, &blocks[..index])?;
                 summary.violation = Some(violation_at(&summary, &blocks, index, &error));
             }
@@ -414,6 +415,12 @@ pub fn replay_chain(
     summary.transfers_per_second = summary.transfers as f64 / seconds.max(f64::EPSILON);
     Ok(summary)
 }
+
+/// A window of applied blocks and the thread verifying their signatures.
+type Verifying = (
+    Vec<Block>,
+    std::thread::JoinHandle<Result<(), halfveil_ledger::apply::RunError>>,
+);
 
 /// Adds verified blocks to the summary.
 fn count_blocks(summary: &mut ReplaySummary, blocks: &[Block]) -> Result<(), Failure> {
