@@ -547,7 +547,40 @@ impl Service {
                     attestations = refused.attestations;
                     ops = refused.ops;
                     let Some(index) = refused.error.op.filter(|index| *index < ops.len()) else {
+                        // A rule of the whole block (its size, say): retry with the first half
+                        // of the transfers; the rest go back to the pool for the next block.
+                        let transfers = op_ids.iter().filter(|id| id.is_some()).count();
+                        if transfers > 1 {
+                            let keep = ops.len() - transfers / 2;
+                            let returned: Vec<Hash32> =
+                                op_ids[keep..].iter().flatten().copied().collect();
+                            ops.truncate(keep);
+                            op_ids.truncate(keep);
+                            im.pool.undraft(&returned);
+                            warn!(
+                                error = %refused.error,
+                                returned = returned.len(),
+                                "block refused as a whole; retrying with fewer transfers"
+                            );
+                            continue;
+                        }
                         warn!(error = %refused.error, "block could not be built");
+                        // Operators waiting on the admin ops hear why.
+                        for waiter in waiters.iter_mut().filter_map(Option::take) {
+                            let failure = RpcFailure::new(
+                                codes::REFUSED,
+                                refused.error.violation.to_string(),
+                            );
+                            match waiter {
+                                AdminWaiter::Rpc(reply) => {
+                                    let _ = reply.send(Err(failure));
+                                }
+                                AdminWaiter::Disclosure(reply, _) => {
+                                    let _ = reply.send(Err(failure));
+                                }
+                                AdminWaiter::Peer(..) => {}
+                            }
+                        }
                         break;
                     };
                     warn!(error = %refused.error, "op dropped from the block");

@@ -98,6 +98,8 @@ pub struct RunReport {
     pub fsyncs_per_s: f64,
     pub transfers_per_block: f64,
     pub cpu: Vec<NodeCost>,
+    /// The load generator's own CPU on the same machine.
+    pub client_cpu_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -489,6 +491,10 @@ fn render_run(run: &RunReport) -> String {
         run.cpu
             .iter()
             .map(|cost| format!("{}={:.1}s ", cost.node, cost.cpu_seconds))
+            .chain(std::iter::once(format!(
+                "client={:.1}s",
+                run.client_cpu_seconds
+            )))
             .collect::<String>(),
         if rejected.is_empty() {
             String::new()
@@ -629,7 +635,9 @@ async fn run_bench(
             .iter()
             .map(|node| node.pid().map_or(0.0, cpu_seconds))
             .collect();
+        let client_before = cpu_seconds(std::process::id());
         let (tally, measured) = offer(&banks, envelopes, rate, options.duration).await?;
+        let client_cpu_seconds = cpu_seconds(std::process::id()) - client_before;
         let seconds = measured.as_secs_f64().max(f64::EPSILON);
         let blocks =
             scrape(&im.metrics, "halfveil_blocks_committed_total").unwrap_or(0.0) - blocks_before;
@@ -661,6 +669,7 @@ async fn run_bench(
                 0.0
             },
             cpu,
+            client_cpu_seconds,
         };
         say(render_run(&run));
         let behind = run.committed_rate < 0.9 * rate as f64 || run.latency.p99_ms > 1_000.0;
