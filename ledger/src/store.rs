@@ -347,12 +347,17 @@ impl Store for RocksStore {
             write.block_hash.as_bytes(),
             height_key,
         );
+        // Keys go in sorted within each column family: RocksDB's memtable inserts a run of
+        // increasing keys without searching its skip list from the top for each.
         let transfers = self.cf(CF_TRANSFERS)?;
-        for (id, index) in &change.transfers {
-            let location = Location {
-                height,
-                index: *index,
-            };
+        let mut locations: Vec<(&Hash32, u32)> = change
+            .transfers
+            .iter()
+            .map(|(id, index)| (id, *index))
+            .collect();
+        locations.sort_unstable_by_key(|(id, _)| id.0);
+        for (id, index) in locations {
+            let location = Location { height, index };
             batch.put_cf(transfers, id.as_bytes(), codec::encode(&location)?);
         }
         let accounts = self.cf(CF_ACCOUNTS)?;
@@ -363,12 +368,16 @@ impl Store for RocksStore {
         for (account, nonce, _) in &change.nonces_expired {
             batch.delete_cf(nonces, nonce_key(account, *nonce));
         }
-        for (account, nonce, expires_at) in &change.nonces_added {
-            batch.put_cf(
-                nonces,
-                nonce_key(account, *nonce),
-                expires_at.0.to_be_bytes(),
-            );
+        let mut added: Vec<([u8; 40], [u8; 8])> = change
+            .nonces_added
+            .iter()
+            .map(|(account, nonce, expires_at)| {
+                (nonce_key(account, *nonce), expires_at.0.to_be_bytes())
+            })
+            .collect();
+        added.sort_unstable();
+        for (key, expires_at) in added {
+            batch.put_cf(nonces, key, expires_at);
         }
         let orders = self.cf(CF_ORDERS)?;
         for order in &change.orders_served {
