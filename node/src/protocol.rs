@@ -188,3 +188,66 @@ impl libp2p::request_response::Codec for WireCodec {
         write_value(io, &response).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    fn read(bytes: Vec<u8>) -> io::Result<Request> {
+        block_on(read_value::<Request, _>(&mut Cursor::new(bytes)))
+    }
+
+    #[test]
+    fn requests_round_trip_and_bad_bytes_are_refused() {
+        let request = Request::Blocks {
+            from: Height(3),
+            to: Height(9),
+        };
+        let mut written = Cursor::new(Vec::new());
+        block_on(write_value(&mut written, &request)).unwrap();
+        let bytes = written.into_inner();
+        assert!(matches!(
+            read(bytes.clone()).unwrap(),
+            Request::Blocks {
+                from: Height(3),
+                to: Height(9)
+            }
+        ));
+
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            read(trailing).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let truncated = bytes[..bytes.len() - 1].to_vec();
+        assert_eq!(
+            read(truncated).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            read(vec![0xff; 64]).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            read(Vec::new()).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A forward that claims more transfers than the bytes hold is refused before any
+        // allocation of that size.
+        let mut huge_claim = vec![0u8]; // Request::Forward
+        huge_claim.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(read(huge_claim).is_err());
+    }
+
+    #[test]
+    fn names_carry_the_genesis_hash() {
+        let one = Hash32([1; 32]);
+        let two = Hash32([2; 32]);
+        assert_ne!(protocol_name(&one).unwrap(), protocol_name(&two).unwrap());
+        assert!(blocks_topic(&one).contains(&one.to_hex()));
+        assert_ne!(blocks_topic(&one), blocks_topic(&two));
+    }
+}
