@@ -94,9 +94,15 @@ enum Command {
         /// Seconds to wait for the result.
         #[arg(long, default_value_t = 60)]
         wait: u64,
+        /// Also write the receipt (hex of its canonical encoding) to this file.
+        #[arg(long)]
+        receipt_out: Option<PathBuf>,
         #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
         password_file: Option<PathBuf>,
     },
+    /// Check receipts offline.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
     /// Create currency into an account (identity manager operator).
     Issue {
         /// The identity manager's home folder (for its admin endpoint and token).
@@ -190,6 +196,18 @@ enum AccountCommand {
         rpc: Option<String>,
         #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
         password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptCommand {
+    /// Check a receipt against the identity manager's key in a genesis file; exit 3 if it
+    /// does not verify.
+    Verify {
+        #[arg(long)]
+        genesis: PathBuf,
+        /// A file holding the receipt's hex (as `pay --receipt-out` writes it).
+        receipt: PathBuf,
     },
 }
 
@@ -431,10 +449,12 @@ fn run(cli: Cli) -> CommandResult {
             memo,
             expires_in,
             wait,
+            receipt_out,
             password_file,
         } => commands::pay::pay(
             &wallet,
             password_file.as_deref(),
+            receipt_out.as_deref(),
             &commands::pay::PayOrder {
                 from,
                 to,
@@ -445,6 +465,9 @@ fn run(cli: Cli) -> CommandResult {
             },
             output,
         ),
+        Command::Receipt(ReceiptCommand::Verify { genesis, receipt }) => {
+            commands::pay::verify_receipt(&genesis, &receipt, output)
+        }
         Command::Issue {
             home,
             to,
@@ -572,7 +595,10 @@ fn run(cli: Cli) -> CommandResult {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // Every database is closed by now; RocksDB's threads must end before the process does.
+    halfveil_ledger::store::join_background_threads();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {failure}");

@@ -111,6 +111,24 @@ pub struct RocksStore {
     head: Mutex<Head>,
 }
 
+/// Stops and joins RocksDB's background threads. Call once, when the process is done with
+/// every database (the last [`RocksStore`] dropped) and about to exit: background threads
+/// still running while the C++ runtime destroys its statics can abort the process
+/// ("pthread lock: Invalid argument").
+pub fn join_background_threads() {
+    if let Ok(mut env) = rocksdb::Env::new() {
+        env.join_all_threads();
+    }
+}
+
+impl Drop for RocksStore {
+    /// Stops RocksDB's background flushes and compactions before the database closes, so no
+    /// background job is still running when the process exits.
+    fn drop(&mut self) {
+        self.db.cancel_all_background_work(true);
+    }
+}
+
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter

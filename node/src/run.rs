@@ -74,6 +74,9 @@ pub fn configured_password_file(home: &Path) -> Result<Option<PathBuf>, String> 
         .map(|path| Config::resolve(home, &path)))
 }
 
+/// How long shutdown waits for the last user of the database to finish.
+const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the node of `home` until `shutdown` resolves.
 pub async fn run(
     home: &Path,
@@ -197,7 +200,7 @@ pub async fn run(
         },
         metrics.clone(),
     )?;
-    let writer = Writer::start(Arc::clone(&store))?;
+    let (writer, writer_thread) = Writer::start(Arc::clone(&store))?;
     let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
     let forward_inputs = inputs.clone();
     let forwarder = tokio::spawn(async move {
@@ -228,6 +231,10 @@ pub async fn run(
         .map_err(|error| format!("cannot serve metrics on {}: {error}", config.metrics.listen))?;
     info!(moniker = %config.moniker, peer = %own_peer, rpc = %config.rpc.listen, "node started");
 
+    // Every holder of the store (service, writer thread, RPC handlers) must let go before the
+    // process exits: RocksDB closes only when the last one does, and a database still open
+    // at exit can abort in its static destructors.
+    let store_alive = Arc::downgrade(&store);
     let service = Service {
         moniker: config.moniker.clone(),
         genesis,
@@ -260,6 +267,22 @@ pub async fn run(
     forwarder.abort();
     network_task.abort();
     metrics_task.abort();
+    public_rpc.stopped().await;
+    admin_rpc.stopped().await;
+    // The service (and with it the writer's queue) is gone: the thread writes what was
+    // queued and ends. Joined, so it has fully exited (thread-locals included) before the
+    // process does.
+    let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        warn!("the writer thread did not end cleanly");
+    }
+    let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+    while store_alive.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if store_alive.strong_count() > 0 {
+        warn!("the database was still in use at shutdown");
+    }
     info!("stopped");
     Ok(())
 }

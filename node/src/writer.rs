@@ -26,16 +26,17 @@ pub struct WriteJob {
 }
 
 /// The writer thread's handle.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Writer {
     jobs: std::sync::mpsc::SyncSender<WriteJob>,
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<RocksStore>) -> Result<Writer, String> {
+    /// Starts the writer thread over `store`. The thread ends once the [`Writer`] is dropped
+    /// and every queued job is written; join it with the returned handle.
+    pub fn start(store: Arc<RocksStore>) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE_MAX);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("halfveil-writer".into())
             .spawn(move || {
                 for job in queue {
@@ -58,7 +59,7 @@ impl Writer {
                 }
             })
             .map_err(|error| format!("cannot start the writer thread: {error}"))?;
-        Ok(Writer { jobs })
+        Ok((Writer { jobs }, thread))
     }
 
     /// Queues a job; blocks the caller only if [`WRITE_QUEUE_MAX`] jobs are waiting, which

@@ -41,6 +41,41 @@ fn cross_bank_payment_is_equal_on_every_node_and_private() {
     assert_eq!(outcome["status"], "committed", "{outcome}");
     assert_eq!(outcome["receipt_verified"], true);
 
+    // The receipt checks offline against the genesis; an altered copy does not.
+    let receipt_file = net.dir.path().join("receipt.hex");
+    let wallet = net.wallet_path("Alice Liddell");
+    let paid = net.run(&[
+        "pay",
+        "--wallet",
+        wallet.to_str().unwrap(),
+        "--to",
+        &bob,
+        "--amount",
+        "1",
+        "--receipt-out",
+        receipt_file.to_str().unwrap(),
+    ]);
+    assert!(paid.status.success(), "{}", describe(&paid));
+    let genesis = net.dir.path().join("network").join("genesis.json");
+    let verify = |file: &std::path::Path| {
+        net.run(&[
+            "receipt",
+            "verify",
+            "--genesis",
+            genesis.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+    };
+    let checked = verify(&receipt_file);
+    assert!(checked.status.success(), "{}", describe(&checked));
+    let mut text = std::fs::read_to_string(&receipt_file).unwrap();
+    let at = text.len() / 2;
+    let flipped = if &text[at..at + 1] == "0" { "1" } else { "0" };
+    text.replace_range(at..at + 1, flipped);
+    let altered = net.dir.path().join("altered-receipt.hex");
+    std::fs::write(&altered, text).unwrap();
+    assert_eq!(verify(&altered).status.code(), Some(3));
+
     // A second payment by a crafted envelope, to follow its bytes.
     let keys = net.keys("Alice Liddell");
     let (_, envelope) = net.envelope(
@@ -57,8 +92,8 @@ fn cross_bank_payment_is_equal_on_every_node_and_private() {
         "{status:?}"
     );
 
-    assert_eq!(net.balance(&alice), 700);
-    assert_eq!(net.balance(&bob), 300);
+    assert_eq!(net.balance(&alice), 699);
+    assert_eq!(net.balance(&bob), 301);
     let head = net.wait_same_head();
     assert_eq!(head.supply, 1_000);
 

@@ -241,6 +241,82 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
     check_status(&genesis, &id, &transfer, status)
 }
 
+/// The receipt file's size limit (hex, with a line ending).
+const RECEIPT_FILE_BYTES_MAX: u64 = 2 * RECEIPT_BYTES_MAX as u64 + 2;
+
+#[derive(Debug, Serialize)]
+struct CheckedReceipt {
+    valid: bool,
+    transfer: String,
+    payer: String,
+    payee: String,
+    amount: u64,
+    height: u64,
+    block_hash: String,
+    genesis_hash: String,
+}
+
+/// `halfveil receipt verify`: anyone with the genesis checks a receipt, no node needed.
+pub fn verify_receipt(
+    genesis_path: &Path,
+    receipt_path: &Path,
+    output: OutputFormat,
+) -> CommandResult {
+    let genesis = halfveil_genesis::Genesis::load(genesis_path)
+        .map_err(|error| Failure::verification(format!("{}: {error}", genesis_path.display())))?;
+    let size = std::fs::metadata(receipt_path)
+        .map_err(|error| Failure::error(format!("{}: {error}", receipt_path.display())))?
+        .len();
+    if size > RECEIPT_FILE_BYTES_MAX {
+        return Err(Failure::verification(format!(
+            "{} is too large to be a receipt",
+            receipt_path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(receipt_path)?;
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        Failure::verification(format!(
+            "{} does not hold a receipt's hex",
+            receipt_path.display()
+        ))
+    })?;
+    let receipt: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
+        .map_err(|error| Failure::verification(format!("the receipt is malformed: {error}")))?;
+    receipt
+        .verify(&genesis.params.validator_key)
+        .map_err(|error| Failure::verification(format!("the receipt does not verify: {error}")))?;
+    let halfveil_ledger::Op::Transfer(transfer) = &receipt.op else {
+        return Err(Failure::verification("the receipt is not of a transfer"));
+    };
+    if transfer.request.transfer.chain_id != genesis.params.chain_id {
+        return Err(Failure::verification("the receipt is of another chain"));
+    }
+    let transfer = &transfer.request.transfer;
+    let checked = CheckedReceipt {
+        valid: true,
+        transfer: receipt.transfer_id.to_hex(),
+        payer: transfer.payer.to_string(),
+        payee: transfer.payee.to_string(),
+        amount: transfer.amount.0,
+        height: receipt.header.header.height.0,
+        block_hash: receipt.header.header.hash()?.to_hex(),
+        genesis_hash: genesis.hash.to_hex(),
+    };
+    emit(output, &checked, || {
+        format!(
+            "valid receipt: transfer {}\n  {} from {}\n  to {}\n  committed in block {} ({}), signed by the identity manager of genesis {}",
+            checked.transfer,
+            checked.amount,
+            checked.payer,
+            checked.payee,
+            checked.height,
+            checked.block_hash,
+            checked.genesis_hash
+        )
+    });
+    Ok(())
+}
+
 /// Prints an outcome for a person.
 pub fn render(outcome: &Outcome) -> String {
     match outcome {
@@ -271,12 +347,21 @@ pub fn render(outcome: &Outcome) -> String {
 pub fn pay(
     wallet_path: &Path,
     password_file: Option<&Path>,
+    receipt_out: Option<&Path>,
     order: &PayOrder,
     output: OutputFormat,
 ) -> CommandResult {
     let password = password::obtain(password_file, "the wallet")?;
     let mut wallet = Wallet::open(wallet_path, password)?;
     let outcome = block_on(pay_with(&mut wallet, order))??;
+    if let (Some(path), Outcome::Committed { receipt, .. }) = (receipt_out, &outcome) {
+        std::fs::write(path, format!("{receipt}\n")).map_err(|error| {
+            Failure::error(format!(
+                "cannot write the receipt to {}: {error}",
+                path.display()
+            ))
+        })?;
+    }
     emit(output, &outcome, || render(&outcome));
     match outcome {
         Outcome::Committed { .. } => Ok(()),
