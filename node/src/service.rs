@@ -213,7 +213,9 @@ impl Service {
         match event {
             NetEvent::Connected(peer) => {
                 self.peers += 1;
-                if !matches!(self.role, Role::IdentityManager(_)) && peer == self.im_peer() {
+                // Any peer can serve blocks: each is verified in full, so a bank catches up
+                // from another bank while the IM is away.
+                if !matches!(self.role, Role::IdentityManager(_)) {
                     self.start_sync(peer);
                 }
             }
@@ -376,8 +378,8 @@ impl Service {
                 if self.ahead.len() < 64 {
                     self.ahead.push_back(block);
                 }
-                let im = self.im_peer();
-                self.start_sync(im);
+                // The peer that relayed the block has the ones before it.
+                self.start_sync(peer);
             }
             halfveil_consensus::follower::Decision::Conflict { stored } => {
                 self.on_conflict(block, hash, stored).await

@@ -367,3 +367,55 @@ fn a_node_not_in_genesis_cannot_connect() {
     net.stop_all();
     stranger.stop_all();
 }
+
+/// With the identity manager down, a bank that missed blocks catches up from the other
+/// bank, verifying every block, and ends with the same head.
+#[test]
+fn a_bank_catches_up_from_another_bank_while_the_im_is_down() {
+    let mut net = TestNet::start(2);
+    let alice = net.open_account("bank-1", "Alice Peer", "NID-P-1");
+    let carol = net.open_account("bank-1", "Carol Peer", "NID-P-3");
+    net.issue(&alice, 100);
+    net.wait_same_head();
+    net.stop_node("bank-2");
+    let keys = net.keys("Alice Peer");
+    let later = now_ms() + 60_000;
+    for nonce in 0..5 {
+        let (_, envelope) = net.envelope(&keys, &carol, 1, nonce, later, &keys.business_key);
+        let status = net.submit("bank-1", &envelope).unwrap();
+        assert!(
+            matches!(status, TransferStatus::Committed { .. }),
+            "{status:?}"
+        );
+    }
+    // bank-1 holds the IM's head; then the IM goes away.
+    let head = net.wait_same_head();
+    net.stop_node("im");
+    net.start_node("bank-2");
+    let started = std::time::Instant::now();
+    let url = net.rpc("bank-2");
+    let bank_2_head = || {
+        halfveil_tests::net::block_on(async {
+            use halfveil_node::rpc::ApiClient;
+            halfveil_tests::net::client(&url)
+                .await
+                .ok()?
+                .head()
+                .await
+                .ok()
+        })
+    };
+    loop {
+        let seen = bank_2_head();
+        if seen.as_ref() == Some(&head) {
+            break;
+        }
+        assert!(
+            started.elapsed() < halfveil_tests::net::STEP_LIMIT,
+            "bank-2 did not catch up from bank-1: {seen:?} vs {head:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(net.balance_at("bank-2", &carol), 5);
+    net.stop_all();
+}
