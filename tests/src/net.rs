@@ -82,8 +82,24 @@ pub struct TestNet {
 }
 
 impl TestNet {
-    /// Writes a testnet with `banks` banks and starts every node.
+    /// Writes a testnet with `banks` banks and starts every node. Ports are picked free
+    /// when the testnet is written, so another process may take one before the node binds
+    /// it; such a network is thrown away and a new one written (at most three times).
     pub fn start(banks: usize) -> TestNet {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match TestNet::start_once(banks) {
+                Ok(net) => return net,
+                Err(failure) if failure.contains("Address already in use") => {
+                    failures.push(failure)
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        panic!("no free ports in three attempts:\n{}", failures.join("\n"))
+    }
+
+    fn start_once(banks: usize) -> Result<TestNet, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let network = dir.path().join("network");
         let output = run_bounded(
@@ -138,8 +154,8 @@ impl TestNet {
         for name in &names {
             net.start_node(name);
         }
-        net.wait_connected();
-        net
+        net.wait_connected_checked()?;
+        Ok(net)
     }
 
     fn index(&self, name: &str) -> usize {
@@ -227,14 +243,23 @@ impl TestNet {
     }
 
     fn check_alive(&mut self) {
+        if let Err(failure) = self.alive() {
+            panic!("{failure}");
+        }
+    }
+
+    /// Fails with the log of a node that has exited.
+    fn alive(&mut self) -> Result<(), String> {
         for node in &mut self.nodes {
             if let Some(child) = node.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
+                    node.child = None;
                     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-                    panic!("node {} exited ({status}); log:\n{log}", node.name);
+                    return Err(format!("node {} exited ({status}); log:\n{log}", node.name));
                 }
             }
         }
+        Ok(())
     }
 
     pub fn status(&self, name: &str) -> Option<NodeStatus> {
@@ -244,9 +269,15 @@ impl TestNet {
 
     /// Waits until every running node answers and sees all the others.
     pub fn wait_connected(&mut self) {
+        if let Err(failure) = self.wait_connected_checked() {
+            panic!("{failure}");
+        }
+    }
+
+    fn wait_connected_checked(&mut self) -> Result<(), String> {
         let started = Instant::now();
         loop {
-            self.check_alive();
+            self.alive()?;
             let running: Vec<String> = self
                 .nodes
                 .iter()
@@ -258,12 +289,11 @@ impl TestNet {
                     .is_some_and(|status| status.peers + 1 >= running.len())
             });
             if ready {
-                return;
+                return Ok(());
             }
-            assert!(
-                started.elapsed() < STEP_LIMIT,
-                "the network did not connect within {STEP_LIMIT:?}"
-            );
+            if started.elapsed() > STEP_LIMIT {
+                return Err(format!("the network did not connect within {STEP_LIMIT:?}"));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

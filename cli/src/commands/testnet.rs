@@ -52,6 +52,10 @@ struct Ports {
     metrics: u16,
 }
 
+/// Free ports are picked in `FREE_PORTS_FIRST..FREE_PORTS_END`.
+const FREE_PORTS_FIRST: u16 = 20_000;
+const FREE_PORTS_END: u16 = 32_000;
+
 fn allocate_ports(count: usize, base: Option<u16>) -> Result<Vec<Ports>, Failure> {
     if let Some(base) = base {
         return (0..count)
@@ -74,11 +78,24 @@ fn allocate_ports(count: usize, base: Option<u16>) -> Result<Vec<Ports>, Failure
             })
             .collect();
     }
-    // Hold every listener until all are chosen, so no two nodes get the same port.
+    // Random free ports below Linux's ephemeral range (32768-60999), so the source port of
+    // some outgoing connection cannot take one before its node starts. Every listener is
+    // held until all are chosen, so no two nodes get the same port.
     let mut held = Vec::with_capacity(count * 4);
-    for _ in 0..count * 4 {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        held.push(listener);
+    let mut tries = 0;
+    while held.len() < count * 4 {
+        tries += 1;
+        if tries > 10_000 {
+            return Err(Failure::error(format!(
+                "no {} free ports between {FREE_PORTS_FIRST} and {FREE_PORTS_END}; give --base-port",
+                count * 4
+            )));
+        }
+        let span = u32::from(FREE_PORTS_END - FREE_PORTS_FIRST);
+        let port = FREE_PORTS_FIRST + u16::try_from(OsRng.next_u32() % span).unwrap_or(0);
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
     }
     let ports: Vec<u16> = held
         .iter()
