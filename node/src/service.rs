@@ -31,7 +31,7 @@ use crate::writer::{WriteJob, Writer, WRITE_QUEUE_MAX};
 /// Bound of the service's input channel.
 pub const INPUT_CAPACITY: usize = 4096;
 /// How often the timer fires: the longest a ready batch waits for a block or a forward.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(10);
 /// Most waiters for one transfer's final status.
 const WAITERS_PER_TRANSFER_MAX: usize = 16;
 
