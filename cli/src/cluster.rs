@@ -13,6 +13,33 @@ use crate::client::Node;
 use crate::commands::testnet::InitSummary;
 use crate::failure::Failure;
 
+/// Makes `dir` ready for a fresh run of `halfveil COMMAND`: empties it if an earlier run
+/// of that command made it (it holds `.halfveil-COMMAND`), refuses any other non-empty
+/// folder.
+pub fn prepare_dir(dir: &Path, command: &str) -> Result<(), Failure> {
+    let marker = dir.join(format!(".halfveil-{command}"));
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        if !marker.exists() {
+            return Err(Failure::usage(format!(
+                "{} exists and was not made by `halfveil {command}`; choose another --dir",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        marker,
+        format!("made by halfveil {command}; safe to delete\n"),
+    )?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, the chain's clock.
+pub fn now_ms() -> u64 {
+    halfveil_node::service::now_ms().0
+}
+
 /// One running node.
 #[derive(Debug)]
 pub struct NodeProcess {

@@ -8,7 +8,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
@@ -712,13 +712,6 @@ impl OrderFile {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Options of `audit order new`.
 #[derive(Debug)]
 pub struct NewOrder {
@@ -753,7 +746,7 @@ pub fn order_new(options: &NewOrder, output: OutputFormat) -> CommandResult {
         basis_hash: Domain::DisclosureBasis.hash(options.basis.as_bytes()),
         requester_key: requester.public_key()?,
         expires_at: halfveil_ledger::TimeMs(
-            now_ms()
+            crate::cluster::now_ms()
                 .saturating_add(u64::try_from(options.expires_in.as_millis()).unwrap_or(u64::MAX)),
         ),
     };

@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use halfveil_genesis::file::ValidGenesis;
@@ -42,7 +42,6 @@ const TICK: Duration = Duration::from_millis(10);
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const SETUP_CONCURRENCY: usize = 64;
 const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
-const MARKER: &str = ".halfveil-bench";
 
 /// What `halfveil bench` is asked to do.
 #[derive(Debug, Clone)]
@@ -113,13 +112,6 @@ pub struct BenchReport {
     pub supply_conserved: bool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// Reads one counter from a node's Prometheus endpoint (`http://HOST:PORT/metrics`).
 fn scrape(url: &str, name: &str) -> Option<f64> {
     let rest = url.strip_prefix("http://")?;
@@ -150,24 +142,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         .map(|times| times.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
         .unwrap_or(0.0);
     ticks / 100.0
-}
-
-fn prepare_dir(dir: &Path) -> Result<(), Failure> {
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        if !dir.join(MARKER).exists() {
-            return Err(Failure::usage(format!(
-                "{} exists and was not made by `halfveil bench`; choose another --dir",
-                dir.display()
-            )));
-        }
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join(MARKER),
-        b"made by halfveil bench; safe to delete\n",
-    )?;
-    Ok(())
 }
 
 /// Opens `count` accounts, alternating banks, and funds each.
@@ -260,7 +234,8 @@ fn prepare_envelopes(
     banks: usize,
 ) -> Result<Vec<Vec<String>>, Failure> {
     let params = &genesis.params;
-    let expires_at = TimeMs(now_ms() + params.limits.transfer_expiry_ms_max - 1_000);
+    let expires_at =
+        TimeMs(crate::cluster::now_ms() + params.limits.transfer_expiry_ms_max - 1_000);
     let total = accounts.len();
     // Plan first (cheap, sequential): payer, payee, nonce.
     let mut plan = Vec::with_capacity(count);
@@ -517,7 +492,7 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             eprintln!("{line}");
         }
     };
-    prepare_dir(&options.dir)?;
+    crate::cluster::prepare_dir(&options.dir, "bench")?;
     let network = testnet::create(&InitOptions {
         dir: options.dir.join("network"),
         banks: 2,

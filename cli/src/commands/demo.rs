@@ -23,8 +23,6 @@ use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::wallet::Wallet;
 
-/// Marks a folder the demo made, so a rerun may replace it and nothing else.
-const MARKER: &str = ".halfveil-demo";
 const READY_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
@@ -47,25 +45,6 @@ struct DemoReport {
     balances: Vec<Balance>,
     frozen_payment: Outcome,
     nodes_stopped_cleanly: bool,
-}
-
-/// Empties `dir` if an earlier demo made it; refuses any other non-empty folder.
-fn prepare_dir(dir: &Path) -> Result<(), Failure> {
-    if dir.exists() {
-        let empty = std::fs::read_dir(dir)?.next().is_none();
-        if !empty {
-            if !dir.join(MARKER).exists() {
-                return Err(Failure::usage(format!(
-                    "{} exists and was not made by `halfveil demo`; choose another --dir",
-                    dir.display()
-                )));
-            }
-            std::fs::remove_dir_all(dir)?;
-        }
-    }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), b"made by halfveil demo; safe to delete\n")?;
-    Ok(())
 }
 
 struct Person {
@@ -99,7 +78,7 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
             println!("{line}");
         }
     };
-    prepare_dir(dir)?;
+    crate::cluster::prepare_dir(dir, "demo")?;
     let network_dir = dir.join("network");
     let network = testnet::create(&InitOptions {
         dir: network_dir.clone(),

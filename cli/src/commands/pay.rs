@@ -4,7 +4,7 @@
 //! receipt against the IM's validator key from genesis, a refusal against its signer's key.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::codec;
@@ -64,13 +64,6 @@ pub enum Outcome {
         detail: String,
         signature_verified: bool,
     },
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Checks a final status and turns it into an outcome.
@@ -183,7 +176,7 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         payee,
         amount: Amount(order.amount),
         nonce,
-        expires_at: TimeMs(now_ms().saturating_add(expires_ms)),
+        expires_at: TimeMs(crate::cluster::now_ms().saturating_add(expires_ms)),
         memo: Memo(order.memo.as_bytes().to_vec()),
     };
     let id = transfer.id()?;
