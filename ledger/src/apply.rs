@@ -42,6 +42,8 @@ enum Signatures {
     Now,
     /// By the caller, later, batched with other blocks' (the header's signature too).
     Deferred,
+    /// Before returning, except the transactions' credentials, which the caller verified.
+    CredentialsVerified,
 }
 
 /// The deferred signatures of one block.
@@ -293,18 +295,16 @@ pub fn execute_with_verified_credentials(
     attestations: &[BatchAttestation],
     ops: &[Op],
 ) -> Result<StateChange, ApplyError> {
-    let mut execution = Execution::new(params, state, height, time, ops.len());
-    execution.credentials_verified = true;
-    execution.check_sizes(attestations, ops)?;
-    execution.attestations(attestations)?;
-    for (index, op) in ops.iter().enumerate() {
-        if let Err(violation) = execution.op(index, op, attestations) {
-            return Err(execution.first_violation(index, violation));
-        }
-    }
-    execution
-        .finish(attestations, ops, Signatures::Now)
-        .map(|(change, _)| change)
+    execute_inner(
+        params,
+        state,
+        height,
+        time,
+        attestations,
+        ops,
+        Signatures::CredentialsVerified,
+    )
+    .map(|(change, _)| change)
 }
 
 fn execute_inner(
@@ -317,6 +317,7 @@ fn execute_inner(
     signatures: Signatures,
 ) -> Result<(StateChange, Pending), ApplyError> {
     let mut execution = Execution::new(params, state, height, time, ops.len());
+    execution.credentials_verified = signatures == Signatures::CredentialsVerified;
     execution.check_sizes(attestations, ops)?;
     execution.attestations(attestations)?;
     for (index, op) in ops.iter().enumerate() {

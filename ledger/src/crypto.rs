@@ -319,6 +319,25 @@ pub fn seal_identity_credential<R: RngCore + CryptoRng>(
     Ok(IdentityCredential(bytes))
 }
 
+/// A payer's request for `transfer`: the transaction key's signature over the transfer id
+/// and the identity key's signature sealed to the IM's escrow key.
+pub fn sign_request<R: RngCore + CryptoRng>(
+    transfer: crate::types::Transfer,
+    tx_key: &SigningKey,
+    identity_key: &SigningKey,
+    escrow: &X25519PublicKey,
+    rng: &mut R,
+) -> Result<TransactionRequest, CryptoError> {
+    let id = transfer.id()?;
+    let identity_credential =
+        seal_identity_credential(escrow, &transfer.chain_id, &id, identity_key, rng)?;
+    Ok(TransactionRequest {
+        tx_credential: sign(tx_key, &id),
+        identity_credential,
+        transfer,
+    })
+}
+
 /// Opens an identity credential (IM only, in a disclosure) and returns the identity
 /// signature it carries.
 pub fn open_identity_credential(

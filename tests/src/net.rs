@@ -10,10 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_genesis::Genesis;
-use halfveil_ledger::crypto::{self, seal_identity_credential, BusinessKey, Envelope, SigningKey};
-use halfveil_ledger::{
-    AccountId, Amount, BankId, Hash32, Memo, Nonce, TimeMs, TransactionRequest, Transfer, VERSION,
-};
+use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
+use halfveil_ledger::{AccountId, Amount, BankId, Hash32, Memo, Nonce, TimeMs, Transfer, VERSION};
 use halfveil_node::rpc::{AccountInfo, ApiClient, HeadInfo, NodeStatus, TransferStatus};
 use jsonrpsee::core::client::Error as ClientError;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
@@ -491,18 +489,14 @@ impl TestNet {
             memo: Memo(Vec::new()),
         };
         let id = transfer.id().expect("id");
-        let request = TransactionRequest {
-            tx_credential: crypto::sign(&keys.tx_key, &id),
-            identity_credential: seal_identity_credential(
-                &params.escrow_key,
-                &params.chain_id,
-                &id,
-                &keys.identity_key,
-                &mut OsRng,
-            )
-            .expect("seal"),
+        let request = crypto::sign_request(
             transfer,
-        };
+            &keys.tx_key,
+            &keys.identity_key,
+            &params.escrow_key,
+            &mut OsRng,
+        )
+        .expect("signed request");
         let envelope = Envelope::seal(
             business_key,
             &params.chain_id,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
-use halfveil_ledger::{open_account_message, AccountId, BankId, VERSION};
+use halfveil_ledger::{open_account_message, AccountId, BankId, ChainParams, VERSION};
 use halfveil_node::rpc::{AccountInfo, ApiClient, OpenAccountParams};
 use rand_core::OsRng;
 use secrecy::SecretString;
@@ -98,6 +98,71 @@ fn open_or_create_wallet(
     }
 }
 
+/// A new account's keys, before its bank has opened it.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub account: AccountId,
+    pub tx_key: SigningKey,
+    pub identity_key: SigningKey,
+    request: OpenAccountParams,
+}
+
+impl NewAccount {
+    /// Makes the holder's two keys and the opening request for `bank`: proofs of
+    /// possession by both keys, and the identity record sealed to the IM's escrow key.
+    pub fn generate(
+        params: &ChainParams,
+        bank: BankId,
+        holder: &Holder,
+    ) -> Result<NewAccount, Failure> {
+        let tx_key = SigningKey::generate(&mut OsRng);
+        let identity_key = SigningKey::generate(&mut OsRng);
+        let tx_public = crypto::public_key(&tx_key);
+        let account = AccountId::from_key(&tx_public);
+        let message = open_account_message(&params.chain_id, &tx_public, bank)?;
+        let record = IdentityRecord {
+            version: VERSION,
+            name: holder.name.clone(),
+            national_id: holder.national_id.clone(),
+            fields: Vec::new(),
+            identity_key: crypto::public_key(&identity_key),
+            possession: crypto::sign(&identity_key, &message),
+        };
+        let sealed = record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
+        let request = OpenAccountParams {
+            tx_key: hex::encode(tx_public.0),
+            holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
+            sealed_record: hex::encode(&sealed.0),
+        };
+        Ok(NewAccount {
+            account,
+            tx_key,
+            identity_key,
+            request,
+        })
+    }
+
+    /// Asks the bank at `node` to open the account; returns the business key it issued
+    /// and the height of the block that opened it.
+    pub async fn open_at(&self, node: &Node, bank: BankId) -> Result<(BusinessKey, u64), Failure> {
+        let opened = node
+            .client
+            .open_account(self.request.clone())
+            .await
+            .map_err(|error| node.failure(error))?;
+        if opened.account != self.account.to_string() || opened.bank_id != bank.0 {
+            return Err(Failure::verification(format!(
+                "the bank answered for account {} at bank {}, not {} at bank {}",
+                opened.account, opened.bank_id, self.account, bank.0
+            )));
+        }
+        let mut key_bytes = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&opened.business_key, key_bytes.as_mut())
+            .map_err(|_| Failure::error("the bank's business key is not 32 bytes of hex"))?;
+        Ok((BusinessKey::from_bytes(*key_bytes), opened.height))
+    }
+}
+
 /// Opens an account at the bank of `bank_url`; the wallet gets its keys.
 pub async fn open_account(
     bank_url: &str,
@@ -117,55 +182,23 @@ pub async fn open_account(
     let mut wallet = open_or_create_wallet(wallet_path, password, &genesis)?;
     let params = &genesis.params;
 
-    let tx_key = SigningKey::generate(&mut OsRng);
-    let identity_key = SigningKey::generate(&mut OsRng);
-    let tx_public = crypto::public_key(&tx_key);
-    let account = AccountId::from_key(&tx_public);
-    let message = open_account_message(&params.chain_id, &tx_public, bank_id)?;
-    let record = IdentityRecord {
-        version: VERSION,
-        name: holder.name.clone(),
-        national_id: holder.national_id.clone(),
-        fields: Vec::new(),
-        identity_key: crypto::public_key(&identity_key),
-        possession: crypto::sign(&identity_key, &message),
-    };
-    let sealed = record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
-    drop(record);
-    let opened = node
-        .client
-        .open_account(OpenAccountParams {
-            tx_key: hex::encode(tx_public.0),
-            holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
-            sealed_record: hex::encode(&sealed.0),
-        })
-        .await
-        .map_err(|error| node.failure(error))?;
-    if opened.account != account.to_string() || opened.bank_id != bank_id.0 {
-        return Err(Failure::verification(format!(
-            "the bank answered for account {} at bank {}, not {account} at bank {}",
-            opened.account, opened.bank_id, bank_id.0
-        )));
-    }
-    let mut key_bytes = zeroize::Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(&opened.business_key, key_bytes.as_mut())
-        .map_err(|_| Failure::error("the bank's business key is not 32 bytes of hex"))?;
-    let business_key = BusinessKey::from_bytes(*key_bytes);
+    let new = NewAccount::generate(params, bank_id, holder)?;
+    let (business_key, height) = new.open_at(&node, bank_id).await?;
     wallet.add(WalletAccount::new(
-        account,
+        new.account,
         &bank_name,
         bank_id,
         bank_url,
-        &tx_key,
-        &identity_key,
+        &new.tx_key,
+        &new.identity_key,
         &business_key,
     ))?;
     wallet.save()?;
     Ok(OpenedReport {
-        account: account.to_string(),
+        account: new.account.to_string(),
         bank: bank_name,
         bank_id: bank_id.0,
-        height: opened.height,
+        height,
         wallet: wallet_path.display().to_string(),
     })
 }

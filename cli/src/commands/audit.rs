@@ -340,18 +340,11 @@ pub fn replay_chain(
             }
         }
         let checked = apply_blocks_pending(params, &mut state, &window);
-        if let Some((blocks, verifier)) = previous.take() {
-            let verified = verifier
-                .join()
-                .map_err(|_| Failure::error("signature verification failed to run"))?;
-            if let Err(failure) = verified {
-                let (index, error) = *failure;
-                count_blocks(&mut summary, &blocks[..index])?;
-                summary.violation = Some(violation_at(&summary, &blocks, index, &error));
+        if let Some(verifying) = previous.take() {
+            settle(&mut summary, &bar, verifying)?;
+            if summary.violation.is_some() {
                 break;
             }
-            count_blocks(&mut summary, &blocks)?;
-            bar.inc(blocks.len() as u64);
         }
         match checked {
             Ok(pending) => {
@@ -370,37 +363,17 @@ pub fn replay_chain(
         if summary.violation.is_none() {
             if let Some(undecodable) = undecodable {
                 // Everything before the undecodable block must hold first.
-                if let Some((blocks, verifier)) = previous.take() {
-                    let verified = verifier
-                        .join()
-                        .map_err(|_| Failure::error("signature verification failed to run"))?;
-                    if let Err(failure) = verified {
-                        let (index, error) = *failure;
-                        count_blocks(&mut summary, &blocks[..index])?;
-                        summary.violation = Some(violation_at(&summary, &blocks, index, &error));
-                        break;
-                    }
-                    count_blocks(&mut summary, &blocks)?;
+                if let Some(verifying) = previous.take() {
+                    settle(&mut summary, &bar, verifying)?;
                 }
-                summary.violation = Some(undecodable);
+                if summary.violation.is_none() {
+                    summary.violation = Some(undecodable);
+                }
             }
         }
     }
-    if let Some((blocks, verifier)) = previous.take() {
-        let verified = verifier
-            .join()
-            .map_err(|_| Failure::error("signature verification failed to run"))?;
-        match verified {
-            Err(failure) => {
-                let (index, error) = *failure;
-                count_blocks(&mut summary, &blocks[..index])?;
-                summary.violation = Some(violation_at(&summary, &blocks, index, &error));
-            }
-            Ok(()) => {
-                count_blocks(&mut summary, &blocks)?;
-                bar.inc(blocks.len() as u64);
-            }
-        }
+    if let Some(verifying) = previous.take() {
+        settle(&mut summary, &bar, verifying)?;
     }
     drop(decoded);
     let _ = reader.join();
@@ -421,6 +394,30 @@ type Verifying = (
     Vec<Block>,
     std::thread::JoinHandle<Result<(), halfveil_ledger::apply::RunError>>,
 );
+
+/// Waits for a window's signatures: counts its blocks if they hold, or those before the
+/// first bad one and records the violation.
+fn settle(
+    summary: &mut ReplaySummary,
+    bar: &ProgressBar,
+    (blocks, verifier): Verifying,
+) -> Result<(), Failure> {
+    let verified = verifier
+        .join()
+        .map_err(|_| Failure::error("signature verification failed to run"))?;
+    match verified {
+        Ok(()) => {
+            count_blocks(summary, &blocks)?;
+            bar.inc(blocks.len() as u64);
+        }
+        Err(failure) => {
+            let (index, error) = *failure;
+            count_blocks(summary, &blocks[..index])?;
+            summary.violation = Some(violation_at(summary, &blocks, index, &error));
+        }
+    }
+    Ok(())
+}
 
 /// Adds verified blocks to the summary.
 fn count_blocks(summary: &mut ReplaySummary, blocks: &[Block]) -> Result<(), Failure> {

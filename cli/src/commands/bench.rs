@@ -18,14 +18,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use halfveil_genesis::file::ValidGenesis;
-use halfveil_ledger::crypto::{
-    self, seal_identity_credential, BusinessKey, Envelope, IdentityRecord, SigningKey,
-};
-use halfveil_ledger::{
-    open_account_message, AccountId, Amount, BankId, Memo, Nonce, TimeMs, TransactionRequest,
-    Transfer, VERSION,
-};
-use halfveil_node::rpc::{AdminApiClient, ApiClient, OpenAccountParams, Submitted};
+use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
+use halfveil_ledger::{AccountId, Amount, BankId, Memo, Nonce, TimeMs, Transfer, VERSION};
+use halfveil_node::rpc::{AdminApiClient, ApiClient, Submitted};
 use hdrhistogram::Histogram;
 use rand_core::{OsRng, RngCore};
 use secrecy::ExposeSecret;
@@ -33,6 +28,7 @@ use serde::Serialize;
 
 use crate::client::{AdminAccess, Node};
 use crate::cluster::Cluster;
+use crate::commands::account::{Holder, NewAccount};
 use crate::commands::testnet::{self, InitOptions};
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
@@ -161,39 +157,18 @@ async fn open_accounts(
             let (bank, _) = banks[index % banks.len()];
             let node = Arc::clone(&clients[index % banks.len()]);
             async move {
-                let tx_key = SigningKey::generate(&mut OsRng);
-                let identity_key = SigningKey::generate(&mut OsRng);
-                let tx_public = crypto::public_key(&tx_key);
-                let account = AccountId::from_key(&tx_public);
-                let message = open_account_message(&params.chain_id, &tx_public, bank)?;
-                let record = IdentityRecord {
-                    version: VERSION,
+                let holder = Holder {
                     name: format!("Bench Holder {index}"),
                     national_id: format!("BENCH-{index:08}"),
-                    fields: Vec::new(),
-                    identity_key: crypto::public_key(&identity_key),
-                    possession: crypto::sign(&identity_key, &message),
                 };
-                let sealed =
-                    record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
-                let answer = node
-                    .client
-                    .open_account(OpenAccountParams {
-                        tx_key: hex::encode(tx_public.0),
-                        holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
-                        sealed_record: hex::encode(&sealed.0),
-                    })
-                    .await
-                    .map_err(|error| node.failure(error))?;
-                let mut key = [0u8; 32];
-                hex::decode_to_slice(&answer.business_key, &mut key)
-                    .map_err(|_| Failure::error("bad business key from the bank"))?;
+                let new = NewAccount::generate(params, bank, &holder)?;
+                let (business_key, _) = new.open_at(&node, bank).await?;
                 Ok::<_, Failure>(BenchAccount {
-                    id: account,
+                    id: new.account,
                     bank,
-                    tx_key,
-                    identity_key,
-                    business_key: BusinessKey::from_bytes(key),
+                    tx_key: new.tx_key,
+                    identity_key: new.identity_key,
+                    business_key,
                     next_nonce: 0,
                 })
             }
@@ -272,18 +247,13 @@ fn prepare_envelopes(
                                 expires_at,
                                 memo: Memo(Vec::new()),
                             };
-                            let id = transfer.id()?;
-                            let request = TransactionRequest {
-                                tx_credential: crypto::sign(&from.tx_key, &id),
-                                identity_credential: seal_identity_credential(
-                                    &params.escrow_key,
-                                    &params.chain_id,
-                                    &id,
-                                    &from.identity_key,
-                                    &mut OsRng,
-                                )?,
+                            let request = crypto::sign_request(
                                 transfer,
-                            };
+                                &from.tx_key,
+                                &from.identity_key,
+                                &params.escrow_key,
+                                &mut OsRng,
+                            )?;
                             let envelope = Envelope::seal(
                                 &from.business_key,
                                 &params.chain_id,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::codec;
-use halfveil_ledger::crypto::{self, seal_identity_credential, Envelope};
+use halfveil_ledger::crypto::{self, Envelope};
 use halfveil_ledger::{
-    AccountId, Amount, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, TransactionRequest,
-    Transfer, MEMO_BYTES_MAX, VERSION,
+    AccountId, Amount, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, Transfer,
+    MEMO_BYTES_MAX, VERSION,
 };
 use halfveil_node::rpc::{ApiClient, TransferStatus};
 use rand_core::OsRng;
@@ -180,17 +180,13 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         memo: Memo(order.memo.as_bytes().to_vec()),
     };
     let id = transfer.id()?;
-    let request = TransactionRequest {
-        tx_credential: crypto::sign(&keys.tx_key, &id),
-        identity_credential: seal_identity_credential(
-            &params.escrow_key,
-            &params.chain_id,
-            &id,
-            &keys.identity_key,
-            &mut OsRng,
-        )?,
-        transfer: transfer.clone(),
-    };
+    let request = crypto::sign_request(
+        transfer.clone(),
+        &keys.tx_key,
+        &keys.identity_key,
+        &params.escrow_key,
+        &mut OsRng,
+    )?;
     let envelope = Envelope::seal(
         &keys.business_key,
         &params.chain_id,
