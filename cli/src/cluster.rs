@@ -46,17 +46,8 @@ pub struct NodeProcess {
     pub name: String,
     pub home: PathBuf,
     pub rpc: String,
-    /// `http://HOST:PORT/metrics`.
-    pub metrics: String,
     pub log: PathBuf,
     child: Option<Child>,
-}
-
-impl NodeProcess {
-    /// The process id while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
 }
 
 /// The nodes of a testnet, started from its homes.
@@ -98,7 +89,6 @@ impl Cluster {
                 name: summary.name.clone(),
                 home: PathBuf::from(&summary.home),
                 rpc: summary.rpc.clone(),
-                metrics: summary.metrics.clone(),
                 log,
                 child: Some(child),
             });

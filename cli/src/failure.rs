@@ -62,6 +62,14 @@ impl Failure {
         }
     }
 
+    /// The same failure with a hint appended (`message; hint`).
+    pub fn context(self, hint: impl fmt::Display) -> Failure {
+        Failure {
+            kind: self.kind,
+            message: format!("{}; {hint}", self.message),
+        }
+    }
+
     pub fn code(&self) -> u8 {
         self.kind as u8
     }

@@ -71,6 +71,14 @@ enum Command {
         /// Where to write the JSON report (default DIR/bench.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Attach to running nodes instead of starting a network: the RPC address of the
+        /// identity manager and of two or more banks (repeat the flag).
+        #[arg(long, requires = "im_home")]
+        rpc: Vec<String>,
+        /// With --rpc: the identity manager's home folder (its admin endpoint and token fund
+        /// the bench's accounts).
+        #[arg(long)]
+        im_home: Option<PathBuf>,
     },
     /// Open or look at accounts.
     #[command(subcommand)]
@@ -395,6 +403,8 @@ fn run(cli: Cli) -> CommandResult {
             accounts,
             ramp,
             out,
+            rpc,
+            im_home,
         } => commands::bench::bench(
             &commands::bench::BenchOptions {
                 dir,
@@ -403,6 +413,8 @@ fn run(cli: Cli) -> CommandResult {
                 accounts,
                 ramp,
                 out,
+                rpc,
+                im_home,
             },
             output,
         ),

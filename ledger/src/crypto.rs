@@ -1,8 +1,10 @@
 //! The three credentials of SPEC section 2, and sealing to the IM's escrow key.
 //!
 //! - Transaction credential: Ed25519, signed with ed25519-dalek, verified under ZIP-215 with
-//!   ed25519-consensus, whose single and batch verification accept exactly the same
-//!   signatures, so every node may batch and no two nodes can disagree.
+//!   ed25519-zebra, whose single and batch verification accept exactly the same signatures,
+//!   so every node may batch and no two nodes can disagree. It runs on curve25519-dalek 5,
+//!   whose AVX2 and AVX-512 IFMA backends are picked at run time (`.cargo/config.toml`
+//!   compiles the AVX-512 one in).
 //! - Identity credential: the identity key's signature over the transfer id, sealed with HPKE
 //!   (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the
 //!   escrow key; `info` binds the chain, `aad` the transfer id; fixed length.
@@ -14,8 +16,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use ed25519_consensus::batch;
 use ed25519_dalek::Signer;
+use ed25519_zebra::batch;
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
@@ -63,10 +65,10 @@ pub fn check_key_strength(key: &PublicKey) -> Result<(), CryptoError> {
 
 /// Verifies one signature under ZIP-215.
 pub fn verify(key: &PublicKey, message: &Hash32, signature: &Signature) -> Result<(), CryptoError> {
-    let key = ed25519_consensus::VerificationKey::try_from(key.0)
+    let key = ed25519_zebra::VerificationKey::try_from(key.0)
         .map_err(|_| CryptoError::InvalidPublicKey)?;
     key.verify(
-        &ed25519_consensus::Signature::from(signature.0),
+        &ed25519_zebra::Signature::from_bytes(&signature.0),
         message.as_bytes(),
     )
     .map_err(|_| CryptoError::BadSignature)
@@ -97,8 +99,8 @@ impl<T: Copy + Send + Sync> SignatureBatch<T> {
 
     pub fn push(&mut self, tag: T, key: &PublicKey, message: &Hash32, signature: &Signature) {
         let item = batch::Item::from((
-            ed25519_consensus::VerificationKeyBytes::from(key.0),
-            ed25519_consensus::Signature::from(signature.0),
+            ed25519_zebra::VerificationKeyBytes::from(key.0),
+            ed25519_zebra::Signature::from_bytes(&signature.0),
             message.as_bytes(),
         ));
         self.items.push((tag, item));
@@ -162,8 +164,28 @@ fn verify_chunk<T>(items: &[(T, batch::Item)]) -> bool {
     for (_, item) in items {
         verifier.queue(item.clone());
     }
-    verifier.verify(rand_core::OsRng).is_ok()
+    verifier.verify(BatchRng).is_ok()
 }
+
+/// The operating system's randomness (rand_core 0.6's `OsRng`) behind rand_core 0.10's
+/// traits, for the batch verifier's random coefficients.
+struct BatchRng;
+
+impl rand_core_010::TryRng for BatchRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(rand_core::OsRng.next_u32())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(rand_core::OsRng.next_u64())
+    }
+    fn try_fill_bytes(&mut self, destination: &mut [u8]) -> Result<(), Self::Error> {
+        rand_core::OsRng.fill_bytes(destination);
+        Ok(())
+    }
+}
+
+impl rand_core_010::TryCryptoRng for BatchRng {}
 
 /// rand_core 0.6 (dalek's) behind rand_core 0.9 (hpke's) traits.
 struct HpkeRng<'a, R>(&'a mut R);

@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use tracing::warn;
 
 /// Every metric of a node; cheap to clone (each metric is shared).
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub gossip_published_bytes: Counter,
     pub ready: Gauge,
     pub block_commit_seconds: Histogram,
+    /// The process's user and system CPU time, read from `/proc` at each scrape.
+    pub process_cpu_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -47,6 +50,7 @@ impl Metrics {
             gossip_published_bytes: Counter::default(),
             ready: Gauge::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            process_cpu_seconds: Gauge::default(),
         };
         registry.register(
             "blocks_committed",
@@ -99,6 +103,11 @@ impl Metrics {
             "Time of one synced block write",
             metrics.block_commit_seconds.clone(),
         );
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time of this process",
+            metrics.process_cpu_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..metrics
@@ -107,12 +116,32 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
+        if let Some(seconds) = process_cpu_seconds() {
+            self.process_cpu_seconds.set(seconds);
+        }
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             warn!("cannot encode metrics");
         }
         text
     }
+}
+
+/// User plus system CPU seconds this process has used, from `/proc/self/stat` (Linux; the
+/// kernel reports it in USER_HZ ticks, 100 per second on every mainstream platform).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_from_stat(&stat)
+}
+
+/// Fields 14 and 15 (utime, stime) of a `/proc/PID/stat` line; the command name, which may
+/// hold spaces and parentheses, ends at the last ')'.
+pub fn cpu_seconds_from_stat(stat: &str) -> Option<f64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 impl Default for Metrics {
@@ -155,4 +184,31 @@ pub async fn serve(
             warn!(%error, "metrics server stopped");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let stat = "4242 (we) ird (name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0";
+        assert_eq!(cpu_seconds_from_stat(stat), Some(3.25));
+        assert_eq!(cpu_seconds_from_stat("4242 (cut) S 1 2"), None);
+        assert_eq!(cpu_seconds_from_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let mut spent = 0u64;
+        for round in 0..2_000_000u64 {
+            spent = spent.wrapping_mul(31).wrapping_add(round);
+        }
+        assert!(spent != 1);
+        let seconds = process_cpu_seconds().unwrap_or(-1.0);
+        assert!(seconds >= 0.0, "{seconds}");
+        assert!(Metrics::new()
+            .render()
+            .contains("halfveil_process_cpu_seconds "));
+    }
 }

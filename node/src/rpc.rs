@@ -30,7 +30,7 @@ pub fn rpc_error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NodeStatus {
     pub moniker: String,
     pub role: String,
@@ -44,6 +44,18 @@ pub struct NodeStatus {
     pub supply: u64,
     pub pool_pending: usize,
     pub halted: bool,
+    /// The bank's index in genesis (account managers only).
+    #[serde(default)]
+    pub bank: Option<u16>,
+    /// Blocks this node has verified and stored since it started.
+    #[serde(default)]
+    pub blocks_committed: u64,
+    /// Synced database writes since it started (one per block).
+    #[serde(default)]
+    pub fsyncs: u64,
+    /// User and system CPU seconds of the node's process (Linux; 0 elsewhere).
+    #[serde(default)]
+    pub cpu_seconds: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -594,9 +594,9 @@ impl Service {
     }
 
     fn status(&self) -> NodeStatus {
-        let (role, pending) = match &self.role {
-            Role::IdentityManager(im) => ("identity-manager", im.pool.len()),
-            Role::Bank(bank) => ("account-manager", bank.outbox_len()),
+        let (role, pending, bank) = match &self.role {
+            Role::IdentityManager(im) => ("identity-manager", im.pool.len(), None),
+            Role::Bank(bank) => ("account-manager", bank.outbox_len(), Some(bank.id.0)),
         };
         NodeStatus {
             moniker: self.moniker.clone(),
@@ -611,6 +611,10 @@ impl Service {
             supply: self.state.supply.0,
             pool_pending: pending,
             halted: self.halted,
+            bank,
+            blocks_committed: self.metrics.blocks_committed.get(),
+            fsyncs: self.metrics.fsyncs.get(),
+            cpu_seconds: crate::metrics::process_cpu_seconds().unwrap_or(0.0),
         }
     }
 

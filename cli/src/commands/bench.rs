@@ -10,8 +10,6 @@
 //! hold the same head and balances, and the supply must equal what was issued.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +18,8 @@ use futures::StreamExt;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
 use halfveil_ledger::{AccountId, Amount, BankId, Memo, Nonce, TimeMs, Transfer, VERSION};
-use halfveil_node::rpc::{AdminApiClient, ApiClient, Submitted};
+use halfveil_node::metrics::process_cpu_seconds;
+use halfveil_node::rpc::{AdminApiClient, ApiClient, NodeStatus, Submitted};
 use hdrhistogram::Histogram;
 use rand_core::{OsRng, RngCore};
 use secrecy::ExposeSecret;
@@ -50,6 +49,91 @@ pub struct BenchOptions {
     pub ramp: bool,
     /// Where to write the JSON report (default DIR/bench.json).
     pub out: Option<PathBuf>,
+    /// Attach to these running nodes (an identity manager and its banks) instead of
+    /// starting a network; needs `im_home` for the IM's admin endpoint and token.
+    pub rpc: Vec<String>,
+    pub im_home: Option<PathBuf>,
+}
+
+/// The nodes a bench talks to, found by asking each for its status.
+struct Targets {
+    im: String,
+    banks: Vec<(BankId, String)>,
+    /// Every node, by moniker: the IM and the banks.
+    nodes: Vec<(String, String)>,
+    im_admin: AdminAccess,
+}
+
+impl Targets {
+    async fn discover(urls: &[String], im_admin: AdminAccess) -> Result<Targets, Failure> {
+        let mut im = None;
+        let mut banks = Vec::new();
+        let mut nodes = Vec::new();
+        for url in urls {
+            let node = Node::connect(url).await?;
+            let status = node
+                .client
+                .status()
+                .await
+                .map_err(|error| node.failure(error))?;
+            match status.bank {
+                Some(bank) => banks.push((BankId(bank), url.clone())),
+                None if im.is_none() => im = Some(url.clone()),
+                None => return Err(Failure::usage("more than one --rpc is an identity manager")),
+            }
+            nodes.push((status.moniker, url.clone()));
+        }
+        let im = im.ok_or_else(|| Failure::usage("no --rpc is the identity manager"))?;
+        if banks.len() < 2 {
+            return Err(Failure::usage(
+                "the bench needs two banks among the --rpc nodes",
+            ));
+        }
+        banks.sort();
+        Ok(Targets {
+            im,
+            banks,
+            nodes,
+            im_admin,
+        })
+    }
+
+    /// Each node's status, in `nodes` order.
+    async fn statuses(&self) -> Result<Vec<NodeStatus>, Failure> {
+        let mut statuses = Vec::with_capacity(self.nodes.len());
+        for (_, url) in &self.nodes {
+            let node = Node::connect(url).await?;
+            statuses.push(
+                node.client
+                    .status()
+                    .await
+                    .map_err(|error| node.failure(error))?,
+            );
+        }
+        Ok(statuses)
+    }
+
+    /// Waits until every node's head is at least `height`.
+    async fn wait_height(&self, height: u64, limit: Duration) -> Result<(), Failure> {
+        let deadline = Instant::now() + limit;
+        for (name, url) in &self.nodes {
+            let node = Node::connect(url).await?;
+            loop {
+                let head = node.client.head().await.ok().map(|head| head.height);
+                if head.is_some_and(|head| head >= height) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure::error(format!(
+                        "node {name} did not reach height {height} in {} s",
+                        limit.as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One account the bench pays from and to.
@@ -100,44 +184,14 @@ pub struct RunReport {
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub dir: String,
+    /// Whether the bench attached to running nodes (`--rpc`) rather than starting them.
+    pub attached: bool,
     pub accounts: usize,
     pub cores: usize,
     pub runs: Vec<RunReport>,
     pub head_height: u64,
     pub nodes_agree: bool,
     pub supply_conserved: bool,
-}
-
-/// Reads one counter from a node's Prometheus endpoint (`http://HOST:PORT/metrics`).
-fn scrape(url: &str, name: &str) -> Option<f64> {
-    let rest = url.strip_prefix("http://")?;
-    let (address, path) = rest.split_once('/')?;
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.take(8 << 20).read_to_string(&mut text).ok()?;
-    text.lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|times| times.iter().filter_map(|t| t.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    ticks / 100.0
 }
 
 /// Opens `count` accounts, alternating banks, and funds each.
@@ -206,7 +260,7 @@ fn prepare_envelopes(
     genesis: &ValidGenesis,
     accounts: &mut [BenchAccount],
     count: usize,
-    banks: usize,
+    banks: &[(BankId, String)],
 ) -> Result<Vec<Vec<String>>, Failure> {
     let params = &genesis.params;
     let expires_at =
@@ -276,10 +330,11 @@ fn prepare_envelopes(
             })
             .collect()
     });
-    let mut per_bank = vec![Vec::with_capacity(count / banks + 1); banks];
+    let mut per_bank = vec![Vec::with_capacity(count / banks.len() + 1); banks.len()];
     for part in sealed {
         for (bank, envelope) in part? {
-            per_bank[usize::from(bank.0)].push(envelope);
+            let index = banks.iter().position(|(id, _)| *id == bank).unwrap_or(0);
+            per_bank[index].push(envelope);
         }
     }
     Ok(per_bank)
@@ -456,6 +511,12 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
     if options.rate == 0 || options.duration.is_zero() {
         return Err(Failure::usage("--rate and --duration must be positive"));
     }
+    let attach = !options.rpc.is_empty();
+    if attach && options.im_home.is_none() {
+        return Err(Failure::usage(
+            "--rpc needs --im-home: the identity manager's home, for its admin endpoint",
+        ));
+    }
     let text = output == OutputFormat::Text;
     let say = |line: String| {
         if text {
@@ -463,31 +524,51 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
         }
     };
     crate::cluster::prepare_dir(&options.dir, "bench")?;
-    let network = testnet::create(&InitOptions {
-        dir: options.dir.join("network"),
-        banks: 2,
-        auditors: 3,
-        threshold: 2,
-        chain_id: "halfveil-bench".into(),
-        base_port: None,
-        password_file: None,
-    })?;
-    let mut cluster = Cluster::start(&network, &options.dir.join("logs"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-    let report = runtime.block_on(run_bench(&mut cluster, options, &say));
-    let stopped = cluster.stop(Duration::from_secs(30));
-    let report = report?;
-    if stopped
-        .iter()
-        .any(|(_, status)| !status.is_some_and(|status| status.success()))
-    {
-        return Err(Failure::error(format!(
-            "a node did not stop cleanly: {stopped:?}"
-        )));
-    }
+    let report = if attach {
+        let im_admin = AdminAccess::from_home(options.im_home.as_deref().unwrap_or(&options.dir))?;
+        runtime.block_on(async {
+            let targets = Targets::discover(&options.rpc, im_admin).await?;
+            run_bench(&targets, options, &say).await
+        })?
+    } else {
+        let network = testnet::create(&InitOptions {
+            dir: options.dir.join("network"),
+            banks: 2,
+            auditors: 3,
+            threshold: 2,
+            chain_id: "halfveil-bench".into(),
+            base_port: None,
+            password_file: None,
+        })?;
+        let mut cluster = Cluster::start(&network, &options.dir.join("logs"))?;
+        let report = runtime.block_on(async {
+            cluster.wait_ready(Duration::from_secs(60)).await?;
+            let urls: Vec<String> = cluster.nodes.iter().map(|node| node.rpc.clone()).collect();
+            let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
+            let targets = Targets::discover(&urls, im_admin).await?;
+            run_bench(&targets, options, &say).await
+        });
+        let stopped = cluster.stop(Duration::from_secs(30));
+        let report = report.map_err(|failure| {
+            failure.context(format!(
+                "node logs are in {}",
+                options.dir.join("logs").display()
+            ))
+        })?;
+        if stopped
+            .iter()
+            .any(|(_, status)| !status.is_some_and(|status| status.success()))
+        {
+            return Err(Failure::error(format!(
+                "a node did not stop cleanly: {stopped:?}"
+            )));
+        }
+        report
+    };
     let out = options
         .out
         .clone()
@@ -529,21 +610,21 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
 }
 
 async fn run_bench(
-    cluster: &mut Cluster,
+    targets: &Targets,
     options: &BenchOptions,
     say: &impl Fn(String),
 ) -> Result<BenchReport, Failure> {
-    cluster.wait_ready(Duration::from_secs(60)).await?;
-    let im = cluster.node("im")?;
-    let im_node = Node::connect(&im.rpc).await?;
+    let im_node = Node::connect(&targets.im).await?;
     let genesis = im_node.genesis(None).await?;
-    let mut banks = Vec::new();
-    for (index, name) in ["bank-1", "bank-2"].iter().enumerate() {
-        banks.push((BankId(index as u16), cluster.node(name)?.rpc.clone()));
-    }
-    let im_admin = AdminAccess::from_home(&im.home)?;
+    let banks = &targets.banks;
+    let supply_before = im_node
+        .client
+        .head()
+        .await
+        .map_err(|error| im_node.failure(error))?
+        .supply;
     let setup = Instant::now();
-    let mut accounts = open_accounts(&genesis, &banks, &im_admin, options.accounts).await?;
+    let mut accounts = open_accounts(&genesis, banks, &targets.im_admin, options.accounts).await?;
     say(format!(
         "opened and funded {} accounts in {:.1} s",
         accounts.len(),
@@ -567,33 +648,36 @@ async fn run_bench(
     for rate in rates {
         let count = usize::try_from(rate * options.duration.as_secs().max(1)).unwrap_or(usize::MAX);
         let prepared = Instant::now();
-        let envelopes = prepare_envelopes(&genesis, &mut accounts, count, banks.len())?;
+        let envelopes = prepare_envelopes(&genesis, &mut accounts, count, banks)?;
         say(format!(
             "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
             prepared.elapsed().as_secs_f64(),
             options.duration.as_secs()
         ));
-        let blocks_before = scrape(&im.metrics, "halfveil_blocks_committed_total").unwrap_or(0.0);
-        let fsyncs_before = scrape(&im.metrics, "halfveil_fsyncs_total").unwrap_or(0.0);
-        let cpu_before: Vec<f64> = cluster
-            .nodes
-            .iter()
-            .map(|node| node.pid().map_or(0.0, cpu_seconds))
-            .collect();
-        let client_before = cpu_seconds(std::process::id());
-        let (tally, measured) = offer(&banks, envelopes, rate, options.duration).await?;
-        let client_cpu_seconds = cpu_seconds(std::process::id()) - client_before;
+        let before = targets.statuses().await?;
+        let client_before = process_cpu_seconds().unwrap_or(0.0);
+        let (tally, measured) = offer(banks, envelopes, rate, options.duration).await?;
+        let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
+        let after = targets.statuses().await?;
         let seconds = measured.as_secs_f64().max(f64::EPSILON);
-        let blocks =
-            scrape(&im.metrics, "halfveil_blocks_committed_total").unwrap_or(0.0) - blocks_before;
-        let fsyncs = scrape(&im.metrics, "halfveil_fsyncs_total").unwrap_or(0.0) - fsyncs_before;
-        let cpu = cluster
+        let im_index = targets
             .nodes
             .iter()
-            .zip(cpu_before)
-            .map(|(node, before)| NodeCost {
-                node: node.name.clone(),
-                cpu_seconds: node.pid().map_or(0.0, cpu_seconds) - before,
+            .position(|(_, url)| *url == targets.im)
+            .unwrap_or(0);
+        let blocks = after[im_index]
+            .blocks_committed
+            .saturating_sub(before[im_index].blocks_committed);
+        let fsyncs = after[im_index]
+            .fsyncs
+            .saturating_sub(before[im_index].fsyncs);
+        let cpu = targets
+            .nodes
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((name, _), (before, after))| NodeCost {
+                node: name.clone(),
+                cpu_seconds: after.cpu_seconds - before.cpu_seconds,
             })
             .collect();
         let run = RunReport {
@@ -605,11 +689,11 @@ async fn run_bench(
             latency: latency_of(&tally.latencies_us)?,
             rejected: tally.rejected,
             unanswered: tally.unanswered,
-            blocks: blocks as u64,
-            blocks_per_s: blocks / seconds,
-            fsyncs_per_s: fsyncs / seconds,
-            transfers_per_block: if blocks > 0.0 {
-                tally.committed as f64 / blocks
+            blocks,
+            blocks_per_s: blocks as f64 / seconds,
+            fsyncs_per_s: fsyncs as f64 / seconds,
+            transfers_per_block: if blocks > 0 {
+                tally.committed as f64 / blocks as f64
             } else {
                 0.0
             },
@@ -625,16 +709,18 @@ async fn run_bench(
     }
 
     // Every node must agree on the head and every balance, and the supply is what was issued.
-    let head = halfveil_node::rpc::ApiClient::head(&im_node.client)
+    let head = im_node
+        .client
+        .head()
         .await
         .map_err(|error| im_node.failure(error))?;
-    cluster
+    targets
         .wait_height(head.height, Duration::from_secs(60))
         .await?;
     let mut nodes_agree = true;
     let mut clients = Vec::new();
-    for node in &cluster.nodes {
-        let client = Node::connect(&node.rpc).await?;
+    for (_, url) in &targets.nodes {
+        let client = Node::connect(url).await?;
         let their = client
             .client
             .head()
@@ -660,11 +746,12 @@ async fn run_bench(
     let issued = FUNDS_PER_ACCOUNT * accounts.len() as u64;
     Ok(BenchReport {
         dir: options.dir.display().to_string(),
+        attached: !options.rpc.is_empty(),
         accounts: accounts.len(),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         runs,
         head_height: head.height,
         nodes_agree,
-        supply_conserved: total == issued && head.supply == issued,
+        supply_conserved: total == issued && head.supply == supply_before + issued,
     })
 }
