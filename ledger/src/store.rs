@@ -35,6 +35,8 @@ const CF_LOCAL: &str = "local";
 /// Families never read by key while the node runs: accounts, nonces and served orders are
 /// loaded into memory by one scan at start.
 const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
+/// Bytes of a transfer id that pick its memtable bucket.
+const TRANSFER_PREFIX_BYTES: usize = 8;
 const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
     CF_BLOCKS,
@@ -174,6 +176,18 @@ impl RocksStore {
                 // a skip-list insert (a dozen cache misses) for every account and nonce
                 // a block touches.
                 cf_options.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+            }
+            if *name == CF_TRANSFERS {
+                // Looked up by id only, never iterated: a hash of small skip lists keyed by
+                // the id's first bytes (uniform: ids are hashes) instead of one deep list.
+                cf_options.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
+                    TRANSFER_PREFIX_BYTES,
+                ));
+                cf_options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+                    bucket_count: 1 << 18,
+                    height: 4,
+                    branching_factor: 4,
+                });
             }
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
