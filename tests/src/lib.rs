@@ -1,5 +1,5 @@
-//! Helpers for halfveil's integration tests: find the `halfveil` binary that `cargo test
-//! --workspace` built, and run it with a bounded time. Test support: failing loudly is its
+//! Helpers for halfveil's integration tests: find the `halfveil` binary that `cargo build
+//! --workspace` built (`.ci/run` builds it before testing), and run it with a bounded time. Test support: failing loudly is its
 //! job, so panics are allowed here.
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -21,7 +21,7 @@ pub fn halfveil_bin() -> PathBuf {
     let bin = profile_dir.join("halfveil");
     assert!(
         bin.exists(),
-        "{} not found: run the tests with `cargo test --workspace`, which builds it",
+        "{} not found: build it first (`cargo build --workspace`; `.ci/run` does)",
         bin.display()
     );
     bin

@@ -31,7 +31,7 @@ fn a_short_bench_commits_and_every_node_agrees() {
 
 #[test]
 fn a_bench_attaches_to_running_nodes_and_reports_their_cpu() {
-    let mut net = halfveil_tests::TestNet::start(2);
+    let mut net = halfveil_tests::net::TestNet::start(2);
     net.wait_connected();
     // A payment before the bench: its supply is not the bench's, and must stay as it was.
     let before = net.open_account("bank-1", "Ada Before", "BEFORE-1");
