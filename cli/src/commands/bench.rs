@@ -729,17 +729,26 @@ async fn run_bench(
         nodes_agree &= their.hash == head.hash && their.state_root == head.state_root;
         clients.push(client);
     }
+    let clients = &clients;
+    let balances = futures::stream::iter(accounts.iter().map(|account| account.id))
+        .map(|id| async move {
+            let mut seen = Vec::with_capacity(clients.len());
+            for client in clients {
+                let info = client
+                    .client
+                    .account(id.to_string())
+                    .await
+                    .map_err(|error| client.failure(error))?;
+                seen.push(info.map(|info| info.balance));
+            }
+            Ok::<_, Failure>(seen)
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
     let mut total = 0u64;
-    for account in &accounts {
-        let mut seen = Vec::new();
-        for client in &clients {
-            let info = client
-                .client
-                .account(account.id.to_string())
-                .await
-                .map_err(|error| client.failure(error))?;
-            seen.push(info.map(|info| info.balance));
-        }
+    for seen in balances {
+        let seen = seen?;
         nodes_agree &= seen.iter().all(|balance| *balance == seen[0]);
         total += seen[0].unwrap_or(0);
     }
