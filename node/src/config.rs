@@ -46,6 +46,19 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// The node's async runtime. Heavy work (signature batches, block building, the synced
+/// write) runs on threads of its own; the workers carry networking, RPC and the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Async worker threads; 0 (the default) means one per core. Nodes that share a
+    /// machine (a testnet) do better with fewer: fewer threads to wake per message.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +177,9 @@ impl Config {
         if self.moniker.is_empty() || self.moniker.len() > 64 {
             return Err("moniker must be 1 to 64 characters".into());
         }
+        if self.runtime.worker_threads > 256 {
+            return Err("runtime.worker_threads must be 0 (one per core) to 256".into());
+        }
         Ok(())
     }
 
@@ -216,6 +232,7 @@ mod tests {
                 password_file: Some("password".into()),
             },
             log: LogConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
     }
 
@@ -240,5 +257,17 @@ mod tests {
             .to_toml()
             .replace("127.0.0.1:26657", "not an address");
         assert!(Config::parse(&text).is_err());
+        let text = sample()
+            .to_toml()
+            .replace("worker_threads = 0", "worker_threads = 100000");
+        assert!(Config::parse(&text).unwrap_err().contains("worker_threads"));
+    }
+
+    #[test]
+    fn a_config_without_a_runtime_table_means_one_worker_per_core() {
+        let text = sample().to_toml();
+        let start = text.find("[runtime]").unwrap();
+        let config = Config::parse(&text[..start]).unwrap();
+        assert_eq!(config.runtime.worker_threads, 0);
     }
 }

@@ -64,7 +64,11 @@ pub fn start(home: &Path) -> CommandResult {
     let password_file =
         halfveil_node::run::configured_password_file(home).map_err(Failure::error)?;
     let password = password::obtain(password_file.as_deref(), "the node's keys")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.runtime.worker_threads > 0 {
+        builder.worker_threads(config.runtime.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("halfveil")
         .build()

@@ -19,7 +19,8 @@ use halfveil_genesis::file::LimitsEntry;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::testnet::{generate, TestnetSpec};
 use halfveil_node::config::{
-    Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, StorageConfig, CONFIG_FILE,
+    Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
+    StorageConfig, CONFIG_FILE,
 };
 use rand_core::{OsRng, RngCore};
 use secrecy::SecretString;
@@ -185,6 +186,9 @@ fn node_config(
             password_file,
         },
         log: LogConfig::default(),
+        // Every node of a testnet shares this machine's cores: one async worker each
+        // (measured: about 5-10 % less CPU and a lower p99 under load than one per core).
+        runtime: RuntimeConfig { worker_threads: 1 },
     }
 }
 
