@@ -55,12 +55,13 @@ pub struct BenchOptions {
     pub im_home: Option<PathBuf>,
 }
 
-/// The nodes a bench talks to, found by asking each for its status.
+/// The nodes a bench talks to, found by asking each for its status; connected once.
 struct Targets {
-    im: String,
+    /// Every node with its moniker: the IM and the banks.
+    nodes: Vec<(String, Node)>,
+    /// Which of `nodes` is the identity manager.
+    im: usize,
     banks: Vec<(BankId, String)>,
-    /// Every node, by moniker: the IM and the banks.
-    nodes: Vec<(String, String)>,
     im_admin: AdminAccess,
 }
 
@@ -68,7 +69,7 @@ impl Targets {
     async fn discover(urls: &[String], im_admin: AdminAccess) -> Result<Targets, Failure> {
         let mut im = None;
         let mut banks = Vec::new();
-        let mut nodes = Vec::new();
+        let mut nodes = Vec::with_capacity(urls.len());
         for url in urls {
             let node = Node::connect(url).await?;
             let status = node
@@ -78,10 +79,10 @@ impl Targets {
                 .map_err(|error| node.failure(error))?;
             match status.bank {
                 Some(bank) => banks.push((BankId(bank), url.clone())),
-                None if im.is_none() => im = Some(url.clone()),
+                None if im.is_none() => im = Some(nodes.len()),
                 None => return Err(Failure::usage("more than one --rpc is an identity manager")),
             }
-            nodes.push((status.moniker, url.clone()));
+            nodes.push((status.moniker, node));
         }
         let im = im.ok_or_else(|| Failure::usage("no --rpc is the identity manager"))?;
         if banks.len() < 2 {
@@ -91,18 +92,21 @@ impl Targets {
         }
         banks.sort();
         Ok(Targets {
+            nodes,
             im,
             banks,
-            nodes,
             im_admin,
         })
+    }
+
+    fn im(&self) -> &Node {
+        &self.nodes[self.im].1
     }
 
     /// Each node's status, in `nodes` order.
     async fn statuses(&self) -> Result<Vec<NodeStatus>, Failure> {
         let mut statuses = Vec::with_capacity(self.nodes.len());
-        for (_, url) in &self.nodes {
-            let node = Node::connect(url).await?;
+        for (_, node) in &self.nodes {
             statuses.push(
                 node.client
                     .status()
@@ -116,8 +120,7 @@ impl Targets {
     /// Waits until every node's head is at least `height`.
     async fn wait_height(&self, height: u64, limit: Duration) -> Result<(), Failure> {
         let deadline = Instant::now() + limit;
-        for (name, url) in &self.nodes {
-            let node = Node::connect(url).await?;
+        for (name, node) in &self.nodes {
             loop {
                 let head = node.client.head().await.ok().map(|head| head.height);
                 if head.is_some_and(|head| head >= height) {
@@ -511,12 +514,15 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
     if options.rate == 0 || options.duration.is_zero() {
         return Err(Failure::usage("--rate and --duration must be positive"));
     }
-    let attach = !options.rpc.is_empty();
-    if attach && options.im_home.is_none() {
-        return Err(Failure::usage(
-            "--rpc needs --im-home: the identity manager's home, for its admin endpoint",
-        ));
-    }
+    let attach_home = match (options.rpc.is_empty(), &options.im_home) {
+        (true, _) => None,
+        (false, Some(home)) => Some(home),
+        (false, None) => {
+            return Err(Failure::usage(
+                "--rpc needs --im-home: the identity manager's home, for its admin endpoint",
+            ))
+        }
+    };
     let text = output == OutputFormat::Text;
     let say = |line: String| {
         if text {
@@ -528,8 +534,8 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
         .enable_all()
         .build()
         .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-    let report = if attach {
-        let im_admin = AdminAccess::from_home(options.im_home.as_deref().unwrap_or(&options.dir))?;
+    let report = if let Some(im_home) = attach_home {
+        let im_admin = AdminAccess::from_home(im_home)?;
         runtime.block_on(async {
             let targets = Targets::discover(&options.rpc, im_admin).await?;
             run_bench(&targets, options, &say).await
@@ -614,7 +620,7 @@ async fn run_bench(
     options: &BenchOptions,
     say: &impl Fn(String),
 ) -> Result<BenchReport, Failure> {
-    let im_node = Node::connect(&targets.im).await?;
+    let im_node = targets.im();
     let genesis = im_node.genesis(None).await?;
     let banks = &targets.banks;
     let supply_before = im_node
@@ -660,17 +666,11 @@ async fn run_bench(
         let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
         let after = targets.statuses().await?;
         let seconds = measured.as_secs_f64().max(f64::EPSILON);
-        let im_index = targets
-            .nodes
-            .iter()
-            .position(|(_, url)| *url == targets.im)
-            .unwrap_or(0);
-        let blocks = after[im_index]
+        let (im_before, im_after) = (&before[targets.im], &after[targets.im]);
+        let blocks = im_after
             .blocks_committed
-            .saturating_sub(before[im_index].blocks_committed);
-        let fsyncs = after[im_index]
-            .fsyncs
-            .saturating_sub(before[im_index].fsyncs);
+            .saturating_sub(im_before.blocks_committed);
+        let fsyncs = im_after.fsyncs.saturating_sub(im_before.fsyncs);
         let cpu = targets
             .nodes
             .iter()
@@ -718,27 +718,24 @@ async fn run_bench(
         .wait_height(head.height, Duration::from_secs(60))
         .await?;
     let mut nodes_agree = true;
-    let mut clients = Vec::new();
-    for (_, url) in &targets.nodes {
-        let client = Node::connect(url).await?;
-        let their = client
+    for (_, node) in &targets.nodes {
+        let their = node
             .client
             .head()
             .await
-            .map_err(|error| client.failure(error))?;
+            .map_err(|error| node.failure(error))?;
         nodes_agree &= their.hash == head.hash && their.state_root == head.state_root;
-        clients.push(client);
     }
-    let clients = &clients;
+    let nodes = &targets.nodes;
     let balances = futures::stream::iter(accounts.iter().map(|account| account.id))
         .map(|id| async move {
-            let mut seen = Vec::with_capacity(clients.len());
-            for client in clients {
-                let info = client
+            let mut seen = Vec::with_capacity(nodes.len());
+            for (_, node) in nodes {
+                let info = node
                     .client
                     .account(id.to_string())
                     .await
-                    .map_err(|error| client.failure(error))?;
+                    .map_err(|error| node.failure(error))?;
                 seen.push(info.map(|info| info.balance));
             }
             Ok::<_, Failure>(seen)
