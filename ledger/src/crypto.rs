@@ -2,9 +2,10 @@
 //!
 //! - Transaction credential: Ed25519, signed with ed25519-dalek, verified under ZIP-215 with
 //!   ed25519-zebra, whose single and batch verification accept exactly the same signatures,
-//!   so every node may batch and no two nodes can disagree. It runs on curve25519-dalek 5,
-//!   whose AVX2 and AVX-512 IFMA backends are picked at run time (`.cargo/config.toml`
-//!   compiles the AVX-512 one in).
+//!   so every node may batch and no two nodes can disagree. Batches are checked by
+//!   [`crate::sigbatch`] (ed25519-zebra's batch equation with cached decoded keys). Both run
+//!   on curve25519-dalek 5, whose AVX2 and AVX-512 IFMA backends are picked at run time
+//!   (`.cargo/config.toml` compiles the AVX-512 one in).
 //! - Identity credential: the identity key's signature over the transfer id, sealed with HPKE
 //!   (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the
 //!   escrow key; `info` binds the chain, `aad` the transfer id; fixed length.
@@ -17,7 +18,6 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::Signer;
-use ed25519_zebra::batch;
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
@@ -74,118 +74,7 @@ pub fn verify(key: &PublicKey, message: &Hash32, signature: &Signature) -> Resul
     .map_err(|_| CryptoError::BadSignature)
 }
 
-/// Batches below this size are verified on one thread; spawning costs more than it saves.
-const BATCH_PARALLEL_MIN: usize = 256;
-
-/// A batch of signatures to verify at once, each tagged by the caller (an op index, say) so a
-/// failure can be placed.
-#[derive(Debug)]
-pub struct SignatureBatch<T> {
-    items: Vec<(T, batch::Item)>,
-}
-
-impl<T: Copy + Send + Sync> Default for SignatureBatch<T> {
-    fn default() -> Self {
-        SignatureBatch { items: Vec::new() }
-    }
-}
-
-impl<T: Copy + Send + Sync> SignatureBatch<T> {
-    pub fn with_capacity(capacity: usize) -> Self {
-        SignatureBatch {
-            items: Vec::with_capacity(capacity),
-        }
-    }
-
-    pub fn push(&mut self, tag: T, key: &PublicKey, message: &Hash32, signature: &Signature) {
-        let item = batch::Item::from((
-            ed25519_zebra::VerificationKeyBytes::from(key.0),
-            ed25519_zebra::Signature::from_bytes(&signature.0),
-            message.as_bytes(),
-        ));
-        self.items.push((tag, item));
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Moves every entry of `other` into this batch, retagged.
-    pub fn append<U>(&mut self, other: SignatureBatch<U>, retag: impl Fn(U) -> T) {
-        self.items.extend(
-            other
-                .items
-                .into_iter()
-                .map(|(tag, item)| (retag(tag), item)),
-        );
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Verifies every signature; on failure returns the tag of the first bad one in push
-    /// order. Large batches are split over the available cores.
-    pub fn verify(self) -> Result<(), T> {
-        if self.items.is_empty() {
-            return Ok(());
-        }
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let all_valid = if self.items.len() < BATCH_PARALLEL_MIN || threads < 2 {
-            verify_chunk(&self.items)
-        } else {
-            let chunk = self.items.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = self
-                    .items
-                    .chunks(chunk)
-                    .map(|items| scope.spawn(move || verify_chunk(items)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .all(|handle| handle.join().unwrap_or(false))
-            })
-        };
-        if all_valid {
-            return Ok(());
-        }
-        // Find the first failure one by one: the same rule, so the same answer.
-        for (tag, item) in self.items {
-            if item.verify_single().is_err() {
-                return Err(tag);
-            }
-        }
-        Ok(())
-    }
-}
-
-fn verify_chunk<T>(items: &[(T, batch::Item)]) -> bool {
-    let mut verifier = batch::Verifier::new();
-    for (_, item) in items {
-        verifier.queue(item.clone());
-    }
-    verifier.verify(BatchRng).is_ok()
-}
-
-/// The operating system's randomness (rand_core 0.6's `OsRng`) behind rand_core 0.10's
-/// traits, for the batch verifier's random coefficients.
-struct BatchRng;
-
-impl rand_core_010::TryRng for BatchRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(rand_core::OsRng.next_u32())
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(rand_core::OsRng.next_u64())
-    }
-    fn try_fill_bytes(&mut self, destination: &mut [u8]) -> Result<(), Self::Error> {
-        rand_core::OsRng.fill_bytes(destination);
-        Ok(())
-    }
-}
-
-impl rand_core_010::TryCryptoRng for BatchRng {}
+pub use crate::sigbatch::{DecodedKeys, SignatureBatch};
 
 /// rand_core 0.6 (dalek's) behind rand_core 0.9 (hpke's) traits.
 struct HpkeRng<'a, R>(&'a mut R);

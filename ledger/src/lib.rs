@@ -3,7 +3,8 @@
 //! - [`types`]: ids, amounts, transfers, every op, blocks, attestations, receipts.
 //! - [`codec`]: the one canonical binary encoding (postcard, strictly decoded).
 //! - [`hash`]: domain-separated blake3 and the Merkle tree of ops.
-//! - [`crypto`]: the three credentials (transaction, identity, envelope) and sealing.
+//! - [`crypto`]: the three credentials (transaction, identity, envelope) and sealing;
+//!   [`sigbatch`]: batched signature checks with cached decoded keys.
 //! - [`state`] and [`apply`]: the state and the pure transition `apply(state, block)`.
 //! - [`build`]: a block from ops (the IM's side of `apply`).
 //! - [`store`]: the [`store::Store`] trait and its RocksDB implementation, the only place
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod hash;
 pub mod receipt;
+pub mod sigbatch;
 pub mod state;
 pub mod store;
 pub mod types;

@@ -258,6 +258,114 @@ fn a_large_batch_with_one_bad_signature_reports_its_tag() {
     assert_eq!(batch.verify(), Err(40));
 }
 
+/// The encodings ZIP-215 is about: the eight small-order points, and the non-canonical
+/// encodings of y = 0 and y = 1 (y + p, with either sign bit).
+fn zip215_edge_points() -> Vec<[u8; 32]> {
+    let mut points: Vec<[u8; 32]> = SMALL_ORDER_POINTS
+        .iter()
+        .map(|encoded| PublicKey::from_hex(encoded).unwrap().0)
+        .collect();
+    for low in [0xedu8, 0xee] {
+        for high in [0x7fu8, 0xff] {
+            let mut bytes = [0xffu8; 32];
+            bytes[0] = low;
+            bytes[31] = high;
+            points.push(bytes);
+        }
+    }
+    points
+}
+
+/// Every small-order or non-canonical key with every small-order or non-canonical R, with
+/// s = 0 (valid under the cofactored equation) and s = 1 (not): the batch (with its decoded-
+/// key cache, cold and then warm) gives ed25519-zebra's single verdict on each, alone and
+/// mixed into batches of real signatures.
+#[test]
+fn batch_and_single_agree_on_zip215_edge_cases_with_a_warm_key_cache() {
+    let edges = zip215_edge_points();
+    let mut rng = rng(4);
+    let real_key = crypto::generate_signing_key(&mut rng);
+    let real = (
+        crypto::public_key(&real_key),
+        message(7),
+        crypto::sign(&real_key, &message(7)),
+    );
+    let mut accepted = 0;
+    for (case, (key, r)) in edges
+        .iter()
+        .flat_map(|key| edges.iter().map(move |r| (*key, *r)))
+        .enumerate()
+    {
+        for s_low in [0u8, 1] {
+            let mut bytes = [0u8; 64];
+            bytes[..32].copy_from_slice(&r);
+            bytes[32] = s_low;
+            let signature = Signature(bytes);
+            let key = PublicKey(key);
+            let message = message(case as u64);
+            let single = crypto::verify(&key, &message, &signature).is_ok();
+            accepted += usize::from(single);
+            for round in ["cold", "warm"] {
+                let mut alone = SignatureBatch::default();
+                alone.push(0u8, &key, &message, &signature);
+                assert_eq!(
+                    alone.verify().is_ok(),
+                    single,
+                    "case {case} s={s_low} {round}"
+                );
+                let mut mixed = SignatureBatch::default();
+                mixed.push(0u8, &real.0, &real.1, &real.2);
+                mixed.push(1u8, &key, &message, &signature);
+                mixed.push(2u8, &real.0, &real.1, &real.2);
+                let expected = if single { Ok(()) } else { Err(1) };
+                assert_eq!(mixed.verify(), expected, "case {case} s={s_low} {round}");
+            }
+        }
+    }
+    // Not vacuous: some edge cases pass (s = 0 on small-order points), some fail.
+    assert!(
+        accepted > 0 && accepted < edges.len() * edges.len() * 2,
+        "{accepted}"
+    );
+}
+
+/// Many keys, each signing several times across batches, with one forged signature per
+/// batch at a random place: the cache never turns a bad batch good or a good one bad.
+#[test]
+fn batches_over_many_keys_stay_exact_as_the_cache_fills() {
+    let mut rng = rng(5);
+    let keys: Vec<SigningKey> = (0..64)
+        .map(|_| crypto::generate_signing_key(&mut rng))
+        .collect();
+    for round in 0..6u64 {
+        let items: Vec<(PublicKey, Hash32, Signature)> = (0..80u64)
+            .map(|index| {
+                let key = &keys[((index * 7 + round * 13) % 64) as usize];
+                let message = message(round * 1000 + index);
+                (
+                    crypto::public_key(key),
+                    message,
+                    crypto::sign(key, &message),
+                )
+            })
+            .collect();
+        let bad = (round * 31 % 80) as usize;
+        for forge in [false, true] {
+            let mut batch = SignatureBatch::with_capacity(items.len());
+            for (index, (key, message, signature)) in items.iter().enumerate() {
+                let mut signature = *signature;
+                if forge && index == bad {
+                    // Another key's valid signature over the same message.
+                    signature = crypto::sign(&keys[(bad + 1) % 64], message);
+                }
+                batch.push(index, key, message, &signature);
+            }
+            let expected = if forge { Err(bad) } else { Ok(()) };
+            assert_eq!(batch.verify(), expected, "round {round} forge {forge}");
+        }
+    }
+}
+
 #[test]
 fn small_order_keys_are_refused() {
     for encoded in SMALL_ORDER_POINTS {
