@@ -35,8 +35,10 @@ const CF_LOCAL: &str = "local";
 /// Families never read by key while the node runs: accounts, nonces and served orders are
 /// loaded into memory by one scan at start.
 const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
-/// The blocks family's memtable size (see `open`).
-const BLOCKS_WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// Families written by every block: blocks, the transfer index, accounts and nonces.
+const STEADY_FAMILIES: [&str; 4] = [CF_BLOCKS, CF_TRANSFERS, CF_ACCOUNTS, CF_NONCES];
+/// The memtable size of the steadily written families (see `open`).
+const STEADY_WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// Bytes of a transfer id that pick its memtable bucket.
 const TRANSFER_PREFIX_BYTES: usize = 8;
 const COLUMN_FAMILIES: [&str; 9] = [
@@ -179,12 +181,15 @@ impl RocksStore {
                 // a block touches.
                 cf_options.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             }
-            if *name == CF_BLOCKS {
-                // Blocks are most of the bytes written. A default 64 MiB memtable is
-                // flushed (on every node at once, since they hold the same chain) as one
-                // large file write that delays the WAL syncs of the blocks after it by
-                // 100-250 ms; smaller memtables flush more often, in smaller steps.
-                cf_options.set_write_buffer_size(BLOCKS_WRITE_BUFFER_BYTES);
+            if STEADY_FAMILIES.contains(name) {
+                // Every node writes the same rows at the same rate, so every node flushes
+                // at the same moment, on two cores shared by all. A default 64 MiB memtable
+                // is one large flush: for blocks a file write that delayed the WAL syncs
+                // behind it by 100-250 ms; for accounts (rewritten by every transfer, so
+                // 750,000 entries of 1,000 keys) a sort of 1.7 s on the single flush
+                // thread, with the blocks flush queued behind it, which held up the
+                // pipeline for seconds in 60 s runs. 8 MiB memtables flush in small steps.
+                cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
             }
             if *name == CF_TRANSFERS {
                 // Looked up by id only, never iterated: a hash of small skip lists keyed by
@@ -193,7 +198,7 @@ impl RocksStore {
                     TRANSFER_PREFIX_BYTES,
                 ));
                 cf_options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
-                    bucket_count: 1 << 18,
+                    bucket_count: 1 << 17,
                     height: 4,
                     branching_factor: 4,
                 });

@@ -19,7 +19,7 @@ use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
 use halfveil_ledger::{AccountId, Amount, BankId, Memo, Nonce, TimeMs, Transfer, VERSION};
 use halfveil_node::metrics::process_cpu_seconds;
-use halfveil_node::rpc::{AdminApiClient, ApiClient, NodeStatus, Submitted};
+use halfveil_node::rpc::{AdminApiClient, ApiClient, NodeStatus, Submitted, TransferStatus};
 use hdrhistogram::Histogram;
 use rand_core::{OsRng, RngCore};
 use secrecy::ExposeSecret;
@@ -174,6 +174,8 @@ pub struct RunReport {
     pub committed_rate: f64,
     pub latency: Latency,
     pub rejected: BTreeMap<String, u64>,
+    /// One rejected transfer per code and the reason its refusal gives.
+    pub rejection_examples: BTreeMap<String, RejectionExample>,
     pub unanswered: u64,
     pub blocks: u64,
     pub blocks_per_s: f64,
@@ -182,6 +184,14 @@ pub struct RunReport {
     pub cpu: Vec<NodeCost>,
     /// The load generator's own CPU on the same machine.
     pub client_cpu_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectionExample {
+    pub id: String,
+    /// Who refused it and why, from the signed refusal (`hv_transferStatus`).
+    pub by: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +269,37 @@ async fn open_accounts(
 
 /// Signs and seals `count` envelopes, each payer paying an account of the other bank,
 /// using every core. Returns per bank the hex envelopes in offering order.
+/// Payer and payee (indexes into the accounts, whose banks are `homes`) of `count`
+/// payments: payers in turn; every payee at the next bank (so each payment crosses banks),
+/// a different one each round. With one bank, any other account of it.
+fn plan_payments(homes: &[BankId], count: usize) -> Vec<(usize, usize)> {
+    let total = homes.len();
+    let mut by_bank: BTreeMap<BankId, Vec<usize>> = BTreeMap::new();
+    for (index, bank) in homes.iter().enumerate() {
+        by_bank.entry(*bank).or_default().push(index);
+    }
+    let lists: Vec<&Vec<usize>> = by_bank.values().collect();
+    let mut home = vec![0usize; total];
+    for (position, list) in lists.iter().enumerate() {
+        for &index in list.iter() {
+            home[index] = position;
+        }
+    }
+    (0..count)
+        .filter(|_| total >= 2)
+        .map(|step| {
+            let payer = step % total;
+            let round = step / total;
+            let payees = lists[(home[payer] + 1) % lists.len()];
+            let mut payee = payees[(payer + round) % payees.len()];
+            if payee == payer {
+                payee = payees[(payer + round + 1) % payees.len()];
+            }
+            (payer, payee)
+        })
+        .collect()
+}
+
 fn prepare_envelopes(
     genesis: &ValidGenesis,
     accounts: &mut [BenchAccount],
@@ -268,17 +309,10 @@ fn prepare_envelopes(
     let params = &genesis.params;
     let expires_at =
         TimeMs(crate::cluster::now_ms() + params.limits.transfer_expiry_ms_max - 1_000);
-    let total = accounts.len();
     // Plan first (cheap, sequential): payer, payee, nonce.
+    let homes: Vec<BankId> = accounts.iter().map(|account| account.bank).collect();
     let mut plan = Vec::with_capacity(count);
-    for step in 0..count {
-        let payer = step % total;
-        let payee = (payer + 1 + 2 * ((step / total) % (total / 2).max(1))) % total;
-        let payee = if accounts[payee].bank == accounts[payer].bank {
-            (payee + 1) % total
-        } else {
-            payee
-        };
+    for (payer, payee) in plan_payments(&homes, count) {
         let nonce = accounts[payer].next_nonce;
         accounts[payer].next_nonce += 1;
         plan.push((payer, accounts[payee].id, nonce));
@@ -348,9 +382,44 @@ fn prepare_envelopes(
 struct Tally {
     latencies_us: Vec<u64>,
     rejected: BTreeMap<String, u64>,
+    /// The first rejected transfer of each code, with the bank it was submitted to.
+    examples: BTreeMap<String, (usize, String)>,
     committed: u64,
     last_final: Option<Instant>,
     unanswered: u64,
+}
+
+impl Tally {
+    fn reject(&mut self, bank: usize, id: String, code: String) {
+        *self.rejected.entry(code.clone()).or_default() += 1;
+        self.examples.entry(code).or_insert((bank, id));
+    }
+}
+
+/// The signed reason of each example refusal, asked of the bank the transfer went to.
+async fn rejection_examples(
+    banks: &[(BankId, String)],
+    examples: BTreeMap<String, (usize, String)>,
+) -> BTreeMap<String, RejectionExample> {
+    let mut explained = BTreeMap::new();
+    for (code, (bank, id)) in examples {
+        let Some((_, url)) = banks.get(bank) else {
+            continue;
+        };
+        let (by, detail) = match Node::connect(url).await {
+            Ok(node) => match node.client.transfer_status(id.clone()).await {
+                Ok(TransferStatus::Rejected { by, detail, .. }) => (by, detail),
+                Ok(other) => (String::new(), format!("status now: {other:?}")),
+                Err(error) => (String::new(), format!("status unavailable: {error}")),
+            },
+            Err(error) => (
+                String::new(),
+                format!("status unavailable: {}", error.message),
+            ),
+        };
+        explained.insert(code, RejectionExample { id, by, detail });
+    }
+    explained
 }
 
 /// Offers `envelopes` (per bank) at `rate` per second, open-loop, and measures outcomes.
@@ -401,9 +470,7 @@ async fn offer(
                         match answer {
                             Submitted::Pending { id } => pending.push(id),
                             Submitted::Committed { .. } => tally.committed += 1,
-                            Submitted::Rejected { code, .. } => {
-                                *tally.rejected.entry(code).or_default() += 1
-                            }
+                            Submitted::Rejected { id, code } => tally.reject(index, id, code),
                             Submitted::Error { message, .. } => {
                                 *tally.rejected.entry(message).or_default() += 1
                             }
@@ -433,7 +500,7 @@ async fn offer(
                                 tally.committed += 1;
                                 tally.latencies_us.push(latency);
                             }
-                            Some(code) => *tally.rejected.entry(code).or_default() += 1,
+                            Some(code) => tally.reject(index, outcome.id, code),
                         }
                     }
                     tally.last_final = Some(now);
@@ -597,6 +664,14 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             "tx/blk"
         )];
         lines.extend(report.runs.iter().map(render_run));
+        for run in &report.runs {
+            for (code, example) in &run.rejection_examples {
+                lines.push(format!(
+                    "at {}/s, {code}: {} ({} by {})",
+                    run.offered_rate, example.detail, example.id, example.by
+                ));
+            }
+        }
         lines.push(format!(
             "{} accounts; head {}; nodes agree: {}; supply conserved: {}; report in {}",
             report.accounts,
@@ -688,6 +763,7 @@ async fn run_bench(
             committed_rate: tally.committed as f64 / seconds,
             latency: latency_of(&tally.latencies_us)?,
             rejected: tally.rejected,
+            rejection_examples: rejection_examples(banks, tally.examples).await,
             unanswered: tally.unanswered,
             blocks,
             blocks_per_s: blocks as f64 / seconds,
@@ -760,4 +836,51 @@ async fn run_bench(
         nodes_agree,
         supply_conserved: total == issued && head.supply == supply_before + issued,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Over more rounds than there are accounts (the old plan paid an account to itself
+    /// after 499 rounds of 1,000), no payment is to its payer and every one crosses banks.
+    #[test]
+    fn planned_payments_cross_banks_and_never_pay_the_payer() {
+        for (homes, rounds) in [
+            (
+                (0..1000u16)
+                    .map(|index| BankId(index % 2))
+                    .collect::<Vec<_>>(),
+                600,
+            ),
+            (
+                (0..10u16)
+                    .map(|index| BankId(u16::from(index >= 3)))
+                    .collect(),
+                40,
+            ),
+            ((0..7u16).map(|index| BankId(index % 3)).collect(), 20),
+        ] {
+            let plan = plan_payments(&homes, homes.len() * rounds);
+            assert_eq!(plan.len(), homes.len() * rounds);
+            for (step, (payer, payee)) in plan.iter().enumerate() {
+                assert_eq!(*payer, step % homes.len());
+                assert_ne!(homes[*payer], homes[*payee], "step {step}");
+            }
+            // Payees vary: each payer pays more than one account.
+            let first: Vec<usize> = plan.iter().take(homes.len()).map(|(_, p)| *p).collect();
+            let second: Vec<usize> = plan
+                .iter()
+                .skip(homes.len())
+                .take(homes.len())
+                .map(|(_, p)| *p)
+                .collect();
+            assert_ne!(first, second);
+        }
+        let one_bank = vec![BankId(0); 4];
+        for (payer, payee) in plan_payments(&one_bank, 40) {
+            assert_ne!(payer, payee);
+        }
+        assert!(plan_payments(&[BankId(0)], 5).is_empty());
+    }
 }
