@@ -169,6 +169,15 @@ impl RocksStore {
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.set_max_background_jobs(2);
+        // Flushes and compactions at the lowest CPU priority (nice 19): every node writes
+        // the same rows, so all of them flush at the same moment, and a flush (sorting and
+        // compressing 8 MB) competed with the payment pipeline for the same cores and held
+        // it up by 100-300 ms. Background work now takes the cores the pipeline leaves;
+        // if it falls behind, RocksDB's own write stall is the backpressure.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_high_priority_thread_pool_cpu_priority();
+        options.set_env(&env);
         options.set_bytes_per_sync(1 << 20);
         // Vector memtables (below) take one writer at a time; ours is one thread anyway.
         options.set_allow_concurrent_memtable_write(false);

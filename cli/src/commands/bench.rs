@@ -158,6 +158,15 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// One second of a run: the transfers sent in it that committed, and their latency.
+#[derive(Debug, Serialize, Clone)]
+pub struct Second {
+    pub second: u32,
+    pub committed: u64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 #[derive(Debug, Serialize, Clone)]
 pub struct NodeCost {
     pub node: String,
@@ -173,6 +182,8 @@ pub struct RunReport {
     pub committed: u64,
     pub committed_rate: f64,
     pub latency: Latency,
+    /// Latency by the second the transfers were sent in: where the tail happened.
+    pub timeline: Vec<Second>,
     pub rejected: BTreeMap<String, u64>,
     /// One rejected transfer per code and the reason its refusal gives.
     pub rejection_examples: BTreeMap<String, RejectionExample>,
@@ -380,7 +391,8 @@ fn prepare_envelopes(
 /// What the collector learns about each batch.
 #[derive(Default)]
 struct Tally {
-    latencies_us: Vec<u64>,
+    /// Per committed transfer: the second of the run it was sent in, and its latency.
+    latencies_us: Vec<(u32, u64)>,
     rejected: BTreeMap<String, u64>,
     /// The first rejected transfer of each code, with the bank it was submitted to.
     examples: BTreeMap<String, (usize, String)>,
@@ -454,6 +466,7 @@ async fn offer(
             let tally = Arc::clone(&tally);
             tasks.push(tokio::spawn(async move {
                 let sent = Instant::now();
+                let second = u32::try_from(sent.duration_since(started).as_secs()).unwrap_or(0);
                 let count = batch.len() as u64;
                 let answers = match node.client.submit_batch(batch).await {
                     Ok(answers) => answers,
@@ -498,7 +511,7 @@ async fn offer(
                         match outcome.code {
                             None => {
                                 tally.committed += 1;
-                                tally.latencies_us.push(latency);
+                                tally.latencies_us.push((second, latency));
                             }
                             Some(code) => tally.reject(index, outcome.id, code),
                         }
@@ -525,10 +538,10 @@ async fn offer(
     Ok((tally, measured))
 }
 
-fn latency_of(latencies_us: &[u64]) -> Result<Latency, Failure> {
+fn latency_of(latencies_us: impl Iterator<Item = u64>) -> Result<Latency, Failure> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|error| Failure::error(format!("histogram: {error}")))?;
-    for &latency in latencies_us {
+    for latency in latencies_us {
         histogram.saturating_record(latency.max(1));
     }
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
@@ -539,6 +552,26 @@ fn latency_of(latencies_us: &[u64]) -> Result<Latency, Failure> {
         p999_ms: ms(0.999),
         max_ms: histogram.max() as f64 / 1000.0,
     })
+}
+
+fn timeline_of(latencies_us: &[(u32, u64)]) -> Result<Vec<Second>, Failure> {
+    let mut by_second: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (second, latency) in latencies_us {
+        by_second.entry(*second).or_default().push(*latency);
+    }
+    by_second
+        .into_iter()
+        .map(|(second, latencies)| {
+            let committed = latencies.len() as u64;
+            let latency = latency_of(latencies.into_iter())?;
+            Ok(Second {
+                second,
+                committed,
+                p99_ms: latency.p99_ms,
+                max_ms: latency.max_ms,
+            })
+        })
+        .collect()
 }
 
 fn render_run(run: &RunReport) -> String {
@@ -761,7 +794,8 @@ async fn run_bench(
             offered: count as u64,
             committed: tally.committed,
             committed_rate: tally.committed as f64 / seconds,
-            latency: latency_of(&tally.latencies_us)?,
+            latency: latency_of(tally.latencies_us.iter().map(|(_, latency)| *latency))?,
+            timeline: timeline_of(&tally.latencies_us)?,
             rejected: tally.rejected,
             rejection_examples: rejection_examples(banks, tally.examples).await,
             unanswered: tally.unanswered,
