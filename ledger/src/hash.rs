@@ -102,9 +102,47 @@ impl Domain {
         }
     }
 
-    /// A hasher for this domain, for inputs fed in pieces.
+    /// Every domain, in declaration order (`self as usize` indexes it).
+    pub const ALL: [Domain; 22] = [
+        Domain::TransferId,
+        Domain::OpHash,
+        Domain::MerkleLeaf,
+        Domain::MerkleNode,
+        Domain::MerkleEmpty,
+        Domain::BlockHash,
+        Domain::AccountId,
+        Domain::Attestation,
+        Domain::AttestationHash,
+        Domain::OpenAccount,
+        Domain::RotateKey,
+        Domain::CloseAccount,
+        Domain::IdentitySignature,
+        Domain::DisclosureOrder,
+        Domain::StateLeaf,
+        Domain::StateRoot,
+        Domain::Genesis,
+        Domain::EnvelopeAad,
+        Domain::Rejection,
+        Domain::LocalStorageKey,
+        Domain::DisclosureResult,
+        Domain::DisclosureBasis,
+    ];
+
+    /// A hasher for this domain, for inputs fed in pieces. `derive_key` mode first hashes
+    /// the context string into a key; that is done once per domain per process and the
+    /// keyed hasher cloned (a few hundred bytes) for each hash.
     pub fn hasher(self) -> blake3::Hasher {
-        blake3::Hasher::new_derive_key(self.context())
+        static PROTOTYPES: std::sync::OnceLock<Vec<blake3::Hasher>> = std::sync::OnceLock::new();
+        let prototypes = PROTOTYPES.get_or_init(|| {
+            Domain::ALL
+                .iter()
+                .map(|domain| blake3::Hasher::new_derive_key(domain.context()))
+                .collect()
+        });
+        match prototypes.get(self as usize) {
+            Some(prototype) => prototype.clone(),
+            None => blake3::Hasher::new_derive_key(self.context()),
+        }
     }
 
     /// Hashes `bytes` in this domain.
@@ -227,6 +265,22 @@ impl MerkleProof {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cached hashers are the `derive_key` hashers of their own contexts: `ALL` is in
+    /// declaration order, every context is distinct, and short and long inputs agree.
+    #[test]
+    fn cached_domain_hashers_match_derive_key_for_every_domain() {
+        let mut contexts = std::collections::HashSet::new();
+        for (index, domain) in Domain::ALL.iter().enumerate() {
+            assert_eq!(*domain as usize, index, "{domain:?}");
+            assert!(contexts.insert(domain.context()), "{domain:?}");
+            for input in [&b""[..], b"abc", &[7u8; 3000][..]] {
+                let expected = blake3::derive_key(domain.context(), input);
+                assert_eq!(domain.hash(input).0, expected, "{domain:?}");
+                assert_eq!(domain.hash(input).0, expected, "{domain:?} again");
+            }
+        }
+    }
 
     fn leaves(count: usize) -> Vec<Hash32> {
         (0..count)
