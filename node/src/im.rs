@@ -39,6 +39,9 @@ const ADMIN_OPS_PER_BLOCK_MAX: usize = 1024;
 const APPROVALS_IN_FLIGHT_MAX: usize = 2;
 /// Attempts to build a block, each dropping one op that breaks a rule.
 const BUILD_ATTEMPTS_MAX: usize = 16;
+/// Blocks are built on the tick and when a round of approvals completes, but at least this
+/// far apart, so fast rounds at low load do not multiply the per-block work.
+const BLOCK_SPACING_MIN: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Who waits for an admin op's block.
 #[derive(Debug)]
@@ -87,6 +90,8 @@ pub struct ImRole {
     admin: VecDeque<AdminOp>,
     approvals_in_flight: HashMap<BankId, usize>,
     block_waiters: HashMap<Height, Vec<AdminWaiter>>,
+    /// When the last block was built: blocks are at least [`BLOCK_SPACING_MIN`] apart.
+    last_block_at: Option<tokio::time::Instant>,
 }
 
 impl ImRole {
@@ -104,6 +109,7 @@ impl ImRole {
             admin: VecDeque::new(),
             approvals_in_flight: HashMap::new(),
             block_waiters: HashMap::new(),
+            last_block_at: None,
         }
     }
 
@@ -431,6 +437,15 @@ impl Service {
             dropped.push((drop, None));
         }
         self.im_notify_dropped(dropped);
+        // The last answer of a round of approvals: build the block now rather than at the
+        // next tick (up to 10 ms later); then ask about what was admitted meanwhile.
+        let round_done = match &self.role {
+            Role::IdentityManager(im) => im.approvals_in_flight.values().all(|count| *count == 0),
+            Role::Bank(_) => false,
+        };
+        if round_done && !self.stopping && self.can_queue_write() && self.im_block_due() {
+            self.im_produce_block(now_ms());
+        }
         self.im_ask_approvals();
     }
 
@@ -488,8 +503,18 @@ impl Service {
         };
         self.im_notify_dropped(expired.into_iter().map(|drop| (drop, None)).collect());
         self.im_ask_approvals();
-        if self.can_queue_write() {
+        if self.can_queue_write() && self.im_block_due() {
             self.im_produce_block(now);
+        }
+    }
+
+    /// Whether the last block is at least [`BLOCK_SPACING_MIN`] old.
+    fn im_block_due(&self) -> bool {
+        match &self.role {
+            Role::IdentityManager(im) => im
+                .last_block_at
+                .is_none_or(|at| at.elapsed() >= BLOCK_SPACING_MIN),
+            Role::Bank(_) => false,
         }
     }
 
@@ -647,6 +672,7 @@ impl Service {
         self.metrics
             .pool_pending
             .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
+        im.last_block_at = Some(tokio::time::Instant::now());
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
         self.queue_write(Arc::new(block), hash, change, Some(height), vault);
