@@ -308,28 +308,11 @@ mod tests {
             .collect()
     }
 
-    /// The eight small-order points and the non-canonical encodings of y = 0 and y = 1.
-    fn edge_points() -> Vec<[u8; 32]> {
-        let mut points: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
-            .iter()
-            .map(|point| point.compress().to_bytes())
-            .collect();
-        for low in [0xedu8, 0xee] {
-            for high in [0x7fu8, 0xff] {
-                let mut bytes = [0xffu8; 32];
-                bytes[0] = low;
-                bytes[31] = high;
-                points.push(bytes);
-            }
-        }
-        points
-    }
-
     /// The batch equation itself (no single-signature fallback) gives ed25519-zebra's single
     /// verdict on every ZIP-215 edge case, cold and with the key cached.
     #[test]
     fn the_batch_equation_matches_single_verification_on_edge_cases() {
-        let edges = edge_points();
+        let edges = crate::testkit::zip215_edge_points();
         let message = crate::hash::Domain::TransferId.hash(b"edge");
         let mut verdicts = [0usize; 2];
         for key in &edges {

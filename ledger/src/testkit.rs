@@ -311,3 +311,21 @@ impl TestChain {
         crypto::public_key(&self.validator)
     }
 }
+
+/// The encodings ZIP-215 is about: the eight small-order points (canonical), and the
+/// non-canonical encodings of y = 0 and y = 1 (y + p), with either sign bit.
+pub fn zip215_edge_points() -> Vec<[u8; 32]> {
+    let mut points: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+        .iter()
+        .map(|point| point.compress().to_bytes())
+        .collect();
+    for low in [0xedu8, 0xee] {
+        for high in [0x7fu8, 0xff] {
+            let mut bytes = [0xffu8; 32];
+            bytes[0] = low;
+            bytes[31] = high;
+            points.push(bytes);
+        }
+    }
+    points
+}

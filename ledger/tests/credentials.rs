@@ -258,31 +258,13 @@ fn a_large_batch_with_one_bad_signature_reports_its_tag() {
     assert_eq!(batch.verify(), Err(40));
 }
 
-/// The encodings ZIP-215 is about: the eight small-order points, and the non-canonical
-/// encodings of y = 0 and y = 1 (y + p, with either sign bit).
-fn zip215_edge_points() -> Vec<[u8; 32]> {
-    let mut points: Vec<[u8; 32]> = SMALL_ORDER_POINTS
-        .iter()
-        .map(|encoded| PublicKey::from_hex(encoded).unwrap().0)
-        .collect();
-    for low in [0xedu8, 0xee] {
-        for high in [0x7fu8, 0xff] {
-            let mut bytes = [0xffu8; 32];
-            bytes[0] = low;
-            bytes[31] = high;
-            points.push(bytes);
-        }
-    }
-    points
-}
-
 /// Every small-order or non-canonical key with every small-order or non-canonical R, with
 /// s = 0 (valid under the cofactored equation) and s = 1 (not): the batch (with its decoded-
 /// key cache, cold and then warm) gives ed25519-zebra's single verdict on each, alone and
 /// mixed into batches of real signatures.
 #[test]
 fn batch_and_single_agree_on_zip215_edge_cases_with_a_warm_key_cache() {
-    let edges = zip215_edge_points();
+    let edges = halfveil_ledger::testkit::zip215_edge_points();
     let mut rng = rng(4);
     let real_key = crypto::generate_signing_key(&mut rng);
     let real = (
