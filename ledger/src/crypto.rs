@@ -74,7 +74,7 @@ pub fn verify(key: &PublicKey, message: &Hash32, signature: &Signature) -> Resul
     .map_err(|_| CryptoError::BadSignature)
 }
 
-pub use crate::sigbatch::{DecodedKeys, SignatureBatch};
+pub use crate::sigbatch::SignatureBatch;
 
 /// rand_core 0.6 (dalek's) behind rand_core 0.9 (hpke's) traits.
 struct HpkeRng<'a, R>(&'a mut R);

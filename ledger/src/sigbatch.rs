@@ -212,7 +212,7 @@ fn decoded_keys() -> &'static DecodedKeys {
 /// it becomes the previous one (whose keys are dropped). A key used in every generation
 /// stays; the size never exceeds two generations. Only keys that decode are kept.
 #[derive(Debug)]
-pub struct DecodedKeys {
+pub(crate) struct DecodedKeys {
     generation_size: usize,
     generations: Mutex<Generations>,
 }
@@ -240,6 +240,7 @@ impl Generations {
         self.current.insert(key, point);
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
@@ -280,12 +281,9 @@ impl DecodedKeys {
     }
 
     /// How many keys are cached.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {

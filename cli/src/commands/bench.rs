@@ -285,6 +285,9 @@ async fn open_accounts(
 /// a different one each round. With one bank, any other account of it.
 fn plan_payments(homes: &[BankId], count: usize) -> Vec<(usize, usize)> {
     let total = homes.len();
+    if total < 2 {
+        return Vec::new();
+    }
     let mut by_bank: BTreeMap<BankId, Vec<usize>> = BTreeMap::new();
     for (index, bank) in homes.iter().enumerate() {
         by_bank.entry(*bank).or_default().push(index);
@@ -297,7 +300,6 @@ fn plan_payments(homes: &[BankId], count: usize) -> Vec<(usize, usize)> {
         }
     }
     (0..count)
-        .filter(|_| total >= 2)
         .map(|step| {
             let payer = step % total;
             let round = step / total;
@@ -410,26 +412,25 @@ impl Tally {
 
 /// The signed reason of each example refusal, asked of the bank the transfer went to.
 async fn rejection_examples(
-    banks: &[(BankId, String)],
-    examples: BTreeMap<String, (usize, String)>,
+    clients: &[Arc<Node>],
+    examples: &BTreeMap<String, (usize, String)>,
 ) -> BTreeMap<String, RejectionExample> {
     let mut explained = BTreeMap::new();
     for (code, (bank, id)) in examples {
-        let Some((_, url)) = banks.get(bank) else {
+        let Some(node) = clients.get(*bank) else {
             continue;
         };
-        let (by, detail) = match Node::connect(url).await {
-            Ok(node) => match node.client.transfer_status(id.clone()).await {
-                Ok(TransferStatus::Rejected { by, detail, .. }) => (by, detail),
-                Ok(other) => (String::new(), format!("status now: {other:?}")),
-                Err(error) => (String::new(), format!("status unavailable: {error}")),
-            },
-            Err(error) => (
-                String::new(),
-                format!("status unavailable: {}", error.message),
-            ),
+        let (by, detail) = match node.client.transfer_status(id.clone()).await {
+            Ok(TransferStatus::Rejected { by, detail, .. }) => (by, detail),
+            Ok(other) => (String::new(), format!("status now: {other:?}")),
+            Err(error) => (String::new(), format!("status unavailable: {error}")),
         };
-        explained.insert(code, RejectionExample { id, by, detail });
+        let example = RejectionExample {
+            id: id.clone(),
+            by,
+            detail,
+        };
+        explained.insert(code.clone(), example);
     }
     explained
 }
@@ -440,7 +441,7 @@ async fn offer(
     envelopes: Vec<Vec<String>>,
     rate: u64,
     duration: Duration,
-) -> Result<(Tally, Duration), Failure> {
+) -> Result<(Tally, Duration, BTreeMap<String, RejectionExample>), Failure> {
     let mut clients = Vec::new();
     for (_, url) in banks {
         clients.push(Arc::new(Node::connect(url).await?));
@@ -535,7 +536,8 @@ async fn offer(
         .map(|last| last.duration_since(started))
         .unwrap_or(offered_for)
         .max(offered_for);
-    Ok((tally, measured))
+    let examples = rejection_examples(&clients, &tally.examples).await;
+    Ok((tally, measured, examples))
 }
 
 fn latency_of(latencies_us: impl Iterator<Item = u64>) -> Result<Latency, Failure> {
@@ -770,7 +772,8 @@ async fn run_bench(
         ));
         let before = targets.statuses().await?;
         let client_before = process_cpu_seconds().unwrap_or(0.0);
-        let (tally, measured) = offer(banks, envelopes, rate, options.duration).await?;
+        let (tally, measured, rejection_examples) =
+            offer(banks, envelopes, rate, options.duration).await?;
         let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
         let after = targets.statuses().await?;
         let seconds = measured.as_secs_f64().max(f64::EPSILON);
@@ -797,7 +800,7 @@ async fn run_bench(
             latency: latency_of(tally.latencies_us.iter().map(|(_, latency)| *latency))?,
             timeline: timeline_of(&tally.latencies_us)?,
             rejected: tally.rejected,
-            rejection_examples: rejection_examples(banks, tally.examples).await,
+            rejection_examples,
             unanswered: tally.unanswered,
             blocks,
             blocks_per_s: blocks as f64 / seconds,
