@@ -352,12 +352,17 @@ impl Store for RocksStore {
         let Some(head) = self.read_head()? else {
             return Ok(State::genesis(params)?);
         };
-        let accounts: HashMap<AccountId, Account> = self
+        let mut accounts: HashMap<AccountId, Account> = self
             .scan(CF_ACCOUNTS, |key, value| {
                 Ok((account_id_from(key)?, codec::decode::<Account>(value, 256)?))
             })?
             .into_iter()
             .collect();
+        // A block writes the accounts it touched; an account genesis opened and no block
+        // has touched since has no row and still its genesis value.
+        for (id, account) in State::genesis(params)?.accounts {
+            accounts.entry(id).or_insert(account);
+        }
         let nonces = self.scan(CF_NONCES, |key, value| {
             if key.len() != 40 {
                 return Err(corrupt("nonce key is not 40 bytes"));

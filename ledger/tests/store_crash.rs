@@ -402,3 +402,35 @@ fn a_tampered_database_is_refused_at_load() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+/// Accounts that genesis opens are state rows from the start: a store reopened after blocks
+/// that never touched them still holds them.
+#[test]
+fn genesis_accounts_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new();
+    let (holder, _) = writer.chain.new_account(halfveil_ledger::BankId(0));
+    writer
+        .chain
+        .params
+        .initial_accounts
+        .push(halfveil_ledger::state::InitialAccount {
+            tx_key: halfveil_ledger::crypto::public_key(&holder.tx_key),
+            bank: halfveil_ledger::BankId(0),
+            balance: Amount(5_000),
+        });
+    writer.chain.state = State::genesis(&writer.chain.params).unwrap();
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    writer.commit_next(&store);
+    writer.commit_next(&store);
+    drop(store);
+
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    let loaded = store.load_state(&params).unwrap();
+    assert_eq!(loaded.state_root(), writer.chain.state.state_root());
+    assert_eq!(
+        loaded.account(&holder.id).map(|account| account.balance),
+        Some(Amount(5_000))
+    );
+}
