@@ -235,20 +235,24 @@ impl TransferPool {
         let payer = state
             .account(&transfer.payer)
             .filter(|account| !account.closed)
-            .ok_or((
-                RejectCode::UnknownAccount,
-                format!("unknown payer {}", transfer.payer),
-            ))?;
+            .ok_or_else(|| {
+                (
+                    RejectCode::UnknownAccount,
+                    format!("unknown payer {}", transfer.payer),
+                )
+            })?;
         if payer.bank != bank {
             return invalid("the payer's home bank did not forward this transfer");
         }
         let payee = state
             .account(&transfer.payee)
             .filter(|account| !account.closed)
-            .ok_or((
-                RejectCode::UnknownAccount,
-                format!("unknown payee {}", transfer.payee),
-            ))?;
+            .ok_or_else(|| {
+                (
+                    RejectCode::UnknownAccount,
+                    format!("unknown payee {}", transfer.payee),
+                )
+            })?;
         if state.nonce_used(&transfer.payer, transfer.nonce)
             || self.nonces.contains(&(transfer.payer, transfer.nonce))
         {

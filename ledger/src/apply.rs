@@ -250,11 +250,13 @@ pub fn apply_blocks_pending(
         // rule it breaks (a wrong height, say, before the signature).
         Some(block) => {
             pending.verify()?;
-            let error = apply(params, state, block).err().unwrap_or(ApplyError {
-                height: block.header().height,
-                op: None,
-                violation: Violation::BadBlockSignature,
-            });
+            let error = apply(params, state, block)
+                .err()
+                .unwrap_or_else(|| ApplyError {
+                    height: block.header().height,
+                    op: None,
+                    violation: Violation::BadBlockSignature,
+                });
             Err(Box::new((good_headers, error)))
         }
         None => Ok(pending),

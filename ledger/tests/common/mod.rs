@@ -50,7 +50,7 @@ pub fn forge(
         &attestations,
         &ops,
     )
-    .map_or(chain.state.state_root(), |change| change.state_root);
+    .map_or_else(|_| chain.state.state_root(), |change| change.state_root);
     let header = BlockHeader {
         version: VERSION,
         chain_id: chain.params.chain_id.clone(),
