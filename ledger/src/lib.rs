@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod hash;
 pub mod receipt;
+pub mod sharded;
 pub mod sigbatch;
 pub mod state;
 pub mod store;

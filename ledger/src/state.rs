@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::CodecError;
 use crate::hash::{Domain, Hash32};
+use crate::sharded::ShardedMap;
 use crate::types::{
     AccountId, Amount, BankId, ChainId, Height, Nonce, PublicKey, TimeMs, X25519PublicKey,
 };
@@ -163,7 +164,8 @@ pub struct State {
     pub time: TimeMs,
     pub supply: Amount,
     pub(crate) accounts: HashMap<AccountId, Account>,
-    pub(crate) nonces: HashMap<(AccountId, Nonce), TimeMs>,
+    /// Sharded: it grows by every transfer, and a plain map's doubling stalled the node.
+    pub(crate) nonces: ShardedMap<(AccountId, Nonce), TimeMs>,
     pub(crate) expiries: BTreeSet<(TimeMs, AccountId, Nonce)>,
     pub(crate) served_orders: HashSet<Hash32>,
     pub(crate) lthash: LtHash,
@@ -199,7 +201,7 @@ impl State {
             time: params.genesis_time,
             supply: Amount(0),
             accounts: HashMap::new(),
-            nonces: HashMap::new(),
+            nonces: ShardedMap::new(),
             expiries: BTreeSet::new(),
             served_orders: HashSet::new(),
             lthash: LtHash::default(),
@@ -237,7 +239,7 @@ impl State {
         for (id, account) in &accounts {
             lthash.add(&StateLeaf::Account(id, account))?;
         }
-        let mut nonce_map = HashMap::with_capacity(nonces.len());
+        let mut nonce_map = ShardedMap::new();
         let mut expiries = BTreeSet::new();
         for (account, nonce, expires_at) in nonces {
             lthash.add(&StateLeaf::Nonce(&account, nonce, expires_at))?;

@@ -6,13 +6,14 @@
 //! Business keys are stored encrypted at rest under a key derived from the bank's
 //! attestation key; status and limits live beside them in the store's local table.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halfveil_ledger::crypto::{
     self, BusinessKey, Envelope, SealedIdentityRecord, SigningKey, SEALED_IDENTITY_RECORD_BYTES,
 };
+use halfveil_ledger::sharded::ShardedMap;
 use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     attestation_message, codec, open_account_message, AccountId, AttestationKind, BankId,
@@ -100,8 +101,12 @@ pub struct BankRole {
     storage_secret: Zeroizing<[u8; 32]>,
     pub accounts: HashMap<AccountId, LocalAccount>,
     outbox: VecDeque<TransactionRequest>,
-    tracked: HashMap<Hash32, Tracked>,
+    /// Sharded: it grows by every transfer, and a plain map's doubling stalled the bank.
+    tracked: ShardedMap<Hash32, Tracked>,
     tracked_order: VecDeque<Hash32>,
+    /// The tracked transfers still pending, by expiry: the sweep reads only the expired
+    /// ones, not every tracked transfer each second.
+    pending_by_expiry: BTreeSet<(TimeMs, Hash32)>,
     forwards_in_flight: usize,
     /// Spent per account on the current UTC day (in memory; see the operator guide).
     spent: HashMap<AccountId, (u64, u64)>,
@@ -170,8 +175,9 @@ impl BankRole {
             storage_secret,
             accounts,
             outbox: VecDeque::new(),
-            tracked: HashMap::new(),
+            tracked: ShardedMap::new(),
             tracked_order: VecDeque::new(),
+            pending_by_expiry: BTreeSet::new(),
             forwards_in_flight: 0,
             spent: HashMap::new(),
             last_sweep: Instant::now(),
@@ -193,9 +199,10 @@ impl BankRole {
         let Some(tracked) = self.tracked.get_mut(&id) else {
             return;
         };
-        if tracked.track != Track::Pending {
+        if tracked.track != Track::Pending || track == Track::Pending {
             return;
         }
+        self.pending_by_expiry.remove(&(tracked.expires_at, id));
         if matches!(track, Track::Rejected(_)) {
             if let Some((_, spent)) = self.spent.get_mut(&tracked.payer) {
                 *spent = spent.saturating_sub(tracked.amount);
@@ -207,8 +214,14 @@ impl BankRole {
     fn remember(&mut self, id: Hash32, tracked: Tracked) {
         if self.tracked.len() >= TRACKED_MAX {
             if let Some(oldest) = self.tracked_order.pop_front() {
-                self.tracked.remove(&oldest);
+                if let Some(forgotten) = self.tracked.remove(&oldest) {
+                    self.pending_by_expiry
+                        .remove(&(forgotten.expires_at, oldest));
+                }
             }
+        }
+        if tracked.track == Track::Pending {
+            self.pending_by_expiry.insert((tracked.expires_at, id));
         }
         self.tracked.insert(id, tracked);
         self.tracked_order.push_back(id);
@@ -422,10 +435,14 @@ impl Service {
                     .0
                     .saturating_sub(u64::try_from(EXPIRY_GRACE.as_millis()).unwrap_or(0)),
             );
-            for (id, tracked) in &bank.tracked {
-                if tracked.track == Track::Pending
-                    && tracked.expires_at <= cutoff
-                    && tracked.accepted.elapsed() >= EXPIRY_GRACE
+            for (_, id) in bank
+                .pending_by_expiry
+                .range(..=(cutoff, Hash32([u8::MAX; 32])))
+            {
+                if bank
+                    .tracked
+                    .get(id)
+                    .is_some_and(|tracked| tracked.accepted.elapsed() >= EXPIRY_GRACE)
                 {
                     expired.push(*id);
                 }

@@ -417,5 +417,14 @@ fn a_bank_catches_up_from_another_bank_while_the_im_is_down() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(net.balance_at("bank-2", &carol), 5);
+
+    // A transfer bank-1 cannot forward stays pending until it expires; then bank-1 itself
+    // refuses it as expired (after a grace for a block built just before the expiry).
+    let (_, stranded) = net.envelope(&keys, &carol, 1, 5, now_ms() + 1_000, &keys.business_key);
+    assert_eq!(
+        rejected(&net.submit("bank-1", &stranded).unwrap()),
+        ("bank 0".into(), "expired".into())
+    );
+    assert_eq!(net.balance_at("bank-1", &carol), 5);
     net.stop_all();
 }
