@@ -208,8 +208,10 @@ fn killed_writers_lose_nothing_they_reported() {
     let dir = tempfile::tempdir().unwrap();
     let params = Writer::new().chain.params;
     let mut head = 0;
-    // Three kill points; each writer resumes from what the previous one left.
-    for (reports, delay_ms) in [(3, 0), (8, 2), (15, 5)] {
+    // Four kill points; each writer resumes from what the previous one left. The last
+    // runs long enough for the blocks family to switch memtables a few times, so the
+    // database is killed while it writes into a recycled WAL file.
+    for (reports, delay_ms) in [(3, 0), (8, 2), (15, 5), (1_200, 1)] {
         let reported = run_and_kill(dir.path(), reports, Duration::from_millis(delay_ms));
         assert!(
             reported > head,
@@ -217,7 +219,7 @@ fn killed_writers_lose_nothing_they_reported() {
         );
         head = check_after_crash(dir.path(), &params, reported).0;
     }
-    assert!(head >= 3 + 8 + 15);
+    assert!(head >= 3 + 8 + 15 + 1_200);
 }
 
 /// A fresh store and a small chain written to it.

@@ -4,12 +4,19 @@
 //! out or published before that.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{AccountId, Block, Hash32, Height, StateChange};
 use tokio::sync::oneshot;
+use tracing::warn;
+
+/// A block write slower than this is logged at `warn`: every transfer in the block, and in
+/// the blocks queued behind it, waits for it. On the reference machine a write takes 1-5 ms;
+/// the rare slow ones (an fsync behind a RocksDB flush) are where the bench's latency spikes
+/// come from.
+pub const SLOW_WRITE: Duration = Duration::from_millis(50);
 
 /// Blocks queued for writing at most; the node does not build further ahead.
 pub const WRITE_QUEUE_MAX: usize = 4;
@@ -55,6 +62,16 @@ impl Writer {
                             .map_err(|error| {
                                 format!("cannot store block {}: {error}", job.block.height())
                             });
+                    if let Ok(took) = result {
+                        if took >= SLOW_WRITE {
+                            warn!(
+                                height = %job.block.height(),
+                                ms = took.as_millis() as u64,
+                                ops = job.block.ops.len(),
+                                "slow block write"
+                            );
+                        }
+                    }
                     let _ = job.done.send(result);
                 }
             })
