@@ -335,7 +335,9 @@ fn envelope_aad(
         account,
         bank,
     };
-    Ok(Domain::EnvelopeAad.hash(&codec::encode(&aad)?))
+    Ok(codec::with_encoded(&aad, |bytes| {
+        Domain::EnvelopeAad.hash(bytes)
+    })?)
 }
 
 impl Envelope {

@@ -100,8 +100,9 @@ enum StateLeaf<'a> {
 
 impl LtHash {
     fn of_leaf(leaf: &StateLeaf<'_>) -> Result<[u16; LTHASH_LANES], CodecError> {
-        let bytes = codec::encode(leaf)?;
-        let mut reader = Domain::StateLeaf.hasher().update(&bytes).finalize_xof();
+        let mut reader = codec::with_encoded(leaf, |bytes| {
+            Domain::StateLeaf.hasher().update(bytes).finalize_xof()
+        })?;
         let mut raw = [0u8; LTHASH_LANES * 2];
         reader.fill(&mut raw);
         let mut lanes = [0u16; LTHASH_LANES];

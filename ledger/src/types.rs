@@ -254,7 +254,7 @@ impl Transfer {
     /// The transfer's id: the derived hash of its canonical encoding. Signatures are not part
     /// of it, so signature malleability cannot change an id.
     pub fn id(&self) -> Result<Hash32, CodecError> {
-        Ok(Domain::TransferId.hash(&codec::encode(self)?))
+        codec::with_encoded(self, |bytes| Domain::TransferId.hash(bytes))
     }
 }
 
@@ -337,7 +337,7 @@ pub fn attestation_message(
         bank,
         ids,
     };
-    Ok(Domain::Attestation.hash(&codec::encode(&message)?))
+    codec::with_encoded(&message, |bytes| Domain::Attestation.hash(bytes))
 }
 
 /// Opens an account at `bank` for the holder of `tx_key`.
@@ -491,7 +491,7 @@ pub enum Op {
 impl Op {
     /// The op's hash, a leaf of the block's op root.
     pub fn hash(&self) -> Result<Hash32, CodecError> {
-        Ok(Domain::OpHash.hash(&codec::encode(self)?))
+        codec::with_encoded(self, |bytes| Domain::OpHash.hash(bytes))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -529,7 +529,7 @@ pub struct BlockHeader {
 
 impl BlockHeader {
     pub fn hash(&self) -> Result<Hash32, CodecError> {
-        Ok(Domain::BlockHash.hash(&codec::encode(self)?))
+        codec::with_encoded(self, |bytes| Domain::BlockHash.hash(bytes))
     }
 }
 
@@ -667,7 +667,7 @@ pub fn rejection_message(
         code,
         detail,
     };
-    Ok(Domain::Rejection.hash(&codec::encode(&message)?))
+    codec::with_encoded(&message, |bytes| Domain::Rejection.hash(bytes))
 }
 
 impl Rejection {
