@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
-    AccountId, Block, ChainParams, Hash32, Height, Op, Rejection, State, StateChange, TimeMs,
+    AccountId, Block, ChainParams, Hash32, Height, Rejection, State, StateChange, TimeMs,
 };
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::network::{NetEvent, NetworkHandle};
 use crate::protocol::{Request, Response, SYNC_BLOCKS_MAX};
 use crate::rpc::{AccountInfo, BankLimits, NodeStatus, OpenAccountParams, OpenedAccount};
-use crate::writer::{WriteJob, Writer, WRITE_QUEUE_MAX};
+use crate::writer::{Stored, WriteJob, Writer, WRITE_QUEUE_MAX};
 
 /// Bound of the service's input channel.
 pub const INPUT_CAPACITY: usize = 4096;
@@ -98,7 +98,7 @@ pub enum Input {
     Rpc(RpcCommand),
     Written {
         block: Arc<Block>,
-        result: Result<Duration, String>,
+        result: Result<Stored, String>,
     },
     Tick,
     Im(crate::im::ImInput),
@@ -482,10 +482,10 @@ impl Service {
         self.writes_in_flight < WRITE_QUEUE_MAX - 1
     }
 
-    async fn on_written(&mut self, block: Arc<Block>, result: Result<Duration, String>) {
+    async fn on_written(&mut self, block: Arc<Block>, result: Result<Stored, String>) {
         self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
-        let elapsed = match result {
-            Ok(elapsed) => elapsed,
+        let stored = match result {
+            Ok(stored) => stored,
             Err(error) => {
                 // The state in memory is ahead of the disk: the only safe move is to stop and
                 // restart from what is stored.
@@ -497,24 +497,20 @@ impl Service {
         self.metrics.blocks_committed.inc();
         self.metrics
             .block_commit_seconds
-            .observe(elapsed.as_secs_f64());
+            .observe(stored.took.as_secs_f64());
         self.metrics
             .head_height
             .set(i64::try_from(block.height().0).unwrap_or(i64::MAX));
-        let mut transfers = 0u64;
-        for (index, op) in block.ops.iter().enumerate() {
-            if let Op::Transfer(transfer) = op {
-                transfers += 1;
-                if let Ok(id) = transfer.request.transfer.id() {
-                    let track = Track::Committed {
-                        height: block.height(),
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                    };
-                    self.resolve(id, track);
-                }
-            }
+        self.metrics
+            .transfers_committed
+            .inc_by(stored.transfers.len() as u64);
+        for (id, index) in stored.transfers {
+            let track = Track::Committed {
+                height: block.height(),
+                index,
+            };
+            self.resolve(id, track);
         }
-        self.metrics.transfers_committed.inc_by(transfers);
         match self.role {
             Role::IdentityManager(_) => self.im_on_written(block).await,
             Role::Bank(_) => self.bank_on_written(&block),

@@ -29,7 +29,17 @@ pub struct WriteJob {
     pub change: StateChange,
     pub last_signed: Option<Height>,
     pub vault: Vec<(AccountId, SealedIdentityRecord)>,
-    pub done: oneshot::Sender<Result<std::time::Duration, String>>,
+    pub done: oneshot::Sender<Result<Stored, String>>,
+}
+
+/// What the writer reports once a block is on disk.
+#[derive(Debug)]
+pub struct Stored {
+    /// How long the synced write took.
+    pub took: Duration,
+    /// The block's transfer ids with their op index, as `apply` computed them: the node
+    /// answers their waiters without hashing every transfer again.
+    pub transfers: Vec<(Hash32, u32)>,
 }
 
 /// The writer thread's handle.
@@ -46,7 +56,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("halfveil-writer".into())
             .spawn(move || {
-                for job in queue {
+                for mut job in queue {
                     let started = Instant::now();
                     let write = BlockWrite {
                         block: &job.block,
@@ -72,6 +82,10 @@ impl Writer {
                             );
                         }
                     }
+                    let result = result.map(|took| Stored {
+                        took,
+                        transfers: std::mem::take(&mut job.change.transfers),
+                    });
                     let _ = job.done.send(result);
                 }
             })
