@@ -100,7 +100,8 @@ pub struct BankRole {
     key: SigningKey,
     storage_secret: Zeroizing<[u8; 32]>,
     pub accounts: HashMap<AccountId, LocalAccount>,
-    outbox: VecDeque<TransactionRequest>,
+    /// Accepted transfers not yet forwarded, with their ids.
+    outbox: VecDeque<(Hash32, TransactionRequest)>,
     /// Sharded: it grows by every transfer, and a plain map's doubling stalled the bank.
     tracked: ShardedMap<Hash32, Tracked>,
     tracked_order: VecDeque<Hash32>,
@@ -415,7 +416,7 @@ impl Service {
             amount: transfer.amount.0,
         };
         if track == Track::Pending {
-            bank.outbox.push_back(request);
+            bank.outbox.push_back((id, request));
         }
         bank.remember(id, tracked);
         Ok((id, track))
@@ -451,11 +452,8 @@ impl Service {
         let mut batches = Vec::new();
         while bank.forwards_in_flight < FORWARDS_IN_FLIGHT_MAX && !bank.outbox.is_empty() {
             let count = bank.outbox.len().min(BATCH_TRANSFERS_MAX);
-            let requests: Vec<TransactionRequest> = bank.outbox.drain(..count).collect();
-            let ids: Vec<Hash32> = requests
-                .iter()
-                .filter_map(|request| request.transfer.id().ok())
-                .collect();
+            let (ids, requests): (Vec<Hash32>, Vec<TransactionRequest>) =
+                bank.outbox.drain(..count).unzip();
             let Ok(message) =
                 attestation_message(&chain_id, AttestationKind::PayerOk, bank.id, &ids)
             else {
