@@ -38,7 +38,7 @@ const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
 /// Families written by every block: blocks, the transfer index, accounts and nonces.
 const STEADY_FAMILIES: [&str; 4] = [CF_BLOCKS, CF_TRANSFERS, CF_ACCOUNTS, CF_NONCES];
 /// The memtable size of the steadily written families (see `open`).
-const STEADY_WRITE_BUFFER_BYTES: usize = 8 << 20;
+const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// Bytes of a transfer id that pick its memtable bucket.
 const TRANSFER_PREFIX_BYTES: usize = 8;
 const COLUMN_FAMILIES: [&str; 9] = [
@@ -202,7 +202,11 @@ impl RocksStore {
                 // behind it by 100-250 ms; for accounts (rewritten by every transfer, so
                 // 750,000 entries of 1,000 keys) a sort of 1.7 s on the single flush
                 // thread, with the blocks flush queued behind it, which held up the
-                // pipeline for seconds in 60 s runs. 8 MiB memtables flush in small steps.
+                // pipeline for seconds in 60 s runs. Small memtables flush in small steps.
+                // 2 MiB rather than 8: the table file a flush writes and syncs is what
+                // the next blocks' fdatasync waits behind (75-150 ms after an 8 MB file
+                // on the reference VM); at 5,000/s for 60 s, four runs with 2 MiB had one
+                // such stall in all (at start), against one in every run with 8 MiB.
                 cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
             }
             if *name == CF_TRANSFERS {
