@@ -1,9 +1,10 @@
 //! The one canonical binary encoding of everything hashed, signed, stored or sent.
 //!
 //! The encoding is postcard (serde). postcard alone accepts a few non-minimal forms (an
-//! over-long varint, say), so [`decode`] re-encodes what it decoded and refuses input that
-//! differs: one value has exactly one encoding, and an id computed over bytes can never be
-//! changed by re-encoding them. Every decode is bounded in size and refuses trailing bytes.
+//! over-long varint, say), so [`decode`] refuses input longer than the canonical encoding
+//! of what it decoded (the only other forms are longer): one value has exactly one
+//! encoding, and an id computed over bytes can never be changed by re-encoding them.
+//! Every decode is bounded in size and refuses trailing bytes.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -74,10 +75,26 @@ pub fn decode<T: Serialize + DeserializeOwned>(
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes { bytes: rest.len() });
     }
-    let again = encode(&value)?;
-    if again != bytes {
+    // The only forms postcard accepts beyond the canonical one are over-long varints, and
+    // each is longer than its canonical form (our one custom serde, `byte_array`, is
+    // verbatim; bools and option tags other than 0 and 1 are refused by postcard). So the
+    // input is canonical exactly when the value's canonical encoding has its length:
+    // counted without building it, where re-encoding a block or a batch allocated and
+    // copied it once more on every hop. Test builds still compare the bytes.
+    let canonical_bytes = postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        &value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(|error| CodecError::Encode {
+        reason: error.to_string(),
+    })?;
+    if canonical_bytes != bytes.len() {
         return Err(CodecError::NotCanonical);
     }
+    debug_assert!(
+        encode(&value).is_ok_and(|again| again == bytes),
+        "a value of canonical length re-encodes to other bytes"
+    );
     Ok(value)
 }
 
@@ -182,5 +199,30 @@ mod tests {
     #[test]
     fn non_boolean_byte_is_refused() {
         assert!(decode::<bool>(&[2], 8).is_err());
+    }
+
+    /// An over-long varint anywhere inside a value (a length, a field, an option's
+    /// content) is refused; so is an option tag other than 0 and 1.
+    #[test]
+    fn non_canonical_forms_inside_a_value_are_refused() {
+        type Value = (u64, Vec<u16>, Option<u32>, String);
+        let value: Value = (300, vec![1, 2], Some(5), "hv".into());
+        let canonical = encode(&value).unwrap();
+        assert_eq!(canonical, [0xac, 0x02, 2, 1, 2, 1, 5, 2, b'h', b'v']);
+        assert_eq!(decode::<Value>(&canonical, 64).unwrap(), value);
+        let variants: [&[u8]; 4] = [
+            &[0xac, 0x82, 0x00, 2, 1, 2, 1, 5, 2, b'h', b'v'],
+            &[0xac, 0x02, 0x82, 0x00, 1, 2, 1, 5, 2, b'h', b'v'],
+            &[0xac, 0x02, 2, 1, 0x82, 0x00, 1, 5, 2, b'h', b'v'],
+            &[0xac, 0x02, 2, 1, 2, 1, 0x85, 0x00, 2, b'h', b'v'],
+        ];
+        for bytes in variants {
+            assert!(
+                matches!(decode::<Value>(bytes, 64), Err(CodecError::NotCanonical)),
+                "{bytes:02x?}"
+            );
+        }
+        let bad_tag = [0xac, 0x02, 2, 1, 2, 2, 5, 2, b'h', b'v'];
+        assert!(decode::<Value>(&bad_tag, 64).is_err());
     }
 }
