@@ -106,7 +106,8 @@ impl<K: ShardKey, V> ShardedMap<K, V> {
     }
 
     /// The entry count of the fullest shard.
-    pub fn largest_shard(&self) -> usize {
+    #[cfg(test)]
+    fn largest_shard(&self) -> usize {
         self.shards.iter().map(HashMap::len).max().unwrap_or(0)
     }
 }
