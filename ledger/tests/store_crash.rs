@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use halfveil_ledger::build::propose;
 use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::store::{BlockWrite, Location, RocksStore, Store};
+use halfveil_ledger::store::{BlockWrite, Location, RocksStore, Store, WAL_BYTES_MAX};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
     apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, StoreError,
@@ -435,4 +435,72 @@ fn genesis_accounts_survive_a_reopen() {
         loaded.account(&holder.id).map(|account| account.balance),
         Some(Amount(5_000))
     );
+}
+
+/// The write-ahead log stays bounded however unevenly the families are written: here every
+/// block carries a large vault row (a family that never fills its memtable), which without
+/// `max_total_wal_size` pinned every WAL file since the start. A bounded log is the live file
+/// plus up to a few obsolete files of about the same size kept for recycling.
+#[test]
+fn the_write_ahead_log_stays_bounded() {
+    const BLOCKS: usize = 160;
+    const RECORD_BYTES: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new();
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    let mut last = None;
+    for index in 0..BLOCKS {
+        let (block, change) = writer.next_block();
+        let hash = block.header().hash().unwrap();
+        let account = writer.accounts[index % writer.accounts.len()].id;
+        let record = SealedIdentityRecord(vec![index as u8; RECORD_BYTES]);
+        let vault = [(account, record.clone())];
+        store
+            .commit(&BlockWrite {
+                block: &block,
+                block_hash: hash,
+                change: &change,
+                last_signed: Some(block.height()),
+                vault: &vault,
+            })
+            .unwrap();
+        writer.chain.state.commit(&change, hash);
+        last = Some((account, record));
+    }
+    let wal_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
+            .map(|entry| entry.metadata().unwrap().len())
+            .sum()
+    };
+    // Flushes run in the background; give the last one a moment.
+    let written = (BLOCKS * RECORD_BYTES) as u64;
+    let bound = 4 * (WAL_BYTES_MAX + 2 * RECORD_BYTES as u64);
+    assert!(written > bound + 16 * RECORD_BYTES as u64);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut kept = wal_bytes(dir.path());
+    while kept > bound && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        kept = wal_bytes(dir.path());
+    }
+    assert!(
+        kept <= bound,
+        "{kept} bytes of WAL kept after writing {written}: {:?}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (entry.file_name(), entry.metadata().unwrap().len())
+            })
+            .collect::<Vec<_>>()
+    );
+    // Nothing was lost to the flushes that bounded it.
+    drop(store);
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    assert_eq!(store.head().unwrap().height, Height(BLOCKS as u64));
+    let (account, record) = last.unwrap();
+    assert_eq!(store.vault_record(&account).unwrap(), Some(record));
 }
