@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub pool_pending: Gauge,
     pub queue_full: Counter,
     pub gossip_published_bytes: Counter,
+    /// Gossiped blocks received, by what became of them (`relay`, `drop`, `invalid`).
+    pub gossip_blocks: Family<[(&'static str, &'static str); 1], Counter>,
     pub ready: Gauge,
     pub block_commit_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
@@ -48,6 +51,7 @@ impl Metrics {
             pool_pending: Gauge::default(),
             queue_full: Counter::default(),
             gossip_published_bytes: Counter::default(),
+            gossip_blocks: Family::default(),
             ready: Gauge::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
@@ -92,6 +96,11 @@ impl Metrics {
             "gossip_published_bytes",
             "Bytes of blocks published",
             metrics.gossip_published_bytes.clone(),
+        );
+        registry.register(
+            "gossip_blocks",
+            "Gossiped blocks received: relay (checked and applied), drop (known or ahead), invalid",
+            metrics.gossip_blocks.clone(),
         );
         registry.register(
             "ready",

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::bank::BankRole;
 use crate::im::ImRole;
 use crate::metrics::Metrics;
-use crate::network::{NetEvent, NetworkHandle};
+use crate::network::{BlockVerdict, NetEvent, NetworkHandle};
 use crate::protocol::{Request, Response, SYNC_BLOCKS_MAX};
 use crate::rpc::{AccountInfo, BankLimits, NodeStatus, OpenAccountParams, OpenedAccount};
 use crate::writer::{Stored, WriteJob, Writer, WRITE_QUEUE_MAX};
@@ -220,7 +220,18 @@ impl Service {
                 }
             }
             NetEvent::Disconnected(_) => self.peers = self.peers.saturating_sub(1),
-            NetEvent::Block { peer, bytes } => self.on_gossip_block(peer, &bytes).await,
+            NetEvent::Block {
+                peer,
+                message,
+                bytes,
+            } => {
+                let verdict = self.on_gossip_block(peer, &bytes).await;
+                self.metrics
+                    .gossip_blocks
+                    .get_or_create(&[("verdict", verdict.label())])
+                    .inc();
+                self.net.report_block(message, peer, verdict).await;
+            }
             NetEvent::Request {
                 peer,
                 request,
@@ -348,22 +359,26 @@ impl Service {
         }
     }
 
-    async fn on_gossip_block(&mut self, peer: PeerId, bytes: &[u8]) {
+    /// A block from gossip: apply it, queue it behind a sync, or find it known. The verdict
+    /// tells gossip whether to relay it.
+    async fn on_gossip_block(&mut self, peer: PeerId, bytes: &[u8]) -> BlockVerdict {
         if matches!(self.role, Role::IdentityManager(_)) || self.halted {
-            return;
+            return BlockVerdict::Drop;
         }
         let block = match Block::decode(bytes) {
             Ok(block) => Arc::new(block),
             Err(error) => {
                 warn!(%peer, %error, "undecodable block refused");
-                return;
+                return BlockVerdict::Invalid;
             }
         };
-        let hash = match block.header().hash() {
-            Ok(hash) => hash,
-            Err(_) => return,
+        let Ok(hash) = block.header().hash() else {
+            return BlockVerdict::Invalid;
         };
-        let stored = if block.height() <= self.state.height {
+        let stored = if block.height() == self.state.height {
+            // The head's hash is in memory; no need to read the block back.
+            Some(self.state.head_hash)
+        } else if block.height() < self.state.height {
             self.stored_hash(block.height()).await
         } else {
             None
@@ -371,18 +386,24 @@ impl Service {
         match halfveil_consensus::follower::decide(self.state.height, block.height(), &hash, stored)
         {
             halfveil_consensus::follower::Decision::Apply => {
-                self.accept_block(block).await;
+                if self.accept_block(block).await {
+                    BlockVerdict::Relay
+                } else {
+                    BlockVerdict::Invalid
+                }
             }
-            halfveil_consensus::follower::Decision::Known => {}
+            halfveil_consensus::follower::Decision::Known => BlockVerdict::Drop,
             halfveil_consensus::follower::Decision::Fetch { .. } => {
                 if self.ahead.len() < 64 {
                     self.ahead.push_back(block);
                 }
                 // The peer that relayed the block has the ones before it.
                 self.start_sync(peer);
+                BlockVerdict::Drop
             }
             halfveil_consensus::follower::Decision::Conflict { stored } => {
-                self.on_conflict(block, hash, stored).await
+                self.on_conflict(block, hash, stored).await;
+                BlockVerdict::Drop
             }
         }
     }

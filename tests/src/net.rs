@@ -260,6 +260,29 @@ impl TestNet {
         Ok(())
     }
 
+    /// The node's Prometheus text, fetched from the metrics address in its config.
+    pub fn metrics(&self, name: &str) -> String {
+        use std::io::{Read, Write};
+        let config = halfveil_node::config::Config::load(&self.node(name).home).expect("config");
+        let mut stream = std::net::TcpStream::connect(config.metrics.listen).expect("metrics");
+        stream.set_read_timeout(Some(STEP_LIMIT)).expect("timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("metrics request");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("metrics response");
+        text
+    }
+
+    /// One sample of a node's metrics, by its full name with labels (0 when absent).
+    pub fn metric(&self, name: &str, sample: &str) -> f64 {
+        self.metrics(name)
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn status(&self, name: &str) -> Option<NodeStatus> {
         let url = self.rpc(name);
         block_on(async { client(&url).await.ok()?.status().await.ok() })

@@ -96,6 +96,13 @@ fn cross_bank_payment_is_equal_on_every_node_and_private() {
     assert_eq!(net.balance(&bob), 301);
     let head = net.wait_same_head();
     assert_eq!(head.supply, 1_000);
+    // Banks relay the blocks gossip brought them only after checking them, and none failed.
+    for bank in ["bank-1", "bank-2"] {
+        let relayed = net.metric(bank, r#"halfveil_gossip_blocks_total{verdict="relay"}"#);
+        assert!(relayed >= 1.0, "{bank} relayed {relayed} checked blocks");
+        let invalid = net.metric(bank, r#"halfveil_gossip_blocks_total{verdict="invalid"}"#);
+        assert_eq!(invalid, 0.0, "{bank}");
+    }
 
     // Every RPC answer a bank gives about these accounts and blocks.
     let mut rpc_text = String::new();
