@@ -85,6 +85,15 @@ impl Writer {
 
     /// Builds the next block, writes it (with the IM's last signed height) and moves on.
     fn commit_next(&mut self, store: &RocksStore) -> Height {
+        self.commit_next_with(store, &[])
+    }
+
+    /// [`Writer::commit_next`], with vault entries written in the same batch.
+    fn commit_next_with(
+        &mut self,
+        store: &RocksStore,
+        vault: &[(halfveil_ledger::AccountId, SealedIdentityRecord)],
+    ) -> Height {
         let (block, change) = self.next_block();
         let block_hash = block.header().hash().unwrap();
         store
@@ -93,7 +102,7 @@ impl Writer {
                 block_hash,
                 change: &change,
                 last_signed: Some(block.height()),
-                vault: &[],
+                vault,
             })
             .unwrap();
         self.chain.state.commit(&change, block_hash);
@@ -451,21 +460,9 @@ fn the_write_ahead_log_stays_bounded() {
     let store = RocksStore::open(dir.path(), &params).unwrap();
     let mut last = None;
     for index in 0..BLOCKS {
-        let (block, change) = writer.next_block();
-        let hash = block.header().hash().unwrap();
         let account = writer.accounts[index % writer.accounts.len()].id;
         let record = SealedIdentityRecord(vec![index as u8; RECORD_BYTES]);
-        let vault = [(account, record.clone())];
-        store
-            .commit(&BlockWrite {
-                block: &block,
-                block_hash: hash,
-                change: &change,
-                last_signed: Some(block.height()),
-                vault: &vault,
-            })
-            .unwrap();
-        writer.chain.state.commit(&change, hash);
+        writer.commit_next_with(&store, &[(account, record.clone())]);
         last = Some((account, record));
     }
     let wal_bytes = |dir: &Path| -> u64 {
