@@ -136,7 +136,9 @@ impl NetworkHandle {
     }
 
     /// Tells gossip what became of a block it delivered; it relays only [`BlockVerdict::Relay`].
-    pub async fn report_block(
+    /// Never waits: with the command queue full the verdict is dropped, and gossip forgets the
+    /// message unrelayed after a few heartbeats, which costs nothing but the relay.
+    pub fn report_block(
         &self,
         message: gossipsub::MessageId,
         source: PeerId,
@@ -147,8 +149,8 @@ impl NetworkHandle {
             source,
             verdict,
         };
-        if self.commands.send(command).await.is_err() {
-            warn!("network task stopped; block verdict dropped");
+        if self.commands.try_send(command).is_err() {
+            debug!("network queue full or stopped; block verdict dropped");
         }
     }
 

@@ -230,7 +230,7 @@ impl Service {
                     .gossip_blocks
                     .get_or_create(&[("verdict", verdict.label())])
                     .inc();
-                self.net.report_block(message, peer, verdict).await;
+                self.net.report_block(message, peer, verdict);
             }
             NetEvent::Request {
                 peer,
