@@ -6,7 +6,7 @@
 //! One task owns the swarm; the node reaches it through a [`NetworkHandle`] (a bounded
 //! channel) and hears from it through a bounded channel of [`NetEvent`]s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +24,8 @@ use crate::protocol::{self, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
 
 /// Bound of the command and event channels.
 const CHANNEL_CAPACITY: usize = 1024;
+/// Events held for the node before the swarm stops being polled (see `NetworkTask::run`).
+const UNDELIVERED_MAX: usize = 1024;
 /// How long a request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often unconnected peers are dialled again.
@@ -209,6 +211,7 @@ pub fn start(
         commands,
         events: event_sender,
         pending: HashMap::new(),
+        undelivered: VecDeque::new(),
         connected: HashSet::new(),
         metrics,
     };
@@ -304,6 +307,8 @@ struct NetworkTask {
     commands: mpsc::Receiver<NetCommand>,
     events: mpsc::Sender<NetEvent>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    /// Events the node has not taken yet (see `run`).
+    undelivered: VecDeque<NetEvent>,
     connected: HashSet<PeerId>,
     metrics: Metrics,
 }
@@ -316,14 +321,34 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
 }
 
 impl NetworkTask {
+    /// Polls the swarm, carries out commands and hands events to the node. It never waits
+    /// on the node while commands queue up: the node may itself be waiting to queue a
+    /// command (a response, a verdict, a block to publish), and both queues full would be a
+    /// deadlock. Events wait here instead; past [`UNDELIVERED_MAX`] the swarm is not polled,
+    /// which pushes back on the peers, while commands are still carried out.
     async fn run(mut self) {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        // A permit borrows its sender; a clone keeps that borrow off `self`.
+        let events = self.events.clone();
         loop {
+            let has_undelivered = !self.undelivered.is_empty();
+            let room = self.undelivered.len() < UNDELIVERED_MAX;
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                event = self.swarm.select_next_some(), if room => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => break,
+                },
+                permit = events.reserve(), if has_undelivered => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.undelivered.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    Err(_) => {
+                        debug!("node stopped listening to the network");
+                        self.undelivered.clear();
+                    }
                 },
                 _ = redial.tick() => self.dial_missing(),
             }
@@ -399,20 +424,18 @@ impl NetworkTask {
         }
     }
 
-    async fn emit(&mut self, event: NetEvent) {
-        if self.events.send(event).await.is_err() {
-            debug!("node stopped listening to the network");
-        }
+    fn emit(&mut self, event: NetEvent) {
+        self.undelivered.push_back(event);
     }
 
-    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.metrics.peers_connected.inc();
                 if self.connected.insert(peer_id) {
                     info!(peer = %peer_id, "peer connected");
-                    self.emit(NetEvent::Connected(peer_id)).await;
+                    self.emit(NetEvent::Connected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -424,7 +447,7 @@ impl NetworkTask {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     info!(peer = %peer_id, "peer disconnected");
-                    self.emit(NetEvent::Disconnected(peer_id)).await;
+                    self.emit(NetEvent::Disconnected(peer_id));
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -443,15 +466,14 @@ impl NetworkTask {
                     peer: propagation_source,
                     message: message_id,
                     bytes: message.data,
-                })
-                .await;
+                });
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc_event(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc_event(event),
             _ => {}
         }
     }
 
-    async fn on_rpc_event(&mut self, event: request_response::Event<Request, Response>) {
+    fn on_rpc_event(&mut self, event: request_response::Event<Request, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
@@ -461,8 +483,7 @@ impl NetworkTask {
                         peer,
                         request: Box::new(request),
                         channel,
-                    })
-                    .await;
+                    });
                 }
                 request_response::Message::Response {
                     request_id,
