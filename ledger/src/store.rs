@@ -44,6 +44,8 @@ const STEADY_FAMILIES: [&str; 5] = [
     CF_ACCOUNTS,
     CF_NONCES,
 ];
+/// Families compacted by size tiers rather than levels (see `open`).
+const UNIVERSAL_FAMILIES: [&str; 2] = [CF_TRANSFERS, CF_ACCOUNTS];
 /// The memtable size of the steadily written families (see `open`).
 const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// The most bytes of write-ahead log kept. A WAL file can be deleted (or recycled) only
@@ -228,6 +230,19 @@ impl RocksStore {
                 // such stall in all (at start), against one in every run with 8 MiB.
                 cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
             }
+            if UNIVERSAL_FAMILIES.contains(name) {
+                // Both are written by random keys: the transfer index grows for ever, the
+                // accounts are rewritten in place. Leveled compaction (dynamic level sizes)
+                // kept each in one last-level file and merged every four flushed files into
+                // it, rewriting the whole family each time. For the index that grew with the
+                // chain: 10 compactions in 16 s at 14,000/s, the last of 210,630 entries; at
+                // 10,000/s for 60 s, 2.4-2.5 s of compaction CPU per node (0.26-0.32 s now).
+                // With 1,000,000 accounts each rewrite of the accounts was 77 MB (231 MB in a
+                // 60 s run at 5,000/s; 145 MB now). Universal compaction merges runs of
+                // similar size, so an entry is rewritten about log(n) times, for up to twice
+                // the space.
+                cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+            }
             if *name == CF_TRANSFERS {
                 // Looked up by id only, never iterated: a hash of small skip lists keyed by
                 // the id's first bytes (uniform: ids are hashes) instead of one deep list.
@@ -239,14 +254,8 @@ impl RocksStore {
                     height: 4,
                     branching_factor: 4,
                 });
-                // The index only grows, by random keys. Leveled compaction (dynamic level
-                // sizes) kept it in one last-level file and merged every four flushed files
-                // into it, rewriting the whole index each time: 10 compactions in 16 s at
-                // 14,000/s, the last one 210,000 entries and 58 ms of CPU, growing with the
-                // chain (quadratic in its length). Universal compaction merges runs of similar
-                // size, so each entry is rewritten about log(n) times. The memtable's bucket
-                // array takes 1 MiB, so a 2 MiB memtable flushed every 5,250 entries.
-                cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+                // The memtable's bucket array takes 1 MiB, so a 2 MiB memtable flushed every
+                // 5,250 entries.
                 cf_options.set_write_buffer_size(TRANSFERS_WRITE_BUFFER_BYTES);
             }
             ColumnFamilyDescriptor::new(*name, cf_options)
