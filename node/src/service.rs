@@ -402,8 +402,11 @@ impl Service {
                 BlockVerdict::Drop
             }
             halfveil_consensus::follower::Decision::Conflict { stored } => {
-                self.on_conflict(block, hash, stored).await;
-                BlockVerdict::Drop
+                if self.on_conflict(block, hash, stored).await {
+                    BlockVerdict::Drop
+                } else {
+                    BlockVerdict::Invalid
+                }
             }
         }
     }
@@ -423,7 +426,9 @@ impl Service {
     }
 
     /// Two IM-signed blocks at one height: keep both as evidence and stop following.
-    async fn on_conflict(&mut self, block: Arc<Block>, hash: Hash32, stored: Hash32) {
+    /// Returns false if the conflicting block is not even signed by the IM (an invalid block,
+    /// not evidence).
+    async fn on_conflict(&mut self, block: Arc<Block>, hash: Hash32, stored: Hash32) -> bool {
         let signed = halfveil_ledger::crypto::verify(
             &self.params.validator_key,
             &hash,
@@ -432,7 +437,7 @@ impl Service {
         .is_ok();
         if !signed {
             warn!(height = %block.height(), "conflicting block with a bad signature ignored");
-            return;
+            return false;
         }
         error!(height = %block.height(), %hash, %stored, "EQUIVOCATION: the identity manager signed two blocks at one height; stopped following");
         self.halted = true;
@@ -441,6 +446,7 @@ impl Service {
         let value = block.encode().unwrap_or_default();
         let store = Arc::clone(&self.store);
         let _ = tokio::task::spawn_blocking(move || store.local_put(&[(key, value)])).await;
+        true
     }
 
     /// Verifies a block fully and, if valid, applies it in memory and queues its write.
