@@ -336,6 +336,7 @@ impl Service {
         reply: oneshot::Sender<Result<(Hash32, Track), RpcFailure>>,
     ) {
         let _ = reply.send(self.bank_accept(&bytes));
+        self.bank_forward();
     }
 
     /// A batch of envelopes, each answered on its own.
@@ -349,6 +350,7 @@ impl Service {
             .map(|bytes| self.bank_accept(bytes))
             .collect();
         let _ = reply.send(answers);
+        self.bank_forward();
     }
 
     /// Opens one envelope, checks the payer, and queues the transfer for forwarding.
@@ -423,32 +425,62 @@ impl Service {
     }
 
     pub async fn bank_tick(&mut self) {
+        self.bank_expire();
+        self.bank_forward();
+    }
+
+    /// Once a second: declares expired the pending transfers the IM never committed.
+    fn bank_expire(&mut self) {
         let chain_id = self.params.chain_id.clone();
-        let im_peer = self.im_peer();
         let mut expired = Vec::new();
         let Some(bank) = self.bank() else {
             return;
         };
-        if bank.last_sweep.elapsed() >= Duration::from_secs(1) {
-            bank.last_sweep = Instant::now();
-            let cutoff = TimeMs(
-                now_ms()
-                    .0
-                    .saturating_sub(u64::try_from(EXPIRY_GRACE.as_millis()).unwrap_or(0)),
-            );
-            for (_, id) in bank
-                .pending_by_expiry
-                .range(..=(cutoff, Hash32([u8::MAX; 32])))
+        if bank.last_sweep.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        bank.last_sweep = Instant::now();
+        let cutoff = TimeMs(
+            now_ms()
+                .0
+                .saturating_sub(u64::try_from(EXPIRY_GRACE.as_millis()).unwrap_or(0)),
+        );
+        for (_, id) in bank
+            .pending_by_expiry
+            .range(..=(cutoff, Hash32([u8::MAX; 32])))
+        {
+            if bank
+                .tracked
+                .get(id)
+                .is_some_and(|tracked| tracked.accepted.elapsed() >= EXPIRY_GRACE)
             {
-                if bank
-                    .tracked
-                    .get(id)
-                    .is_some_and(|tracked| tracked.accepted.elapsed() >= EXPIRY_GRACE)
-                {
-                    expired.push(*id);
-                }
+                expired.push(*id);
             }
         }
+        for id in expired {
+            let rejection = self.bank().and_then(|bank| {
+                bank.reject(
+                    &chain_id,
+                    id,
+                    RejectCode::Expired,
+                    "expired before it was committed",
+                )
+            });
+            if let Some(rejection) = rejection {
+                self.resolve(id, Track::Rejected(rejection));
+            }
+        }
+    }
+
+    /// Sends the outbox to the IM in attested batches, up to [`FORWARDS_IN_FLIGHT_MAX`] at
+    /// once. Called as soon as envelopes are accepted, so a batch does not wait for the
+    /// tick; under load the in-flight bound makes the batches grow instead.
+    fn bank_forward(&mut self) {
+        let chain_id = self.params.chain_id.clone();
+        let im_peer = self.im_peer();
+        let Some(bank) = self.bank() else {
+            return;
+        };
         let mut batches = Vec::new();
         while bank.forwards_in_flight < FORWARDS_IN_FLIGHT_MAX && !bank.outbox.is_empty() {
             let count = bank.outbox.len().min(BATCH_TRANSFERS_MAX);
@@ -473,19 +505,6 @@ impl Service {
                     attestation,
                 },
             ));
-        }
-        for id in expired {
-            let rejection = self.bank().and_then(|bank| {
-                bank.reject(
-                    &chain_id,
-                    id,
-                    RejectCode::Expired,
-                    "expired before it was committed",
-                )
-            });
-            if let Some(rejection) = rejection {
-                self.resolve(id, Track::Rejected(rejection));
-            }
         }
         for (ids, batch) in batches {
             let net = self.net.clone();
@@ -548,6 +567,8 @@ impl Service {
         for (id, track) in resolved {
             self.resolve(id, track);
         }
+        // A slot is free: what queued while all were in flight goes now, not at the tick.
+        self.bank_forward();
     }
 
     /// The IM reports transfers refused after it accepted them.
