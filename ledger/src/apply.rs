@@ -35,6 +35,89 @@ pub fn apply(
     apply_inner(params, state, block, Signatures::Now).map(|(change, _)| change)
 }
 
+/// [`apply`] in two halves, so the signatures can be verified off the caller's thread:
+/// every rule but the signatures now, and the block's signatures (its header's first)
+/// returned with the change. The change counts only once they verify. A violation found
+/// now is the one [`apply`] names.
+pub fn apply_deferred(
+    params: &ChainParams,
+    state: &State,
+    block: &Block,
+) -> Result<(StateChange, BlockSignatures), ApplyError> {
+    let header = block.header();
+    let deferred = header
+        .hash()
+        .map_err(|error| ApplyError {
+            height: header.height,
+            op: None,
+            violation: error.into(),
+        })
+        .and_then(|hash| {
+            apply_inner(params, state, block, Signatures::Deferred).map(|(change, body)| {
+                let body = body.unwrap_or_default();
+                let mut batch = SignatureBatch::with_capacity(1 + body.len());
+                batch.push(
+                    SigCheck::Block,
+                    &params.validator_key,
+                    &hash,
+                    &block.signed.signature,
+                );
+                batch.append(body, |check| check);
+                (
+                    change,
+                    BlockSignatures {
+                        batch,
+                        height: header.height,
+                        hash,
+                    },
+                )
+            })
+        });
+    match deferred {
+        Ok(applied) => Ok(applied),
+        // A bad signature may come before the rule found broken: `apply` (signatures first)
+        // names what comes first. Only a refused block pays for the second pass.
+        Err(error) => Err(apply(params, state, block).err().unwrap_or(error)),
+    }
+}
+
+/// The signatures of one block that [`apply_deferred`] checked otherwise. It owns what it
+/// needs, so it can be verified on another thread.
+#[derive(Debug)]
+pub struct BlockSignatures {
+    batch: SignatureBatch<SigCheck>,
+    height: Height,
+    hash: Hash32,
+}
+
+impl BlockSignatures {
+    /// Verifies them all; the first bad one, named as [`apply`] names it.
+    pub fn verify(self) -> Result<(), ApplyError> {
+        let height = self.height;
+        self.batch.verify().map_err(|check| {
+            let (op, violation) = check.place();
+            ApplyError {
+                height,
+                op,
+                violation,
+            }
+        })
+    }
+
+    /// The block's hash (its header's), computed on the way.
+    pub fn block_hash(&self) -> Hash32 {
+        self.hash
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
 /// When a block's signatures are verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Signatures {
@@ -42,8 +125,9 @@ enum Signatures {
     Now,
     /// By the caller, later, batched with other blocks' (the header's signature too).
     Deferred,
-    /// Before returning, except the transactions' credentials, which the caller verified.
-    CredentialsVerified,
+    /// Before returning, except the transfers' credentials and the batch attestations,
+    /// which the caller verified as it received them.
+    Admitted,
 }
 
 /// The deferred signatures of one block.
@@ -286,10 +370,11 @@ pub fn execute(
     .map(|(change, _)| change)
 }
 
-/// [`execute`] for a body whose transactions' credentials the caller has already verified
-/// (the IM, at admission, in batches): every other rule and signature is checked. Nodes that
-/// receive the block check everything again.
-pub fn execute_with_verified_credentials(
+/// [`execute`] for a body of admitted transfers: the caller (the IM) verified their
+/// credentials in batches at admission and each batch attestation as it arrived, so those
+/// signatures are not checked again; every other rule and signature is. Nodes that receive
+/// the block check everything.
+pub fn execute_admitted(
     params: &ChainParams,
     state: &State,
     height: Height,
@@ -304,7 +389,7 @@ pub fn execute_with_verified_credentials(
         time,
         attestations,
         ops,
-        Signatures::CredentialsVerified,
+        Signatures::Admitted,
     )
     .map(|(change, _)| change)
 }
@@ -319,7 +404,7 @@ fn execute_inner(
     signatures: Signatures,
 ) -> Result<(StateChange, Pending), ApplyError> {
     let mut execution = Execution::new(params, state, height, time, ops.len());
-    execution.credentials_verified = signatures == Signatures::CredentialsVerified;
+    execution.admitted = signatures == Signatures::Admitted;
     execution.check_sizes(attestations, ops)?;
     execution.attestations(attestations)?;
     for (index, op) in ops.iter().enumerate() {
@@ -333,6 +418,7 @@ fn execute_inner(
 /// Which signature an entry of the batch is, to name the violation if it fails.
 #[derive(Clone, Copy, Debug)]
 enum SigCheck {
+    Block,
     Attestation(usize),
     TxCredential(usize),
     Holder(usize),
@@ -345,6 +431,7 @@ enum SigCheck {
 impl SigCheck {
     fn place(self) -> (Option<usize>, Violation) {
         match self {
+            SigCheck::Block => (None, Violation::BadBlockSignature),
             SigCheck::Attestation(index) => (None, Violation::BadAttestationSignature { index }),
             SigCheck::TxCredential(op) => (Some(op), Violation::BadTxCredential),
             SigCheck::Holder(op) | SigCheck::OldKey(op) | SigCheck::NewKey(op) => {
@@ -370,9 +457,8 @@ struct Execution<'a> {
     transfers: Vec<(Hash32, u32)>,
     attested: HashSet<(u16, Hash32)>,
     signatures: Option<SignatureBatch<SigCheck>>,
-    /// Transaction credentials were verified before (see
-    /// [`execute_with_verified_credentials`]).
-    credentials_verified: bool,
+    /// Credentials and attestations were verified on receipt (see [`execute_admitted`]).
+    admitted: bool,
     issued: u64,
 }
 
@@ -396,7 +482,7 @@ impl<'a> Execution<'a> {
             transfers: Vec::with_capacity(ops),
             attested: HashSet::with_capacity(ops * 2),
             signatures: Some(SignatureBatch::with_capacity(ops + 16)),
-            credentials_verified: false,
+            admitted: false,
             issued: 0,
         }
     }
@@ -416,7 +502,7 @@ impl<'a> Execution<'a> {
         message: &Hash32,
         signature: &crate::types::Signature,
     ) {
-        if self.credentials_verified && matches!(check, SigCheck::TxCredential(_)) {
+        if self.admitted && matches!(check, SigCheck::TxCredential(_) | SigCheck::Attestation(_)) {
             return;
         }
         if let Some(batch) = self.signatures.as_mut() {

@@ -3,7 +3,7 @@
 //! Pure: the signing key and the time come in from outside. The IM's driver (the consensus
 //! crate's state machine) decides *when* to sign and guards against signing a height twice.
 
-use crate::apply::{execute, execute_with_verified_credentials};
+use crate::apply::{execute, execute_admitted};
 use crate::crypto::{self, SigningKey};
 use crate::error::ApplyError;
 use crate::state::{ChainParams, State, StateChange};
@@ -30,11 +30,12 @@ pub fn propose(
         .map_err(|refused| refused.error)
 }
 
-/// Whether [`propose_or_return`] verifies the transactions' credentials.
+/// Whether [`propose_or_return`] verifies the transfers' credentials and attestations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Credentials {
     Check,
-    /// The caller verified them already (the IM, at admission).
+    /// The caller verified them already (the IM, on receipt; see
+    /// [`crate::apply::execute_admitted`]).
     Verified,
 }
 
@@ -89,9 +90,7 @@ pub fn propose_or_return(
     }
     let executed = match credentials {
         Credentials::Check => execute(params, state, height, time, &attestations, &ops),
-        Credentials::Verified => {
-            execute_with_verified_credentials(params, state, height, time, &attestations, &ops)
-        }
+        Credentials::Verified => execute_admitted(params, state, height, time, &attestations, &ops),
     };
     let change = match executed {
         Ok(change) => change,

@@ -28,7 +28,10 @@ pub mod types;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
-pub use apply::{apply, apply_blocks, apply_blocks_pending, execute, PendingSignatures};
+pub use apply::{
+    apply, apply_blocks, apply_blocks_pending, apply_deferred, execute, BlockSignatures,
+    PendingSignatures,
+};
 pub use error::{ApplyError, CodecError, CryptoError, StoreError, Violation};
 pub use hash::{Domain, Hash32};
 pub use state::{Account, ChainParams, Limits, State, StateChange};

@@ -16,10 +16,11 @@ use halfveil_ledger::crypto;
 use halfveil_ledger::hash::{Domain, Hash32};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
-    apply, attestation_message, AccountId, Amount, ApplyError, AttestationKind, AuditorId,
-    AuditorSignature, BankId, BatchAttestation, Block, ChainId, CloseAccount, CryptoError,
-    Disclosure, DisclosureOrder, Height, Issue, Memo, Nonce, Op, OpenAccount, RotateKey, Signature,
-    TimeMs, TransactionRequest, Transfer, TransferOp, Violation, X25519PublicKey, VERSION,
+    apply, apply_deferred, attestation_message, AccountId, Amount, ApplyError, AttestationKind,
+    AuditorId, AuditorSignature, BankId, BatchAttestation, Block, ChainId, CloseAccount,
+    CryptoError, Disclosure, DisclosureOrder, Height, Issue, Memo, Nonce, Op, OpenAccount,
+    RotateKey, Signature, TimeMs, TransactionRequest, Transfer, TransferOp, Violation,
+    X25519PublicKey, VERSION,
 };
 
 const BALANCE: u64 = 1_000;
@@ -1457,57 +1458,136 @@ fn block_size_limits_of_genesis_hold() {
 /// A named change to a transfer.
 type Alteration = Box<dyn Fn(&mut Transfer)>;
 
-/// The IM verifies credentials at admission and builds with
-/// `execute_with_verified_credentials`: that skips exactly the transaction credentials, and
-/// every receiving node's `apply` still refuses a bad one.
+/// The IM verifies credentials at admission and each batch attestation as it arrives, and
+/// builds with `execute_admitted`: that skips exactly those signatures, and every receiving
+/// node's `apply` still refuses a bad one.
 #[test]
-fn building_with_verified_credentials_skips_only_them() {
+fn building_admitted_transfers_skips_only_their_signatures() {
     let mut fixture = fixture();
     let base = fixture.transfer_block();
     let chain = &fixture.chain;
     let time = chain.next_time();
     let height = chain.state.height.next().unwrap();
+    let admitted = |block: &Block| {
+        halfveil_ledger::apply::execute_admitted(
+            &chain.params,
+            &chain.state,
+            height,
+            time,
+            &block.attestations,
+            &block.ops,
+        )
+    };
+    let checked = |block: &Block| {
+        halfveil_ledger::execute(
+            &chain.params,
+            &chain.state,
+            height,
+            time,
+            &block.attestations,
+            &block.ops,
+        )
+    };
 
     let mut bad_credential = base.clone();
     transfer_op_mut(&mut bad_credential, 0)
         .request
         .tx_credential
         .0[3] ^= 1;
-    let skipped = halfveil_ledger::apply::execute_with_verified_credentials(
-        &chain.params,
-        &chain.state,
-        height,
-        time,
-        &bad_credential.attestations,
-        &bad_credential.ops,
+    assert!(
+        admitted(&bad_credential).is_ok(),
+        "the credential was trusted as verified"
     );
-    assert!(skipped.is_ok(), "the credential was trusted as verified");
-    let checked = halfveil_ledger::execute(
-        &chain.params,
-        &chain.state,
-        height,
-        time,
-        &bad_credential.attestations,
-        &bad_credential.ops,
+    assert_eq!(
+        checked(&bad_credential).unwrap_err().violation,
+        Violation::BadTxCredential
     );
-    assert_eq!(checked.unwrap_err().violation, Violation::BadTxCredential);
     reseal(chain, &mut bad_credential);
     assert_rejected!(fixture, bad_credential, Some(0), Violation::BadTxCredential);
 
-    // An attestation's signature is still checked.
     let mut bad_attestation = base.clone();
     bad_attestation.attestations[0].signature.0[3] ^= 1;
-    let refused = halfveil_ledger::apply::execute_with_verified_credentials(
-        &chain.params,
-        &chain.state,
+    assert!(
+        admitted(&bad_attestation).is_ok(),
+        "the attestation was trusted as verified"
+    );
+    assert!(matches!(
+        checked(&bad_attestation).unwrap_err().violation,
+        Violation::BadAttestationSignature { index: 0 }
+    ));
+    reseal(&fixture.chain, &mut bad_attestation);
+    assert_rejected!(
+        fixture,
+        bad_attestation,
+        None,
+        Violation::BadAttestationSignature { index: 0 }
+    );
+
+    // Every other rule is still checked: a transfer pointing at no attestation.
+    let mut unattested = base.clone();
+    transfer_op_mut(&mut unattested, 0).payer_ok = 99;
+    let refused = halfveil_ledger::apply::execute_admitted(
+        &fixture.chain.params,
+        &fixture.chain.state,
         height,
         time,
-        &bad_attestation.attestations,
-        &bad_attestation.ops,
+        &unattested.attestations,
+        &unattested.ops,
     )
     .unwrap_err();
-    assert!(
-        matches!(refused.violation, Violation::BadAttestationSignature { .. }),
-        "{refused:?}"
+    assert_eq!(
+        (refused.op, refused.violation),
+        (Some(0), Violation::MissingAttestation { index: 99 })
     );
+}
+
+/// `apply_deferred` checks every rule but the signatures, and the signatures it returns
+/// decide as `apply` would, naming the same violation.
+#[test]
+fn deferred_signatures_decide_as_apply_does() {
+    let mut fixture = fixture();
+    let block = fixture.transfer_block();
+    let chain = &fixture.chain;
+    let (change, signatures) = apply_deferred(&chain.params, &chain.state, &block).unwrap();
+    let applied = fixture.apply(&block).unwrap();
+    assert_eq!(change.state_root, applied.state_root);
+    assert_eq!(change.transfers, applied.transfers);
+    assert_eq!(signatures.block_hash(), block.header().hash().unwrap());
+    // The header's, two credentials, and each bank's payer-ok and payee-ok attestations.
+    assert_eq!(signatures.len(), 7);
+    signatures.verify().unwrap();
+
+    // A bad credential under an honest-looking header: deferred, then refused.
+    let mut bad_credential = block.clone();
+    transfer_op_mut(&mut bad_credential, 1)
+        .request
+        .tx_credential
+        .0[5] ^= 1;
+    reseal(chain, &mut bad_credential);
+    let (_, signatures) = apply_deferred(&chain.params, &chain.state, &bad_credential).unwrap();
+    let error = signatures.verify().unwrap_err();
+    assert_eq!(error, fixture.apply(&bad_credential).unwrap_err());
+    assert_eq!(
+        (error.op, error.violation),
+        (Some(1), Violation::BadTxCredential)
+    );
+
+    // A block not signed by the IM.
+    let mut unsigned = block.clone();
+    unsigned.signed.signature.0[7] ^= 1;
+    let (_, signatures) = apply_deferred(&chain.params, &chain.state, &unsigned).unwrap();
+    let error = signatures.verify().unwrap_err();
+    assert_eq!(error, fixture.apply(&unsigned).unwrap_err());
+    assert_eq!(
+        (error.op, error.violation),
+        (None, Violation::BadBlockSignature)
+    );
+
+    // A wrong state root that is not signed either: `apply` names the signature first, and
+    // so does `apply_deferred`, though it found the root first.
+    let mut forged_root = block.clone();
+    forged_root.signed.header.state_root = Hash32([9; 32]);
+    let error = apply_deferred(&chain.params, &chain.state, &forged_root).unwrap_err();
+    assert_eq!(error, fixture.apply(&forged_root).unwrap_err());
+    assert_eq!(error.violation, Violation::BadBlockSignature);
 }

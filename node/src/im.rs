@@ -92,6 +92,9 @@ pub struct ImRole {
     block_waiters: HashMap<Height, Vec<AdminWaiter>>,
     /// When the last block was built: blocks are at least [`BLOCK_SPACING_MIN`] apart.
     last_block_at: Option<tokio::time::Instant>,
+    /// A round of approvals completed too soon after the last block: build one as soon as
+    /// the spacing allows rather than at the next tick.
+    block_wanted: bool,
 }
 
 impl ImRole {
@@ -110,6 +113,7 @@ impl ImRole {
             approvals_in_flight: HashMap::new(),
             block_waiters: HashMap::new(),
             last_block_at: None,
+            block_wanted: false,
         }
     }
 
@@ -443,8 +447,14 @@ impl Service {
             Role::IdentityManager(im) => im.approvals_in_flight.values().all(|count| *count == 0),
             Role::Bank(_) => false,
         };
-        if round_done && !self.stopping && self.can_queue_write() && self.im_block_due() {
-            self.im_produce_block(now_ms());
+        if round_done && !self.stopping && self.can_queue_write() {
+            if self.im_block_due() {
+                self.im_produce_block(now_ms());
+            } else if let Role::IdentityManager(im) = &mut self.role {
+                // Waiting for the tick would add up to a tick (10 ms), depending only on
+                // how the tick falls against the payers' rounds.
+                im.block_wanted = true;
+            }
         }
         self.im_ask_approvals();
     }
@@ -508,6 +518,27 @@ impl Service {
         }
     }
 
+    /// When the service should wake to build a wanted block (see `ImRole::block_wanted`).
+    pub fn im_wake_at(&self) -> Option<tokio::time::Instant> {
+        match &self.role {
+            Role::IdentityManager(im) if im.block_wanted => Some(
+                im.last_block_at
+                    .map_or_else(tokio::time::Instant::now, |at| at + BLOCK_SPACING_MIN),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The wanted block's time has come.
+    pub fn im_wake(&mut self) {
+        if let Role::IdentityManager(im) = &mut self.role {
+            im.block_wanted = false;
+        }
+        if !self.stopping && self.can_queue_write() && self.im_block_due() {
+            self.im_produce_block(now_ms());
+        }
+    }
+
     /// Whether the last block is at least [`BLOCK_SPACING_MIN`] old.
     fn im_block_due(&self) -> bool {
         match &self.role {
@@ -526,6 +557,7 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
+        im.block_wanted = false;
         if im.pool.ready_len() == 0 && im.admin.is_empty() {
             return;
         }
@@ -553,16 +585,18 @@ impl Service {
         let mut dropped = Vec::new();
         let mut proposal = None;
         for _ in 0..BUILD_ATTEMPTS_MAX {
-            let outcome = tokio::task::block_in_place(|| {
-                propose_or_return(
-                    &params,
-                    &self.state,
-                    time,
-                    attestations,
-                    ops,
-                    Credentials::Verified,
-                )
-            });
+            // In place, not in `block_in_place` (see `Service::accept_block`): the
+            // transfers' signatures (credentials and attestations) were verified as they
+            // arrived, so building is hashing and bookkeeping; an admin op's few signatures
+            // are checked here.
+            let outcome = propose_or_return(
+                &params,
+                &self.state,
+                time,
+                attestations,
+                ops,
+                Credentials::Verified,
+            );
             match outcome {
                 Ok(built) => {
                     proposal = Some(built);
