@@ -4,7 +4,8 @@
 //! genesis hash.
 //!
 //! One task owns the swarm; the node reaches it through a [`NetworkHandle`] (a bounded
-//! channel) and hears from it through a bounded channel of [`NetEvent`]s.
+//! channel) and hears from it through its bounded input channel, which carries
+//! [`NetEvent`]s among its other inputs.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -180,18 +181,13 @@ pub struct NetworkSetup {
     pub connections_max: u32,
 }
 
-/// Starts the swarm task; returns its handle and the event stream.
-pub fn start(
+/// Starts the swarm task, which hands its events to `events` (the node's own input queue,
+/// so an event reaches the node without another task in between); returns its handle.
+pub fn start<E: From<NetEvent> + Send + 'static>(
     setup: NetworkSetup,
     metrics: Metrics,
-) -> Result<
-    (
-        NetworkHandle,
-        mpsc::Receiver<NetEvent>,
-        tokio::task::JoinHandle<()>,
-    ),
-    String,
-> {
+    events: mpsc::Sender<E>,
+) -> Result<(NetworkHandle, tokio::task::JoinHandle<()>), String> {
     let mut swarm = build_swarm(&setup)?;
     swarm
         .listen_on(setup.listen.clone())
@@ -203,13 +199,12 @@ pub fn start(
         .subscribe(&topic)
         .map_err(|error| format!("cannot subscribe to blocks: {error}"))?;
     let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
-    let (event_sender, events) = mpsc::channel(CHANNEL_CAPACITY);
     let task = NetworkTask {
         swarm,
         topic,
         peers: setup.peers,
         commands,
-        events: event_sender,
+        events,
         pending: HashMap::new(),
         undelivered: VecDeque::new(),
         connected: HashSet::new(),
@@ -220,7 +215,6 @@ pub fn start(
         NetworkHandle {
             commands: command_sender,
         },
-        events,
         join,
     ))
 }
@@ -300,15 +294,15 @@ fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
     Ok(swarm)
 }
 
-struct NetworkTask {
+struct NetworkTask<E> {
     swarm: Swarm<Behaviour>,
     topic: gossipsub::IdentTopic,
     peers: Vec<Multiaddr>,
     commands: mpsc::Receiver<NetCommand>,
-    events: mpsc::Sender<NetEvent>,
+    events: mpsc::Sender<E>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
     /// Events the node has not taken yet (see `run`).
-    undelivered: VecDeque<NetEvent>,
+    undelivered: VecDeque<E>,
     connected: HashSet<PeerId>,
     metrics: Metrics,
 }
@@ -320,7 +314,7 @@ fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-impl NetworkTask {
+impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
     /// Polls the swarm, carries out commands and hands events to the node. It never waits
     /// on the node while commands queue up: the node may itself be waiting to queue a
     /// command (a response, a verdict, a block to publish), and both queues full would be a
@@ -425,7 +419,7 @@ impl NetworkTask {
     }
 
     fn emit(&mut self, event: NetEvent) {
-        self.undelivered.push_back(event);
+        self.undelivered.push_back(E::from(event));
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

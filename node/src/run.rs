@@ -189,7 +189,8 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let mut allowed = genesis.bank_peer_ids.clone();
     allowed.push(genesis.im_peer_id);
-    let (net, mut events, network_task) = network::start(
+    let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
+    let (net, network_task) = network::start(
         NetworkSetup {
             keypair,
             listen,
@@ -199,17 +200,14 @@ pub async fn run(
             connections_max: config.p2p.connections_max,
         },
         metrics.clone(),
+        inputs.clone(),
     )?;
-    let (writer, writer_thread) = Writer::start(Arc::clone(&store))?;
-    let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
-    let forward_inputs = inputs.clone();
-    let forwarder = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if forward_inputs.send(Input::Net(event)).await.is_err() {
-                break;
-            }
-        }
-    });
+    let written = inputs.clone();
+    let (writer, writer_thread) = Writer::start(Arc::clone(&store), move |block, result| {
+        // The service counts its writes in flight and drains its queue, so this waits
+        // only while the service is busy; it fails only once the service has stopped.
+        let _ = written.blocking_send(Input::Written { block, result });
+    })?;
     let token_path = Config::resolve(home, &config.rpc.admin_token_file);
     let token =
         std::fs::read_to_string(&token_path).map_err(|error| io_error(&token_path, error))?;
@@ -264,7 +262,6 @@ pub async fn run(
         warn!("the service had already stopped");
     }
     let _ = service_task.await;
-    forwarder.abort();
     network_task.abort();
     metrics_task.abort();
     public_rpc.stopped().await;

@@ -113,6 +113,12 @@ pub enum Input {
     Shutdown,
 }
 
+impl From<NetEvent> for Input {
+    fn from(event: NetEvent) -> Self {
+        Input::Net(event)
+    }
+}
+
 /// The role's half of the state.
 #[derive(Debug)]
 pub enum Role {
@@ -491,7 +497,8 @@ impl Service {
         true
     }
 
-    /// Hands a block to the writer; its `Written` input comes back after the fsync.
+    /// Hands a block to the writer; its `Written` input comes back after the fsync, sent by
+    /// the writer thread itself.
     pub fn queue_write(
         &mut self,
         block: Arc<Block>,
@@ -500,27 +507,18 @@ impl Service {
         last_signed: Option<Height>,
         vault: Vec<(AccountId, halfveil_ledger::crypto::SealedIdentityRecord)>,
     ) {
-        let (done, written) = oneshot::channel();
         let job = WriteJob {
-            block: Arc::clone(&block),
+            block,
             hash,
             change,
             last_signed,
             vault,
-            done,
         };
         self.writes_in_flight += 1;
         if let Err(error) = self.writer.submit(job) {
             error!(%error, "fatal: cannot write blocks");
             std::process::exit(1);
         }
-        let inputs = self.inputs.clone();
-        tokio::spawn(async move {
-            let result = written
-                .await
-                .unwrap_or_else(|_| Err("the writer dropped the block".into()));
-            let _ = inputs.send(Input::Written { block, result }).await;
-        });
     }
 
     pub fn can_queue_write(&self) -> bool {

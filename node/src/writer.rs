@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{AccountId, Block, Hash32, Height, StateChange};
-use tokio::sync::oneshot;
 use tracing::warn;
 
 /// A block write slower than this is logged at `warn`: every transfer in the block, and in
@@ -29,7 +28,6 @@ pub struct WriteJob {
     pub change: StateChange,
     pub last_signed: Option<Height>,
     pub vault: Vec<(AccountId, SealedIdentityRecord)>,
-    pub done: oneshot::Sender<Result<Stored, String>>,
 }
 
 /// What the writer reports once a block is on disk.
@@ -49,9 +47,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`. The thread ends once the [`Writer`] is dropped
-    /// and every queued job is written; join it with the returned handle.
-    pub fn start(store: Arc<RocksStore>) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
+    /// Starts the writer thread over `store`; it calls `written` with each block after its
+    /// synced write (or with the error), in order, from the thread itself: the node hears
+    /// of a stored block with no task in between. The thread ends once the [`Writer`] is
+    /// dropped and every queued job is written; join it with the returned handle.
+    pub fn start(
+        store: Arc<RocksStore>,
+        written: impl Fn(Arc<Block>, Result<Stored, String>) + Send + 'static,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE_MAX);
         let thread = std::thread::Builder::new()
             .name("halfveil-writer".into())
@@ -86,7 +89,7 @@ impl Writer {
                         took,
                         transfers: std::mem::take(&mut job.change.transfers),
                     });
-                    let _ = job.done.send(result);
+                    written(job.block, result);
                 }
             })
             .map_err(|error| format!("cannot start the writer thread: {error}"))?;
