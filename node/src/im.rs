@@ -195,8 +195,9 @@ impl Service {
             .collect();
         let chain_id = self.params.chain_id.clone();
         let inputs = self.inputs.clone();
-        tokio::spawn(async move {
-            let checked = tokio::task::spawn_blocking(move || {
+        // Checked on the blocking pool, which hands the verdict straight to the service.
+        tokio::task::spawn_blocking(move || {
+            let checked = (move || {
                 let ids = batch
                     .requests
                     .iter()
@@ -217,23 +218,18 @@ impl Service {
                     .map_err(|_| "the batch attestation does not verify".to_owned())?;
                 let credential_ok = verify_credentials(&keys, &ids, &batch.requests);
                 Ok((batch, ids, credential_ok))
-            })
-            .await;
+            })();
             let input = match checked {
-                Ok(Ok((batch, ids, credential_ok))) => ImInput::ForwardChecked {
+                Ok((batch, ids, credential_ok)) => ImInput::ForwardChecked {
                     bank,
                     batch,
                     ids,
                     credential_ok,
                     channel,
                 },
-                Ok(Err(message)) => ImInput::ForwardRefused { channel, message },
-                Err(_) => ImInput::ForwardRefused {
-                    channel,
-                    message: "verification failed".into(),
-                },
+                Err(message) => ImInput::ForwardRefused { channel, message },
             };
-            let _ = inputs.send(Input::Im(input)).await;
+            let _ = inputs.blocking_send(Input::Im(input));
         });
     }
 
