@@ -336,7 +336,7 @@ impl Service {
         reply: oneshot::Sender<Result<(Hash32, Track), RpcFailure>>,
     ) {
         let _ = reply.send(self.bank_accept(&bytes));
-        self.bank_forward();
+        self.bank_forward_if_idle();
     }
 
     /// A batch of envelopes, each answered on its own.
@@ -350,7 +350,7 @@ impl Service {
             .map(|bytes| self.bank_accept(bytes))
             .collect();
         let _ = reply.send(answers);
-        self.bank_forward();
+        self.bank_forward_if_idle();
     }
 
     /// Opens one envelope, checks the payer, and queues the transfer for forwarding.
@@ -472,9 +472,19 @@ impl Service {
         }
     }
 
+    /// Forwards the outbox at once if no forward is out: at low load each accepted batch
+    /// goes without waiting for the tick (up to 10 ms); under load what arrives while a
+    /// forward is out waits for its answer and goes as one larger batch (forwarding every
+    /// submitted batch at once cost 4-7 % more CPU at 15,000/s), and the tick still sends
+    /// up to [`FORWARDS_IN_FLIGHT_MAX`] batches.
+    fn bank_forward_if_idle(&mut self) {
+        if self.bank().is_some_and(|bank| bank.forwards_in_flight == 0) {
+            self.bank_forward();
+        }
+    }
+
     /// Sends the outbox to the IM in attested batches, up to [`FORWARDS_IN_FLIGHT_MAX`] at
-    /// once. Called as soon as envelopes are accepted, so a batch does not wait for the
-    /// tick; under load the in-flight bound makes the batches grow instead.
+    /// once.
     fn bank_forward(&mut self) {
         let chain_id = self.params.chain_id.clone();
         let im_peer = self.im_peer();
@@ -567,8 +577,8 @@ impl Service {
         for (id, track) in resolved {
             self.resolve(id, track);
         }
-        // A slot is free: what queued while all were in flight goes now, not at the tick.
-        self.bank_forward();
+        // What queued while this forward was out goes now, as one batch.
+        self.bank_forward_if_idle();
     }
 
     /// The IM reports transfers refused after it accepted them.
