@@ -1515,7 +1515,7 @@ fn building_admitted_transfers_skips_only_their_signatures() {
         checked(&bad_attestation).unwrap_err().violation,
         Violation::BadAttestationSignature { index: 0 }
     ));
-    reseal(&fixture.chain, &mut bad_attestation);
+    reseal(chain, &mut bad_attestation);
     assert_rejected!(
         fixture,
         bad_attestation,
@@ -1526,15 +1526,7 @@ fn building_admitted_transfers_skips_only_their_signatures() {
     // Every other rule is still checked: a transfer pointing at no attestation.
     let mut unattested = base.clone();
     transfer_op_mut(&mut unattested, 0).payer_ok = 99;
-    let refused = halfveil_ledger::apply::execute_admitted(
-        &fixture.chain.params,
-        &fixture.chain.state,
-        height,
-        time,
-        &unattested.attestations,
-        &unattested.ops,
-    )
-    .unwrap_err();
+    let refused = admitted(&unattested).unwrap_err();
     assert_eq!(
         (refused.op, refused.violation),
         (Some(0), Violation::MissingAttestation { index: 99 })

@@ -197,30 +197,8 @@ impl Service {
         let inputs = self.inputs.clone();
         // Checked on the blocking pool, which hands the verdict straight to the service.
         tokio::task::spawn_blocking(move || {
-            let checked = (move || {
-                let ids = batch
-                    .requests
-                    .iter()
-                    .map(|request| request.transfer.id())
-                    .collect::<Result<Vec<Hash32>, _>>()
-                    .map_err(|error| error.to_string())?;
-                let attestation = &batch.attestation;
-                if attestation.kind != AttestationKind::PayerOk
-                    || attestation.bank != bank
-                    || attestation.ids != ids
-                {
-                    return Err("the attestation does not cover this batch".to_owned());
-                }
-                let message =
-                    halfveil_ledger::attestation_message(&chain_id, attestation.kind, bank, &ids)
-                        .map_err(|error| error.to_string())?;
-                crypto::verify(&bank_key, &message, &attestation.signature)
-                    .map_err(|_| "the batch attestation does not verify".to_owned())?;
-                let credential_ok = verify_credentials(&keys, &ids, &batch.requests);
-                Ok((batch, ids, credential_ok))
-            })();
-            let input = match checked {
-                Ok((batch, ids, credential_ok)) => ImInput::ForwardChecked {
+            let input = match check_forward(&chain_id, bank, &bank_key, &keys, &batch) {
+                Ok((ids, credential_ok)) => ImInput::ForwardChecked {
                     bank,
                     batch,
                     ids,
@@ -509,6 +487,11 @@ impl Service {
         };
         self.im_notify_dropped(expired.into_iter().map(|drop| (drop, None)).collect());
         self.im_ask_approvals();
+        self.im_build_if_due(now);
+    }
+
+    /// Builds a block if the writer has room and the spacing allows.
+    fn im_build_if_due(&mut self, now: TimeMs) {
         if self.can_queue_write() && self.im_block_due() {
             self.im_produce_block(now);
         }
@@ -530,8 +513,8 @@ impl Service {
         if let Role::IdentityManager(im) = &mut self.role {
             im.block_wanted = false;
         }
-        if !self.stopping && self.can_queue_write() && self.im_block_due() {
-            self.im_produce_block(now_ms());
+        if !self.stopping {
+            self.im_build_if_due(now_ms());
         }
     }
 
@@ -989,6 +972,36 @@ impl Service {
             waiter: AdminWaiter::Peer(channel, account),
         });
     }
+}
+
+/// A forwarded batch's checks: its transfer ids, the payer-ok attestation (by `bank`,
+/// over exactly those ids, verifying), and which credentials verify.
+fn check_forward(
+    chain_id: &halfveil_ledger::ChainId,
+    bank: BankId,
+    bank_key: &PublicKey,
+    keys: &[Option<PublicKey>],
+    batch: &ForwardBatch,
+) -> Result<(Vec<Hash32>, Vec<bool>), String> {
+    let ids = batch
+        .requests
+        .iter()
+        .map(|request| request.transfer.id())
+        .collect::<Result<Vec<Hash32>, _>>()
+        .map_err(|error| error.to_string())?;
+    let attestation = &batch.attestation;
+    if attestation.kind != AttestationKind::PayerOk
+        || attestation.bank != bank
+        || attestation.ids != ids
+    {
+        return Err("the attestation does not cover this batch".to_owned());
+    }
+    let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)
+        .map_err(|error| error.to_string())?;
+    crypto::verify(bank_key, &message, &attestation.signature)
+        .map_err(|_| "the batch attestation does not verify".to_owned())?;
+    let credential_ok = verify_credentials(keys, &ids, &batch.requests);
+    Ok((ids, credential_ok))
 }
 
 /// Verifies every transaction credential of a batch: one batch check, and one by one only
