@@ -7,7 +7,9 @@
 //! into the next block with both attestations. Committing or dropping it releases what it
 //! reserved. Everything is bounded: a full pool refuses with `Overloaded`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use halfveil_ledger::{
     AccountId, Amount, BankId, BatchAttestation, ChainParams, Hash32, Nonce, Op, RejectCode, State,

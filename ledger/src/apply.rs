@@ -9,11 +9,10 @@
 //! When an op breaks a state rule, the signatures gathered before it are verified first, so
 //! the reported violation is always the first one in block order.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::codec;
 use crate::crypto::{self, SignatureBatch};
 use crate::error::{ApplyError, Violation};
+use crate::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::hash::{merkle_root, Hash32};
 use crate::state::{Account, ChainParams, CommitmentUpdate, State, StateChange};
 use crate::types::{

@@ -17,6 +17,7 @@ pub mod build;
 pub mod codec;
 pub mod crypto;
 pub mod error;
+pub mod fastmap;
 pub mod hash;
 pub mod receipt;
 pub mod sharded;

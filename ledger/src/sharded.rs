@@ -8,9 +8,9 @@
 //! [`SHARDS`] maps by a byte of the key (ids and account ids are hashes, so the shards fill
 //! evenly), one doubling moves 1/256 of the entries.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::fastmap::{HashMap, HashMapExt};
 use crate::hash::Hash32;
 use crate::types::{AccountId, Nonce};
 

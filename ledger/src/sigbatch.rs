@@ -18,7 +18,6 @@
 //! verification (an independent implementation of the same rule), which names the first bad
 //! signature; a node never rejects on the batch's word alone.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
@@ -30,6 +29,7 @@ use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha512};
 
 use crate::crypto;
+use crate::fastmap::{HashMap, HashMapExt};
 use crate::hash::Hash32;
 use crate::types::{PublicKey, Signature};
 

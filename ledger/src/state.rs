@@ -7,12 +7,13 @@
 //! time proportional to what it touched, not to the size of the state: the cost per transfer
 //! stays flat between a thousand and a million accounts.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::CodecError;
+use crate::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::hash::{Domain, Hash32};
 use crate::sharded::ShardedMap;
 use crate::types::{

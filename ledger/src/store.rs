@@ -6,7 +6,6 @@
 //! crash leaves either the whole block or none of it. The `meta` table holds the schema
 //! version and the genesis hash, checked at every open.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,6 +14,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use crate::codec;
 use crate::crypto::SealedIdentityRecord;
 use crate::error::StoreError;
+use crate::fastmap::{HashMap, HashSet};
 use crate::hash::Hash32;
 use crate::state::{Account, ChainParams, State, StateChange};
 use crate::types::{AccountId, Amount, Block, Height, Nonce, TimeMs, BLOCK_BYTES_MAX};

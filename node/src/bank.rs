@@ -6,13 +6,14 @@
 //! Business keys are stored encrypted at rest under a key derived from the bank's
 //! attestation key; status and limits live beside them in the store's local table.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halfveil_ledger::crypto::{
     self, BusinessKey, Envelope, SealedIdentityRecord, SigningKey, SEALED_IDENTITY_RECORD_BYTES,
 };
+use halfveil_ledger::fastmap::{HashMap, HashMapExt};
 use halfveil_ledger::sharded::ShardedMap;
 use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{

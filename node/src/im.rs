@@ -2,7 +2,7 @@
 //! for approval in batches, builds, signs and persists blocks, keeps the identity vault,
 //! and tells payer banks about refusals.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use halfveil_consensus::guard::SignGuard;
@@ -13,6 +13,7 @@ use halfveil_ledger::build::{propose_or_return, Credentials};
 use halfveil_ledger::crypto::{
     self, IdentityRecord, SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret,
 };
+use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::store::Store;
 use halfveil_ledger::{
     open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId, Block,
@@ -350,8 +351,8 @@ impl Service {
         if let Some(in_flight) = im.approvals_in_flight.get_mut(&bank) {
             *in_flight = in_flight.saturating_sub(1);
         }
-        let asked_set: std::collections::HashSet<Hash32> = asked.iter().copied().collect();
-        let mut answered = std::collections::HashSet::new();
+        let asked_set: HashSet<Hash32> = asked.iter().copied().collect();
+        let mut answered = HashSet::new();
         let mut dropped: Vec<(Dropped, Option<Rejection>)> = Vec::new();
         match (result, bank_key) {
             (

@@ -6,11 +6,12 @@
 //!
 //! The role-specific halves are in [`crate::im`] and [`crate::bank`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use halfveil_genesis::file::ValidGenesis;
+use halfveil_ledger::fastmap::HashMap;
 use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     AccountId, Block, ChainParams, Hash32, Height, Rejection, State, StateChange, TimeMs,
