@@ -7,7 +7,7 @@
 //! time proportional to what it touched, not to the size of the state: the cost per transfer
 //! stays flat between a thousand and a million accounts.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -168,7 +168,7 @@ pub struct State {
     pub(crate) accounts: HashMap<AccountId, Account>,
     /// Sharded: it grows by every transfer, and a plain map's doubling stalled the node.
     pub(crate) nonces: ShardedMap<(AccountId, Nonce), TimeMs>,
-    pub(crate) expiries: BTreeSet<(TimeMs, AccountId, Nonce)>,
+    pub(crate) expiries: ExpiryIndex,
     pub(crate) served_orders: HashSet<Hash32>,
     pub(crate) lthash: LtHash,
 }
@@ -204,7 +204,7 @@ impl State {
             supply: Amount(0),
             accounts: HashMap::new(),
             nonces: ShardedMap::new(),
-            expiries: BTreeSet::new(),
+            expiries: ExpiryIndex::default(),
             served_orders: HashSet::new(),
             lthash: LtHash::default(),
         };
@@ -242,11 +242,11 @@ impl State {
             lthash.add(&StateLeaf::Account(id, account))?;
         }
         let mut nonce_map = ShardedMap::new();
-        let mut expiries = BTreeSet::new();
+        let mut expiries = ExpiryIndex::default();
         for (account, nonce, expires_at) in nonces {
             lthash.add(&StateLeaf::Nonce(&account, nonce, expires_at))?;
             nonce_map.insert((account, nonce), expires_at);
-            expiries.insert((expires_at, account, nonce));
+            expiries.insert(account, nonce, expires_at);
         }
         for order in &served_orders {
             lthash.add(&StateLeaf::Order(order))?;
@@ -304,11 +304,11 @@ impl State {
         }
         for (account, nonce, expires_at) in &change.nonces_expired {
             self.nonces.remove(&(*account, *nonce));
-            self.expiries.remove(&(*expires_at, *account, *nonce));
+            self.expiries.remove(*account, *nonce, *expires_at);
         }
         for (account, nonce, expires_at) in &change.nonces_added {
             self.nonces.insert((*account, *nonce), *expires_at);
-            self.expiries.insert((*expires_at, *account, *nonce));
+            self.expiries.insert(*account, *nonce, *expires_at);
         }
         for order in &change.orders_served {
             self.served_orders.insert(*order);
@@ -322,11 +322,62 @@ impl State {
 
     /// The remembered pairs that expire at or before `time`.
     pub(crate) fn expired_by(&self, time: TimeMs) -> Vec<(AccountId, Nonce, TimeMs)> {
-        self.expiries
-            .iter()
-            .take_while(|(expires_at, _, _)| *expires_at <= time)
-            .map(|(expires_at, account, nonce)| (*account, *nonce, *expires_at))
-            .collect()
+        self.expiries.expired_by(time)
+    }
+}
+
+/// The remembered `(payer, nonce)` pairs by the 10 ms slot they expire in.
+///
+/// Every committed transfer adds a pair, and a pair stays until its expiry (up to
+/// `transfer_expiry_ms_max`, ten minutes by default): millions of pairs at load. One ordered
+/// set of all of them cost a tree walk with cache misses per insert (2 % of a node at
+/// 20,000/s); here an insert is a lookup among the slots ahead (at most 60,000 for ten
+/// minutes) and a hash set insert, and expiry reads only the slots that have begun, of
+/// which just the last can hold pairs not yet due: a block scans at most one slot more
+/// than it expires.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExpiryIndex {
+    by_slot: BTreeMap<u64, HashSet<(AccountId, Nonce, TimeMs)>>,
+}
+
+impl ExpiryIndex {
+    const SLOT_MS: u64 = 10;
+
+    pub(crate) fn insert(&mut self, account: AccountId, nonce: Nonce, expires_at: TimeMs) {
+        self.by_slot
+            .entry(expires_at.0 / Self::SLOT_MS)
+            .or_default()
+            .insert((account, nonce, expires_at));
+    }
+
+    pub(crate) fn remove(&mut self, account: AccountId, nonce: Nonce, expires_at: TimeMs) {
+        let slot = expires_at.0 / Self::SLOT_MS;
+        if let Some(pairs) = self.by_slot.get_mut(&slot) {
+            pairs.remove(&(account, nonce, expires_at));
+            if pairs.is_empty() {
+                self.by_slot.remove(&slot);
+            }
+        }
+    }
+
+    /// The pairs that expire at or before `time`, ordered by expiry, then account, then
+    /// nonce, so that every node lists them alike.
+    pub(crate) fn expired_by(&self, time: TimeMs) -> Vec<(AccountId, Nonce, TimeMs)> {
+        let mut expired: Vec<(AccountId, Nonce, TimeMs)> = self
+            .by_slot
+            .range(..=time.0 / Self::SLOT_MS)
+            .flat_map(|(_, pairs)| pairs.iter())
+            .filter(|(_, _, expires_at)| *expires_at <= time)
+            .copied()
+            .collect();
+        expired
+            .sort_unstable_by_key(|(account, nonce, expires_at)| (*expires_at, *account, *nonce));
+        expired
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_slot.values().map(HashSet::len).sum()
     }
 }
 
@@ -368,5 +419,68 @@ impl CommitmentUpdate {
 
     pub fn add_order(&mut self, order: &Hash32) -> Result<(), CodecError> {
         self.lthash.add(&StateLeaf::Order(order))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn account(byte: u8) -> AccountId {
+        AccountId([byte; 32])
+    }
+
+    /// The index lists exactly what one ordered set of all pairs would, in its order,
+    /// through inserts, duplicates, removals and expiry at millisecond edges.
+    #[test]
+    fn expiry_index_agrees_with_an_ordered_set() {
+        let mut index = ExpiryIndex::default();
+        let mut reference: BTreeSet<(TimeMs, AccountId, Nonce)> = BTreeSet::new();
+        // A small deterministic generator: times spread over a few seconds, with repeats.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5_000 {
+            let (who, nonce, at) = (
+                account((next() % 7) as u8),
+                Nonce(next() % 50),
+                TimeMs(10_000 + next() % 4_000),
+            );
+            index.insert(who, nonce, at);
+            reference.insert((at, who, nonce));
+        }
+        assert_eq!(index.len(), reference.len());
+        for time in [9_999, 10_000, 10_999, 11_000, 12_345, 13_999, 14_000] {
+            let expected: Vec<(AccountId, Nonce, TimeMs)> = reference
+                .iter()
+                .take_while(|(at, _, _)| at.0 <= time)
+                .map(|(at, who, nonce)| (*who, *nonce, *at))
+                .collect();
+            assert_eq!(index.expired_by(TimeMs(time)), expected, "at {time}");
+        }
+        // Expire a prefix the way `State::commit` does, then remove one pair early.
+        for (who, nonce, at) in index.expired_by(TimeMs(11_500)) {
+            index.remove(who, nonce, at);
+            reference.remove(&(at, who, nonce));
+        }
+        let (at, who, nonce) = *reference.iter().next().unwrap();
+        index.remove(who, nonce, at);
+        reference.remove(&(at, who, nonce));
+        // Removing what is not there changes nothing.
+        index.remove(account(99), Nonce(1), TimeMs(12_000));
+        assert_eq!(index.len(), reference.len());
+        assert!(index.expired_by(TimeMs(11_500)).is_empty());
+        let all: Vec<(AccountId, Nonce, TimeMs)> = reference
+            .iter()
+            .map(|(at, who, nonce)| (*who, *nonce, *at))
+            .collect();
+        assert_eq!(index.expired_by(TimeMs(u64::MAX)), all);
+        assert!(index.by_slot.keys().all(|slot| *slot >= 1_150));
     }
 }
