@@ -43,26 +43,6 @@ const BUILD_ATTEMPTS_MAX: usize = 16;
 /// Blocks are built on the tick and when a round of approvals completes, but at least this
 /// far apart, so fast rounds at low load do not multiply the per-block work.
 const BLOCK_SPACING_MIN: std::time::Duration = std::time::Duration::from_millis(5);
-/// The spacing once blocks are large (see [`BLOCK_LARGE_TRANSFERS`]).
-const BLOCK_SPACING_LOADED: std::time::Duration = std::time::Duration::from_millis(10);
-/// A block with this many transfers or more means the network is loaded: the next block
-/// waits [`BLOCK_SPACING_LOADED`]. Every block costs about 3.5 ms of CPU across the three
-/// nodes whatever it holds (the synced writes, the block's messages and signatures, the
-/// forward and approval rounds it closes), so at 5 ms spacing and 20,000/s a quarter of
-/// two cores went to the per-block work alone. At 10 ms spacing blocks hold 1.5x as many
-/// transfers; at low load the short spacing keeps latency down (docs/performance.md,
-/// eighth round). The two spacings overlap between about 12,500/s (150 transfers per
-/// 10 ms block) and 17,500/s, so the choice does not flap.
-const BLOCK_LARGE_TRANSFERS: usize = 150;
-
-/// The spacing after a block of `transfers` transfers.
-fn block_spacing_after(transfers: usize) -> std::time::Duration {
-    if transfers >= BLOCK_LARGE_TRANSFERS {
-        BLOCK_SPACING_LOADED
-    } else {
-        BLOCK_SPACING_MIN
-    }
-}
 
 /// Who waits for an admin op's block.
 #[derive(Debug)]
@@ -111,10 +91,8 @@ pub struct ImRole {
     admin: VecDeque<AdminOp>,
     approvals_in_flight: HashMap<BankId, usize>,
     block_waiters: HashMap<Height, Vec<AdminWaiter>>,
-    /// When the last block was built: blocks are at least [`ImRole::block_spacing`] apart.
+    /// When the last block was built: blocks are at least [`BLOCK_SPACING_MIN`] apart.
     last_block_at: Option<tokio::time::Instant>,
-    /// How many transfers the last block held.
-    last_block_transfers: usize,
     /// A round of approvals completed too soon after the last block: build one as soon as
     /// the spacing allows rather than at the next tick.
     block_wanted: bool,
@@ -136,14 +114,8 @@ impl ImRole {
             approvals_in_flight: HashMap::new(),
             block_waiters: HashMap::new(),
             last_block_at: None,
-            last_block_transfers: 0,
             block_wanted: false,
         }
-    }
-
-    /// How long after the last block the next may be built: longer once blocks are large.
-    fn block_spacing(&self) -> std::time::Duration {
-        block_spacing_after(self.last_block_transfers)
     }
 
     pub fn track(&self, id: &Hash32) -> Track {
@@ -531,7 +503,7 @@ impl Service {
         match &self.role {
             Role::IdentityManager(im) if im.block_wanted => Some(
                 im.last_block_at
-                    .map_or_else(tokio::time::Instant::now, |at| at + im.block_spacing()),
+                    .map_or_else(tokio::time::Instant::now, |at| at + BLOCK_SPACING_MIN),
             ),
             _ => None,
         }
@@ -547,12 +519,12 @@ impl Service {
         }
     }
 
-    /// Whether the last block is at least [`ImRole::block_spacing`] old.
+    /// Whether the last block is at least [`BLOCK_SPACING_MIN`] old.
     fn im_block_due(&self) -> bool {
         match &self.role {
             Role::IdentityManager(im) => im
                 .last_block_at
-                .is_none_or(|at| at.elapsed() >= im.block_spacing()),
+                .is_none_or(|at| at.elapsed() >= BLOCK_SPACING_MIN),
             Role::Bank(_) => false,
         }
     }
@@ -715,7 +687,6 @@ impl Service {
             .pool_pending
             .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
         im.last_block_at = Some(tokio::time::Instant::now());
-        im.last_block_transfers = transfer_ids.len();
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
         self.queue_write(Arc::new(block), hash, change, Some(height), vault);
@@ -1058,24 +1029,4 @@ fn verify_credentials(
                 .is_some_and(|key| crypto::verify(key, id, &request.tx_credential).is_ok())
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Small blocks keep the short spacing; from the threshold on, blocks wait longer.
-    #[test]
-    fn blocks_are_spaced_further_once_large() {
-        assert_eq!(block_spacing_after(0), BLOCK_SPACING_MIN);
-        assert_eq!(
-            block_spacing_after(BLOCK_LARGE_TRANSFERS - 1),
-            BLOCK_SPACING_MIN
-        );
-        assert_eq!(
-            block_spacing_after(BLOCK_LARGE_TRANSFERS),
-            BLOCK_SPACING_LOADED
-        );
-        assert!(BLOCK_SPACING_LOADED > BLOCK_SPACING_MIN);
-    }
 }
