@@ -95,6 +95,11 @@ fn signature_benches(criterion: &mut Criterion) {
         ("batch_verify_256", 256usize, &items),
         ("batch_verify_1000", 1_000, &items),
         ("batch_verify_1000_distinct_keys", 1_000, &distinct),
+        // How the cost per signature falls with the batch's size (one thread below 256).
+        ("batch_verify_32_distinct_keys", 32, &distinct),
+        ("batch_verify_64_distinct_keys", 64, &distinct),
+        ("batch_verify_128_distinct_keys", 128, &distinct),
+        ("batch_verify_255_distinct_keys", 255, &distinct),
     ] {
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(name, |bench| {

@@ -356,9 +356,11 @@ impl Service {
 
     /// Opens one envelope, checks the payer, and queues the transfer for forwarding.
     fn bank_accept(&mut self, bytes: &[u8]) -> Result<(Hash32, Track), RpcFailure> {
-        let chain_id = self.params.chain_id.clone();
-        let metrics = self.metrics.clone();
-        let Some(bank) = self.bank() else {
+        // Fields borrowed one by one (not through `self.bank()`), so that nothing is cloned
+        // per envelope.
+        let chain_id = &self.params.chain_id;
+        let metrics = &self.metrics;
+        let Role::Bank(bank) = &mut self.role else {
             return Err(RpcFailure::new(
                 codes::WRONG_ROLE,
                 "submit envelopes to the payer's bank",
@@ -377,7 +379,7 @@ impl Service {
                     .accounts
                     .get(&envelope.account)
                     .filter(|local| local.opened)?;
-                envelope.open(&local.business_key, &chain_id, bank.id).ok()
+                envelope.open(&local.business_key, chain_id, bank.id).ok()
             })
             .ok_or_else(uniform)?;
         let id = request.transfer.id().map_err(|_| uniform())?;
@@ -405,7 +407,7 @@ impl Service {
             }
             Err((code, detail)) => {
                 metrics.transfers_rejected.inc();
-                match bank.reject(&chain_id, id, code, &detail) {
+                match bank.reject(chain_id, id, code, &detail) {
                     Some(rejection) => Track::Rejected(rejection),
                     None => Track::Unknown,
                 }

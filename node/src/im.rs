@@ -11,7 +11,7 @@ use halfveil_consensus::TransferPool;
 use halfveil_ledger::apply::BLOCK_ATTESTATIONS_MAX;
 use halfveil_ledger::build::{propose_or_return, Credentials};
 use halfveil_ledger::crypto::{
-    self, IdentityRecord, SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret,
+    self, IdentityRecord, SealedIdentityRecord, SigningKey, X25519Secret,
 };
 use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::store::Store;
@@ -25,6 +25,7 @@ use libp2p::PeerId;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::admission::{self, Admission};
 use crate::protocol::{
     sender_bank, ApprovalItemWire, ForwardBatch, OpenAccountRequest, Request, Response,
     BATCH_TRANSFERS_MAX,
@@ -96,6 +97,8 @@ pub struct ImRole {
     /// A round of approvals completed too soon after the last block: build one as soon as
     /// the spacing allows rather than at the next tick.
     block_wanted: bool,
+    /// The thread that checks forwarded batches, started by the first one.
+    admission: Option<Admission<ResponseChannel<Response>>>,
 }
 
 impl ImRole {
@@ -115,6 +118,7 @@ impl ImRole {
             block_waiters: HashMap::new(),
             last_block_at: None,
             block_wanted: false,
+            admission: None,
         }
     }
 
@@ -142,8 +146,8 @@ impl Service {
         }
     }
 
-    /// A bank forwards a batch: check its shape, then verify the attestation and every
-    /// credential off the executor.
+    /// A bank forwards a batch: check its shape, then queue it for the admission thread,
+    /// which verifies the attestation and every credential off the executor.
     pub async fn im_on_forward(
         &mut self,
         peer: PeerId,
@@ -194,22 +198,58 @@ impl Service {
                     .map(|account| account.tx_key)
             })
             .collect();
+        let job = admission::Job {
+            bank,
+            bank_key,
+            keys,
+            batch,
+            context: channel,
+        };
         let chain_id = self.params.chain_id.clone();
         let inputs = self.inputs.clone();
-        // Checked on the blocking pool, which hands the verdict straight to the service.
-        tokio::task::spawn_blocking(move || {
-            let input = match check_forward(&chain_id, bank, &bank_key, &keys, &batch) {
-                Ok((ids, credential_ok)) => ImInput::ForwardChecked {
-                    bank,
-                    batch,
-                    ids,
-                    credential_ok,
-                    channel,
-                },
-                Err(message) => ImInput::ForwardRefused { channel, message },
-            };
-            let _ = inputs.blocking_send(Input::Im(input));
-        });
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        if im.admission.is_none() {
+            // Verdicts go straight to the service's input queue.
+            let started = Admission::start(chain_id, move |checked| {
+                let admission::Checked { job, verdict } = checked;
+                let input = match verdict {
+                    Ok((ids, credential_ok)) => ImInput::ForwardChecked {
+                        bank: job.bank,
+                        batch: job.batch,
+                        ids,
+                        credential_ok,
+                        channel: job.context,
+                    },
+                    Err(message) => ImInput::ForwardRefused {
+                        channel: job.context,
+                        message,
+                    },
+                };
+                let _ = inputs.blocking_send(Input::Im(input));
+            });
+            match started {
+                Ok(started) => im.admission = Some(started),
+                Err(error) => warn!(%error, "cannot start the admission thread"),
+            }
+        }
+        let refused = match &im.admission {
+            Some(admission) => admission.submit(job).err(),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
+            self.metrics.queue_full.inc();
+            self.net
+                .respond(
+                    job.context,
+                    error_response(
+                        RejectCode::Overloaded,
+                        "the identity manager is busy; retry",
+                    ),
+                )
+                .await;
+        }
     }
 
     pub async fn on_im_input(&mut self, input: ImInput) {
@@ -973,60 +1013,4 @@ impl Service {
             waiter: AdminWaiter::Peer(channel, account),
         });
     }
-}
-
-/// A forwarded batch's checks: its transfer ids, the payer-ok attestation (by `bank`,
-/// over exactly those ids, verifying), and which credentials verify.
-fn check_forward(
-    chain_id: &halfveil_ledger::ChainId,
-    bank: BankId,
-    bank_key: &PublicKey,
-    keys: &[Option<PublicKey>],
-    batch: &ForwardBatch,
-) -> Result<(Vec<Hash32>, Vec<bool>), String> {
-    let ids = batch
-        .requests
-        .iter()
-        .map(|request| request.transfer.id())
-        .collect::<Result<Vec<Hash32>, _>>()
-        .map_err(|error| error.to_string())?;
-    let attestation = &batch.attestation;
-    if attestation.kind != AttestationKind::PayerOk
-        || attestation.bank != bank
-        || attestation.ids != ids
-    {
-        return Err("the attestation does not cover this batch".to_owned());
-    }
-    let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)
-        .map_err(|error| error.to_string())?;
-    crypto::verify(bank_key, &message, &attestation.signature)
-        .map_err(|_| "the batch attestation does not verify".to_owned())?;
-    let credential_ok = verify_credentials(keys, &ids, &batch.requests);
-    Ok((ids, credential_ok))
-}
-
-/// Verifies every transaction credential of a batch: one batch check, and one by one only
-/// if the batch fails, to find the bad ones. ZIP-215 either way, so the answers agree.
-fn verify_credentials(
-    keys: &[Option<PublicKey>],
-    ids: &[Hash32],
-    requests: &[halfveil_ledger::TransactionRequest],
-) -> Vec<bool> {
-    let mut batch = SignatureBatch::with_capacity(ids.len());
-    for (index, ((key, id), request)) in keys.iter().zip(ids).zip(requests).enumerate() {
-        if let Some(key) = key {
-            batch.push(index, key, id, &request.tx_credential);
-        }
-    }
-    if batch.verify().is_ok() {
-        return keys.iter().map(Option::is_some).collect();
-    }
-    keys.iter()
-        .zip(ids)
-        .zip(requests)
-        .map(|((key, id), request)| {
-            key.as_ref()
-                .is_some_and(|key| crypto::verify(key, id, &request.tx_credential).is_ok())
-        })
-        .collect()
 }

@@ -9,6 +9,7 @@
 //! - [`rpc`]: the JSON-RPC API (server trait and typed client); [`rpc_server`]: its handlers.
 //! - [`metrics`]: Prometheus metrics and health endpoints.
 
+pub mod admission;
 pub mod bank;
 pub mod config;
 pub mod im;
