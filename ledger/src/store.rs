@@ -6,6 +6,7 @@
 //! crash leaves either the whole block or none of it. The `meta` table holds the schema
 //! version and the genesis hash, checked at every open.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -19,8 +20,10 @@ use crate::hash::Hash32;
 use crate::state::{Account, ChainParams, State, StateChange};
 use crate::types::{AccountId, Amount, Block, Height, Nonce, TimeMs, BLOCK_BYTES_MAX};
 
-/// The on-disk layout this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The on-disk layout this build reads and writes. Version 1 kept one `nonces` row per
+/// remembered `(payer, nonce)`; version 2 keeps one per block (see [`NonceRows`]), and
+/// opening a version 1 database converts it in one synced batch.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const CF_META: &str = "meta";
 const CF_BLOCKS: &str = "blocks";
@@ -133,6 +136,70 @@ pub struct RocksStore {
     db: DB,
     path: PathBuf,
     head: Mutex<Head>,
+    /// The keys of the `nonces` rows: every row is deleted by the first block whose time
+    /// passes its last expiry.
+    nonce_rows: Mutex<BTreeSet<NonceRowKey>>,
+}
+
+/// The key of a block's `nonces` row: the latest expiry among its pairs, then the height,
+/// both big-endian, so rows sort by when they can go.
+type NonceRowKey = (TimeMs, Height);
+
+/// The `(payer, nonce)` pairs a block made the state remember, kept as one row per block
+/// rather than one row per pair: a block of 200 transfers writes one memtable entry instead
+/// of 200, which RocksDB otherwise inserts, sorts at flush and compacts one by one. The value
+/// is the pairs as fixed 48-byte records (payer, nonce, expiry; big-endian numbers).
+///
+/// The state remembers a pair until the first block at or after its expiry, so at a head of
+/// time `t` the remembered pairs are exactly the stored ones that expire after `t`; a row
+/// goes in the block that forgets its last pair.
+struct NonceRows;
+
+impl NonceRows {
+    const RECORD_BYTES: usize = 48;
+
+    fn key((latest, height): NonceRowKey) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&latest.0.to_be_bytes());
+        key[8..].copy_from_slice(&height.0.to_be_bytes());
+        key
+    }
+
+    fn parse_key(key: &[u8]) -> Result<NonceRowKey, StoreError> {
+        if key.len() != 16 {
+            return Err(corrupt("nonce row key is not 16 bytes"));
+        }
+        Ok((
+            TimeMs(u64_from(&key[..8], "nonce row expiry")?),
+            Height(u64_from(&key[8..], "nonce row height")?),
+        ))
+    }
+
+    fn encode(pairs: &[(AccountId, Nonce, TimeMs)]) -> Vec<u8> {
+        let mut value = Vec::with_capacity(pairs.len() * Self::RECORD_BYTES);
+        for (account, nonce, expires_at) in pairs {
+            value.extend_from_slice(&account.0);
+            value.extend_from_slice(&nonce.0.to_be_bytes());
+            value.extend_from_slice(&expires_at.0.to_be_bytes());
+        }
+        value
+    }
+
+    fn decode(value: &[u8]) -> Result<Vec<(AccountId, Nonce, TimeMs)>, StoreError> {
+        if value.is_empty() || value.len() % Self::RECORD_BYTES != 0 {
+            return Err(corrupt("nonce row is not a whole number of records"));
+        }
+        value
+            .chunks_exact(Self::RECORD_BYTES)
+            .map(|record| {
+                Ok((
+                    account_id_from(&record[..32])?,
+                    Nonce(u64_from(&record[32..40], "nonce")?),
+                    TimeMs(u64_from(&record[40..], "nonce expiry")?),
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Stops and joins RocksDB's background threads. Call once, when the process is done with
@@ -166,13 +233,6 @@ fn corrupt(reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         reason: reason.into(),
     }
-}
-
-fn nonce_key(account: &AccountId, nonce: Nonce) -> [u8; 40] {
-    let mut key = [0u8; 40];
-    key[..32].copy_from_slice(&account.0);
-    key[32..].copy_from_slice(&nonce.0.to_be_bytes());
-    key
 }
 
 impl RocksStore {
@@ -271,8 +331,17 @@ impl RocksStore {
                 supply: Amount(0),
                 state_root: Hash32::ZERO,
             }),
+            nonce_rows: Mutex::new(BTreeSet::new()),
         };
         store.check_or_init_meta(params)?;
+        let rows = store
+            .scan(CF_NONCES, |key, _| NonceRows::parse_key(key))?
+            .into_iter()
+            .collect();
+        *store
+            .nonce_rows
+            .lock()
+            .map_err(|_| corrupt("nonce rows lock poisoned"))? = rows;
         let head = store.read_head()?.unwrap_or_else(|| {
             let genesis = State::genesis(params).ok();
             Head {
@@ -312,16 +381,16 @@ impl RocksStore {
                 Ok(())
             }
             Some(bytes) => {
-                let found = u32::from_be_bytes(
+                let version = u32::from_be_bytes(
                     bytes
                         .as_slice()
                         .try_into()
                         .map_err(|_| corrupt("schema version is not 4 bytes"))?,
                 );
-                if found != SCHEMA_VERSION {
+                if version != SCHEMA_VERSION && version != 1 {
                     return Err(StoreError::SchemaVersion {
                         path,
-                        found,
+                        found: version,
                         expected: SCHEMA_VERSION,
                     });
                 }
@@ -342,9 +411,46 @@ impl RocksStore {
                         expected: params.genesis_hash,
                     });
                 }
+                if version == 1 {
+                    self.upgrade_from_1()?;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// Converts a version 1 database, where every remembered pair had its own `nonces` row
+    /// (the 40-byte key payer and nonce, the expiry as value), into one row under the head's
+    /// height, in one synced batch with the new version.
+    fn upgrade_from_1(&self) -> Result<(), StoreError> {
+        let nonces = self.cf(CF_NONCES)?;
+        let mut batch = WriteBatch::default();
+        let mut pairs = Vec::new();
+        for entry in self.db.iterator_cf(nonces, rocksdb::IteratorMode::Start) {
+            let (key, value) = entry?;
+            if key.len() != 40 {
+                return Err(corrupt("version 1 nonce key is not 40 bytes"));
+            }
+            pairs.push((
+                account_id_from(&key[..32])?,
+                Nonce(u64_from(&key[32..], "nonce")?),
+                TimeMs(u64_from(&value, "nonce expiry")?),
+            ));
+            batch.delete_cf(nonces, key);
+        }
+        if let Some(latest) = pairs.iter().map(|(_, _, expires_at)| *expires_at).max() {
+            let height = self
+                .read_head()?
+                .ok_or_else(|| corrupt("remembered nonces without a head"))?
+                .height;
+            batch.put_cf(
+                nonces,
+                NonceRows::key((latest, height)),
+                NonceRows::encode(&pairs),
+            );
+        }
+        batch.put_cf(self.cf(CF_META)?, KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+        self.write_synced(batch)
     }
 
     fn read_head(&self) -> Result<Option<Head>, StoreError> {
@@ -409,14 +515,14 @@ impl Store for RocksStore {
         for (id, account) in State::genesis(params)?.accounts {
             accounts.entry(id).or_insert(account);
         }
-        let nonces = self.scan(CF_NONCES, |key, value| {
-            if key.len() != 40 {
-                return Err(corrupt("nonce key is not 40 bytes"));
-            }
-            let account = account_id_from(&key[..32])?;
-            let nonce = Nonce(u64_from(&key[32..], "nonce")?);
-            Ok((account, nonce, TimeMs(u64_from(value, "nonce expiry")?)))
-        })?;
+        let mut nonces = Vec::new();
+        for pairs in self.scan(CF_NONCES, |_, value| NonceRows::decode(value))? {
+            nonces.extend(
+                pairs
+                    .into_iter()
+                    .filter(|(_, _, expires_at)| *expires_at > head.time),
+            );
+        }
         let orders: HashSet<Hash32> = self
             .scan(CF_ORDERS, |key, _| {
                 Ok(Hash32(
@@ -484,19 +590,30 @@ impl Store for RocksStore {
             batch.put_cf(accounts, id.0, codec::encode(account)?);
         }
         let nonces = self.cf(CF_NONCES)?;
-        for (account, nonce, _) in &change.nonces_expired {
-            batch.delete_cf(nonces, nonce_key(account, *nonce));
+        let mut nonce_rows = self
+            .nonce_rows
+            .lock()
+            .map_err(|_| corrupt("nonce rows lock poisoned"))?;
+        // This block forgets every pair that expires at or before its time.
+        let forgotten: Vec<NonceRowKey> = nonce_rows
+            .range(..=(change.time, Height(u64::MAX)))
+            .copied()
+            .collect();
+        for key in &forgotten {
+            batch.delete_cf(nonces, NonceRows::key(*key));
         }
-        let mut added: Vec<([u8; 40], [u8; 8])> = change
+        let added = change
             .nonces_added
             .iter()
-            .map(|(account, nonce, expires_at)| {
-                (nonce_key(account, *nonce), expires_at.0.to_be_bytes())
-            })
-            .collect();
-        added.sort_unstable();
-        for (key, expires_at) in added {
-            batch.put_cf(nonces, key, expires_at);
+            .map(|(_, _, expires_at)| *expires_at)
+            .max()
+            .map(|latest| (latest, height));
+        if let Some(key) = added {
+            batch.put_cf(
+                nonces,
+                NonceRows::key(key),
+                NonceRows::encode(&change.nonces_added),
+            );
         }
         let orders = self.cf(CF_ORDERS)?;
         for order in &change.orders_served {
@@ -520,6 +637,10 @@ impl Store for RocksStore {
         }
         self.write_synced(batch)?;
         *head = new_head;
+        for key in &forgotten {
+            nonce_rows.remove(key);
+        }
+        nonce_rows.extend(added);
         Ok(())
     }
 

@@ -501,3 +501,141 @@ fn the_write_ahead_log_stays_bounded() {
     let (account, record) = last.unwrap();
     assert_eq!(store.vault_record(&account).unwrap(), Some(record));
 }
+
+/// The raw database under a closed store, every column family open.
+fn raw_db(dir: &Path) -> rocksdb::DB {
+    let options = rocksdb::Options::default();
+    let names = rocksdb::DB::list_cf(&options, dir).unwrap();
+    rocksdb::DB::open_cf(&options, dir, &names).unwrap()
+}
+
+/// Every row of one column family.
+fn raw_rows(db: &rocksdb::DB, family: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let cf = db.cf_handle(family).unwrap();
+    db.iterator_cf(cf, rocksdb::IteratorMode::Start)
+        .map(|entry| {
+            let (key, value) = entry.unwrap();
+            (key.to_vec(), value.to_vec())
+        })
+        .collect()
+}
+
+/// A block that expires every remembered nonce, committed to `store` and to the writer.
+fn commit_expiring_block(writer: &mut Writer, store: &RocksStore) {
+    let time = TimeMs(writer.chain.state.time.0 + 10_000_000);
+    let proposal = propose(
+        &writer.chain.params,
+        &writer.chain.state,
+        time,
+        Vec::new(),
+        Vec::new(),
+    )
+    .unwrap();
+    let (block, change) = proposal.sign(&writer.chain.validator).unwrap();
+    let hash = block.header().hash().unwrap();
+    store
+        .commit(&BlockWrite {
+            block: &block,
+            block_hash: hash,
+            change: &change,
+            last_signed: Some(block.height()),
+            vault: &[],
+        })
+        .unwrap();
+    writer.chain.state.commit(&change, hash);
+}
+
+/// Remembered nonces are one row per block, and the block that forgets a row's last pair
+/// deletes it.
+#[test]
+fn nonce_rows_are_per_block_and_go_when_they_expire() {
+    let (dir, mut writer, store) = store_with_blocks(4);
+    drop(store);
+    let db = raw_db(dir.path());
+    let rows = raw_rows(&db, "nonces");
+    // Height 1 opens the accounts (no nonces); heights 2-4 hold 40 transfers each.
+    assert_eq!(rows.len(), 3);
+    for (height, (key, value)) in (2u64..).zip(&rows) {
+        assert_eq!(key.len(), 16);
+        assert_eq!(key[8..], height.to_be_bytes());
+        assert_eq!(value.len(), 48 * TRANSFERS_PER_BLOCK);
+    }
+    drop(db);
+
+    let store = RocksStore::open(dir.path(), &writer.chain.params).unwrap();
+    commit_expiring_block(&mut writer, &store);
+    writer.commit_next(&store);
+    drop(store);
+    let db = raw_db(dir.path());
+    let rows = raw_rows(&db, "nonces");
+    assert_eq!(rows.len(), 1, "only the last block's row is left");
+    assert_eq!(rows[0].0[8..], writer.chain.state.height.0.to_be_bytes());
+}
+
+/// A version 1 database (one `nonces` row per remembered pair) opens as version 2, with
+/// the same state, and goes on committing.
+#[test]
+fn a_version_1_database_is_upgraded() {
+    let (dir, mut writer, store) = store_with_blocks(3);
+    drop(store);
+    {
+        let db = raw_db(dir.path());
+        let nonces = db.cf_handle("nonces").unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        for (key, value) in raw_rows(&db, "nonces") {
+            db.delete_cf(nonces, key).unwrap();
+            for record in value.chunks_exact(48) {
+                db.put_cf(nonces, &record[..40], &record[40..]).unwrap();
+            }
+        }
+        db.put_cf(meta, b"schema_version", 1u32.to_be_bytes())
+            .unwrap();
+        assert_eq!(raw_rows(&db, "nonces").len(), 2 * TRANSFERS_PER_BLOCK);
+    }
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    let loaded = store.load_state(&params).unwrap();
+    assert_eq!(loaded.state_root(), writer.chain.state.state_root());
+    assert_eq!(loaded.nonce_count(), 2 * TRANSFERS_PER_BLOCK);
+    writer.commit_next(&store);
+    drop(store);
+    {
+        let db = raw_db(dir.path());
+        let meta = raw_rows(&db, "meta");
+        let (_, version) = meta
+            .iter()
+            .find(|(key, _)| key == b"schema_version")
+            .unwrap();
+        assert_eq!(version, &2u32.to_be_bytes());
+        assert_eq!(
+            raw_rows(&db, "nonces").len(),
+            2,
+            "the converted row and the new block's"
+        );
+    }
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    let loaded = store.load_state(&params).unwrap();
+    assert_eq!(loaded.state_root(), writer.chain.state.state_root());
+    assert_eq!(loaded.nonce_count(), 3 * TRANSFERS_PER_BLOCK);
+}
+
+/// A database of a schema this build does not know is refused, not guessed at.
+#[test]
+fn an_unknown_schema_version_is_refused() {
+    let (dir, writer, store) = store_with_blocks(1);
+    drop(store);
+    {
+        let db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"schema_version", 9u32.to_be_bytes())
+            .unwrap();
+    }
+    match RocksStore::open(dir.path(), &writer.chain.params) {
+        Err(StoreError::SchemaVersion {
+            found: 9,
+            expected: 2,
+            ..
+        }) => {}
+        other => panic!("expected SchemaVersion, got {other:?}"),
+    }
+}
