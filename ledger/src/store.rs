@@ -186,7 +186,7 @@ impl NonceRows {
     }
 
     fn decode(value: &[u8]) -> Result<Vec<(AccountId, Nonce, TimeMs)>, StoreError> {
-        if value.is_empty() || value.len() % Self::RECORD_BYTES != 0 {
+        if value.is_empty() || !value.len().is_multiple_of(Self::RECORD_BYTES) {
             return Err(corrupt("nonce row is not a whole number of records"));
         }
         value

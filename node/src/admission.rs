@@ -65,11 +65,12 @@ impl<C: Send + 'static> Admission<C> {
         Ok(Admission { jobs })
     }
 
-    /// Queues a job; gives it back if the queue is full (or the checker is gone).
-    pub fn submit(&self, job: Job<C>) -> Result<(), Job<C>> {
-        self.jobs.try_send(job).map_err(|error| match error {
-            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-        })
+    /// Queues a job; gives it back, refused, if the queue is full (or the checker is gone).
+    pub fn submit(&self, job: Job<C>) -> Option<Job<C>> {
+        match self.jobs.try_send(job) {
+            Ok(()) => None,
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+        }
     }
 }
 
@@ -339,9 +340,7 @@ mod tests {
             if context == 13 {
                 job.batch.attestation.signature = Signature([1; 64]);
             }
-            admission
-                .submit(job)
-                .unwrap_or_else(|_| panic!("queue full"));
+            assert!(admission.submit(job).is_none(), "queue full");
         }
         let got: Vec<(usize, bool)> = (0..20)
             .map(|_| {

@@ -408,7 +408,7 @@ impl Service {
             Err((code, detail)) => {
                 metrics.transfers_rejected.inc();
                 match bank.reject(chain_id, id, code, &detail) {
-                    Some(rejection) => Track::Rejected(rejection),
+                    Some(rejection) => Track::Rejected(Box::new(rejection)),
                     None => Track::Unknown,
                 }
             }
@@ -470,7 +470,7 @@ impl Service {
                 )
             });
             if let Some(rejection) = rejection {
-                self.resolve(id, Track::Rejected(rejection));
+                self.resolve(id, Track::Rejected(Box::new(rejection)));
             }
         }
     }
@@ -557,7 +557,7 @@ impl Service {
                         && ids.contains(&rejection.transfer)
                         && rejection.verify(&chain_id, &validator).is_ok();
                     if valid {
-                        resolved.push((rejection.transfer, Track::Rejected(rejection)));
+                        resolved.push((rejection.transfer, Track::Rejected(Box::new(rejection))));
                     }
                 }
             }
@@ -565,7 +565,7 @@ impl Service {
                 warn!(?code, %message, "the identity manager refused a forwarded batch");
                 for id in &ids {
                     if let Some(rejection) = bank.reject(&chain_id, *id, code, &message) {
-                        resolved.push((*id, Track::Rejected(rejection)));
+                        resolved.push((*id, Track::Rejected(Box::new(rejection))));
                     }
                 }
             }
@@ -610,7 +610,7 @@ impl Service {
                 Rejecter::Bank(bank) => self.params.bank_key(bank).copied(),
             };
             if key.is_some_and(|key| rejection.verify(&chain_id, &key).is_ok()) {
-                self.resolve(rejection.transfer, Track::Rejected(rejection));
+                self.resolve(rejection.transfer, Track::Rejected(Box::new(rejection)));
             }
         }
         self.net.respond(channel, Response::Ack).await;

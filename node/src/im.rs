@@ -235,7 +235,7 @@ impl Service {
             }
         }
         let refused = match &im.admission {
-            Some(admission) => admission.submit(job).err(),
+            Some(admission) => admission.submit(job),
             None => Some(job),
         };
         if let Some(job) = refused {

@@ -40,8 +40,13 @@ const WAITERS_PER_TRANSFER_MAX: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Track {
     Pending,
-    Committed { height: Height, index: u32 },
-    Rejected(Rejection),
+    Committed {
+        height: Height,
+        index: u32,
+    },
+    /// Boxed: a tracked transfer is kept for every recent submission, and most are never
+    /// refused, so the map holds 16 bytes for this instead of a whole signed refusal.
+    Rejected(Box<Rejection>),
     Unknown,
 }
 

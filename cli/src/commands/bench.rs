@@ -320,15 +320,26 @@ fn prepare_envelopes(
     banks: &[(BankId, String)],
 ) -> Result<Vec<Vec<String>>, Failure> {
     let params = &genesis.params;
-    let expires_at =
-        TimeMs(crate::cluster::now_ms() + params.limits.transfer_expiry_ms_max - 1_000);
-    // Plan first (cheap, sequential): payer, payee, nonce.
+    // Expiries rise through the run as a client's would (its send time plus a fixed
+    // window), spread over up to a minute, all at least a minute short of the longest
+    // allowed; one expiry shared by every transfer would put all of them into one slot of
+    // the nodes' expiry index.
+    let expiry_max = params.limits.transfer_expiry_ms_max;
+    let spread = (expiry_max / 2).min(60_000);
+    let expiry_base = crate::cluster::now_ms() + expiry_max.saturating_sub(1_000 + spread);
+    // Plan first (cheap, sequential): payer, payee, nonce, expiry.
     let homes: Vec<BankId> = accounts.iter().map(|account| account.bank).collect();
     let mut plan = Vec::with_capacity(count);
-    for (payer, payee) in plan_payments(&homes, count) {
+    for (step, (payer, payee)) in plan_payments(&homes, count).into_iter().enumerate() {
         let nonce = accounts[payer].next_nonce;
         accounts[payer].next_nonce += 1;
-        plan.push((payer, accounts[payee].id, nonce));
+        let offset = (step as u64).saturating_mul(spread) / (count as u64).max(1);
+        plan.push((
+            payer,
+            accounts[payee].id,
+            nonce,
+            TimeMs(expiry_base + offset),
+        ));
     }
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = plan.len().div_ceil(threads).max(1);
@@ -339,7 +350,7 @@ fn prepare_envelopes(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|&(payer, payee, nonce)| {
+                        .map(|&(payer, payee, nonce, expires_at)| {
                             let from = &accounts[payer];
                             let transfer = Transfer {
                                 version: VERSION,
