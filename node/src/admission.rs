@@ -9,7 +9,8 @@
 //! it becomes free and verifies all their credentials in one batch: under load the
 //! batches grow by themselves, idle it checks each batch as soon as it comes.
 //!
-//! A failed combined check is not a verdict: each batch is then checked on its own, and a
+//! The banks' attestation signatures (one per batch) go into the same combined check. A
+//! failed combined check is not a verdict: each batch is then checked on its own, and a
 //! failed batch one signature at a time, so a bad credential in one bank's batch costs that
 //! batch's transfers nothing but their own answer and never touches another batch's.
 
@@ -91,19 +92,26 @@ fn run<C>(chain_id: &ChainId, queue: &Receiver<Job<C>>, mut deliver: impl FnMut(
     }
 }
 
-/// Checks every job: each attestation on its own, all credentials in one combined batch,
-/// and only if that fails each job's credentials apart.
+/// Checks every job: the shape of each attestation on its own, then every attestation
+/// signature and every credential in one combined batch, and only if that fails each job
+/// apart (its attestation alone, its credentials in a batch, then one by one).
 pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
-    let shapes: Vec<Result<Vec<Hash32>, String>> = jobs
+    let shapes: Vec<Result<(Vec<Hash32>, Hash32), String>> = jobs
         .iter()
-        .map(|job| check_attestation(chain_id, job.bank, &job.bank_key, &job.batch))
+        .map(|job| check_shape(chain_id, job.bank, &job.batch))
         .collect();
-    let total = jobs.iter().map(|job| job.keys.len()).sum();
+    let total = jobs.iter().map(|job| job.keys.len() + 1).sum();
     let mut combined = SignatureBatch::with_capacity(total);
     for (job_index, (job, shape)) in jobs.iter().zip(&shapes).enumerate() {
-        let Ok(ids) = shape else {
+        let Ok((ids, message)) = shape else {
             continue;
         };
+        combined.push(
+            (job_index, None),
+            &job.bank_key,
+            message,
+            &job.batch.attestation.signature,
+        );
         for (index, ((key, id), request)) in job
             .keys
             .iter()
@@ -112,7 +120,7 @@ pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
             .enumerate()
         {
             if let Some(key) = key {
-                combined.push((job_index, index), key, id, &request.tx_credential);
+                combined.push((job_index, Some(index)), key, id, &request.tx_credential);
             }
         }
     }
@@ -120,27 +128,29 @@ pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
     jobs.into_iter()
         .zip(shapes)
         .map(|(job, shape)| {
-            let verdict = shape.map(|ids| {
-                let credential_ok = if all_verify {
-                    job.keys.iter().map(Option::is_some).collect()
-                } else {
-                    verify_credentials(&job.keys, &ids, &job.batch.requests)
-                };
-                (ids, credential_ok)
+            let verdict = shape.and_then(|(ids, message)| {
+                if all_verify {
+                    let credential_ok = job.keys.iter().map(Option::is_some).collect();
+                    return Ok((ids, credential_ok));
+                }
+                crypto::verify(&job.bank_key, &message, &job.batch.attestation.signature)
+                    .map_err(|_| "the batch attestation does not verify".to_owned())?;
+                let credential_ok = verify_credentials(&job.keys, &ids, &job.batch.requests);
+                Ok((ids, credential_ok))
             });
             Checked { job, verdict }
         })
         .collect()
 }
 
-/// A forwarded batch's ids, if its payer-ok attestation (by `bank`, over exactly those ids)
-/// verifies.
-fn check_attestation(
+/// A forwarded batch's ids and the message its payer-ok attestation signs, if the
+/// attestation is by `bank` and covers exactly those ids (its signature is checked by the
+/// caller).
+fn check_shape(
     chain_id: &ChainId,
     bank: BankId,
-    bank_key: &PublicKey,
     batch: &ForwardBatch,
-) -> Result<Vec<Hash32>, String> {
+) -> Result<(Vec<Hash32>, Hash32), String> {
     let ids = batch
         .requests
         .iter()
@@ -156,9 +166,7 @@ fn check_attestation(
     }
     let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)
         .map_err(|error| error.to_string())?;
-    crypto::verify(bank_key, &message, &attestation.signature)
-        .map_err(|_| "the batch attestation does not verify".to_owned())?;
-    Ok(ids)
+    Ok((ids, message))
 }
 
 /// One batch's credentials: one batch check, and one by one only if it fails, to find the
