@@ -135,7 +135,8 @@ impl TransferStatus {
     }
 }
 
-/// The most envelopes in one `hv_submitBatch`, and ids in one `hv_subscribeFinals`.
+/// The most envelopes in one `hv_submitBatch` or `hv_submitAndWatch`, and ids in one
+/// `hv_subscribeFinals`.
 pub const RPC_BATCH_MAX: usize = 16_384;
 
 /// One envelope's answer in `hv_submitBatch`.
@@ -162,7 +163,17 @@ pub enum Submitted {
     },
 }
 
-/// A transfer that became final, in `hv_subscribeFinals`.
+/// A notification of `hv_submitAndWatch`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Watched {
+    /// The first: every envelope's answer, in order, as `hv_submitBatch` gives them.
+    Submitted { answers: Vec<Submitted> },
+    /// Then: accepted transfers that became final, as `hv_subscribeFinals` sends them.
+    Finals { finals: Vec<Final> },
+}
+
+/// A transfer that became final, in `hv_subscribeFinals` and `hv_submitAndWatch`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Final {
     pub id: String,
@@ -273,6 +284,13 @@ pub trait Api {
     /// are final.
     #[subscription(name = "subscribeFinals" => "finals", unsubscribe = "unsubscribeFinals", item = Vec<Final>)]
     async fn subscribe_finals(&self, ids: Vec<String>) -> SubscriptionResult;
+
+    /// `hv_submitBatch` and `hv_subscribeFinals` in one call: the first notification
+    /// answers every envelope, in order; the next ones bring the accepted transfers'
+    /// outcomes as they become final, in batches; ends when all are final. One round trip
+    /// instead of two, and the accepted ids need not be sent back.
+    #[subscription(name = "submitAndWatch" => "watched", unsubscribe = "unsubscribeWatched", item = Watched)]
+    async fn submit_and_watch(&self, envelopes: Vec<String>) -> SubscriptionResult;
 
     /// The identity manager serves a disclosure order signed by a quorum of auditors.
     #[method(name = "disclose")]

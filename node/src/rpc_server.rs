@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::rpc::{
     codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
     DiscloseParams, Disclosed, Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount,
-    RpcFailure, Submitted, TransferStatus, RPC_BATCH_MAX,
+    RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::service::{AccountChange, Input, RpcCommand, Track};
 
@@ -178,6 +178,133 @@ fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, String> {
     })
 }
 
+/// The transfers a subscription waits for, each with its outcome once final.
+type Waiting = futures::stream::FuturesUnordered<
+    futures::future::BoxFuture<'static, (Hash32, Result<Track, oneshot::error::RecvError>)>,
+>;
+
+impl RpcContext {
+    /// `hv_submitBatch`'s work: every envelope's answer, in order, and the ids of the
+    /// accepted transfers that are not final yet.
+    async fn submit_envelopes(
+        &self,
+        envelopes: &[String],
+    ) -> RpcResult<(Vec<Submitted>, Vec<Hash32>)> {
+        if envelopes.len() > RPC_BATCH_MAX {
+            return Err(rpc_error(
+                codes::INVALID_INPUT,
+                format!("at most {RPC_BATCH_MAX} envelopes per batch"),
+            ));
+        }
+        // Undecodable envelopes are answered here; the rest go to the service in one message.
+        let mut decoded = Vec::with_capacity(envelopes.len());
+        let mut positions = Vec::with_capacity(envelopes.len());
+        let mut answers: Vec<Option<Submitted>> = Vec::with_capacity(envelopes.len());
+        for (index, envelope) in envelopes.iter().enumerate() {
+            let bytes = (envelope.len() <= 2 * halfveil_ledger::crypto::ENVELOPE_BYTES_MAX)
+                .then(|| hex::decode(envelope).ok())
+                .flatten();
+            match bytes {
+                Some(bytes) => {
+                    decoded.push(bytes);
+                    positions.push(index);
+                    answers.push(None);
+                }
+                None => answers.push(Some(Submitted::Error {
+                    code: codes::ENVELOPE,
+                    message: "the envelope cannot be opened by this bank".into(),
+                })),
+            }
+        }
+        let results = self
+            .ask(|reply| RpcCommand::SubmitBatch(decoded, reply))
+            .await?;
+        let mut pending = Vec::with_capacity(results.len());
+        for (position, result) in positions.into_iter().zip(results) {
+            answers[position] = Some(match result {
+                Err(failure) => Submitted::Error {
+                    code: failure.code,
+                    message: failure.message,
+                },
+                Ok((id, Track::Committed { height, .. })) => Submitted::Committed {
+                    id: id.to_hex(),
+                    height: height.0,
+                },
+                Ok((id, Track::Rejected(rejection))) => Submitted::Rejected {
+                    id: id.to_hex(),
+                    code: rejection.code.as_str().to_owned(),
+                },
+                Ok((id, _)) => {
+                    pending.push(id);
+                    Submitted::Pending { id: id.to_hex() }
+                }
+            });
+        }
+        Ok((answers.into_iter().flatten().collect(), pending))
+    }
+
+    /// Asks the service to answer when each of `ids` is final; `None` if it is overloaded.
+    fn wait_finals(&self, ids: Vec<Hash32>) -> Option<Waiting> {
+        let waiting = Waiting::new();
+        let mut waits = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (reply, answer) = oneshot::channel();
+            waits.push((id, reply));
+            waiting.push(Box::pin(async move { (id, answer.await) }));
+        }
+        self.inputs
+            .try_send(Input::Rpc(RpcCommand::WaitFinals(waits)))
+            .ok()?;
+        Some(waiting)
+    }
+}
+
+/// Sends the outcomes in `waiting` as they become final, what is final at once in one
+/// notification (built by `message`), until all are sent, the client leaves or
+/// [`SUBSCRIPTION_WAIT_MAX`] passes.
+async fn send_finals(
+    sink: &jsonrpsee::server::SubscriptionSink,
+    mut waiting: Waiting,
+    message: impl Fn(Vec<Final>) -> Result<Box<serde_json::value::RawValue>, serde_json::Error>,
+) -> SubscriptionResult {
+    let deadline = tokio::time::Instant::now() + SUBSCRIPTION_WAIT_MAX;
+    while !waiting.is_empty() {
+        // Gather what is final now, then send it as one notification.
+        let first = tokio::select! {
+            next = futures::StreamExt::next(&mut waiting) => next,
+            _ = tokio::time::sleep_until(deadline) => return Ok(()),
+            _ = sink.closed() => return Ok(()),
+        };
+        let mut finals = Vec::new();
+        let mut push =
+            |(id, answer): (Hash32, Result<Track, oneshot::error::RecvError>)| match answer {
+                Ok(Track::Committed { height, .. }) => finals.push(Final {
+                    id: id.to_hex(),
+                    height: Some(height.0),
+                    code: None,
+                }),
+                Ok(Track::Rejected(rejection)) => finals.push(Final {
+                    id: id.to_hex(),
+                    height: None,
+                    code: Some(rejection.code.as_str().to_owned()),
+                }),
+                _ => {}
+            };
+        if let Some(item) = first {
+            push(item);
+        }
+        while let Some(Some(item)) =
+            futures::FutureExt::now_or_never(futures::StreamExt::next(&mut waiting))
+        {
+            push(item);
+        }
+        if !finals.is_empty() {
+            sink.send(message(finals)?).await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ApiServer for RpcContext {
     async fn status(&self) -> RpcResult<NodeStatus> {
@@ -282,53 +409,7 @@ impl ApiServer for RpcContext {
     }
 
     async fn submit_batch(&self, envelopes: Vec<String>) -> RpcResult<Vec<Submitted>> {
-        if envelopes.len() > RPC_BATCH_MAX {
-            return Err(rpc_error(
-                codes::INVALID_INPUT,
-                format!("at most {RPC_BATCH_MAX} envelopes per batch"),
-            ));
-        }
-        // Undecodable envelopes are answered here; the rest go to the service in one message.
-        let mut decoded = Vec::with_capacity(envelopes.len());
-        let mut positions = Vec::with_capacity(envelopes.len());
-        let mut answers: Vec<Option<Submitted>> = Vec::with_capacity(envelopes.len());
-        for (index, envelope) in envelopes.iter().enumerate() {
-            let bytes = (envelope.len() <= 2 * halfveil_ledger::crypto::ENVELOPE_BYTES_MAX)
-                .then(|| hex::decode(envelope).ok())
-                .flatten();
-            match bytes {
-                Some(bytes) => {
-                    decoded.push(bytes);
-                    positions.push(index);
-                    answers.push(None);
-                }
-                None => answers.push(Some(Submitted::Error {
-                    code: codes::ENVELOPE,
-                    message: "the envelope cannot be opened by this bank".into(),
-                })),
-            }
-        }
-        let results = self
-            .ask(|reply| RpcCommand::SubmitBatch(decoded, reply))
-            .await?;
-        for (position, result) in positions.into_iter().zip(results) {
-            answers[position] = Some(match result {
-                Err(failure) => Submitted::Error {
-                    code: failure.code,
-                    message: failure.message,
-                },
-                Ok((id, Track::Committed { height, .. })) => Submitted::Committed {
-                    id: id.to_hex(),
-                    height: height.0,
-                },
-                Ok((id, Track::Rejected(rejection))) => Submitted::Rejected {
-                    id: id.to_hex(),
-                    code: rejection.code.as_str().to_owned(),
-                },
-                Ok((id, _)) => Submitted::Pending { id: id.to_hex() },
-            });
-        }
-        Ok(answers.into_iter().flatten().collect())
+        Ok(self.submit_envelopes(&envelopes).await?.0)
     }
 
     async fn subscribe_finals(
@@ -355,58 +436,44 @@ impl ApiServer for RpcContext {
                 }
             }
         }
-        let mut waiting = futures::stream::FuturesUnordered::new();
-        let mut waits = Vec::with_capacity(parsed.len());
-        for id in parsed {
-            let (reply, answer) = oneshot::channel();
-            waits.push((id, reply));
-            waiting.push(async move { (id, answer.await) });
-        }
-        if self
-            .inputs
-            .try_send(Input::Rpc(RpcCommand::WaitFinals(waits)))
-            .is_err()
-        {
+        let Some(waiting) = self.wait_finals(parsed) else {
             pending.reject(overloaded()).await;
             return Ok(());
-        }
+        };
         let sink = pending.accept().await?;
-        let deadline = tokio::time::Instant::now() + SUBSCRIPTION_WAIT_MAX;
-        while !waiting.is_empty() {
-            // Gather what is final now, then send it as one notification.
-            let first = tokio::select! {
-                next = futures::StreamExt::next(&mut waiting) => next,
-                _ = tokio::time::sleep_until(deadline) => return Ok(()),
-                _ = sink.closed() => return Ok(()),
-            };
-            let mut finals = Vec::new();
-            let mut push =
-                |(id, answer): (Hash32, Result<Track, oneshot::error::RecvError>)| match answer {
-                    Ok(Track::Committed { height, .. }) => finals.push(Final {
-                        id: id.to_hex(),
-                        height: Some(height.0),
-                        code: None,
-                    }),
-                    Ok(Track::Rejected(rejection)) => finals.push(Final {
-                        id: id.to_hex(),
-                        height: None,
-                        code: Some(rejection.code.as_str().to_owned()),
-                    }),
-                    _ => {}
-                };
-            if let Some(item) = first {
-                push(item);
+        send_finals(&sink, waiting, |finals| {
+            serde_json::value::to_raw_value(&finals)
+        })
+        .await
+    }
+
+    async fn submit_and_watch(
+        &self,
+        pending: PendingSubscriptionSink,
+        envelopes: Vec<String>,
+    ) -> SubscriptionResult {
+        let (answers, ids) = match self.submit_envelopes(&envelopes).await {
+            Ok(submitted) => submitted,
+            Err(error) => {
+                pending.reject(error).await;
+                return Ok(());
             }
-            while let Some(Some(item)) =
-                futures::FutureExt::now_or_never(futures::StreamExt::next(&mut waiting))
-            {
-                push(item);
-            }
-            if !finals.is_empty() {
-                sink.send(serde_json::value::to_raw_value(&finals)?).await?;
-            }
-        }
-        Ok(())
+        };
+        // Accepted envelopes stay accepted: if the waits cannot be registered the client
+        // still gets every answer, and can ask for the outcomes later.
+        let waiting = self.wait_finals(ids);
+        let sink = pending.accept().await?;
+        sink.send(serde_json::value::to_raw_value(&Watched::Submitted {
+            answers,
+        })?)
+        .await?;
+        let Some(waiting) = waiting else {
+            return Ok(());
+        };
+        send_finals(&sink, waiting, |finals| {
+            serde_json::value::to_raw_value(&Watched::Finals { finals })
+        })
+        .await
     }
 
     async fn disclose(&self, params: DiscloseParams) -> RpcResult<Disclosed> {

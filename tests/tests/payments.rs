@@ -4,9 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use halfveil_ledger::crypto::BusinessKey;
-use halfveil_node::rpc::{codes, TransferStatus};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use halfveil_node::rpc::{codes, ApiClient, Final, Submitted, TransferStatus, Watched};
 use halfveil_tests::describe;
-use halfveil_tests::net::{contains, now_ms, public_key, TestNet};
+use halfveil_tests::net::{block_on, client, contains, now_ms, public_key, TestNet};
 use jsonrpsee::core::client::Error as ClientError;
 use rand_core::OsRng;
 
@@ -296,6 +299,98 @@ fn refusals_move_no_money() {
     );
     assert_eq!(net.balance(&alice), 85);
     assert_eq!(net.wait_same_head().supply, 100);
+    net.stop_all();
+}
+
+/// Batches through `hv_submitAndWatch` (answers first, then outcomes) and through
+/// `hv_submitBatch` followed by `hv_subscribeFinals`: every envelope answered in order,
+/// every accepted transfer's outcome delivered once, money moved only by the good ones.
+#[test]
+fn batches_are_answered_then_watched_to_the_end() {
+    let mut net = TestNet::start(2);
+    let alice = net.open_account("bank-1", "Alice Batch", "NID-A-9");
+    let bob = net.open_account("bank-2", "Bob Batch", "NID-B-9");
+    net.issue(&alice, 100);
+    let keys = net.keys("Alice Batch");
+    let later = now_ms() + 60_000;
+    let nonce = keys.next_nonce;
+    let (good, good_envelope) = net.envelope(&keys, &bob, 10, nonce, later, &keys.business_key);
+    let (poor, poor_envelope) =
+        net.envelope(&keys, &bob, 1_000, nonce + 1, later, &keys.business_key);
+    let (later_good, later_envelope) =
+        net.envelope(&keys, &bob, 5, nonce + 2, later, &keys.business_key);
+    let url = net.rpc("bank-1");
+    let limit = Duration::from_secs(30);
+
+    let outcomes: BTreeMap<String, Option<String>> = block_on(async {
+        let client = client(&url).await.unwrap();
+        let envelopes = vec![good_envelope, "00ff00ff".to_owned(), poor_envelope];
+        let mut watched = client.submit_and_watch(envelopes).await.unwrap();
+        let answers = match tokio::time::timeout(limit, watched.next()).await {
+            Ok(Some(Ok(Watched::Submitted { answers }))) => answers,
+            other => panic!("expected the answers first, got {other:?}"),
+        };
+        assert_eq!(answers.len(), 3);
+        assert!(
+            matches!(&answers[1], Submitted::Error { code, .. } if *code == codes::ENVELOPE),
+            "{:?}",
+            answers[1]
+        );
+        let mut outcomes = BTreeMap::new();
+        let mut pending = 0;
+        for answer in [&answers[0], &answers[2]] {
+            match answer {
+                Submitted::Pending { .. } => pending += 1,
+                Submitted::Committed { id, .. } => {
+                    outcomes.insert(id.clone(), None);
+                }
+                Submitted::Rejected { id, code } => {
+                    outcomes.insert(id.clone(), Some(code.clone()));
+                }
+                Submitted::Error { message, .. } => panic!("accepted envelope refused: {message}"),
+            }
+        }
+        let mut seen = 0;
+        while seen < pending {
+            match tokio::time::timeout(limit, watched.next()).await {
+                Ok(Some(Ok(Watched::Finals { finals }))) => {
+                    for Final { id, code, height } in finals {
+                        assert_eq!(height.is_some(), code.is_none(), "{id}");
+                        assert!(outcomes.insert(id, code).is_none(), "an outcome twice");
+                        seen += 1;
+                    }
+                }
+                other => panic!("expected finals, got {other:?}"),
+            }
+        }
+        outcomes
+    });
+    assert_eq!(outcomes.get(&good.to_hex()), Some(&None), "{outcomes:?}");
+    assert_eq!(
+        outcomes.get(&poor.to_hex()),
+        Some(&Some("insufficient-funds".to_owned())),
+        "{outcomes:?}"
+    );
+
+    let finals: Vec<Final> = block_on(async {
+        let client = client(&url).await.unwrap();
+        let answers = client.submit_batch(vec![later_envelope]).await.unwrap();
+        let id = match &answers[..] {
+            [Submitted::Pending { id }] => id.clone(),
+            other => panic!("expected one pending answer, got {other:?}"),
+        };
+        let mut subscription = client.subscribe_finals(vec![id]).await.unwrap();
+        match tokio::time::timeout(limit, subscription.next()).await {
+            Ok(Some(Ok(finals))) => finals,
+            other => panic!("expected finals, got {other:?}"),
+        }
+    });
+    assert_eq!(finals.len(), 1);
+    assert_eq!(finals[0].id, later_good.to_hex());
+    assert!(finals[0].height.is_some() && finals[0].code.is_none());
+
+    assert_eq!(net.balance(&alice), 85);
+    assert_eq!(net.balance(&bob), 15);
     net.stop_all();
 }
 

@@ -3,9 +3,10 @@
 //!
 //! Before the clock starts it opens the accounts (half at each bank), issues funds and
 //! prepares every signed and sealed envelope, so client-side crypto is not measured. Then
-//! it offers load open-loop: every 10 ms one `hv_submitBatch` per bank with that tick's
-//! envelopes, and one `hv_subscribeFinals` for the accepted ids; each transfer's latency is
-//! from just before its batch was sent to the notification of its outcome. `--ramp` repeats
+//! it offers load open-loop: every 10 ms one `hv_submitAndWatch` per bank with that tick's
+//! envelopes (one subscription: the answers, then the accepted transfers' outcomes); each
+//! transfer's latency is from just before its batch was sent to the notification of its
+//! outcome. `--ramp` repeats
 //! this at rising rates until the network no longer keeps up. Afterwards every node must
 //! hold the same head and balances, and the supply must equal what was issued.
 
@@ -19,7 +20,9 @@ use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
 use halfveil_ledger::{AccountId, Amount, BankId, Memo, Nonce, TimeMs, Transfer, VERSION};
 use halfveil_node::metrics::process_cpu_seconds;
-use halfveil_node::rpc::{AdminApiClient, ApiClient, NodeStatus, Submitted, TransferStatus};
+use halfveil_node::rpc::{
+    AdminApiClient, ApiClient, NodeStatus, Submitted, TransferStatus, Watched,
+};
 use hdrhistogram::Histogram;
 use rand_core::{OsRng, RngCore};
 use secrecy::ExposeSecret;
@@ -480,20 +483,27 @@ async fn offer(
                 let sent = Instant::now();
                 let second = u32::try_from(sent.duration_since(started).as_secs()).unwrap_or(0);
                 let count = batch.len() as u64;
-                let answers = match node.client.submit_batch(batch).await {
-                    Ok(answers) => answers,
-                    Err(_) => {
-                        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-                        tally.unanswered += count;
+                // One subscription per batch: the answers first, then the outcomes.
+                let unanswered = |tally: &Mutex<Tally>, count: u64| {
+                    tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += count;
+                };
+                let Ok(mut watched) = node.client.submit_and_watch(batch).await else {
+                    unanswered(&tally, count);
+                    return;
+                };
+                let answers = match tokio::time::timeout(DRAIN_LIMIT, watched.next()).await {
+                    Ok(Some(Ok(Watched::Submitted { answers }))) => answers,
+                    _ => {
+                        unanswered(&tally, count);
                         return;
                     }
                 };
-                let mut pending = Vec::new();
+                let mut waiting = 0u64;
                 {
                     let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
                     for answer in answers {
                         match answer {
-                            Submitted::Pending { id } => pending.push(id),
+                            Submitted::Pending { .. } => waiting += 1,
                             Submitted::Committed { .. } => tally.committed += 1,
                             Submitted::Rejected { id, code } => tally.reject(index, id, code),
                             Submitted::Error { message, .. } => {
@@ -502,18 +512,12 @@ async fn offer(
                         }
                     }
                 }
-                if pending.is_empty() {
-                    return;
-                }
-                let waiting = pending.len() as u64;
-                let Ok(mut finals) = node.client.subscribe_finals(pending).await else {
-                    tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += waiting;
-                    return;
-                };
                 let mut seen = 0u64;
                 while seen < waiting {
-                    let next = tokio::time::timeout(DRAIN_LIMIT, finals.next()).await;
-                    let Ok(Some(Ok(batch))) = next else { break };
+                    let next = tokio::time::timeout(DRAIN_LIMIT, watched.next()).await;
+                    let Ok(Some(Ok(Watched::Finals { finals: batch }))) = next else {
+                        break;
+                    };
                     let now = Instant::now();
                     let latency =
                         u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
