@@ -346,28 +346,8 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
 fn a_reopened_store_holds_the_same_state() {
     let (dir, mut writer, store) = store_with_blocks(3);
     // A block far in the future: every remembered nonce expires and is deleted.
-    let time = TimeMs(writer.chain.state.time.0 + 10_000_000);
     assert!(writer.chain.state.nonce_count() > 0);
-    let proposal = propose(
-        &writer.chain.params,
-        &writer.chain.state,
-        time,
-        Vec::new(),
-        Vec::new(),
-    )
-    .unwrap();
-    let (block, change) = proposal.sign(&writer.chain.validator).unwrap();
-    let hash = block.header().hash().unwrap();
-    store
-        .commit(&BlockWrite {
-            block: &block,
-            block_hash: hash,
-            change: &change,
-            last_signed: Some(block.height()),
-            vault: &[],
-        })
-        .unwrap();
-    writer.chain.state.commit(&change, hash);
+    commit_expiring_block(&mut writer, &store);
     assert_eq!(writer.chain.state.nonce_count(), 0);
     writer.commit_next(&store);
     drop(store);

@@ -179,9 +179,28 @@ fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, String> {
 }
 
 /// The transfers a subscription waits for, each with its outcome once final.
-type Waiting = futures::stream::FuturesUnordered<
-    futures::future::BoxFuture<'static, (Hash32, Result<Track, oneshot::error::RecvError>)>,
->;
+type Waiting = futures::stream::FuturesUnordered<Outcome>;
+
+/// One transfer's outcome, named by its id when it arrives (a plain future, so waiting
+/// for a batch allocates nothing per transfer).
+struct Outcome {
+    id: Hash32,
+    answer: oneshot::Receiver<Track>,
+}
+
+impl std::future::Future for Outcome {
+    type Output = (Hash32, Result<Track, oneshot::error::RecvError>);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let id = self.id;
+        std::pin::Pin::new(&mut self.answer)
+            .poll(context)
+            .map(|answer| (id, answer))
+    }
+}
 
 impl RpcContext {
     /// `hv_submitBatch`'s work: every envelope's answer, in order, and the ids of the
@@ -250,7 +269,7 @@ impl RpcContext {
         for id in ids {
             let (reply, answer) = oneshot::channel();
             waits.push((id, reply));
-            waiting.push(Box::pin(async move { (id, answer.await) }));
+            waiting.push(Outcome { id, answer });
         }
         self.inputs
             .try_send(Input::Rpc(RpcCommand::WaitFinals(waits)))
