@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use halfveil_node::rpc::{ApiClient, NodeStatus};
 
 use crate::client::Node;
-use crate::commands::testnet::InitSummary;
+use crate::commands::testnet::{self, InitOptions, InitSummary};
 use crate::failure::Failure;
 
 /// Makes `dir` ready for a fresh run of `halfveil COMMAND`: empties it if an earlier run
@@ -63,7 +63,45 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// How many networks `Cluster::launch` writes before giving up on free ports.
+const LAUNCH_ATTEMPTS: usize = 3;
+
 impl Cluster {
+    /// Writes a testnet as `options` says, starts its nodes (logging into `logs`) and waits
+    /// up to `ready` for every node to answer and see the others. Free ports are picked when
+    /// the network is written, so another process may bind one before its node does; such
+    /// a network is stopped, removed and written again with other ports (at most three
+    /// times; never when the ports were given with `base_port`).
+    pub async fn launch(
+        options: &InitOptions,
+        logs: &Path,
+        ready: Duration,
+    ) -> Result<(InitSummary, Cluster, Vec<NodeStatus>), Failure> {
+        let mut attempt = 1;
+        loop {
+            let network = testnet::create(options)?;
+            let mut cluster = Cluster::start(&network, logs)?;
+            match cluster.wait_ready(ready).await {
+                Ok(statuses) => return Ok((network, cluster, statuses)),
+                Err(failure)
+                    if attempt < LAUNCH_ATTEMPTS
+                        && options.base_port.is_none()
+                        && failure.message.contains("Address already in use") =>
+                {
+                    drop(cluster);
+                    attempt += 1;
+                    eprintln!(
+                        "a port was taken before its node bound it; writing the network again \
+                         with other ports (attempt {attempt} of {LAUNCH_ATTEMPTS})"
+                    );
+                    std::fs::remove_dir_all(&options.dir)?;
+                    std::fs::remove_dir_all(logs)?;
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
+
     /// Starts every node of `network`, logging into `logs`.
     pub fn start(network: &InitSummary, logs: &Path) -> Result<Cluster, Failure> {
         std::fs::create_dir_all(logs)?;

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, identify, noise, ping, tcp, yamux, Multiaddr,
-    PeerId, Swarm,
+    allow_block_list, connection_limits, core::transport::TransportError, gossipsub, identify,
+    noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -191,7 +191,11 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     let mut swarm = build_swarm(&setup)?;
     swarm
         .listen_on(setup.listen.clone())
-        .map_err(|error| format!("cannot listen on {}: {error}", setup.listen))?;
+        .map_err(|error| match error {
+            // The transport's own error says nothing of the cause; the I/O error does.
+            TransportError::Other(cause) => format!("cannot listen on {}: {cause}", setup.listen),
+            other => format!("cannot listen on {}: {other}", setup.listen),
+        })?;
     let topic = gossipsub::IdentTopic::new(protocol::blocks_topic(&setup.genesis_hash));
     swarm
         .behaviour_mut()

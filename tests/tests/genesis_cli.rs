@@ -1,5 +1,6 @@
 //! `halfveil testnet init` writes a network whose genesis `halfveil genesis validate`
-//! accepts, and a copy with any one byte changed is refused with exit code 3 and a reason.
+//! accepts, and a copy with any one byte changed is refused with exit code 3 and a reason;
+//! a node whose port is taken exits saying so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -194,5 +195,46 @@ fn a_wallet_is_created_encrypted_and_opens_only_with_its_password() {
         Some(2),
         "{}",
         describe(&no_password)
+    );
+}
+
+#[test]
+fn a_node_whose_peer_port_is_taken_exits_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = dir.path().join("network");
+    let output = run_bounded(
+        halfveil()
+            .args([
+                "--output", "json", "testnet", "init", "--banks", "1", "--dir",
+            ])
+            .arg(&network),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let im = &summary["nodes"][0];
+    let p2p = im["p2p"].as_str().unwrap();
+    let port: u16 = p2p
+        .split("/tcp/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no tcp port in {p2p}"));
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+
+    let output = run_bounded(
+        halfveil()
+            .args(["start", "--home"])
+            .arg(im["home"].as_str().unwrap())
+            .env_remove("HALFVEIL_PASSWORD"),
+        LIMIT,
+    );
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {p2p}"))
+            && stderr.contains("Address already in use"),
+        "{}",
+        describe(&output)
     );
 }

@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::client::{AdminAccess, Node};
 use crate::cluster::Cluster;
 use crate::commands::account::{Holder, NewAccount};
-use crate::commands::testnet::{self, InitOptions};
+use crate::commands::testnet::InitOptions;
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 
@@ -658,7 +658,7 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             run_bench(&targets, options, &say).await
         })?
     } else {
-        let network = testnet::create(&InitOptions {
+        let network = InitOptions {
             dir: options.dir.join("network"),
             banks: 2,
             auditors: 3,
@@ -666,22 +666,24 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             chain_id: "halfveil-bench".into(),
             base_port: None,
             password_file: None,
-        })?;
-        let mut cluster = Cluster::start(&network, &options.dir.join("logs"))?;
+        };
+        let logs = options.dir.join("logs");
+        let mut cluster = None;
         let report = runtime.block_on(async {
-            cluster.wait_ready(Duration::from_secs(60)).await?;
+            let (_, launched, _) =
+                Cluster::launch(&network, &logs, Duration::from_secs(60)).await?;
+            let cluster = cluster.insert(launched);
             let urls: Vec<String> = cluster.nodes.iter().map(|node| node.rpc.clone()).collect();
             let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
             let targets = Targets::discover(&urls, im_admin).await?;
             run_bench(&targets, options, &say).await
         });
-        let stopped = cluster.stop(Duration::from_secs(30));
-        let report = report.map_err(|failure| {
-            failure.context(format!(
-                "node logs are in {}",
-                options.dir.join("logs").display()
-            ))
-        })?;
+        let stopped = cluster
+            .as_mut()
+            .map(|cluster| cluster.stop(Duration::from_secs(30)))
+            .unwrap_or_default();
+        let report = report
+            .map_err(|failure| failure.context(format!("node logs are in {}", logs.display())))?;
         if stopped
             .iter()
             .any(|(_, status)| !status.is_some_and(|status| status.success()))

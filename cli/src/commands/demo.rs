@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use halfveil_genesis::keystore;
-use halfveil_node::rpc::NodeStatus;
 use rand_core::{OsRng, RngCore};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -18,7 +17,7 @@ use crate::cluster::Cluster;
 use crate::commands::account::{account_at, open_account, Holder, OpenedReport};
 use crate::commands::admin::{change_with, issue_with, BankChange};
 use crate::commands::pay::{pay_with, render, Outcome, PayOrder};
-use crate::commands::testnet::{self, InitOptions};
+use crate::commands::testnet::InitOptions;
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::wallet::Wallet;
@@ -80,7 +79,7 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
     };
     crate::cluster::prepare_dir(dir, "demo")?;
     let network_dir = dir.join("network");
-    let network = testnet::create(&InitOptions {
+    let network_options = InitOptions {
         dir: network_dir.clone(),
         banks: 2,
         auditors: 3,
@@ -88,14 +87,25 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
         chain_id: "halfveil-demo".into(),
         base_port: None,
         password_file: None,
-    })?;
+    };
+    say("== writing a network; starting the identity manager and two banks on 127.0.0.1".into());
+    let (network, mut cluster, statuses) = crate::client::block_on(Cluster::launch(
+        &network_options,
+        &dir.join("logs"),
+        READY_LIMIT,
+    ))??;
     say(format!(
-        "== network {} (genesis {}) in {}",
+        "  network {} (genesis {}) in {}",
         network.chain_id,
         network.genesis_hash,
         network_dir.display()
     ));
-    let mut cluster = Cluster::start(&network, &dir.join("logs"))?;
+    for (node, status) in cluster.nodes.iter().zip(&statuses) {
+        say(format!(
+            "  {:<7} {:<17} rpc {}  peer {}",
+            node.name, status.role, node.rpc, status.peer_id
+        ));
+    }
     let result = crate::client::block_on(run_demo(&mut cluster, dir, &say))?;
     let stopped = cluster.stop(STOP_LIMIT);
     let clean = stopped
@@ -143,15 +153,6 @@ async fn run_demo(
     dir: &Path,
     say: &impl Fn(String),
 ) -> Result<DemoResult, Failure> {
-    say("== starting the identity manager and two banks on 127.0.0.1".into());
-    let statuses: Vec<NodeStatus> = cluster.wait_ready(READY_LIMIT).await?;
-    for (node, status) in cluster.nodes.iter().zip(&statuses) {
-        say(format!(
-            "  {:<7} {:<17} rpc {}  peer {}",
-            node.name, status.role, node.rpc, status.peer_id
-        ));
-    }
-
     // One wallet per person, all under one random password kept in the demo folder.
     let password_path = dir.join("wallet-password");
     let mut secret = [0u8; 24];
