@@ -188,6 +188,7 @@ fn block_benches(
                 store
                     .commit(&BlockWrite {
                         block: &block,
+                        encoded: None,
                         block_hash,
                         change,
                         last_signed: Some(block.height()),

@@ -98,6 +98,10 @@ pub struct Location {
 #[derive(Debug)]
 pub struct BlockWrite<'a> {
     pub block: &'a Block,
+    /// The block's canonical encoding, if the caller holds it (a bank keeps the bytes it
+    /// received, which strict decoding proved canonical; the IM's writer encodes once for
+    /// the store and for publishing); `None` encodes it here.
+    pub encoded: Option<&'a [u8]>,
     pub block_hash: Hash32,
     pub change: &'a StateChange,
     /// The IM records the height it is about to sign in the same batch (SPEC section 5).
@@ -566,7 +570,10 @@ impl Store for RocksStore {
         let change = write.change;
         let mut batch = WriteBatch::default();
         let height_key = height.0.to_be_bytes();
-        batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?);
+        match write.encoded {
+            Some(bytes) => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, bytes),
+            None => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?),
+        }
         batch.put_cf(
             self.cf(CF_BLOCK_HASHES)?,
             write.block_hash.as_bytes(),
@@ -583,11 +590,13 @@ impl Store for RocksStore {
         locations.sort_unstable_by_key(|(id, _)| id.0);
         for (id, index) in locations {
             let location = Location { height, index };
-            batch.put_cf(transfers, id.as_bytes(), codec::encode(&location)?);
+            codec::with_encoded(&location, |bytes| {
+                batch.put_cf(transfers, id.as_bytes(), bytes)
+            })?;
         }
         let accounts = self.cf(CF_ACCOUNTS)?;
         for (id, account) in &change.accounts {
-            batch.put_cf(accounts, id.0, codec::encode(account)?);
+            codec::with_encoded(account, |bytes| batch.put_cf(accounts, id.0, bytes))?;
         }
         let nonces = self.cf(CF_NONCES)?;
         let mut nonce_rows = self

@@ -99,6 +99,7 @@ impl Writer {
         store
             .commit(&BlockWrite {
                 block: &block,
+                encoded: None,
                 block_hash,
                 change: &change,
                 last_signed: Some(block.height()),
@@ -272,6 +273,7 @@ fn a_store_takes_only_the_next_height() {
     fn write<'a>(block: &'a Block, change: &'a StateChange) -> BlockWrite<'a> {
         BlockWrite {
             block,
+            encoded: None,
             block_hash: block.header().hash().unwrap(),
             change,
             last_signed: None,
@@ -314,6 +316,7 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
     store
         .commit(&BlockWrite {
             block: &block,
+            encoded: None,
             block_hash: hash,
             change: &change,
             last_signed: Some(Height(1)),
@@ -321,12 +324,15 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
         })
         .unwrap();
     writer.chain.state.commit(&change, hash);
-    // An AM's write carries no signed height: the IM's record stays as it was.
+    // An AM's write carries no signed height: the IM's record stays as it was. It stores
+    // the bytes it received instead of encoding the block again.
     let (block, change) = writer.next_block();
     let hash = block.header().hash().unwrap();
+    let received = block.encode().unwrap();
     store
         .commit(&BlockWrite {
             block: &block,
+            encoded: Some(&received),
             block_hash: hash,
             change: &change,
             last_signed: None,
@@ -337,6 +343,7 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
 
     let store = RocksStore::open(dir.path(), &params).unwrap();
     assert_eq!(store.head().unwrap().height, Height(2));
+    assert_eq!(store.block(Height(2)).unwrap(), Some(block));
     assert_eq!(store.last_signed().unwrap(), Height(1));
     assert_eq!(store.vault_record(&opened).unwrap(), Some(record));
     assert_eq!(store.vault_record(&writer.accounts[1].id).unwrap(), None);
@@ -516,6 +523,7 @@ fn commit_expiring_block(writer: &mut Writer, store: &RocksStore) {
     store
         .commit(&BlockWrite {
             block: &block,
+            encoded: None,
             block_hash: hash,
             change: &change,
             last_signed: Some(block.height()),

@@ -729,16 +729,14 @@ impl Service {
         im.last_block_at = Some(tokio::time::Instant::now());
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
-        self.queue_write(Arc::new(block), hash, change, Some(height), vault);
+        self.queue_write(Arc::new(block), None, hash, change, Some(height), vault);
         self.im_notify_dropped(dropped);
     }
 
     /// The block is on disk: publish it and answer whoever waited for it.
-    pub async fn im_on_written(&mut self, block: Arc<Block>) {
-        match block.encode() {
-            Ok(bytes) => self.net.publish_block(bytes).await,
-            Err(error) => warn!(%error, "cannot encode the block for publishing"),
-        }
+    /// `encoded` is the block's canonical bytes, as the writer stored them.
+    pub async fn im_on_written(&mut self, block: Arc<Block>, encoded: Vec<u8>) {
+        self.net.publish_block(encoded).await;
         let height = block.height();
         let Role::IdentityManager(im) = &mut self.role else {
             return;

@@ -24,6 +24,9 @@ pub const WRITE_QUEUE_MAX: usize = 4;
 #[derive(Debug)]
 pub struct WriteJob {
     pub block: Arc<Block>,
+    /// The block's canonical bytes, if the node holds them (a bank, as received); the
+    /// writer encodes the block otherwise.
+    pub encoded: Option<Vec<u8>>,
     pub hash: Hash32,
     pub change: StateChange,
     pub last_signed: Option<Height>,
@@ -38,6 +41,9 @@ pub struct Stored {
     /// The block's transfer ids with their op index, as `apply` computed them: the node
     /// answers their waiters without hashing every transfer again.
     pub transfers: Vec<(Hash32, u32)>,
+    /// The block's canonical bytes as stored: the IM publishes them without encoding the
+    /// block again.
+    pub encoded: Vec<u8>,
 }
 
 /// The writer thread's handle.
@@ -61,33 +67,41 @@ impl Writer {
             .spawn(move || {
                 for mut job in queue {
                     let started = Instant::now();
-                    let write = BlockWrite {
-                        block: &job.block,
-                        block_hash: job.hash,
-                        change: &job.change,
-                        last_signed: job.last_signed,
-                        vault: &job.vault,
+                    let encoded = match job.encoded.take() {
+                        Some(bytes) => Ok(bytes),
+                        None => job.block.encode().map_err(|error| error.to_string()),
                     };
-                    let result =
-                        store
-                            .commit(&write)
-                            .map(|()| started.elapsed())
-                            .map_err(|error| {
-                                format!("cannot store block {}: {error}", job.block.height())
-                            });
-                    if let Ok(took) = result {
-                        if took >= SLOW_WRITE {
-                            warn!(
-                                height = %job.block.height(),
-                                ms = took.as_millis() as u64,
-                                ops = job.block.ops.len(),
-                                "slow block write"
-                            );
-                        }
+                    let result = encoded
+                        .and_then(|encoded| {
+                            let write = BlockWrite {
+                                block: &job.block,
+                                encoded: Some(&encoded),
+                                block_hash: job.hash,
+                                change: &job.change,
+                                last_signed: job.last_signed,
+                                vault: &job.vault,
+                            };
+                            store
+                                .commit(&write)
+                                .map(|()| encoded)
+                                .map_err(|error| error.to_string())
+                        })
+                        .map_err(|error| {
+                            format!("cannot store block {}: {error}", job.block.height())
+                        });
+                    let took = started.elapsed();
+                    if result.is_ok() && took >= SLOW_WRITE {
+                        warn!(
+                            height = %job.block.height(),
+                            ms = took.as_millis() as u64,
+                            ops = job.block.ops.len(),
+                            "slow block write"
+                        );
                     }
-                    let result = result.map(|took| Stored {
+                    let result = result.map(|encoded| Stored {
                         took,
                         transfers: std::mem::take(&mut job.change.transfers),
+                        encoded,
                     });
                     written(job.block, result);
                 }

@@ -559,6 +559,7 @@ pub fn import(file: &Path, home: &Path, output: OutputFormat) -> CommandResult {
         let block_hash = block.header().hash()?;
         store.commit(&BlockWrite {
             block: &block,
+            encoded: None,
             block_hash,
             change: &change,
             last_signed: None,
