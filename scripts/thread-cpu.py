@@ -105,8 +105,8 @@ def main():
             run = json.load(file)["runs"][0]
     latency = run["latency"]
     print(f"{rate}/s offered, {run['committed_rate']:.0f}/s committed, "
-          f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms; "
-          f"CPU seconds over {max(1, duration - 1)} s of load:")
+          f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
+          f"{run['blocks_per_s']:.0f} blocks/s; CPU seconds over {max(1, duration - 1)} s of load:")
     for node in sorted(set(pids.values())):
         parts = {k: end[(n, k)] - start.get((n, k), 0) for (n, k) in end if n == node}
         shown = " ".join(f"{k}={v:.2f}" for k, v in sorted(parts.items()) if v >= 0.005)

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::network::Reply;
 use halfveil_ledger::crypto::{
     self, BusinessKey, Envelope, SealedIdentityRecord, SigningKey, SEALED_IDENTITY_RECORD_BYTES,
 };
@@ -21,7 +22,6 @@ use halfveil_ledger::{
     BatchAttestation, Block, Hash32, OpenAccount, PublicKey, RejectCode, Rejecter, Rejection,
     Signature, TimeMs, TransactionRequest,
 };
-use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
@@ -589,7 +589,7 @@ impl Service {
         &mut self,
         peer: PeerId,
         rejections: Vec<Rejection>,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     ) {
         if peer != self.im_peer() || !matches!(self.role, Role::Bank(_)) {
             self.net
@@ -621,7 +621,7 @@ impl Service {
         &mut self,
         peer: PeerId,
         items: Vec<ApprovalItemWire>,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     ) {
         let chain_id = self.params.chain_id.clone();
         let from_im = peer == self.im_peer();

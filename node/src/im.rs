@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use crate::network::Reply;
 use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::pool::{Dropped, VerifiedBatch};
 use halfveil_consensus::TransferPool;
@@ -20,7 +21,6 @@ use halfveil_ledger::{
     Disclosure, DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter,
     Rejection, TimeMs,
 };
-use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -49,7 +49,7 @@ const BLOCK_SPACING_MIN: std::time::Duration = std::time::Duration::from_millis(
 #[derive(Debug)]
 enum AdminWaiter {
     Rpc(oneshot::Sender<Result<Height, RpcFailure>>),
-    Peer(ResponseChannel<Response>, AccountId),
+    Peer(Reply, AccountId),
     /// A disclosure: the answer, sealed to the requester, goes out once it is recorded.
     Disclosure(oneshot::Sender<Result<Disclosed, RpcFailure>>, Disclosed),
 }
@@ -69,10 +69,10 @@ pub enum ImInput {
         batch: ForwardBatch,
         ids: Vec<Hash32>,
         credential_ok: Vec<bool>,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     },
     ForwardRefused {
-        channel: ResponseChannel<Response>,
+        channel: Reply,
         message: String,
     },
     ApprovalAnswer {
@@ -98,7 +98,7 @@ pub struct ImRole {
     /// the spacing allows rather than at the next tick.
     block_wanted: bool,
     /// The thread that checks forwarded batches, started by the first one.
-    admission: Option<Admission<ResponseChannel<Response>>>,
+    admission: Option<Admission<Reply>>,
 }
 
 impl ImRole {
@@ -148,12 +148,7 @@ impl Service {
 
     /// A bank forwards a batch: check its shape, then queue it for the admission thread,
     /// which verifies the attestation and every credential off the executor.
-    pub async fn im_on_forward(
-        &mut self,
-        peer: PeerId,
-        batch: ForwardBatch,
-        channel: ResponseChannel<Response>,
-    ) {
+    pub async fn im_on_forward(&mut self, peer: PeerId, batch: ForwardBatch, channel: Reply) {
         let Some(bank) = sender_bank(self.bank_peers(), &peer) else {
             self.net
                 .respond(
@@ -284,7 +279,7 @@ impl Service {
         batch: ForwardBatch,
         ids: Vec<Hash32>,
         credential_ok: Vec<bool>,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     ) {
         let now = now_ms();
         let params = self.params.clone();
@@ -962,7 +957,7 @@ impl Service {
         &mut self,
         peer: PeerId,
         open: OpenAccountRequest,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     ) {
         let refuse = |message: &str| error_response(RejectCode::Invalid, message);
         let Some(bank) = sender_bank(self.bank_peers(), &peer) else {

@@ -13,6 +13,7 @@ pub mod admission;
 pub mod bank;
 pub mod config;
 pub mod im;
+pub mod links;
 pub mod metrics;
 pub mod network;
 pub mod protocol;

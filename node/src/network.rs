@@ -1,5 +1,6 @@
-//! The libp2p swarm (TCP, Noise, Yamux): blocks by gossipsub, batches, approvals, results and
-//! ranged sync by request-response, identify and ping. Only the peers genesis names may
+//! The libp2p swarm (TCP, Noise, Yamux): blocks by gossipsub; batches, approvals and
+//! refusals on persistent links (`links.rs`); account openings, status and ranged sync by
+//! request-response; identify and ping. Only the peers genesis names may
 //! connect (an allow-list), connections are limited, and protocol and topic names carry the
 //! genesis hash.
 //!
@@ -7,6 +8,7 @@
 //! channel) and hears from it through its bounded input channel, which carries
 //! [`NetEvent`]s among its other inputs.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::links::{self, Frame, Link, LinkEvent};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
 
@@ -31,6 +34,8 @@ const UNDELIVERED_MAX: usize = 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often unconnected peers are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often requests on links are checked for [`REQUEST_TIMEOUT`].
+const TIMEOUT_SWEEP: Duration = Duration::from_millis(500);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -38,6 +43,7 @@ struct Behaviour {
     limits: connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     rpc: request_response::Behaviour<WireCodec>,
+    links: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -51,7 +57,7 @@ enum NetCommand {
         reply: oneshot::Sender<Result<Response, String>>,
     },
     Respond {
-        channel: ResponseChannel<Response>,
+        channel: Reply,
         response: Response,
     },
     Publish {
@@ -86,13 +92,21 @@ impl BlockVerdict {
     }
 }
 
+/// Where the answer to a peer's request goes: back on its request-response stream, or
+/// as a frame on this node's link to the peer.
+#[derive(Debug)]
+pub enum Reply {
+    Rpc(ResponseChannel<Response>),
+    Link { peer: PeerId, id: u64 },
+}
+
 /// What the network tells the node.
 #[derive(Debug)]
 pub enum NetEvent {
     Request {
         peer: PeerId,
         request: Box<Request>,
-        channel: ResponseChannel<Response>,
+        channel: Reply,
     },
     Block {
         peer: PeerId,
@@ -127,7 +141,7 @@ impl NetworkHandle {
             .map_err(|_| "the network task dropped the request".to_owned())?
     }
 
-    pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) {
+    pub async fn respond(&self, channel: Reply, response: Response) {
         if self
             .commands
             .send(NetCommand::Respond { channel, response })
@@ -189,6 +203,13 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     events: mpsc::Sender<E>,
 ) -> Result<(NetworkHandle, tokio::task::JoinHandle<()>), String> {
     let mut swarm = build_swarm(&setup)?;
+    let link_protocol = protocol::link_protocol_name(&setup.genesis_hash)?;
+    let (link_events, link_inbox) = mpsc::channel(CHANNEL_CAPACITY);
+    links::accept(
+        swarm.behaviour().links.new_control(),
+        link_protocol.clone(),
+        link_events.clone(),
+    )?;
     swarm
         .listen_on(setup.listen.clone())
         .map_err(|error| match error {
@@ -203,6 +224,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         .subscribe(&topic)
         .map_err(|error| format!("cannot subscribe to blocks: {error}"))?;
     let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
+    let swarm_control = swarm.behaviour().links.new_control();
     let task = NetworkTask {
         swarm,
         topic,
@@ -210,6 +232,13 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         commands,
         events,
         pending: HashMap::new(),
+        link_control: swarm_control,
+        link_protocol,
+        link_events,
+        link_inbox,
+        links: HashMap::new(),
+        link_pending: HashMap::new(),
+        next_id: 1,
         undelivered: VecDeque::new(),
         connected: HashSet::new(),
         metrics,
@@ -285,6 +314,7 @@ fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
                 limits: connection_limits::Behaviour::new(limits),
                 gossipsub,
                 rpc,
+                links: libp2p_stream::Behaviour::new(),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/halfveil/1".into(),
                     key.public(),
@@ -305,10 +335,36 @@ struct NetworkTask<E> {
     commands: mpsc::Receiver<NetCommand>,
     events: mpsc::Sender<E>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    link_control: libp2p_stream::Control,
+    link_protocol: libp2p::StreamProtocol,
+    /// Link tasks report here; the receiver is `link_inbox`.
+    link_events: mpsc::Sender<LinkEvent>,
+    link_inbox: mpsc::Receiver<LinkEvent>,
+    /// This node's outbound link to each peer, opened by the first frame for it.
+    links: HashMap<PeerId, Link>,
+    /// Requests sent on links, by id: their peer, deadline and waiter.
+    link_pending: HashMap<u64, PendingOnLink>,
+    /// The id of the next link request or link.
+    next_id: u64,
     /// Events the node has not taken yet (see `run`).
     undelivered: VecDeque<E>,
     connected: HashSet<PeerId>,
     metrics: Metrics,
+}
+
+/// A request sent on a link, waiting for its response.
+struct PendingOnLink {
+    peer: PeerId,
+    deadline: tokio::time::Instant,
+    reply: oneshot::Sender<Result<Response, String>>,
+}
+
+/// Requests that go on links: the ones a busy network sends many times a second.
+fn on_link(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Forward(_) | Request::Approve(_) | Request::Rejected(_)
+    )
 }
 
 fn peer_of(address: &Multiaddr) -> Option<PeerId> {
@@ -326,6 +382,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
     /// which pushes back on the peers, while commands are still carried out.
     async fn run(mut self) {
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        let mut sweep = tokio::time::interval(TIMEOUT_SWEEP);
         // A permit borrows its sender; a clone keeps that borrow off `self`.
         let events = self.events.clone();
         loop {
@@ -348,7 +405,9 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                         self.undelivered.clear();
                     }
                 },
+                Some(event) = self.link_inbox.recv(), if room => self.on_link_event(event),
                 _ = redial.tick() => self.dial_missing(),
+                _ = sweep.tick() => self.expire_link_requests(),
             }
         }
         debug!("network task stopped");
@@ -373,11 +432,37 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 peer,
                 request,
                 reply,
+            } if on_link(&request) => {
+                let id = self.take_id();
+                match self.send_frame(peer, &Frame::Request { id, request }) {
+                    Ok(()) => {
+                        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+                        self.link_pending.insert(
+                            id,
+                            PendingOnLink {
+                                peer,
+                                deadline,
+                                reply,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                    }
+                }
+            }
+            NetCommand::Request {
+                peer,
+                request,
+                reply,
             } => {
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
                 self.pending.insert(id, reply);
             }
-            NetCommand::Respond { channel, response } => {
+            NetCommand::Respond {
+                channel: Reply::Rpc(channel),
+                response,
+            } => {
                 if self
                     .swarm
                     .behaviour_mut()
@@ -386,6 +471,14 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     .is_err()
                 {
                     debug!("response channel closed before the response was sent");
+                }
+            }
+            NetCommand::Respond {
+                channel: Reply::Link { peer, id },
+                response,
+            } => {
+                if let Err(error) = self.send_frame(peer, &Frame::Response { id, response }) {
+                    debug!(%peer, %error, "response not sent");
                 }
             }
             NetCommand::Publish { bytes } => {
@@ -422,6 +515,106 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         }
     }
 
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Queues a frame on the link to `peer`, opening the link if there is none (or the
+    /// last one has ended).
+    fn send_frame(&mut self, peer: PeerId, frame: &Frame) -> Result<(), String> {
+        if !self.connected.contains(&peer) {
+            return Err("not connected".to_owned());
+        }
+        let bytes = links::encode_frame(frame)?;
+        let alive = self
+            .links
+            .get(&peer)
+            .is_some_and(|link| !link.frames.is_closed());
+        if !alive {
+            let id = self.take_id();
+            let link = links::open(
+                self.link_control.clone(),
+                self.link_protocol.clone(),
+                peer,
+                id,
+                self.link_events.clone(),
+            );
+            self.links.insert(peer, link);
+        }
+        let link = self.links.get(&peer).ok_or_else(|| "no link".to_owned())?;
+        link.frames.try_send(bytes).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => "the link is overloaded".to_owned(),
+            mpsc::error::TrySendError::Closed(_) => "the link has closed".to_owned(),
+        })
+    }
+
+    fn on_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Frame { peer, frame } => match *frame {
+                Frame::Request { id, request } => self.emit(NetEvent::Request {
+                    peer,
+                    request: Box::new(request),
+                    channel: Reply::Link { peer, id },
+                }),
+                Frame::Response { id, response } => self.on_link_response(peer, id, response),
+            },
+            LinkEvent::Down { peer, link } => {
+                if self.links.get(&peer).is_some_and(|open| open.id == link) {
+                    self.links.remove(&peer);
+                }
+                self.fail_link_requests(peer, "its link failed");
+            }
+        }
+    }
+
+    fn on_link_response(&mut self, peer: PeerId, id: u64, response: Response) {
+        // Only the peer a request went to may answer it.
+        let Entry::Occupied(pending) = self.link_pending.entry(id) else {
+            return;
+        };
+        if pending.get().peer == peer {
+            let _ = pending.remove().reply.send(Ok(response));
+        }
+    }
+
+    /// Fails every request on a link to `peer`: their responses will not come.
+    fn fail_link_requests(&mut self, peer: PeerId, why: &str) {
+        let failed: Vec<u64> = self
+            .link_pending
+            .iter()
+            .filter(|(_, pending)| pending.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(pending) = self.link_pending.remove(&id) {
+                let _ = pending
+                    .reply
+                    .send(Err(format!("request to {peer} failed: {why}")));
+            }
+        }
+    }
+
+    fn expire_link_requests(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<u64> = self
+            .link_pending
+            .iter()
+            .filter(|(_, pending)| pending.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(pending) = self.link_pending.remove(&id) {
+                let _ = pending.reply.send(Err(format!(
+                    "request to {} failed: no response in {} s",
+                    pending.peer,
+                    REQUEST_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+
     fn emit(&mut self, event: NetEvent) {
         self.undelivered.push_back(E::from(event));
     }
@@ -444,6 +637,9 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 self.metrics.peers_connected.dec();
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    // Its link's stream went with the connection.
+                    self.links.remove(&peer_id);
+                    self.fail_link_requests(peer_id, "the peer disconnected");
                     info!(peer = %peer_id, "peer disconnected");
                     self.emit(NetEvent::Disconnected(peer_id));
                 }
@@ -480,7 +676,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     self.emit(NetEvent::Request {
                         peer,
                         request: Box::new(request),
-                        channel,
+                        channel: Reply::Rpc(channel),
                     });
                 }
                 request_response::Message::Response {

@@ -106,6 +106,12 @@ pub fn protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, String> {
         .map_err(|error| error.to_string())
 }
 
+/// The protocol of a chain's persistent links (`links.rs`).
+pub fn link_protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, String> {
+    StreamProtocol::try_from_owned(format!("/halfveil/{}/link/1", genesis_hash.to_hex()))
+        .map_err(|error| error.to_string())
+}
+
 /// The gossipsub topic of a chain's blocks.
 pub fn blocks_topic(genesis_hash: &Hash32) -> String {
     format!("/halfveil/{}/blocks/1", genesis_hash.to_hex())

@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::network::Reply;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::fastmap::HashMap;
 use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     AccountId, Block, ChainParams, Hash32, Height, Rejection, State, StateChange, TimeMs,
 };
-use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
@@ -258,12 +258,7 @@ impl Service {
         }
     }
 
-    async fn on_request(
-        &mut self,
-        peer: PeerId,
-        request: Request,
-        channel: ResponseChannel<Response>,
-    ) {
+    async fn on_request(&mut self, peer: PeerId, request: Request, channel: Reply) {
         match request {
             Request::Blocks { from, to } => self.serve_blocks(from, to, channel),
             Request::Status => {
@@ -280,7 +275,7 @@ impl Service {
         }
     }
 
-    fn serve_blocks(&self, from: Height, to: Height, channel: ResponseChannel<Response>) {
+    fn serve_blocks(&self, from: Height, to: Height, channel: Reply) {
         let store = Arc::clone(&self.store);
         let net = self.net.clone();
         let head = self.state.height;
