@@ -706,3 +706,161 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A port free a moment ago on 127.0.0.1.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .unwrap()
+    }
+
+    struct Peer {
+        id: PeerId,
+        address: Multiaddr,
+        keypair: libp2p::identity::Keypair,
+    }
+
+    fn peer() -> Peer {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let id = keypair.public().to_peer_id();
+        let address: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id}", free_port())
+            .parse()
+            .unwrap();
+        Peer {
+            id,
+            address,
+            keypair,
+        }
+    }
+
+    /// Starts `me`'s network (dialling `other` if `dial`). A port taken since it was
+    /// picked is picked again.
+    fn run(
+        me: &mut Peer,
+        other: &Peer,
+        dial: bool,
+    ) -> (
+        NetworkHandle,
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<NetEvent>,
+    ) {
+        for _ in 0..5 {
+            let (events, inbox) = mpsc::channel(64);
+            let listen: Multiaddr = me
+                .address
+                .iter()
+                .filter(|part| !matches!(part, libp2p::multiaddr::Protocol::P2p(_)))
+                .collect();
+            let setup = NetworkSetup {
+                keypair: me.keypair.clone(),
+                listen,
+                peers: if dial {
+                    vec![other.address.clone()]
+                } else {
+                    vec![]
+                },
+                allowed: vec![me.id, other.id],
+                genesis_hash: halfveil_ledger::Hash32([7; 32]),
+                connections_max: 8,
+            };
+            match start(setup, Metrics::new(), events) {
+                Ok((handle, task)) => return (handle, task, inbox),
+                Err(error) if error.contains("Address already in use") => {
+                    me.address = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", free_port(), me.id)
+                        .parse()
+                        .unwrap();
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        panic!("no free port in five tries");
+    }
+
+    async fn connected(inbox: &mut mpsc::Receiver<NetEvent>) {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), inbox.recv()).await {
+                Ok(Some(NetEvent::Connected(_))) => return,
+                Ok(Some(_)) => {}
+                other => panic!("no connection: {other:?}"),
+            }
+        }
+    }
+
+    /// A link request is answered over the link, and a request waiting on a peer that goes
+    /// away fails when it disconnects, not after the 10 s timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn link_requests_are_answered_and_fail_when_the_peer_goes() {
+        let (mut bank, mut im) = (peer(), peer());
+        let (im_net, im_task, mut im_inbox) = run(&mut im, &bank, false);
+        let (bank_net, _bank_task, mut bank_inbox) = run(&mut bank, &im, true);
+        connected(&mut bank_inbox).await;
+        connected(&mut im_inbox).await;
+
+        // The IM answers the first request it gets.
+        let answering = tokio::spawn(async move {
+            loop {
+                match im_inbox.recv().await {
+                    Some(NetEvent::Request {
+                        peer,
+                        request,
+                        channel,
+                    }) => {
+                        assert!(matches!(*request, Request::Rejected(_)));
+                        assert!(matches!(channel, Reply::Link { .. }), "{channel:?}");
+                        im_net.respond(channel, Response::Ack).await;
+                        return (peer, im_inbox, im_net);
+                    }
+                    Some(_) => {}
+                    None => panic!("the IM's network stopped"),
+                }
+            }
+        });
+        let response = bank_net
+            .request(im.id, Request::Rejected(Vec::new()))
+            .await
+            .unwrap();
+        assert!(matches!(response, Response::Ack), "{response:?}");
+        let (asker, mut im_inbox, im_net) = answering.await.unwrap();
+        assert_eq!(asker, bank.id);
+
+        // The next request is never answered: the IM's network goes away instead.
+        let waiting = {
+            let bank_net = bank_net.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = bank_net.request(im.id, Request::Rejected(Vec::new())).await;
+                (result, started.elapsed())
+            })
+        };
+        loop {
+            if let Some(NetEvent::Request { .. }) = im_inbox.recv().await {
+                break;
+            }
+        }
+        drop(im_net);
+        im_task.abort();
+        let (result, took) = tokio::time::timeout(Duration::from_secs(20), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("disconnected") || error.contains("link"),
+            "{error}"
+        );
+        assert!(took < REQUEST_TIMEOUT, "failed only after {took:?}");
+
+        // And a request to a peer that is not connected fails at once.
+        let error = bank_net
+            .request(im.id, Request::Rejected(Vec::new()))
+            .await
+            .unwrap_err();
+        assert!(error.contains("not connected"), "{error}");
+    }
+}
