@@ -28,8 +28,9 @@ use crate::protocol::{Request, Response};
 /// The largest frame: a forwarded batch of the most transfers with the longest memos is
 /// about 2.5 MB.
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
-/// Frames queued for one peer's link before requests to it fail as overloaded.
-pub const LINK_QUEUE: usize = 1024;
+/// Frames queued for one peer's link before requests to it fail as overloaded (as many
+/// as request-response allowed streams at once).
+pub const LINK_QUEUE: usize = 256;
 /// How long opening a link may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames waiting when the writer wakes are written together, up to this many bytes, so

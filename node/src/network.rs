@@ -355,6 +355,8 @@ struct NetworkTask<E> {
 /// A request sent on a link, waiting for its response.
 struct PendingOnLink {
     peer: PeerId,
+    /// The link it was written to.
+    link: u64,
     deadline: tokio::time::Instant,
     reply: oneshot::Sender<Result<Response, String>>,
 }
@@ -435,12 +437,13 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             } if on_link(&request) => {
                 let id = self.take_id();
                 match self.send_frame(peer, &Frame::Request { id, request }) {
-                    Ok(()) => {
+                    Ok(link) => {
                         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
                         self.link_pending.insert(
                             id,
                             PendingOnLink {
                                 peer,
+                                link,
                                 deadline,
                                 reply,
                             },
@@ -522,8 +525,8 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
     }
 
     /// Queues a frame on the link to `peer`, opening the link if there is none (or the
-    /// last one has ended).
-    fn send_frame(&mut self, peer: PeerId, frame: &Frame) -> Result<(), String> {
+    /// last one has ended); returns the link's id.
+    fn send_frame(&mut self, peer: PeerId, frame: &Frame) -> Result<u64, String> {
         if !self.connected.contains(&peer) {
             return Err("not connected".to_owned());
         }
@@ -544,10 +547,13 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             self.links.insert(peer, link);
         }
         let link = self.links.get(&peer).ok_or_else(|| "no link".to_owned())?;
-        link.frames.try_send(bytes).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => "the link is overloaded".to_owned(),
-            mpsc::error::TrySendError::Closed(_) => "the link has closed".to_owned(),
-        })
+        link.frames
+            .try_send(bytes)
+            .map(|()| link.id)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => "the link is overloaded".to_owned(),
+                mpsc::error::TrySendError::Closed(_) => "the link has closed".to_owned(),
+            })
     }
 
     fn on_link_event(&mut self, event: LinkEvent) {
@@ -564,7 +570,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 if self.links.get(&peer).is_some_and(|open| open.id == link) {
                     self.links.remove(&peer);
                 }
-                self.fail_link_requests(peer, "its link failed");
+                self.fail_link_requests(|pending| pending.link == link, "its link failed");
             }
         }
     }
@@ -579,19 +585,19 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         }
     }
 
-    /// Fails every request on a link to `peer`: their responses will not come.
-    fn fail_link_requests(&mut self, peer: PeerId, why: &str) {
+    /// Fails the link requests `which` picks: their responses will not come.
+    fn fail_link_requests(&mut self, which: impl Fn(&PendingOnLink) -> bool, why: &str) {
         let failed: Vec<u64> = self
             .link_pending
             .iter()
-            .filter(|(_, pending)| pending.peer == peer)
+            .filter(|(_, pending)| which(pending))
             .map(|(id, _)| *id)
             .collect();
         for id in failed {
             if let Some(pending) = self.link_pending.remove(&id) {
                 let _ = pending
                     .reply
-                    .send(Err(format!("request to {peer} failed: {why}")));
+                    .send(Err(format!("request to {} failed: {why}", pending.peer)));
             }
         }
     }
@@ -639,7 +645,10 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     self.connected.remove(&peer_id);
                     // Its link's stream went with the connection.
                     self.links.remove(&peer_id);
-                    self.fail_link_requests(peer_id, "the peer disconnected");
+                    self.fail_link_requests(
+                        |pending| pending.peer == peer_id,
+                        "the peer disconnected",
+                    );
                     info!(peer = %peer_id, "peer disconnected");
                     self.emit(NetEvent::Disconnected(peer_id));
                 }
@@ -782,12 +791,13 @@ mod tests {
         panic!("no free port in five tries");
     }
 
-    async fn connected(inbox: &mut mpsc::Receiver<NetEvent>) {
+    async fn connected(inbox: &mut mpsc::Receiver<NetEvent>, who: &str) {
         loop {
-            match tokio::time::timeout(Duration::from_secs(20), inbox.recv()).await {
+            match tokio::time::timeout(Duration::from_secs(60), inbox.recv()).await {
                 Ok(Some(NetEvent::Connected(_))) => return,
                 Ok(Some(_)) => {}
-                other => panic!("no connection: {other:?}"),
+                Ok(None) => panic!("{who}: the network task stopped"),
+                Err(_) => panic!("{who}: no connection in 60 s"),
             }
         }
     }
@@ -799,8 +809,8 @@ mod tests {
         let (mut bank, mut im) = (peer(), peer());
         let (im_net, im_task, mut im_inbox) = run(&mut im, &bank, false);
         let (bank_net, _bank_task, mut bank_inbox) = run(&mut bank, &im, true);
-        connected(&mut bank_inbox).await;
-        connected(&mut im_inbox).await;
+        connected(&mut bank_inbox, "bank").await;
+        connected(&mut im_inbox, "im").await;
 
         // The IM answers the first request it gets.
         let answering = tokio::spawn(async move {
@@ -845,9 +855,9 @@ mod tests {
         }
         drop(im_net);
         im_task.abort();
-        let (result, took) = tokio::time::timeout(Duration::from_secs(20), waiting)
+        let (result, took) = tokio::time::timeout(Duration::from_secs(60), waiting)
             .await
-            .unwrap()
+            .expect("the waiting request neither failed nor timed out in 60 s")
             .unwrap();
         let error = result.unwrap_err();
         assert!(
