@@ -116,16 +116,19 @@ impl<T: Copy + Send + Sync> SignatureBatch<T> {
         let all_valid = if self.items.len() < BATCH_PARALLEL_MIN || threads < 2 {
             verify_chunk(&self.items)
         } else {
+            // The calling thread checks the first chunk itself; one thread is spawned for
+            // each other chunk.
             let chunk = self.items.len().div_ceil(threads);
+            let (first, rest) = self.items.split_at(chunk.min(self.items.len()));
             std::thread::scope(|scope| {
-                let handles: Vec<_> = self
-                    .items
+                let handles: Vec<_> = rest
                     .chunks(chunk)
                     .map(|items| scope.spawn(move || verify_chunk(items)))
                     .collect();
-                handles
-                    .into_iter()
-                    .all(|handle| handle.join().unwrap_or(false))
+                let mine = verify_chunk(first);
+                handles.into_iter().fold(mine, |valid, handle| {
+                    handle.join().unwrap_or(false) && valid
+                })
             })
         };
         if all_valid {
@@ -331,6 +334,40 @@ mod tests {
             }
         }
         assert!(verdicts[0] > 0 && verdicts[1] > 0, "{verdicts:?}");
+    }
+
+    /// A batch large enough to be split over the cores (when there are two or more) finds
+    /// a bad signature in either part, and the first bad one in push order.
+    #[test]
+    fn a_large_batch_finds_a_bad_signature_in_any_part() {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let signers: Vec<_> = (0..8)
+            .map(|_| crypto::generate_signing_key(&mut rng))
+            .collect();
+        let count = BATCH_PARALLEL_MIN * 2 + 3;
+        let signed: Vec<(PublicKey, Hash32, Signature)> = (0..count)
+            .map(|index| {
+                let signer = &signers[index % signers.len()];
+                let message = crate::hash::Domain::TransferId.hash(&index.to_le_bytes());
+                let signature = crypto::sign(signer, &message);
+                (crypto::public_key(signer), message, signature)
+            })
+            .collect();
+        let batch_with = |bad: &[usize]| {
+            let mut batch = SignatureBatch::with_capacity(count);
+            for (index, (key, message, signature)) in signed.iter().enumerate() {
+                let mut signature = *signature;
+                if bad.contains(&index) {
+                    signature.0[40] ^= 1;
+                }
+                batch.push(index, key, message, &signature);
+            }
+            batch
+        };
+        assert_eq!(batch_with(&[]).verify(), Ok(()));
+        assert_eq!(batch_with(&[3]).verify(), Err(3));
+        assert_eq!(batch_with(&[count - 2]).verify(), Err(count - 2));
+        assert_eq!(batch_with(&[count - 2, 300]).verify(), Err(300));
     }
 
     #[test]
