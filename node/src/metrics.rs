@@ -31,6 +31,8 @@ pub struct Metrics {
     pub gossip_published_bytes: Counter,
     /// Gossiped blocks received, by what became of them (`relay`, `drop`, `invalid`).
     pub gossip_blocks: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Requests this node sent on links, by outcome (`answered`, `failed`, `timeout`).
+    pub link_requests: Family<[(&'static str, &'static str); 1], Counter>,
     pub ready: Gauge,
     pub block_commit_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
@@ -52,6 +54,7 @@ impl Metrics {
             queue_full: Counter::default(),
             gossip_published_bytes: Counter::default(),
             gossip_blocks: Family::default(),
+            link_requests: Family::default(),
             ready: Gauge::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
@@ -101,6 +104,11 @@ impl Metrics {
             "gossip_blocks",
             "Gossiped blocks received: relay (checked and applied), drop (known or ahead), invalid",
             metrics.gossip_blocks.clone(),
+        );
+        registry.register(
+            "link_requests",
+            "Requests sent on links (forwards, approvals, late refusals): answered, failed (link broken, peer gone or not connected, queue full), timeout",
+            metrics.link_requests.clone(),
         );
         registry.register(
             "ready",

@@ -450,6 +450,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                         );
                     }
                     Err(error) => {
+                        self.count_link_request("failed");
                         let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
                     }
                 }
@@ -582,7 +583,15 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         };
         if pending.get().peer == peer {
             let _ = pending.remove().reply.send(Ok(response));
+            self.count_link_request("answered");
         }
+    }
+
+    fn count_link_request(&self, outcome: &'static str) {
+        self.metrics
+            .link_requests
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     /// Fails the link requests `which` picks: their responses will not come.
@@ -595,6 +604,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             .collect();
         for id in failed {
             if let Some(pending) = self.link_pending.remove(&id) {
+                self.count_link_request("failed");
                 let _ = pending
                     .reply
                     .send(Err(format!("request to {} failed: {why}", pending.peer)));
@@ -612,6 +622,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             .collect();
         for id in expired {
             if let Some(pending) = self.link_pending.remove(&id) {
+                self.count_link_request("timeout");
                 let _ = pending.reply.send(Err(format!(
                     "request to {} failed: no response in {} s",
                     pending.peer,
@@ -754,6 +765,7 @@ mod tests {
         me: &mut Peer,
         other: &Peer,
         dial: bool,
+        metrics: &Metrics,
     ) -> (
         NetworkHandle,
         tokio::task::JoinHandle<()>,
@@ -778,7 +790,7 @@ mod tests {
                 genesis_hash: halfveil_ledger::Hash32([7; 32]),
                 connections_max: 8,
             };
-            match start(setup, Metrics::new(), events) {
+            match start(setup, metrics.clone(), events) {
                 Ok((handle, task)) => return (handle, task, inbox),
                 Err(error) if error.contains("Address already in use") => {
                     me.address = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", free_port(), me.id)
@@ -807,8 +819,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn link_requests_are_answered_and_fail_when_the_peer_goes() {
         let (mut bank, mut im) = (peer(), peer());
-        let (im_net, im_task, mut im_inbox) = run(&mut im, &bank, false);
-        let (bank_net, _bank_task, mut bank_inbox) = run(&mut bank, &im, true);
+        let bank_metrics = Metrics::new();
+        let (im_net, im_task, mut im_inbox) = run(&mut im, &bank, false, &Metrics::new());
+        let (bank_net, _bank_task, mut bank_inbox) = run(&mut bank, &im, true, &bank_metrics);
         connected(&mut bank_inbox, "bank").await;
         connected(&mut im_inbox, "im").await;
 
@@ -872,5 +885,16 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.contains("not connected"), "{error}");
+
+        let counted = |outcome: &'static str| {
+            bank_metrics
+                .link_requests
+                .get_or_create(&[("outcome", outcome)])
+                .get()
+        };
+        assert_eq!(
+            (counted("answered"), counted("failed"), counted("timeout")),
+            (1, 2, 0)
+        );
     }
 }
