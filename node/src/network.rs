@@ -205,8 +205,9 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     let mut swarm = build_swarm(&setup)?;
     let link_protocol = protocol::link_protocol_name(&setup.genesis_hash)?;
     let (link_events, link_inbox) = mpsc::channel(CHANNEL_CAPACITY);
+    let link_control = swarm.behaviour().links.new_control();
     links::accept(
-        swarm.behaviour().links.new_control(),
+        link_control.clone(),
         link_protocol.clone(),
         link_events.clone(),
     )?;
@@ -224,7 +225,6 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         .subscribe(&topic)
         .map_err(|error| format!("cannot subscribe to blocks: {error}"))?;
     let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
-    let swarm_control = swarm.behaviour().links.new_control();
     let task = NetworkTask {
         swarm,
         topic,
@@ -232,7 +232,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         commands,
         events,
         pending: HashMap::new(),
-        link_control: swarm_control,
+        link_control,
         link_protocol,
         link_events,
         link_inbox,
@@ -532,11 +532,11 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             return Err("not connected".to_owned());
         }
         let bytes = links::encode_frame(frame)?;
-        let alive = self
+        if self
             .links
             .get(&peer)
-            .is_some_and(|link| !link.frames.is_closed());
-        if !alive {
+            .is_none_or(|link| link.frames.is_closed())
+        {
             let id = self.take_id();
             let link = links::open(
                 self.link_control.clone(),
@@ -571,7 +571,11 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 if self.links.get(&peer).is_some_and(|open| open.id == link) {
                     self.links.remove(&peer);
                 }
-                self.fail_link_requests(|pending| pending.link == link, "its link failed");
+                self.fail_link_requests(
+                    |pending| pending.link == link,
+                    "failed",
+                    "its link failed",
+                );
             }
         }
     }
@@ -594,42 +598,31 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             .inc();
     }
 
-    /// Fails the link requests `which` picks: their responses will not come.
-    fn fail_link_requests(&mut self, which: impl Fn(&PendingOnLink) -> bool, why: &str) {
-        let failed: Vec<u64> = self
+    /// Fails the link requests `which` picks, counted under `outcome`: their responses
+    /// will not come.
+    fn fail_link_requests(
+        &mut self,
+        which: impl Fn(&PendingOnLink) -> bool,
+        outcome: &'static str,
+        why: &str,
+    ) {
+        let failed: Vec<PendingOnLink> = self
             .link_pending
-            .iter()
-            .filter(|(_, pending)| which(pending))
-            .map(|(id, _)| *id)
+            .extract_if(|_, pending| which(pending))
+            .map(|(_, pending)| pending)
             .collect();
-        for id in failed {
-            if let Some(pending) = self.link_pending.remove(&id) {
-                self.count_link_request("failed");
-                let _ = pending
-                    .reply
-                    .send(Err(format!("request to {} failed: {why}", pending.peer)));
-            }
+        for pending in failed {
+            self.count_link_request(outcome);
+            let _ = pending
+                .reply
+                .send(Err(format!("request to {} failed: {why}", pending.peer)));
         }
     }
 
     fn expire_link_requests(&mut self) {
         let now = tokio::time::Instant::now();
-        let expired: Vec<u64> = self
-            .link_pending
-            .iter()
-            .filter(|(_, pending)| pending.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(pending) = self.link_pending.remove(&id) {
-                self.count_link_request("timeout");
-                let _ = pending.reply.send(Err(format!(
-                    "request to {} failed: no response in {} s",
-                    pending.peer,
-                    REQUEST_TIMEOUT.as_secs()
-                )));
-            }
-        }
+        let why = format!("no response in {} s", REQUEST_TIMEOUT.as_secs());
+        self.fail_link_requests(|pending| pending.deadline <= now, "timeout", &why);
     }
 
     fn emit(&mut self, event: NetEvent) {
@@ -658,6 +651,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     self.links.remove(&peer_id);
                     self.fail_link_requests(
                         |pending| pending.peer == peer_id,
+                        "failed",
                         "the peer disconnected",
                     );
                     info!(peer = %peer_id, "peer disconnected");
