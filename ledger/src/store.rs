@@ -1,14 +1,20 @@
 //! Durable storage: the [`Store`] trait and its RocksDB implementation.
 //!
 //! One column family per table. A block and everything it changes (accounts, remembered
-//! nonces, the transfer index, the head, the IM's last signed height, new identity-vault
-//! entries) go into one `WriteBatch`, written with `sync = true`: one fsync per block, and a
-//! crash leaves either the whole block or none of it. The `meta` table holds the schema
-//! version and the genesis hash, checked at every open.
+//! nonces, the head, the IM's last signed height, new identity-vault entries) go into one
+//! `WriteBatch`, written with `sync = true`: one fsync per block, and a crash leaves either
+//! the whole block or none of it. The transfer index is derived from the blocks and kept by
+//! epoch (see [`index`]). The `meta` table holds the schema version and the genesis hash,
+//! checked at every open.
+
+mod index;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use index::{InMemory, Sealed, TransferIndex, CF_INDEX, KEY_SEALED};
+pub use index::{IndexEpochs, TransferKey};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
@@ -18,17 +24,19 @@ use crate::error::StoreError;
 use crate::fastmap::{HashMap, HashSet};
 use crate::hash::Hash32;
 use crate::state::{Account, ChainParams, State, StateChange};
-use crate::types::{AccountId, Amount, Block, Height, Nonce, TimeMs, BLOCK_BYTES_MAX};
+use crate::types::{AccountId, Amount, Block, Height, Nonce, Op, TimeMs, BLOCK_BYTES_MAX};
 
 /// The on-disk layout this build reads and writes. Version 1 kept one `nonces` row per
-/// remembered `(payer, nonce)`; version 2 keeps one per block (see [`NonceRows`]), and
-/// opening a version 1 database converts it in one synced batch.
-pub const SCHEMA_VERSION: u32 = 2;
+/// remembered `(payer, nonce)`; version 2 keeps one per block (see [`NonceRows`]); version 3
+/// keeps the transfer index by epoch (see [`index`]) instead of one `transfers` row per
+/// transfer in the block's write. Opening an older database converts it.
+pub const SCHEMA_VERSION: u32 = 3;
 
 const CF_META: &str = "meta";
 const CF_BLOCKS: &str = "blocks";
 const CF_BLOCK_HASHES: &str = "block_hashes";
-const CF_TRANSFERS: &str = "transfers";
+/// Version 2's transfer index, one row per transfer keyed by id.
+const CF_TRANSFERS_V2: &str = "transfers";
 const CF_ACCOUNTS: &str = "accounts";
 const CF_NONCES: &str = "nonces";
 const CF_ORDERS: &str = "orders";
@@ -38,32 +46,21 @@ const CF_LOCAL: &str = "local";
 /// Families never read by key while the node runs: accounts, nonces and served orders are
 /// loaded into memory by one scan at start.
 const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
-/// Families written by every block: blocks, their hashes, the transfer index, accounts and
-/// nonces.
-const STEADY_FAMILIES: [&str; 5] = [
-    CF_BLOCKS,
-    CF_BLOCK_HASHES,
-    CF_TRANSFERS,
-    CF_ACCOUNTS,
-    CF_NONCES,
-];
+/// Families written by every block: blocks, their hashes, accounts and nonces.
+const STEADY_FAMILIES: [&str; 4] = [CF_BLOCKS, CF_BLOCK_HASHES, CF_ACCOUNTS, CF_NONCES];
 /// Families compacted by size tiers rather than levels (see `open`).
-const UNIVERSAL_FAMILIES: [&str; 2] = [CF_TRANSFERS, CF_ACCOUNTS];
+const UNIVERSAL_FAMILIES: [&str; 1] = [CF_ACCOUNTS];
 /// The memtable size of the steadily written families (see `open`).
 const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// The most bytes of write-ahead log kept. A WAL file can be deleted (or recycled) only
 /// once every family with rows in it has flushed; above this total RocksDB flushes the
 /// families holding the oldest file, however little they hold (see `open`).
 pub const WAL_BYTES_MAX: u64 = 32 << 20;
-/// The memtable size of the transfer index (see `open`).
-const TRANSFERS_WRITE_BUFFER_BYTES: usize = 8 << 20;
-/// Bytes of a transfer id that pick its memtable bucket.
-const TRANSFER_PREFIX_BYTES: usize = 8;
 const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
-    CF_TRANSFERS,
+    CF_INDEX,
     CF_ACCOUNTS,
     CF_NONCES,
     CF_ORDERS,
@@ -137,8 +134,9 @@ pub type LocalRow = (Vec<u8>, Vec<u8>);
 
 /// RocksDB behind [`Store`].
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
+    index: TransferIndex,
     head: Mutex<Head>,
     /// The keys of the `nonces` rows: every row is deleted by the first block whose time
     /// passes its last expiry.
@@ -220,6 +218,7 @@ impl Drop for RocksStore {
     /// Stops RocksDB's background flushes and compactions before the database closes, so no
     /// background job is still running when the process exits.
     fn drop(&mut self) {
+        let _ = self.index.join();
         self.db.cancel_all_background_work(true);
     }
 }
@@ -243,6 +242,16 @@ impl RocksStore {
     /// Opens (or creates) the database at `path` for the chain of `params`. Refuses a
     /// database of another schema version or another genesis.
     pub fn open(path: &Path, params: &ChainParams) -> Result<RocksStore, StoreError> {
+        Self::open_with(path, params, IndexEpochs::default())
+    }
+
+    /// [`RocksStore::open`] with the transfer index's epochs closing at `epochs` (tests use
+    /// small ones).
+    pub fn open_with(
+        path: &Path,
+        params: &ChainParams,
+        epochs: IndexEpochs,
+    ) -> Result<RocksStore, StoreError> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -307,27 +316,24 @@ impl RocksStore {
                 // the space.
                 cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
             }
-            if *name == CF_TRANSFERS {
-                // Looked up by id only, never iterated: a hash of small skip lists keyed by
-                // the id's first bytes (uniform: ids are hashes) instead of one deep list.
-                cf_options.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
-                    TRANSFER_PREFIX_BYTES,
-                ));
-                cf_options.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
-                    bucket_count: 1 << 17,
-                    height: 4,
-                    branching_factor: 4,
-                });
-                // The memtable's bucket array takes 1 MiB, so a 2 MiB memtable flushed every
-                // 5,250 entries.
-                cf_options.set_write_buffer_size(TRANSFERS_WRITE_BUFFER_BYTES);
+            if *name == CF_INDEX {
+                cf_options = index::family_options();
             }
             ColumnFamilyDescriptor::new(*name, cf_options)
         });
+        // A version 2 database still has its `transfers` family until it is converted, and
+        // RocksDB opens a database only with every family it has.
+        let legacy = DB::list_cf(&options, path)
+            .map(|names| names.iter().any(|name| name == CF_TRANSFERS_V2))
+            .unwrap_or(false);
+        let descriptors = descriptors.chain(
+            legacy.then(|| ColumnFamilyDescriptor::new(CF_TRANSFERS_V2, Options::default())),
+        );
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
-        let store = RocksStore {
-            db,
+        let mut store = RocksStore {
+            db: Arc::new(db),
             path: path.to_path_buf(),
+            index: TransferIndex::open(path, epochs, None)?,
             head: Mutex::new(Head {
                 height: Height(0),
                 hash: params.genesis_hash,
@@ -338,6 +344,16 @@ impl RocksStore {
             nonce_rows: Mutex::new(BTreeSet::new()),
         };
         store.check_or_init_meta(params)?;
+        if legacy {
+            Arc::get_mut(&mut store.db)
+                .ok_or_else(|| corrupt("database shared while opening"))?
+                .drop_cf(CF_TRANSFERS_V2)?;
+        }
+        let sealed = match store.db.get_cf(store.cf(CF_META)?, KEY_SEALED)? {
+            None => None,
+            Some(bytes) => Some(Sealed::decode(&bytes)?),
+        };
+        store.index = TransferIndex::open(path, epochs, sealed)?;
         let rows = store
             .scan(CF_NONCES, |key, _| NonceRows::parse_key(key))?
             .into_iter()
@@ -359,8 +375,34 @@ impl RocksStore {
         *store
             .head
             .lock()
-            .map_err(|_| corrupt("head lock poisoned"))? = head;
+            .map_err(|_| corrupt("head lock poisoned"))? = head.clone();
+        store.rebuild_open_epoch(head.height)?;
         Ok(store)
+    }
+
+    /// Puts the transfers of the blocks after the stored epochs back into memory (closing
+    /// and storing epochs on the way, as the commits did); returns once they are stored.
+    fn rebuild_open_epoch(&self, head: Height) -> Result<(), StoreError> {
+        let mut height = self.index.open_from()?;
+        while height <= head {
+            let block = self
+                .block(height)?
+                .ok_or_else(|| corrupt(format!("block {height} missing below the head")))?;
+            let mut transfers = Vec::new();
+            for (index, op) in block.ops.iter().enumerate() {
+                if let Op::Transfer(transfer) = op {
+                    let index = u32::try_from(index)
+                        .map_err(|_| corrupt(format!("block {height} has too many ops")))?;
+                    transfers.push((transfer.request.transfer.id()?, index));
+                }
+            }
+            self.index.record(&self.db, height, transfers)?;
+            height = height
+                .next()
+                .ok_or_else(|| corrupt("the head is the last height"))?;
+        }
+        self.index.join()?;
+        self.index.check()
     }
 
     pub fn path(&self) -> &Path {
@@ -391,7 +433,7 @@ impl RocksStore {
                         .try_into()
                         .map_err(|_| corrupt("schema version is not 4 bytes"))?,
                 );
-                if version != SCHEMA_VERSION && version != 1 {
+                if !(1..=SCHEMA_VERSION).contains(&version) {
                     return Err(StoreError::SchemaVersion {
                         path,
                         found: version,
@@ -417,6 +459,9 @@ impl RocksStore {
                 }
                 if version == 1 {
                     self.upgrade_from_1()?;
+                }
+                if version <= 2 {
+                    self.upgrade_from_2()?;
                 }
                 Ok(())
             }
@@ -453,7 +498,43 @@ impl RocksStore {
                 NonceRows::encode(&pairs),
             );
         }
-        batch.put_cf(self.cf(CF_META)?, KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
+        batch.put_cf(self.cf(CF_META)?, KEY_SCHEMA, 2u32.to_be_bytes());
+        self.write_synced(batch)
+    }
+
+    /// Converts a version 2 transfer index (one `transfers` row per transfer, keyed by id,
+    /// so already sorted) into stored epoch 0, covering every height up to the head, and
+    /// records version 3 in the same synced batch as the epoch. `open` then drops the old
+    /// family. Interrupted before that batch, the next open converts again: the same rows,
+    /// which read the same.
+    fn upgrade_from_2(&self) -> Result<(), StoreError> {
+        if let Some(legacy) = self.db.cf_handle(CF_TRANSFERS_V2) {
+            let rows = self
+                .db
+                .iterator_cf(legacy, rocksdb::IteratorMode::Start)
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    let id = Hash32(
+                        key.as_ref()
+                            .try_into()
+                            .map_err(|_| corrupt("version 2 transfer key is not 32 bytes"))?,
+                    );
+                    Ok((id, codec::decode::<Location>(&value, 32)?))
+                });
+            if let Some(file) = index::write_epoch_file(&index::seal_dir(&self.path), 0, rows)? {
+                index::ingest_epoch_file(&self.db, &file)?;
+            }
+        }
+        let meta = self.cf(CF_META)?;
+        let mut batch = WriteBatch::default();
+        if let Some(head) = self.read_head()? {
+            let sealed = Sealed {
+                epoch: 0,
+                through: head.height,
+            };
+            batch.put_cf(meta, KEY_SEALED, sealed.encode());
+        }
+        batch.put_cf(meta, KEY_SCHEMA, SCHEMA_VERSION.to_be_bytes());
         self.write_synced(batch)
     }
 
@@ -567,6 +648,7 @@ impl Store for RocksStore {
                 head: head.height,
             });
         }
+        self.index.check()?;
         let change = write.change;
         let mut batch = WriteBatch::default();
         let height_key = height.0.to_be_bytes();
@@ -579,21 +661,6 @@ impl Store for RocksStore {
             write.block_hash.as_bytes(),
             height_key,
         );
-        // Keys go in sorted within each column family: RocksDB's memtable inserts a run of
-        // increasing keys without searching its skip list from the top for each.
-        let transfers = self.cf(CF_TRANSFERS)?;
-        let mut locations: Vec<(&Hash32, u32)> = change
-            .transfers
-            .iter()
-            .map(|(id, index)| (id, *index))
-            .collect();
-        locations.sort_unstable_by_key(|(id, _)| id.0);
-        for (id, index) in locations {
-            let location = Location { height, index };
-            codec::with_encoded(&location, |bytes| {
-                batch.put_cf(transfers, id.as_bytes(), bytes)
-            })?;
-        }
         let accounts = self.cf(CF_ACCOUNTS)?;
         for (id, account) in &change.accounts {
             codec::with_encoded(account, |bytes| batch.put_cf(accounts, id.0, bytes))?;
@@ -650,7 +717,11 @@ impl Store for RocksStore {
             nonce_rows.remove(key);
         }
         nonce_rows.extend(added);
-        Ok(())
+        self.index.record(
+            &self.db,
+            height,
+            change.transfers.iter().map(|(id, index)| (*id, *index)),
+        )
     }
 
     fn head(&self) -> Result<Head, StoreError> {
@@ -681,14 +752,23 @@ impl Store for RocksStore {
         }
     }
 
+    /// The epochs in memory first, then the stored ones newest first: a recent transfer is
+    /// found at once, and a miss costs a Bloom filter check per stored epoch.
     fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError> {
-        match self
-            .db
-            .get_cf(self.cf(CF_TRANSFERS)?, transfer_id.as_bytes())?
-        {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(codec::decode(&bytes, 32)?)),
+        let stored = match self.index.in_memory(transfer_id)? {
+            InMemory::Found(location) => return Ok(Some(location)),
+            InMemory::Stored(stored) => stored,
+        };
+        let index = self.cf(CF_INDEX)?;
+        for epoch in (0..stored).rev() {
+            if let Some(bytes) = self
+                .db
+                .get_pinned_cf(index, TransferKey::encode(epoch, transfer_id))?
+            {
+                return Ok(Some(codec::decode(&bytes, 32)?));
+            }
         }
+        Ok(None)
     }
 
     fn last_signed(&self) -> Result<Height, StoreError> {

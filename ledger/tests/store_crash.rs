@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use halfveil_ledger::build::propose;
 use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::store::{BlockWrite, Location, RocksStore, Store, WAL_BYTES_MAX};
+use halfveil_ledger::store::{
+    BlockWrite, IndexEpochs, Location, RocksStore, Store, TransferKey, WAL_BYTES_MAX,
+};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
     apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, StoreError,
@@ -33,6 +35,12 @@ const ACCOUNTS_PER_BANK: usize = 4;
 const TRANSFERS_PER_BLOCK: usize = 40;
 /// The child stops by itself after this long, should the parent never kill it.
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
+/// Small transfer index epochs (one closes every five blocks), so the crash test kills
+/// writers while they store epochs too.
+const CRASH_EPOCHS: IndexEpochs = IndexEpochs {
+    transfers: 200,
+    heights: 16,
+};
 
 /// The chain the child builds: the same keys on every run, whatever is on disk.
 struct Writer {
@@ -119,7 +127,7 @@ fn crash_child_commits_blocks() {
         return;
     };
     let mut writer = Writer::new();
-    let store = RocksStore::open(Path::new(&dir), &writer.chain.params).unwrap();
+    let store = RocksStore::open_with(Path::new(&dir), &writer.chain.params, CRASH_EPOCHS).unwrap();
     writer.chain.state = store.load_state(&writer.chain.params).unwrap();
     let started = Instant::now();
     while started.elapsed() < CHILD_LIFETIME {
@@ -173,7 +181,7 @@ fn run_and_kill(dir: &Path, reports: usize, delay: Duration) -> u64 {
 
 /// Reopens the database and checks everything a restarted node relies on.
 fn check_after_crash(dir: &Path, params: &ChainParams, reported: u64) -> Height {
-    let store = RocksStore::open(dir, params).unwrap();
+    let store = RocksStore::open_with(dir, params, CRASH_EPOCHS).unwrap();
     let head = store.head().unwrap();
     assert!(
         head.height.0 >= reported,
@@ -560,7 +568,7 @@ fn nonce_rows_are_per_block_and_go_when_they_expire() {
     assert_eq!(rows[0].0[8..], writer.chain.state.height.0.to_be_bytes());
 }
 
-/// A version 1 database (one `nonces` row per remembered pair) opens as version 2, with
+/// A version 1 database (one `nonces` row per remembered pair) opens as version 3, with
 /// the same state, and goes on committing.
 #[test]
 fn a_version_1_database_is_upgraded() {
@@ -594,7 +602,7 @@ fn a_version_1_database_is_upgraded() {
             .iter()
             .find(|(key, _)| key == b"schema_version")
             .unwrap();
-        assert_eq!(version, &2u32.to_be_bytes());
+        assert_eq!(version, &3u32.to_be_bytes());
         assert_eq!(
             raw_rows(&db, "nonces").len(),
             2,
@@ -621,9 +629,184 @@ fn an_unknown_schema_version_is_refused() {
     match RocksStore::open(dir.path(), &writer.chain.params) {
         Err(StoreError::SchemaVersion {
             found: 9,
-            expected: 2,
+            expected: 3,
             ..
         }) => {}
         other => panic!("expected SchemaVersion, got {other:?}"),
     }
+}
+
+/// Commits an empty block a second after the head.
+fn commit_empty_block(writer: &mut Writer, store: &RocksStore) {
+    let time = TimeMs(writer.chain.state.time.0 + 1_000);
+    let proposal = propose(
+        &writer.chain.params,
+        &writer.chain.state,
+        time,
+        Vec::new(),
+        Vec::new(),
+    )
+    .unwrap();
+    let (block, change) = proposal.sign(&writer.chain.validator).unwrap();
+    let hash = block.header().hash().unwrap();
+    store
+        .commit(&BlockWrite {
+            block: &block,
+            encoded: None,
+            block_hash: hash,
+            change: &change,
+            last_signed: Some(block.height()),
+            vault: &[],
+        })
+        .unwrap();
+    writer.chain.state.commit(&change, hash);
+}
+
+/// Every transfer of the stored blocks, with where it is.
+fn stored_transfers(store: &RocksStore) -> Vec<(Hash32, Location)> {
+    let head = store.head().unwrap().height;
+    let mut transfers = Vec::new();
+    for height in 1..=head.0 {
+        let block = store.block(Height(height)).unwrap().unwrap();
+        for (index, op) in block.ops.iter().enumerate() {
+            if let Op::Transfer(transfer) = op {
+                transfers.push((
+                    transfer.request.transfer.id().unwrap(),
+                    Location {
+                        height: Height(height),
+                        index: index as u32,
+                    },
+                ));
+            }
+        }
+    }
+    transfers
+}
+
+/// The `meta` row of the stored epochs: the last epoch and the last height it covers.
+fn sealed_row(db: &rocksdb::DB) -> Option<(u32, u64)> {
+    raw_rows(db, "meta")
+        .into_iter()
+        .find(|(key, _)| key == b"index_sealed")
+        .map(|(_, value)| {
+            (
+                u32::from_be_bytes(value[..4].try_into().unwrap()),
+                u64::from_be_bytes(value[4..].try_into().unwrap()),
+            )
+        })
+}
+
+/// The transfer index closes an epoch after enough transfers or blocks and stores it as
+/// rows keyed by epoch; transfers are found in the stored epochs and in the open one, also
+/// after a reopen (which rebuilds the open epoch from the blocks); an unknown id is not.
+#[test]
+fn transfers_are_found_in_stored_and_open_epochs() {
+    let epochs = IndexEpochs {
+        transfers: 100,
+        heights: 4,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Writer::new();
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open_with(dir.path(), &params, epochs).unwrap();
+    // Epoch 0: heights 1-4 (closed by its 120 transfers, and its fourth block).
+    for _ in 0..4 {
+        writer.commit_next(&store);
+    }
+    // Epoch 1: heights 5-8, no transfers (closed by its fourth block; no file).
+    for _ in 0..4 {
+        commit_empty_block(&mut writer, &store);
+    }
+    // Epoch 2, open: height 9.
+    writer.commit_next(&store);
+    let transfers = stored_transfers(&store);
+    assert_eq!(transfers.len(), 4 * TRANSFERS_PER_BLOCK);
+    let unknown = Hash32([7; 32]);
+    for (id, location) in &transfers {
+        assert_eq!(store.transfer_location(id).unwrap(), Some(*location));
+    }
+    assert_eq!(store.transfer_location(&unknown).unwrap(), None);
+    drop(store);
+
+    let db = raw_db(dir.path());
+    assert_eq!(sealed_row(&db), Some((1, 8)));
+    let rows = raw_rows(&db, "transfer_epochs");
+    let stored: Vec<_> = transfers
+        .iter()
+        .filter(|(_, location)| location.height.0 <= 4)
+        .collect();
+    assert_eq!(rows.len(), stored.len(), "the open epoch is not stored");
+    for (id, _) in stored {
+        let key = TransferKey::encode(0, id);
+        assert!(rows.iter().any(|(row, _)| row[..] == key[..]));
+    }
+    drop(db);
+
+    let store = RocksStore::open_with(dir.path(), &params, epochs).unwrap();
+    for (id, location) in &transfers {
+        assert_eq!(store.transfer_location(id).unwrap(), Some(*location));
+    }
+    assert_eq!(store.transfer_location(&unknown).unwrap(), None);
+    // Height 11 closes epoch 2 (heights 9-11, 120 transfers); height 12 opens epoch 3.
+    for _ in 0..3 {
+        writer.commit_next(&store);
+    }
+    drop(store);
+    let db = raw_db(dir.path());
+    assert_eq!(sealed_row(&db), Some((2, 11)));
+    assert_eq!(
+        raw_rows(&db, "transfer_epochs").len(),
+        6 * TRANSFERS_PER_BLOCK
+    );
+}
+
+/// A version 2 database (one `transfers` row per transfer, keyed by id) opens as version
+/// 3 with every transfer found in stored epoch 0 and the old family gone, and goes on
+/// committing.
+#[test]
+fn a_version_2_transfer_index_is_converted() {
+    let (dir, mut writer, store) = store_with_blocks(3);
+    let transfers = stored_transfers(&store);
+    assert_eq!(transfers.len(), 2 * TRANSFERS_PER_BLOCK);
+    drop(store);
+    {
+        let mut db = raw_db(dir.path());
+        db.drop_cf("transfer_epochs").unwrap();
+        db.create_cf("transfers", &rocksdb::Options::default())
+            .unwrap();
+        let index = db.cf_handle("transfers").unwrap();
+        for (id, location) in &transfers {
+            let value = halfveil_ledger::codec::encode(location).unwrap();
+            db.put_cf(index, id.as_bytes(), value).unwrap();
+        }
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"schema_version", 2u32.to_be_bytes())
+            .unwrap();
+    }
+    let params = writer.chain.params.clone();
+    let store = RocksStore::open(dir.path(), &params).unwrap();
+    for (id, location) in &transfers {
+        assert_eq!(store.transfer_location(id).unwrap(), Some(*location));
+    }
+    assert_eq!(store.transfer_location(&Hash32([7; 32])).unwrap(), None);
+    writer.commit_next(&store);
+    let all = stored_transfers(&store);
+    assert_eq!(all.len(), transfers.len() + TRANSFERS_PER_BLOCK);
+    for (id, location) in &all {
+        assert_eq!(store.transfer_location(id).unwrap(), Some(*location));
+    }
+    drop(store);
+    let db = raw_db(dir.path());
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(!families.iter().any(|name| name == "transfers"));
+    assert_eq!(sealed_row(&db), Some((0, 3)));
+    let rows = raw_rows(&db, "transfer_epochs");
+    assert_eq!(rows.len(), transfers.len());
+    assert!(rows.iter().all(|(key, _)| key[..4] == [0; 4]));
+    let meta = raw_rows(&db, "meta");
+    let (_, version) = meta
+        .iter()
+        .find(|(key, _)| key == b"schema_version")
+        .unwrap();
+    assert_eq!(version, &3u32.to_be_bytes());
 }
