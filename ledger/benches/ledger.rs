@@ -15,7 +15,7 @@ use halfveil_ledger::crypto::{
     self, seal_identity_credential, BusinessKey, Envelope, SignatureBatch, SigningKey,
 };
 use halfveil_ledger::hash::Domain;
-use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
+use halfveil_ledger::store::{BlockWrite, IndexEpochs, RocksStore, Store};
 use halfveil_ledger::testkit::TestChain;
 use halfveil_ledger::{apply, codec, Block, Hash32, Op, PublicKey, Signature, StateChange};
 use rand_chacha::rand_core::SeedableRng;
@@ -202,12 +202,60 @@ fn block_benches(
     group.finish();
 }
 
+/// A transfer index lookup that misses: it probes every stored epoch, newest first, so its
+/// cost grows with the chain (a Bloom filter check per epoch).
+fn index_benches(
+    criterion: &mut Criterion,
+    chain: &TestChain,
+    block: &Block,
+    change: &StateChange,
+) {
+    const EPOCHS: u64 = 1_000;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let epochs = IndexEpochs {
+        transfers: BLOCK_TRANSFERS,
+        heights: 1,
+    };
+    let store = RocksStore::open_with(dir.path(), &chain.params, epochs).unwrap();
+    let mut block = block.clone();
+    let block_hash = block.header().hash().unwrap();
+    for height in 1..=EPOCHS {
+        block.signed.header.height = halfveil_ledger::Height(height);
+        store
+            .commit(&BlockWrite {
+                block: &block,
+                encoded: None,
+                block_hash,
+                change,
+                last_signed: None,
+                vault: &[],
+            })
+            .unwrap();
+    }
+    // Reopened, so every epoch is stored and none is in memory.
+    drop(store);
+    let store = RocksStore::open_with(dir.path(), &chain.params, epochs).unwrap();
+    let unknown = Hash32([7; 32]);
+    let mut group = criterion.benchmark_group("index");
+    group.sample_size(10);
+    group.bench_function("miss_1000_epochs", |bench| {
+        bench.iter(|| {
+            assert!(store
+                .transfer_location(black_box(&unknown))
+                .unwrap()
+                .is_none())
+        })
+    });
+    group.finish();
+}
+
 fn benches(criterion: &mut Criterion) {
     let (chain, block, change) = transfer_block();
     codec_benches(criterion, &block);
     signature_benches(criterion);
     credential_benches(criterion, &chain, &block);
     block_benches(criterion, &chain, &block, &change);
+    index_benches(criterion, &chain, &block, &change);
 }
 
 criterion_group! {
