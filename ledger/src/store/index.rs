@@ -23,9 +23,12 @@
 //! probe of an epoch without the id is a Bloom filter check.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use rand::Rng;
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions, DB};
 
 use super::{corrupt, Location, CF_META};
@@ -173,7 +176,7 @@ pub(super) struct TransferIndex {
     epochs: IndexEpochs,
     seal_dir: PathBuf,
     memory: Arc<Mutex<Memory>>,
-    sealer: Mutex<Option<JoinHandle<()>>>,
+    sealer: Mutex<Option<Sealer>>,
 }
 
 impl TransferIndex {
@@ -277,10 +280,12 @@ impl TransferIndex {
         let db = Arc::clone(db);
         let memory = Arc::clone(&self.memory);
         let seal_dir = self.seal_dir.clone();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let told = Arc::clone(&hurry);
         let thread = std::thread::Builder::new()
             .name("index-seal".into())
             .spawn(move || {
-                let result = store_epoch(&db, &seal_dir, closed.clone(), height);
+                let result = store_epoch(&db, &seal_dir, Arc::clone(&closed), height, told);
                 if let Ok(mut memory) = memory.lock() {
                     match result {
                         Ok(()) => {
@@ -295,18 +300,19 @@ impl TransferIndex {
         *self
             .sealer
             .lock()
-            .map_err(|_| corrupt("transfer index lock poisoned"))? = Some(thread);
+            .map_err(|_| corrupt("transfer index lock poisoned"))? = Some(Sealer { thread, hurry });
         Ok(())
     }
 
-    /// Waits for the epoch being stored, if any.
+    /// Waits for the epoch being stored, if any, telling it to hurry.
     pub(super) fn join(&self) -> Result<(), StoreError> {
-        let thread = self
+        let sealer = self
             .sealer
             .lock()
             .map_err(|_| corrupt("transfer index lock poisoned"))?
             .take();
-        if let Some(thread) = thread {
+        if let Some(Sealer { thread, hurry }) = sealer {
+            hurry.store(true, Ordering::Relaxed);
             thread
                 .join()
                 .map_err(|_| corrupt("the index's seal thread panicked"))?;
@@ -345,55 +351,100 @@ fn id_prefix(id: &Hash32) -> u64 {
     u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
 }
 
-/// Lowers the calling thread to nice 19, the priority of RocksDB's flush and compaction
-/// threads here.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+/// Work of a seal between rests, and the rest: a tenth of a core while it runs.
+const SEAL_WORK: Duration = Duration::from_millis(1);
+const SEAL_REST: Duration = Duration::from_millis(9);
+/// A seal starts after a random delay below this.
+const SEAL_DELAY_MAX_MS: u64 = 2_000;
+
+/// Keeps a seal to slices of [`SEAL_WORK`] with a rest of [`SEAL_REST`] after each, unless
+/// told to hurry (the next epoch closed, or the store closes).
+struct Pacer {
+    since: Instant,
+    hurry: Arc<AtomicBool>,
+}
+
+impl Pacer {
+    fn new(hurry: Arc<AtomicBool>) -> Pacer {
+        Pacer {
+            since: Instant::now(),
+            hurry,
+        }
     }
+
+    fn hurried(&self) -> bool {
+        self.hurry.load(Ordering::Relaxed)
+    }
+
+    fn pause_if_due(&mut self) {
+        if !self.hurried() && self.since.elapsed() >= SEAL_WORK {
+            std::thread::sleep(SEAL_REST);
+            self.since = Instant::now();
+        }
+    }
+
+    /// Waits `delay`, or less if told to hurry.
+    fn wait(&mut self, delay: Duration) {
+        let started = Instant::now();
+        while !self.hurried() && started.elapsed() < delay {
+            std::thread::sleep(SEAL_REST);
+        }
+        self.since = Instant::now();
+    }
+}
+
+/// The thread storing a closed epoch, and how to make it hurry.
+#[derive(Debug)]
+struct Sealer {
+    thread: JoinHandle<()>,
+    hurry: Arc<AtomicBool>,
 }
 
 /// Stores a closed epoch: its rows sorted and written as one table file, RocksDB made to
 /// take the file, and the epoch recorded as stored (synced). An epoch without transfers
 /// writes no file.
 ///
-/// Every node closes the same epochs at the same height, so their seals (about 150 ms of
-/// CPU each at 25,000/s: sorting 262,144 rows and writing their file) start together and,
-/// at the default priority, took both cores from the payment pipeline for that long: p99
-/// of 120-150 ms in each such second against 33-60 ms in the others. So the sorting and
-/// the writing run at nice 19, on a thread of their own (they take what the pipeline
-/// leaves, and at least 1.5 % of a core on a saturated machine, so an epoch is stored
-/// long before the next one closes); the ingestion and the `meta` row stay at the normal
-/// priority, since both hold up the node's own writes while they run (RocksDB stops
-/// writes while it adds the file, and a synced write leads the writes queued behind it).
+/// Every node closes the same epochs at the same height, so their seals (100-150 ms of
+/// CPU each at 25,000/s: sorting 262,144 rows and writing their file) started together. In
+/// one go they took both cores from the payment pipeline for that long (p99 of 120-150 ms
+/// in each such second against 33-60 ms in the others); at nice 19, and at half a core
+/// each, they still did (90-180 ms). So a seal starts after a random delay (nodes on one
+/// machine then seal at different moments) and works in slices, the way TigerBeetle paces
+/// its compactions: the rows go into 256 buckets by the id's first byte, and each bucket
+/// is sorted and written in turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`]
+/// of work. A seal takes one to two seconds, a fraction of the epoch's ten; if the next
+/// epoch closes first, the seal is told to hurry and finishes at full speed.
 fn store_epoch(
     db: &DB,
     seal_dir: &Path,
     epoch: Arc<Epoch>,
     through: Height,
+    hurry: Arc<AtomicBool>,
 ) -> Result<(), StoreError> {
     let number = epoch.number;
-    let dir = seal_dir.to_path_buf();
-    let file = std::thread::Builder::new()
-        .name("index-sort".into())
-        .spawn(move || {
-            lower_priority();
-            let mut rows: Vec<(Hash32, Location)> = epoch
-                .rows
-                .iter()
-                .map(|(id, location)| (*id, *location))
-                .collect();
-            // By the ids' first eight bytes (ids are uniform hashes, so they almost never
-            // tie), whole ids on a tie: a third of the time of comparing whole ids.
-            rows.sort_unstable_by(|(a, _), (b, _)| {
-                id_prefix(a).cmp(&id_prefix(b)).then_with(|| a.0.cmp(&b.0))
-            });
-            write_epoch_file(&dir, number, rows.into_iter().map(Ok))
-        })
-        .map_err(|error| corrupt(format!("cannot start the index's sort thread: {error}")))?
-        .join()
-        .map_err(|_| corrupt("the index's sort thread panicked"))??;
+    let mut pacer = Pacer::new(hurry);
+    pacer.wait(Duration::from_millis(
+        rand::thread_rng().gen_range(0..SEAL_DELAY_MAX_MS),
+    ));
+    let mut buckets: Vec<Vec<(Hash32, Location)>> = (0..256)
+        .map(|_| Vec::with_capacity(epoch.rows.len() / 256 + 64))
+        .collect();
+    for (id, location) in &epoch.rows {
+        if let Some(bucket) = buckets.get_mut(usize::from(id.0[0])) {
+            bucket.push((*id, *location));
+        }
+    }
+    pacer.pause_if_due();
+    let rows = buckets.into_iter().flat_map(|mut bucket| {
+        pacer.pause_if_due();
+        // By the ids' first eight bytes (ids are uniform hashes, so they almost never tie),
+        // whole ids on a tie.
+        bucket.sort_unstable_by(|(a, _), (b, _)| {
+            id_prefix(a).cmp(&id_prefix(b)).then_with(|| a.0.cmp(&b.0))
+        });
+        bucket.into_iter().map(Ok)
+    });
+    let file = write_epoch_file(seal_dir, number, rows)?;
     if let Some(file) = file {
         ingest_epoch_file(db, &file)?;
     }
