@@ -517,7 +517,17 @@ fn raw_rows(db: &rocksdb::DB, family: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// A block that expires every remembered nonce, committed to `store` and to the writer.
 fn commit_expiring_block(writer: &mut Writer, store: &RocksStore) {
-    let time = TimeMs(writer.chain.state.time.0 + 10_000_000);
+    commit_empty_block_after(writer, store, 10_000_000);
+}
+
+/// Commits an empty block a second after the head.
+fn commit_empty_block(writer: &mut Writer, store: &RocksStore) {
+    commit_empty_block_after(writer, store, 1_000);
+}
+
+/// Commits an empty block `step_ms` after the head, to `store` and to the writer.
+fn commit_empty_block_after(writer: &mut Writer, store: &RocksStore, step_ms: u64) {
+    let time = TimeMs(writer.chain.state.time.0 + step_ms);
     let proposal = propose(
         &writer.chain.params,
         &writer.chain.state,
@@ -634,32 +644,6 @@ fn an_unknown_schema_version_is_refused() {
         }) => {}
         other => panic!("expected SchemaVersion, got {other:?}"),
     }
-}
-
-/// Commits an empty block a second after the head.
-fn commit_empty_block(writer: &mut Writer, store: &RocksStore) {
-    let time = TimeMs(writer.chain.state.time.0 + 1_000);
-    let proposal = propose(
-        &writer.chain.params,
-        &writer.chain.state,
-        time,
-        Vec::new(),
-        Vec::new(),
-    )
-    .unwrap();
-    let (block, change) = proposal.sign(&writer.chain.validator).unwrap();
-    let hash = block.header().hash().unwrap();
-    store
-        .commit(&BlockWrite {
-            block: &block,
-            encoded: None,
-            block_hash: hash,
-            change: &change,
-            last_signed: Some(block.height()),
-            vault: &[],
-        })
-        .unwrap();
-    writer.chain.state.commit(&change, hash);
 }
 
 /// Every transfer of the stored blocks, with where it is.
