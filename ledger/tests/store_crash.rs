@@ -607,12 +607,10 @@ fn a_version_1_database_is_upgraded() {
     drop(store);
     {
         let db = raw_db(dir.path());
-        let meta = raw_rows(&db, "meta");
-        let (_, version) = meta
-            .iter()
-            .find(|(key, _)| key == b"schema_version")
-            .unwrap();
-        assert_eq!(version, &3u32.to_be_bytes());
+        assert_eq!(
+            meta_row(&db, b"schema_version"),
+            Some(3u32.to_be_bytes().to_vec())
+        );
         assert_eq!(
             raw_rows(&db, "nonces").len(),
             2,
@@ -667,17 +665,22 @@ fn stored_transfers(store: &RocksStore) -> Vec<(Hash32, Location)> {
     transfers
 }
 
-/// The `meta` row of the stored epochs: the last epoch and the last height it covers.
-fn sealed_row(db: &rocksdb::DB) -> Option<(u32, u64)> {
+/// The value of one `meta` row.
+fn meta_row(db: &rocksdb::DB, name: &[u8]) -> Option<Vec<u8>> {
     raw_rows(db, "meta")
         .into_iter()
-        .find(|(key, _)| key == b"index_sealed")
-        .map(|(_, value)| {
-            (
-                u32::from_be_bytes(value[..4].try_into().unwrap()),
-                u64::from_be_bytes(value[4..].try_into().unwrap()),
-            )
-        })
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// The `meta` row of the stored epochs: the last epoch and the last height it covers.
+fn sealed_row(db: &rocksdb::DB) -> Option<(u32, u64)> {
+    meta_row(db, b"index_sealed").map(|value| {
+        (
+            u32::from_be_bytes(value[..4].try_into().unwrap()),
+            u64::from_be_bytes(value[4..].try_into().unwrap()),
+        )
+    })
 }
 
 /// The transfer index closes an epoch after enough transfers or blocks and stores it as
@@ -787,10 +790,8 @@ fn a_version_2_transfer_index_is_converted() {
     let rows = raw_rows(&db, "transfer_epochs");
     assert_eq!(rows.len(), transfers.len());
     assert!(rows.iter().all(|(key, _)| key[..4] == [0; 4]));
-    let meta = raw_rows(&db, "meta");
-    let (_, version) = meta
-        .iter()
-        .find(|(key, _)| key == b"schema_version")
-        .unwrap();
-    assert_eq!(version, &3u32.to_be_bytes());
+    assert_eq!(
+        meta_row(&db, b"schema_version"),
+        Some(3u32.to_be_bytes().to_vec())
+    );
 }
