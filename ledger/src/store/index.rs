@@ -429,12 +429,14 @@ fn store_epoch(
     let mut buckets: Vec<Vec<(Hash32, Location)>> = (0..256)
         .map(|_| Vec::with_capacity(epoch.rows.len() / 256 + 64))
         .collect();
-    for (id, location) in &epoch.rows {
+    for (filled, (id, location)) in epoch.rows.iter().enumerate() {
         if let Some(bucket) = buckets.get_mut(usize::from(id.0[0])) {
             bucket.push((*id, *location));
         }
+        if filled % 4096 == 4095 {
+            pacer.pause_if_due();
+        }
     }
-    pacer.pause_if_due();
     let rows = buckets.into_iter().flat_map(|mut bucket| {
         pacer.pause_if_due();
         // By the ids' first eight bytes (ids are uniform hashes, so they almost never tie),
