@@ -34,7 +34,6 @@ use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, Wri
 use super::{corrupt, Location, CF_META};
 use crate::codec;
 use crate::error::StoreError;
-use crate::fastmap::{HashMap, HashMapExt};
 use crate::hash::Hash32;
 use crate::types::Height;
 
@@ -131,24 +130,52 @@ pub(super) fn family_options() -> Options {
     options
 }
 
-/// The rows of one epoch.
+/// Buckets of an epoch in memory, by the id's first byte.
+const BUCKETS: usize = 256;
+
+/// The rows of one epoch, appended to 256 buckets by the id's first byte (ids are uniform
+/// hashes, so about 1,024 rows a bucket in a full epoch).
+///
+/// Not a hash map: one sized for a full epoch took 24 MB of fresh pages at every close,
+/// faulted in by the next blocks' writes, and sealing walked it in random order, a cache
+/// miss a row. Buckets take appends on the writer thread, hand the seal rows that are
+/// sorted a bucket at a time (in cache), and answer a lookup by scanning one bucket (a
+/// microsecond or two; lookups are receipts and disclosure orders, not the payment path).
 #[derive(Debug)]
 struct Epoch {
     number: u32,
     from: Height,
-    rows: HashMap<Hash32, Location>,
+    buckets: Vec<Vec<(Hash32, Location)>>,
+    len: usize,
 }
 
 impl Epoch {
-    /// An empty epoch with room for `capacity` rows: growing a map of 229,376 rows (the
-    /// last step before 262,144) copied 10 MB into 24 MB of new pages on the writer thread,
-    /// which every block waits for. The untouched room costs address space, not memory.
-    fn new(number: u32, from: Height, capacity: usize) -> Epoch {
+    fn new(number: u32, from: Height) -> Epoch {
         Epoch {
             number,
             from,
-            rows: HashMap::with_capacity(capacity),
+            buckets: vec![Vec::new(); BUCKETS],
+            len: 0,
         }
+    }
+
+    fn bucket(id: &Hash32) -> usize {
+        usize::from(id.0[0]) % BUCKETS
+    }
+
+    fn insert(&mut self, id: Hash32, location: Location) {
+        if let Some(bucket) = self.buckets.get_mut(Self::bucket(&id)) {
+            bucket.push((id, location));
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, id: &Hash32) -> Option<Location> {
+        self.buckets
+            .get(Self::bucket(id))?
+            .iter()
+            .find(|(row, _)| row == id)
+            .map(|(_, location)| *location)
     }
 }
 
@@ -215,7 +242,7 @@ impl TransferIndex {
             epochs: epochs.max_one(),
             seal_dir,
             memory: Arc::new(Mutex::new(Memory {
-                open: Epoch::new(stored, from, epochs.max_one().transfers),
+                open: Epoch::new(stored, from),
                 sealing: None,
                 stored,
                 failed: None,
@@ -257,10 +284,10 @@ impl TransferIndex {
             let mut memory = self.lock()?;
             let open = &mut memory.open;
             for (id, index) in transfers {
-                open.rows.insert(id, Location { height, index });
+                open.insert(id, Location { height, index });
             }
             let blocks = height.0.saturating_sub(open.from.0).saturating_add(1);
-            if open.rows.len() < self.epochs.transfers && blocks < self.epochs.heights {
+            if open.len < self.epochs.transfers && blocks < self.epochs.heights {
                 return Ok(());
             }
             let next = Epoch::new(
@@ -270,7 +297,6 @@ impl TransferIndex {
                 height
                     .next()
                     .ok_or_else(|| corrupt("the index reached the last height"))?,
-                self.epochs.transfers,
             );
             Arc::new(std::mem::replace(open, next))
         };
@@ -323,14 +349,12 @@ impl TransferIndex {
     /// Looks an id up in the epochs in memory.
     pub(super) fn in_memory(&self, id: &Hash32) -> Result<InMemory, StoreError> {
         let memory = self.lock()?;
-        let found = memory.open.rows.get(id).or_else(|| {
-            memory
-                .sealing
-                .as_ref()
-                .and_then(|sealing| sealing.rows.get(id))
-        });
+        let found = memory
+            .open
+            .get(id)
+            .or_else(|| memory.sealing.as_ref().and_then(|sealing| sealing.get(id)));
         Ok(match found {
-            Some(location) => InMemory::Found(*location),
+            Some(location) => InMemory::Found(location),
             None => InMemory::Stored(memory.stored),
         })
     }
@@ -410,9 +434,8 @@ struct Sealer {
 /// in each such second against 33-60 ms in the others); at nice 19, and at half a core
 /// each, they still did (90-180 ms). So a seal starts after a random delay (nodes on one
 /// machine then seal at different moments) and works in slices, the way TigerBeetle paces
-/// its compactions: the rows go into 256 buckets by the id's first byte, and each bucket
-/// is sorted and written in turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`]
-/// of work. A seal takes one to two seconds, a fraction of the epoch's ten; if the next
+/// its compactions: each of the epoch's 256 buckets is copied, sorted and written in
+/// turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`] of work. A seal takes one to two seconds, a fraction of the epoch's ten; if the next
 /// epoch closes first, the seal is told to hurry and finishes at full speed.
 fn store_epoch(
     db: &DB,
@@ -426,24 +449,16 @@ fn store_epoch(
     pacer.wait(Duration::from_millis(
         rand::thread_rng().gen_range(0..SEAL_DELAY_MAX_MS),
     ));
-    let mut buckets: Vec<Vec<(Hash32, Location)>> = (0..256)
-        .map(|_| Vec::with_capacity(epoch.rows.len() / 256 + 64))
-        .collect();
-    for (filled, (id, location)) in epoch.rows.iter().enumerate() {
-        if let Some(bucket) = buckets.get_mut(usize::from(id.0[0])) {
-            bucket.push((*id, *location));
-        }
-        if filled % 4096 == 4095 {
-            pacer.pause_if_due();
-        }
-    }
-    let rows = buckets.into_iter().flat_map(|mut bucket| {
+    let rows = epoch.buckets.iter().flat_map(|bucket| {
         pacer.pause_if_due();
+        let mut bucket = bucket.clone();
         // By the ids' first eight bytes (ids are uniform hashes, so they almost never tie),
         // whole ids on a tie.
         bucket.sort_unstable_by(|(a, _), (b, _)| {
             id_prefix(a).cmp(&id_prefix(b)).then_with(|| a.0.cmp(&b.0))
         });
+        // An id is on the chain once; a table file takes each key once in any case.
+        bucket.dedup_by(|(a, _), (b, _)| a == b);
         bucket.into_iter().map(Ok)
     });
     let file = write_epoch_file(seal_dir, number, rows)?;
