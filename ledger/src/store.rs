@@ -232,6 +232,20 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// A column family of `db`, or why not.
+fn family<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name)
+        .ok_or_else(|| corrupt(format!("column family {name} missing")))
+}
+
+/// Writes `batch` with `sync = true`.
+fn write_synced(db: &DB, batch: WriteBatch) -> Result<(), StoreError> {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    db.write_opt(batch, &options)?;
+    Ok(())
+}
+
 fn corrupt(reason: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         reason: reason.into(),
@@ -410,9 +424,7 @@ impl RocksStore {
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| corrupt(format!("column family {name} missing")))
+        family(&self.db, name)
     }
 
     fn check_or_init_meta(&self, params: &ChainParams) -> Result<(), StoreError> {
@@ -547,10 +559,7 @@ impl RocksStore {
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
-        Ok(())
+        write_synced(&self.db, batch)
     }
 
     /// Reads every row of a column family, decoding each with `decode`.

@@ -29,9 +29,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, WriteOptions, DB};
+use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, DB};
 
-use super::{corrupt, Location, CF_META};
+use super::{corrupt, family, write_synced, Location, CF_META};
 use crate::codec;
 use crate::error::StoreError;
 use crate::hash::Hash32;
@@ -48,8 +48,8 @@ pub(super) fn seal_dir(db_path: &Path) -> PathBuf {
 }
 
 /// When the open epoch closes: after a block that brings it to `transfers` transfers, or
-/// its `heights`-th block. The first bounds the memory the open epoch holds (about 60 bytes
-/// a transfer) and the size of a stored epoch's file (about 12 MB); the second bounds the
+/// its `heights`-th block. The first bounds the memory the open epoch holds (44 bytes a
+/// transfer, up to twice that while its buckets grow) and the size of a stored epoch's file (about 12 MB); the second bounds the
 /// blocks read again at start on a quiet chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEpochs {
@@ -435,8 +435,9 @@ struct Sealer {
 /// each, they still did (90-180 ms). So a seal starts after a random delay (nodes on one
 /// machine then seal at different moments) and works in slices, the way TigerBeetle paces
 /// its compactions: each of the epoch's 256 buckets is copied, sorted and written in
-/// turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`] of work. A seal takes one to two seconds, a fraction of the epoch's ten; if the next
-/// epoch closes first, the seal is told to hurry and finishes at full speed.
+/// turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`] of work. A seal takes one
+/// to two seconds, a fraction of the epoch's ten; if the next epoch closes first, the
+/// seal is told to hurry and finishes at full speed.
 fn store_epoch(
     db: &DB,
     seal_dir: &Path,
@@ -465,23 +466,13 @@ fn store_epoch(
     if let Some(file) = file {
         ingest_epoch_file(db, &file)?;
     }
-    let meta = db
-        .cf_handle(CF_META)
-        .ok_or_else(|| corrupt("column family meta missing"))?;
     let mut batch = WriteBatch::default();
-    batch.put_cf(
-        meta,
-        KEY_SEALED,
-        Sealed {
-            epoch: number,
-            through,
-        }
-        .encode(),
-    );
-    let mut options = WriteOptions::default();
-    options.set_sync(true);
-    db.write_opt(batch, &options)?;
-    Ok(())
+    let sealed = Sealed {
+        epoch: number,
+        through,
+    };
+    batch.put_cf(family(db, CF_META)?, KEY_SEALED, sealed.encode());
+    write_synced(db, batch)
 }
 
 /// Writes `rows` (sorted by id) as epoch `number`'s table file in `seal_dir`; `None` if
@@ -513,9 +504,7 @@ pub(super) fn write_epoch_file(
 /// Has RocksDB take an epoch's file whole. Taking the same epoch twice (a crash between
 /// ingestion and the `meta` row) stores the same rows again, which read the same.
 pub(super) fn ingest_epoch_file(db: &DB, file: &Path) -> Result<(), StoreError> {
-    let index = db
-        .cf_handle(CF_INDEX)
-        .ok_or_else(|| corrupt(format!("column family {CF_INDEX} missing")))?;
+    let index = family(db, CF_INDEX)?;
     let mut ingest = IngestExternalFileOptions::default();
     ingest.set_move_files(true);
     db.ingest_external_file_cf_opts(index, &ingest, vec![file])?;
