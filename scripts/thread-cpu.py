@@ -9,7 +9,7 @@ second before it ends, and prints each node's CPU by thread: RocksDB's flush and
 compaction threads, the writer, the IM's admission thread, the tokio runtime (workers and
 blocking pool) and the rest. On a shared VM a node's total varies by 4-10 % between runs
 of one build; a change confined to one kind of thread shows there first
-(docs/performance.md, ninth round).
+(docs/perf-log/round-09.md).
 """
 
 import collections

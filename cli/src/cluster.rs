@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use halfveil_node::rpc::{ApiClient, NodeStatus};
 
+use halfveil_node::config::Config;
+
 use crate::client::Node;
 use crate::commands::testnet::{self, InitOptions, InitSummary};
 use crate::failure::Failure;
@@ -50,6 +52,27 @@ pub struct NodeProcess {
     child: Option<Child>,
 }
 
+impl NodeProcess {
+    /// Starts `halfveil start --home HOME`, appending its output to its log.
+    fn spawn(&mut self) -> Result<(), Failure> {
+        let binary = std::env::current_exe()
+            .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
+        let out = File::options().create(true).append(true).open(&self.log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(&binary)
+            .arg("start")
+            .arg("--home")
+            .arg(&self.home)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|error| Failure::error(format!("cannot start node {}: {error}", self.name)))?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
 /// The nodes of a testnet, started from its homes.
 #[derive(Debug)]
 pub struct Cluster {
@@ -77,9 +100,25 @@ impl Cluster {
         logs: &Path,
         ready: Duration,
     ) -> Result<(InitSummary, Cluster, Vec<NodeStatus>), Failure> {
+        Cluster::launch_with(options, logs, ready, |_| {}).await
+    }
+
+    /// [`Cluster::launch`], with each node's config changed by `configure` before it starts.
+    pub async fn launch_with(
+        options: &InitOptions,
+        logs: &Path,
+        ready: Duration,
+        configure: impl Fn(&mut Config),
+    ) -> Result<(InitSummary, Cluster, Vec<NodeStatus>), Failure> {
         let mut attempt = 1;
         loop {
             let network = testnet::create(options)?;
+            for node in &network.nodes {
+                let home = Path::new(&node.home);
+                let mut config = Config::load(home)?;
+                configure(&mut config);
+                config.save(home)?;
+            }
             let mut cluster = Cluster::start(&network, logs)?;
             match cluster.wait_ready(ready).await {
                 Ok(statuses) => return Ok((network, cluster, statuses)),
@@ -105,33 +144,41 @@ impl Cluster {
     /// Starts every node of `network`, logging into `logs`.
     pub fn start(network: &InitSummary, logs: &Path) -> Result<Cluster, Failure> {
         std::fs::create_dir_all(logs)?;
-        let binary = std::env::current_exe()
-            .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
         let mut cluster = Cluster { nodes: Vec::new() };
         for summary in &network.nodes {
-            let log = logs.join(format!("{}.log", summary.name));
-            let out = File::create(&log)?;
-            let err = out.try_clone()?;
-            let child = Command::new(&binary)
-                .arg("start")
-                .arg("--home")
-                .arg(&summary.home)
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|error| {
-                    Failure::error(format!("cannot start node {}: {error}", summary.name))
-                })?;
-            cluster.nodes.push(NodeProcess {
+            let mut node = NodeProcess {
                 name: summary.name.clone(),
                 home: PathBuf::from(&summary.home),
                 rpc: summary.rpc.clone(),
-                log,
-                child: Some(child),
-            });
+                log: logs.join(format!("{}.log", summary.name)),
+                child: None,
+            };
+            node.spawn()?;
+            cluster.nodes.push(node);
         }
         Ok(cluster)
+    }
+
+    /// Kills node `name` without warning (SIGKILL: a crash).
+    pub fn kill(&mut self, name: &str) -> Result<(), Failure> {
+        let node = self.node_mut(name)?;
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Starts node `name` again from its home (its log goes on).
+    pub fn restart(&mut self, name: &str) -> Result<(), Failure> {
+        self.node_mut(name)?.spawn()
+    }
+
+    fn node_mut(&mut self, name: &str) -> Result<&mut NodeProcess, Failure> {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.name == name)
+            .ok_or_else(|| Failure::error(format!("no node named {name}")))
     }
 
     pub fn node(&self, name: &str) -> Result<&NodeProcess, Failure> {
@@ -142,7 +189,7 @@ impl Cluster {
     }
 
     /// Fails if a node has exited.
-    fn check_alive(&mut self) -> Result<(), Failure> {
+    pub fn check_alive(&mut self) -> Result<(), Failure> {
         for node in &mut self.nodes {
             if let Some(child) = node.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {

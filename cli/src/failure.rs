@@ -97,7 +97,7 @@ failure_from!(
     halfveil_node::config::ConfigError,
     halfveil_ledger::CryptoError,
     halfveil_ledger::CodecError,
-    halfveil_ledger::StoreError,
+    halfveil_store::StoreError,
     std::io::Error,
 );
 

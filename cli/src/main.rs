@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, default_value = "halfveil-demo")]
         dir: PathBuf,
     },
+    /// Crash cycles against a local IM and two banks under steady payments; checks that no
+    /// acknowledged transfer is lost or doubled and that the nodes converge.
+    Chaos(commands::chaos::ChaosArgs),
     /// Measure committed transfers per second and latency of a local IM and two banks.
     Bench {
         /// The data folder (replaced if an earlier bench made it).
@@ -396,6 +399,7 @@ fn run(cli: Cli) -> CommandResult {
     match cli.command {
         Command::Start { home } => commands::node::start(&home),
         Command::Demo { dir } => commands::demo::demo(&dir, output),
+        Command::Chaos(args) => args.execute(output),
         Command::Bench {
             dir,
             rate,
@@ -609,7 +613,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = run(cli);
     // Every database is closed by now; RocksDB's threads must end before the process does.
-    halfveil_ledger::store::join_background_threads();
+    halfveil_store::join_background_threads();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

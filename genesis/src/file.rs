@@ -124,6 +124,7 @@ pub struct LimitsEntry {
     pub transfer_expiry_ms_max: u64,
     pub attestation_ids_max: u32,
     pub issue_amount_max: u64,
+    pub block_time_ahead_ms_max: u64,
 }
 
 impl Default for LimitsEntry {
@@ -135,6 +136,7 @@ impl Default for LimitsEntry {
             transfer_expiry_ms_max: 10 * 60 * 1000,
             attestation_ids_max: 4096,
             issue_amount_max: 1_000_000_000_000_000,
+            block_time_ahead_ms_max: 30_000,
         }
     }
 }
@@ -468,7 +470,7 @@ fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError
 }
 
 fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
-    let checks: [(&str, u64, u64, u64); 6] = [
+    let checks: [(&str, u64, u64, u64); 7] = [
         (
             "limits.block_ops_max",
             u64::from(limits.block_ops_max),
@@ -505,6 +507,12 @@ fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
             1,
             u64::MAX,
         ),
+        (
+            "limits.block_time_ahead_ms_max",
+            limits.block_time_ahead_ms_max,
+            1_000,
+            3_600_000,
+        ),
     ];
     for (field, value, low, high) in checks {
         if !(low..=high).contains(&value) {
@@ -521,6 +529,7 @@ fn validate_limits(limits: &LimitsEntry) -> Result<Limits, GenesisError> {
         transfer_expiry_ms_max: limits.transfer_expiry_ms_max,
         attestation_ids_max: limits.attestation_ids_max,
         issue_amount_max: limits.issue_amount_max,
+        block_time_ahead_ms_max: limits.block_time_ahead_ms_max,
     })
 }
 

@@ -258,20 +258,40 @@ pub struct Opened {
     pub public_key: String,
 }
 
-/// Decrypts the text of an encrypted file; `path` only names it in errors.
-pub fn open(
-    path: &str,
-    text: &[u8],
-    expected: FileKind,
-    password: &SecretString,
-) -> Result<Opened, KeystoreError> {
+/// An encrypted file parsed and checked, not yet decrypted: what [`open`] feeds to the KDF.
+/// Parsing runs no KDF, so it is safe on any bytes (the fuzz target `key_file` runs it).
+#[derive(Debug)]
+pub struct ParsedFile {
+    header: Header,
+    /// The Argon2id parameters, checked to lie in the accepted range.
+    pub params: KdfParams,
+    /// 16 to 64 bytes.
+    pub salt: Vec<u8>,
+    pub nonce: [u8; 24],
+    pub ciphertext: Vec<u8>,
+}
+
+impl ParsedFile {
+    /// The public key the header names (hex; empty for wallets).
+    pub fn public_key(&self) -> &str {
+        &self.header.public_key
+    }
+
+    pub fn kind(&self) -> FileKind {
+        self.header.kind
+    }
+}
+
+/// Parses and checks the text of an encrypted file holding `expected`, everything [`open`]
+/// does before the key derivation; `path` only names it in errors.
+pub fn parse(path: &str, text: &[u8], expected: FileKind) -> Result<ParsedFile, KeystoreError> {
     let malformed = |reason: String| KeystoreError::Malformed {
         path: path.to_owned(),
         reason,
     };
     let file: EncryptedFile =
         serde_json::from_slice(text).map_err(|error| malformed(error.to_string()))?;
-    let header = &file.header;
+    let header = file.header;
     if header.version != KEYSTORE_VERSION {
         return Err(malformed(format!("unsupported version {}", header.version)));
     }
@@ -301,14 +321,31 @@ pub fn open(
         .map_err(|_| malformed("cipher.nonce must be 24 bytes of hex".into()))?;
     let ciphertext =
         hex::decode(&file.ciphertext).map_err(|_| malformed("ciphertext is not hex".into()))?;
-    let key = derive_key(password, &salt, &params)?;
+    Ok(ParsedFile {
+        header,
+        params,
+        salt,
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Decrypts the text of an encrypted file; `path` only names it in errors.
+pub fn open(
+    path: &str,
+    text: &[u8],
+    expected: FileKind,
+    password: &SecretString,
+) -> Result<Opened, KeystoreError> {
+    let parsed = parse(path, text, expected)?;
+    let key = derive_key(password, &parsed.salt, &parsed.params)?;
     let cipher = XChaCha20Poly1305::new(key.as_ref().into());
-    let aad = header_aad(header);
+    let aad = header_aad(&parsed.header);
     let plaintext = cipher
         .decrypt(
-            XNonce::from_slice(&nonce),
+            XNonce::from_slice(&parsed.nonce),
             Payload {
-                msg: &ciphertext,
+                msg: &parsed.ciphertext,
                 aad: &aad,
             },
         )
@@ -317,7 +354,7 @@ pub fn open(
         })?;
     Ok(Opened {
         plaintext: Zeroizing::new(plaintext),
-        public_key: header.public_key.clone(),
+        public_key: parsed.header.public_key,
     })
 }
 
@@ -513,14 +550,19 @@ pub fn write_node_key(
 
 /// Reads a libp2p node key, checking it matches the peer id it records.
 pub fn read_node_key(path: &Path) -> Result<libp2p_identity::Keypair, KeystoreError> {
-    let display = path.display().to_string();
+    let text = read_bounded(path)?;
+    parse_node_key(&path.display().to_string(), &text)
+}
+
+/// Parses the text of a node key file, checking the key matches the peer id it records;
+/// `path` only names it in errors.
+pub fn parse_node_key(path: &str, text: &[u8]) -> Result<libp2p_identity::Keypair, KeystoreError> {
     let malformed = |reason: &str| KeystoreError::Malformed {
-        path: display.clone(),
+        path: path.to_owned(),
         reason: reason.to_owned(),
     };
-    let text = read_bounded(path)?;
     let file: NodeKeyFile =
-        serde_json::from_slice(&text).map_err(|error| malformed(&error.to_string()))?;
+        serde_json::from_slice(text).map_err(|error| malformed(&error.to_string()))?;
     if file.key_type != "ed25519" {
         return Err(malformed("type must be ed25519"));
     }

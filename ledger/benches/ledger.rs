@@ -1,6 +1,6 @@
 //! The ledger's hot paths, measured against SPEC section 8's budget: encoding, ids, signature
 //! checks (single and batched), the envelope, identity credential sealing, `apply` of a block
-//! of 1,000 transfers, and the synced store write of such a block.
+//! of 1,000 transfers (the store's synced write is measured in `halfveil-store`'s bench).
 //!
 //! Run with `cargo bench -p halfveil-ledger --bench ledger`; the whole run takes about two
 //! minutes on 2 cores.
@@ -8,14 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use halfveil_ledger::crypto::{
     self, seal_identity_credential, BusinessKey, Envelope, SignatureBatch, SigningKey,
 };
 use halfveil_ledger::hash::Domain;
-use halfveil_ledger::store::{BlockWrite, IndexEpochs, RocksStore, Store};
 use halfveil_ledger::testkit::TestChain;
 use halfveil_ledger::{apply, codec, Block, Hash32, Op, PublicKey, Signature, StateChange};
 use rand_chacha::rand_core::SeedableRng;
@@ -161,12 +160,7 @@ fn credential_benches(criterion: &mut Criterion, chain: &TestChain, block: &Bloc
     group.finish();
 }
 
-fn block_benches(
-    criterion: &mut Criterion,
-    chain: &TestChain,
-    block: &Block,
-    change: &StateChange,
-) {
+fn block_benches(criterion: &mut Criterion, chain: &TestChain, block: &Block) {
     let mut group = criterion.benchmark_group("block");
     group.sample_size(10);
     group.throughput(Throughput::Elements(BLOCK_TRANSFERS as u64));
@@ -174,84 +168,15 @@ fn block_benches(
         bench.iter(|| apply(&chain.params, &chain.state, black_box(block)).unwrap())
     });
 
-    // Synced writes on the target directory's disk (not a tmpfs). The store checks only the
-    // height, so one block is written again and again under increasing heights.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = RocksStore::open(dir.path(), &chain.params).unwrap();
-    let mut block = block.clone();
-    let block_hash = block.header().hash().unwrap();
-    group.bench_function("store_commit_1000_transfers", |bench| {
-        bench.iter_custom(|iterations| {
-            let started = Instant::now();
-            for _ in 0..iterations {
-                commit_again(&store, &mut block, block_hash, change);
-            }
-            started.elapsed()
-        })
-    });
-    group.finish();
-}
-
-/// Writes `block` again at the height after the store's head (the store checks only the
-/// height).
-fn commit_again(store: &RocksStore, block: &mut Block, block_hash: Hash32, change: &StateChange) {
-    block.signed.header.height = store.head().unwrap().height.next().unwrap();
-    store
-        .commit(&BlockWrite {
-            block,
-            encoded: None,
-            block_hash,
-            change,
-            last_signed: Some(block.height()),
-            vault: &[],
-        })
-        .unwrap();
-}
-
-/// A transfer index lookup that misses: it probes every stored epoch, newest first, so its
-/// cost grows with the chain (a Bloom filter check per epoch).
-fn index_benches(
-    criterion: &mut Criterion,
-    chain: &TestChain,
-    block: &Block,
-    change: &StateChange,
-) {
-    const EPOCHS: u64 = 1_000;
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let epochs = IndexEpochs {
-        transfers: BLOCK_TRANSFERS,
-        heights: 1,
-    };
-    let store = RocksStore::open_with(dir.path(), &chain.params, epochs).unwrap();
-    let mut block = block.clone();
-    let block_hash = block.header().hash().unwrap();
-    for _ in 0..EPOCHS {
-        commit_again(&store, &mut block, block_hash, change);
-    }
-    // Reopened, so every epoch is stored and none is in memory.
-    drop(store);
-    let store = RocksStore::open_with(dir.path(), &chain.params, epochs).unwrap();
-    let unknown = Hash32([7; 32]);
-    let mut group = criterion.benchmark_group("index");
-    group.sample_size(10);
-    group.bench_function("miss_1000_epochs", |bench| {
-        bench.iter(|| {
-            assert!(store
-                .transfer_location(black_box(&unknown))
-                .unwrap()
-                .is_none())
-        })
-    });
     group.finish();
 }
 
 fn benches(criterion: &mut Criterion) {
-    let (chain, block, change) = transfer_block();
+    let (chain, block, _change) = transfer_block();
     codec_benches(criterion, &block);
     signature_benches(criterion);
     credential_benches(criterion, &chain, &block);
-    block_benches(criterion, &chain, &block, &change);
-    index_benches(criterion, &chain, &block, &change);
+    block_benches(criterion, &chain, &block);
 }
 
 criterion_group! {

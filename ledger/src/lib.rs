@@ -7,10 +7,9 @@
 //!   [`sigbatch`]: batched signature checks with cached decoded keys.
 //! - [`state`] and [`apply`]: the state and the pure transition `apply(state, block)`.
 //! - [`build`]: a block from ops (the IM's side of `apply`).
-//! - [`store`]: the [`store::Store`] trait and its RocksDB implementation, the only place
-//!   RocksDB appears.
 //!
-//! Nothing here does network I/O or reads a clock; the node feeds it inputs.
+//! Nothing here does I/O, spawns a thread or reads a clock; the node feeds it inputs. The
+//! RocksDB store is the crate `halfveil-store` (`ledger/store/`).
 
 pub mod apply;
 pub mod build;
@@ -23,7 +22,6 @@ pub mod receipt;
 pub mod sharded;
 pub mod sigbatch;
 pub mod state;
-pub mod store;
 pub mod types;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -33,7 +31,7 @@ pub use apply::{
     apply, apply_blocks, apply_blocks_pending, apply_deferred, execute, BlockSignatures,
     PendingSignatures,
 };
-pub use error::{ApplyError, CodecError, CryptoError, StoreError, Violation};
+pub use error::{ApplyError, CodecError, CryptoError, Violation};
 pub use hash::{Domain, Hash32};
 pub use state::{Account, ChainParams, Limits, State, StateChange};
 pub use types::*;

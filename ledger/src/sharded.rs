@@ -1,20 +1,12 @@
 //! A hash map in shards, so that growing it never moves more than a sliver at once.
 //!
-//! A `HashMap` that fills up doubles its table and rehashes every entry in one call. The
-//! maps that grow with every transfer (the remembered `(payer, nonce)` pairs, ten minutes of
-//! them: 15 million entries at 25,000 transfers/s; a bank's tracked transfers, up to a
-//! million) stopped their node for 25-300 ms each time they doubled, on every node at the
-//! same moment, and the bench's per-second p99 showed it (docs/performance.md). Split into
-//! [`SHARDS`] maps by a byte of the key (ids and account ids are hashes), one doubling moves
-//! 1/256 of the entries.
-//!
-//! But shards that fill evenly all double within the same second: at 25,000/s the
-//! remembered pairs crossed 229,376 and 458,752 entries (7/8 of a power of two) 9 and 18 s
-//! into every run, and those were the seconds of 100-650 ms p99 that recurred in every 60 s
-//! run, whatever else changed (docs/performance.md, eleventh round). So the shards take
-//! unequal shares, shard `i` about `2^(i/256)` parts: their sizes are spread evenly over a
-//! factor of two on a log scale, so are the moments they double, and growing the map
-//! rehashes a few shards at a time at any size instead of all of them at once.
+//! A `HashMap` that fills up rehashes every entry in one call, a stall on every node at once
+//! for the maps that grow with every transfer. Split into [`SHARDS`] maps by a byte of the
+//! key (ids and account ids are hashes), one doubling moves 1/256 of the entries; and since
+//! evenly filled shards all double within one second, the shards take unequal shares
+//! (docs/decisions/0011-sharded-maps-unequal-shards.md): shard `i` takes about
+//! `2^(i/256)` parts, so their sizes, and the moments they double, spread over a factor of
+//! two, and growing the map rehashes a few shards at a time at any size.
 
 use std::hash::Hash;
 use std::sync::LazyLock;

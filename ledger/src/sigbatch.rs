@@ -106,6 +106,15 @@ impl<T: Copy + Send + Sync> SignatureBatch<T> {
         }));
     }
 
+    /// Whether the batch equation alone holds for every signature pushed (one chunk, no
+    /// single-signature fallback): what the differential fuzz target `sigbatch_differential`
+    /// compares with ed25519-zebra's single verification. [`SignatureBatch::verify`] hides a
+    /// batch that wrongly refuses behind its fallback.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn batch_equation_holds(&self) -> bool {
+        self.items.is_empty() || verify_chunk(&self.items)
+    }
+
     /// Verifies every signature; on failure returns the tag of the first bad one in push
     /// order. Large batches are split over the available cores.
     pub fn verify(self) -> Result<(), T> {

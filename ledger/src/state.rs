@@ -30,6 +30,9 @@ pub struct Limits {
     pub transfer_expiry_ms_max: u64,
     pub attestation_ids_max: u32,
     pub issue_amount_max: u64,
+    /// How far ahead of a node's own clock a block's time may be: a node refuses (for now) a
+    /// block further ahead, so a jump of the IM's clock cannot expire every pending transfer.
+    pub block_time_ahead_ms_max: u64,
 }
 
 /// An account that exists at genesis.

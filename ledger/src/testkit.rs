@@ -29,6 +29,7 @@ pub fn test_limits() -> Limits {
         transfer_expiry_ms_max: 600_000,
         attestation_ids_max: 8192,
         issue_amount_max: 1_000_000_000_000,
+        block_time_ahead_ms_max: 30_000,
     }
 }
 

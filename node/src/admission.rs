@@ -1,13 +1,11 @@
 //! The identity manager's admission checks, batched across forwarded batches.
 //!
 //! Each forwarded batch carries its bank's attestation over the batch's transfer ids and
-//! every payer's transaction credential. The credentials are the costly part: a batch
-//! check of Ed25519 signatures costs less per signature the more it holds (about 8.2 µs
-//! each for 64, 6.2 µs for 255 on this machine's reference VM, `cargo bench --bench
-//! ledger -- signature/batch_verify`), and the banks forward batches of whatever their
-//! clients submitted. So the checks run on one thread that takes every batch waiting when
-//! it becomes free and verifies all their credentials in one batch: under load the
-//! batches grow by themselves, idle it checks each batch as soon as it comes.
+//! every payer's transaction credential. A batch check costs less per signature the more
+//! it holds (docs/decisions/0020-admission-in-combined-batches.md), so the checks run on
+//! one thread that takes every batch waiting when it becomes free and verifies all their
+//! credentials in one batch: under load the batches grow by themselves, idle it checks
+//! each batch as soon as it comes.
 //!
 //! The banks' attestation signatures (one per batch) go into the same combined check. A
 //! failed combined check is not a verdict: each batch is then checked on its own, and a
@@ -66,14 +64,20 @@ impl<C: Send + 'static> Admission<C> {
         Ok(Admission { jobs })
     }
 
-    /// Queues a job; gives it back, refused, if the queue is full (or the checker is gone).
-    pub fn submit(&self, job: Job<C>) -> Option<Job<C>> {
+    /// Queues a job; gives it back, refused, if the queue is full. `Err` if the checker
+    /// thread is gone (it panicked): the node cannot admit anything any more.
+    pub fn submit(&self, job: Job<C>) -> Result<Option<Job<C>>, CheckerGone> {
         match self.jobs.try_send(job) {
-            Ok(()) => None,
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Some(job),
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full(job)) => Ok(Some(job)),
+            Err(TrySendError::Disconnected(_)) => Err(CheckerGone),
         }
     }
 }
+
+/// The admission thread has stopped.
+#[derive(Debug)]
+pub struct CheckerGone;
 
 fn run<C>(chain_id: &ChainId, queue: &Receiver<Job<C>>, mut deliver: impl FnMut(Checked<C>)) {
     while let Ok(first) = queue.recv() {
@@ -348,7 +352,7 @@ mod tests {
             if context == 13 {
                 job.batch.attestation.signature = Signature([1; 64]);
             }
-            assert!(admission.submit(job).is_none(), "queue full");
+            assert!(matches!(admission.submit(job), Ok(None)), "queue full");
         }
         let got: Vec<(usize, bool)> = (0..20)
             .map(|_| {

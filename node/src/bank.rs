@@ -14,19 +14,19 @@ use crate::network::Reply;
 use halfveil_ledger::crypto::{
     self, BusinessKey, Envelope, SealedIdentityRecord, SigningKey, SEALED_IDENTITY_RECORD_BYTES,
 };
-use halfveil_ledger::fastmap::{HashMap, HashMapExt};
+use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::sharded::ShardedMap;
-use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     attestation_message, codec, open_account_message, AccountId, AttestationKind, BankId,
-    BatchAttestation, Block, Hash32, OpenAccount, PublicKey, RejectCode, Rejecter, Rejection,
-    Signature, TimeMs, TransactionRequest,
+    BatchAttestation, Block, Hash32, Height, OpenAccount, PublicKey, RejectCode, Rejecter,
+    Rejection, Signature, TimeMs, TransactionRequest,
 };
+use halfveil_store::{Location, RocksStore, Store};
 use libp2p::PeerId;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use zeroize::Zeroizing;
 
 use crate::protocol::{
@@ -41,10 +41,18 @@ const OUTBOX_MAX: usize = 100_000;
 const FORWARDS_IN_FLIGHT_MAX: usize = 4;
 /// Transfers whose status the bank remembers (oldest forgotten first).
 const TRACKED_MAX: usize = 1_000_000;
-/// A pending transfer is declared expired this long after its expiry, so a block the IM
-/// built just before the expiry has time to arrive.
-const EXPIRY_GRACE: Duration = Duration::from_secs(5);
+/// A pending transfer without a final answer this long after it was forwarded is forwarded
+/// again (the IM may have lost it in a crash; the IM answers one it holds or committed
+/// with its status, never a second admission).
+const REFORWARD_AFTER: Duration = Duration::from_secs(5);
+/// Most ids of stored refusals remembered after their tracked entry was forgotten.
+const REFUSED_IDS_MAX: usize = 4_000_000;
+/// How long forwarding waits after the IM could not be reached or was busy.
+const FORWARD_RETRY: Duration = Duration::from_secs(1);
 const ACCOUNT_PREFIX: &[u8] = b"acct/";
+/// Rows of the refusals this bank has given, kept until the chain's time passes their
+/// transfer's expiry (after which it can never commit).
+const REFUSAL_PREFIX: &[u8] = b"refused/";
 const ROW_VERSION: u8 = 1;
 const ACCOUNTS_MAX: usize = 10_000_000;
 
@@ -72,11 +80,52 @@ struct AccountRow {
 #[derive(Debug)]
 struct Tracked {
     track: Track,
-    /// When the bank took it: the sweep leaves young transfers to the IM's verdict.
-    accepted: Instant,
     expires_at: TimeMs,
     payer: AccountId,
+    /// Counted in the payer's daily spending (0 if the bank refused it at once).
     amount: u64,
+    /// The request, kept while pending so it can be forwarded again.
+    request: Option<Box<TransactionRequest>>,
+    /// When it was last forwarded.
+    forwarded_at: Option<Instant>,
+    /// In the outbox now.
+    queued: bool,
+    /// A refusal of it is being stored: no second one.
+    refusing: bool,
+}
+
+impl Tracked {
+    fn new(track: Track, expires_at: TimeMs, payer: AccountId) -> Tracked {
+        Tracked {
+            track,
+            expires_at,
+            payer,
+            amount: 0,
+            request: None,
+            forwarded_at: None,
+            queued: false,
+            refusing: false,
+        }
+    }
+}
+
+/// A refusal this bank gives or passes on: stored (synced) before anyone hears of it, so
+/// a signed refusal is final, across restarts too.
+#[derive(Debug)]
+pub struct Refusal {
+    id: Hash32,
+    rejection: Rejection,
+    expires_at: TimeMs,
+    payer: AccountId,
+}
+
+/// A stored refusal.
+#[derive(Serialize, Deserialize)]
+struct RefusalRow {
+    version: u8,
+    expires_at: TimeMs,
+    payer: AccountId,
+    rejection: Rejection,
 }
 
 /// Inputs only a bank gets.
@@ -85,6 +134,12 @@ pub enum BankInput {
     ForwardAnswer {
         ids: Vec<Hash32>,
         result: Result<Response, String>,
+    },
+    /// These refusals are on disk: they may be told. `committed` are transfers whose
+    /// refusal was dropped because the chain already holds them.
+    RefusalsStored {
+        refusals: Vec<Refusal>,
+        committed: Vec<(Hash32, Location)>,
     },
     OpenRelayed {
         account: AccountId,
@@ -101,8 +156,8 @@ pub struct BankRole {
     key: SigningKey,
     storage_secret: Zeroizing<[u8; 32]>,
     pub accounts: HashMap<AccountId, LocalAccount>,
-    /// Accepted transfers not yet forwarded, with their ids.
-    outbox: VecDeque<(Hash32, TransactionRequest)>,
+    /// Accepted transfers to forward, by id (their requests are in `tracked`).
+    outbox: VecDeque<Hash32>,
     /// Sharded: it grows by every transfer, and a plain map's doubling stalled the bank.
     tracked: ShardedMap<Hash32, Tracked>,
     tracked_order: VecDeque<Hash32>,
@@ -110,6 +165,18 @@ pub struct BankRole {
     /// ones, not every tracked transfer each second.
     pending_by_expiry: BTreeSet<(TimeMs, Hash32)>,
     forwards_in_flight: usize,
+    /// No forward before this (the IM was unreachable or busy).
+    forward_retry_at: Option<Instant>,
+    /// Refusals made while handling the current input, to store before they are told.
+    new_refusals: Vec<Refusal>,
+    /// The stored refusal rows, by their transfer's expiry, for pruning.
+    refusal_rows: BTreeSet<(TimeMs, Hash32)>,
+    /// Stored refusals whose tracked entry was forgotten: such a transfer is never
+    /// accepted again (until the chain's time passes its expiry).
+    refused_ids: HashSet<Hash32>,
+    /// Height and time of the last block on this bank's disk: a transfer not committed by
+    /// a block at or after its expiry never will be.
+    written: (Height, TimeMs),
     /// Spent per account on the current UTC day (in memory; see the operator guide).
     spent: HashMap<AccountId, (u64, u64)>,
     last_sweep: Instant,
@@ -119,6 +186,84 @@ fn row_key(account: &AccountId) -> Vec<u8> {
     let mut key = ACCOUNT_PREFIX.to_vec();
     key.extend_from_slice(&account.0);
     key
+}
+
+fn refusal_key(id: &Hash32) -> Vec<u8> {
+    let mut key = REFUSAL_PREFIX.to_vec();
+    key.extend_from_slice(&id.0);
+    key
+}
+
+/// The refusals this bank has given and not yet pruned.
+fn load_refusals(store: &RocksStore) -> Result<Vec<RefusalRow>, String> {
+    let rows = store
+        .local_scan(REFUSAL_PREFIX, TRACKED_MAX)
+        .map_err(|error| format!("cannot read the bank's refusals: {error}"))?;
+    rows.into_iter()
+        .map(|(_, value)| {
+            codec::decode::<RefusalRow>(&value, 4096)
+                .map_err(|error| format!("corrupt refusal row: {error}"))
+        })
+        .collect()
+}
+
+/// `answer`, unless it refuses a transfer found in `committed`: then where it is.
+fn on_chain_instead(
+    answer: Result<(Hash32, Track), RpcFailure>,
+    committed: &[(Hash32, Location)],
+) -> Result<(Hash32, Track), RpcFailure> {
+    match answer {
+        Ok((id, track @ Track::Rejected(_))) => {
+            match committed.iter().find(|(found, _)| *found == id) {
+                Some((_, location)) => Ok((
+                    id,
+                    Track::Committed {
+                        height: location.height,
+                        index: location.index,
+                    },
+                )),
+                None => Ok((id, track)),
+            }
+        }
+        other => other,
+    }
+}
+
+/// What to do once refusals are stored: answer an RPC call, told which of the refused
+/// transfers the chain holds instead.
+type Then = Box<dyn FnOnce(&[(Hash32, Location)]) + Send>;
+
+/// Drops the refusals of transfers the chain already holds, stores the rest in one synced
+/// write; returns the stored refusals and where the others are.
+#[allow(clippy::type_complexity)]
+fn store_refusals(
+    store: &RocksStore,
+    refusals: Vec<Refusal>,
+) -> Result<(Vec<Refusal>, Vec<(Hash32, Location)>), String> {
+    let mut kept = Vec::with_capacity(refusals.len());
+    let mut committed = Vec::new();
+    for refusal in refusals {
+        match store.transfer_location(&refusal.id) {
+            Ok(Some(location)) => committed.push((refusal.id, location)),
+            Ok(None) => kept.push(refusal),
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    let mut rows = Vec::with_capacity(kept.len());
+    for refusal in &kept {
+        let row = RefusalRow {
+            version: ROW_VERSION,
+            expires_at: refusal.expires_at,
+            payer: refusal.payer,
+            rejection: refusal.rejection.clone(),
+        };
+        let value = codec::encode(&row).map_err(|error| error.to_string())?;
+        rows.push((refusal_key(&refusal.id), value));
+    }
+    if !rows.is_empty() {
+        store.local_put(&rows).map_err(|error| error.to_string())?;
+    }
+    Ok((kept, committed))
 }
 
 fn day_of(time: TimeMs) -> u64 {
@@ -170,7 +315,11 @@ impl BankRole {
             );
         }
         info!(accounts = accounts.len(), "bank accounts loaded");
-        Ok(BankRole {
+        let refusals = load_refusals(store)?;
+        let head = store
+            .head()
+            .map_err(|error| format!("cannot read the head: {error}"))?;
+        let mut bank = BankRole {
             id,
             name,
             key,
@@ -181,9 +330,22 @@ impl BankRole {
             tracked_order: VecDeque::new(),
             pending_by_expiry: BTreeSet::new(),
             forwards_in_flight: 0,
+            forward_retry_at: None,
+            new_refusals: Vec::new(),
+            refusal_rows: BTreeSet::new(),
+            refused_ids: HashSet::new(),
+            written: (head.height, head.time),
             spent: HashMap::new(),
             last_sweep: Instant::now(),
-        })
+        };
+        for row in refusals {
+            let id = row.rejection.transfer;
+            bank.refusal_rows.insert((row.expires_at, id));
+            let track = Track::Rejected(Box::new(row.rejection));
+            bank.remember(id, Tracked::new(track, row.expires_at, row.payer));
+        }
+        info!(refusals = bank.refusal_rows.len(), "stored refusals loaded");
+        Ok(bank)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -196,6 +358,92 @@ impl BankRole {
             .map_or(Track::Unknown, |tracked| tracked.track.clone())
     }
 
+    /// Refuses `id` (signed by this bank); the refusal is told once stored.
+    fn refuse(
+        &mut self,
+        chain_id: &halfveil_ledger::ChainId,
+        id: Hash32,
+        code: RejectCode,
+        detail: &str,
+    ) {
+        if let Some(rejection) = self.reject(chain_id, id, code, detail) {
+            self.pass_on_refusal(id, rejection);
+        }
+    }
+
+    /// Queues a verified refusal of a tracked, pending transfer for storing (at most one per
+    /// transfer: the first refusal is the one told).
+    fn pass_on_refusal(&mut self, id: Hash32, rejection: Rejection) {
+        let Some(tracked) = self.tracked.get_mut(&id) else {
+            return;
+        };
+        if tracked.track != Track::Pending || tracked.refusing {
+            return;
+        }
+        tracked.refusing = true;
+        let (expires_at, payer) = (tracked.expires_at, tracked.payer);
+        self.new_refusals.push(Refusal {
+            id,
+            rejection,
+            expires_at,
+            payer,
+        });
+    }
+
+    /// Puts a batch the IM did not take back at the front of the outbox (the transfers
+    /// still pending), and holds forwarding back for [`FORWARD_RETRY`].
+    fn forward_again(&mut self, ids: Vec<Hash32>) {
+        for id in ids.into_iter().rev() {
+            if let Some(tracked) = self.tracked.get_mut(&id) {
+                if tracked.track == Track::Pending && !tracked.refusing && !tracked.queued {
+                    tracked.queued = true;
+                    self.outbox.push_front(id);
+                }
+            }
+        }
+        self.forward_retry_at = Some(Instant::now() + FORWARD_RETRY);
+    }
+
+    /// Queues again the pending transfers forwarded more than [`REFORWARD_AFTER`] ago
+    /// without a final answer.
+    fn queue_stale(&mut self, now: Instant) {
+        for (_, id) in &self.pending_by_expiry {
+            let Some(tracked) = self.tracked.get_mut(id) else {
+                continue;
+            };
+            let stale = tracked
+                .forwarded_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= REFORWARD_AFTER);
+            if stale && !tracked.queued && !tracked.refusing && tracked.track == Track::Pending {
+                tracked.queued = true;
+                self.outbox.push_back(*id);
+            }
+        }
+    }
+
+    /// The ids and requests of the next forward batch: at most [`BATCH_TRANSFERS_MAX`] from
+    /// the outbox, skipping transfers that became final or are being refused meanwhile.
+    fn next_batch(&mut self, now: Instant) -> (Vec<Hash32>, Vec<TransactionRequest>) {
+        let mut ids = Vec::new();
+        let mut requests = Vec::new();
+        while ids.len() < BATCH_TRANSFERS_MAX {
+            let Some(id) = self.outbox.pop_front() else {
+                break;
+            };
+            let Some(tracked) = self.tracked.get_mut(&id) else {
+                continue;
+            };
+            tracked.queued = false;
+            let forwardable = tracked.track == Track::Pending && !tracked.refusing;
+            if let (true, Some(request)) = (forwardable, &tracked.request) {
+                tracked.forwarded_at = Some(now);
+                requests.push(TransactionRequest::clone(request));
+                ids.push(id);
+            }
+        }
+        (ids, requests)
+    }
+
     /// Updates a transfer this bank tracks (others are ignored).
     pub fn set_track(&mut self, id: Hash32, track: Track) {
         let Some(tracked) = self.tracked.get_mut(&id) else {
@@ -205,6 +453,8 @@ impl BankRole {
             return;
         }
         self.pending_by_expiry.remove(&(tracked.expires_at, id));
+        tracked.request = None;
+        tracked.refusing = false;
         if matches!(track, Track::Rejected(_)) {
             if let Some((_, spent)) = self.spent.get_mut(&tracked.payer) {
                 *spent = spent.saturating_sub(tracked.amount);
@@ -219,6 +469,14 @@ impl BankRole {
                 if let Some(forgotten) = self.tracked.remove(&oldest) {
                     self.pending_by_expiry
                         .remove(&(forgotten.expires_at, oldest));
+                    // A stored refusal still valid: never accepted again.
+                    let refused = matches!(forgotten.track, Track::Rejected(_));
+                    if refused
+                        && forgotten.expires_at > self.written.1
+                        && self.refused_ids.len() < REFUSED_IDS_MAX
+                    {
+                        self.refused_ids.insert(oldest);
+                    }
                 }
             }
         }
@@ -336,7 +594,10 @@ impl Service {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<(Hash32, Track), RpcFailure>>,
     ) {
-        let _ = reply.send(self.bank_accept(&bytes));
+        let answer = self.bank_accept(&bytes);
+        self.bank_store_refusals(Some(Box::new(move |committed| {
+            let _ = reply.send(on_chain_instead(answer, committed));
+        })));
         self.bank_forward_if_idle();
     }
 
@@ -346,11 +607,17 @@ impl Service {
         envelopes: Vec<Vec<u8>>,
         reply: oneshot::Sender<Vec<Result<(Hash32, Track), RpcFailure>>>,
     ) {
-        let answers = envelopes
+        let answers: Vec<_> = envelopes
             .iter()
             .map(|bytes| self.bank_accept(bytes))
             .collect();
-        let _ = reply.send(answers);
+        self.bank_store_refusals(Some(Box::new(move |committed| {
+            let answers = answers
+                .into_iter()
+                .map(|answer| on_chain_instead(answer, committed))
+                .collect();
+            let _ = reply.send(answers);
+        })));
         self.bank_forward_if_idle();
     }
 
@@ -366,6 +633,12 @@ impl Service {
                 "submit envelopes to the payer's bank",
             ));
         };
+        if self.halted {
+            return Err(RpcFailure::new(
+                codes::REFUSED,
+                "this bank stopped following the chain (equivocation evidence; see hv_evidence)",
+            ));
+        }
         let uniform = || {
             RpcFailure::new(
                 codes::ENVELOPE,
@@ -386,6 +659,12 @@ impl Service {
         if let Some(tracked) = bank.tracked.get(&id) {
             return Ok((id, tracked.track.clone()));
         }
+        if bank.refused_ids.contains(&id) {
+            return Err(RpcFailure::new(
+                codes::REFUSED,
+                "this transfer was refused earlier; its refusal is final",
+            ));
+        }
         if bank.outbox.len() >= OUTBOX_MAX {
             metrics.queue_full.inc();
             return Err(RpcFailure::new(
@@ -395,7 +674,9 @@ impl Service {
         }
         let now = now_ms();
         let transfer = &request.transfer;
-        let track = match bank.check_payer(&request, now) {
+        let checked = bank.check_payer(&request, now);
+        let mut tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
+        match checked {
             Ok(()) => {
                 let day = day_of(now);
                 let entry = bank.spent.entry(transfer.payer).or_insert((day, 0));
@@ -403,28 +684,27 @@ impl Service {
                     *entry = (day, 0);
                 }
                 entry.1 = entry.1.saturating_add(transfer.amount.0);
-                Track::Pending
+                tracked.amount = transfer.amount.0;
+                tracked.queued = true;
+                tracked.request = Some(Box::new(request));
+                bank.remember(id, tracked);
+                bank.outbox.push_back(id);
+                Ok((id, Track::Pending))
             }
             Err((code, detail)) => {
-                metrics.transfers_rejected.inc();
-                match bank.reject(chain_id, id, code, &detail) {
-                    Some(rejection) => Track::Rejected(Box::new(rejection)),
+                // Pending until the refusal is stored; the caller answers after that.
+                bank.remember(id, tracked);
+                let rejection = bank.reject(chain_id, id, code, &detail);
+                let track = match rejection {
+                    Some(rejection) => {
+                        bank.pass_on_refusal(id, rejection.clone());
+                        Track::Rejected(Box::new(rejection))
+                    }
                     None => Track::Unknown,
-                }
+                };
+                Ok((id, track))
             }
-        };
-        let tracked = Tracked {
-            track: track.clone(),
-            accepted: Instant::now(),
-            expires_at: transfer.expires_at,
-            payer: transfer.payer,
-            amount: transfer.amount.0,
-        };
-        if track == Track::Pending {
-            bank.outbox.push_back((id, request));
         }
-        bank.remember(id, tracked);
-        Ok((id, track))
     }
 
     pub async fn bank_tick(&mut self) {
@@ -432,45 +712,117 @@ impl Service {
         self.bank_forward();
     }
 
-    /// Once a second: declares expired the pending transfers the IM never committed.
+    /// Once a second: declares expired the pending transfers that the chain can no longer
+    /// commit (a block on this bank's disk is at or past their expiry: block times only
+    /// grow), forwards again those without an answer for a while, and prunes stored
+    /// refusals of transfers past their expiry. Expiry is judged by the chain's clock only,
+    /// never the bank's, so a refusal for expiry is never contradicted by a later block.
     fn bank_expire(&mut self) {
         let chain_id = self.params.chain_id.clone();
-        let mut expired = Vec::new();
+        let store = Arc::clone(&self.store);
         let Some(bank) = self.bank() else {
             return;
         };
-        if bank.last_sweep.elapsed() < Duration::from_secs(1) {
+        let now = Instant::now();
+        if now.saturating_duration_since(bank.last_sweep) < Duration::from_secs(1) {
             return;
         }
-        bank.last_sweep = Instant::now();
-        let cutoff = TimeMs(
-            now_ms()
-                .0
-                .saturating_sub(u64::try_from(EXPIRY_GRACE.as_millis()).unwrap_or(0)),
-        );
-        for (_, id) in bank
+        bank.last_sweep = now;
+        let chain_time = bank.written.1;
+        let expired: Vec<Hash32> = bank
             .pending_by_expiry
-            .range(..=(cutoff, Hash32([u8::MAX; 32])))
-        {
-            if bank
-                .tracked
-                .get(id)
-                .is_some_and(|tracked| tracked.accepted.elapsed() >= EXPIRY_GRACE)
-            {
-                expired.push(*id);
-            }
-        }
+            .range(..=(chain_time, Hash32([u8::MAX; 32])))
+            .map(|(_, id)| *id)
+            .collect();
         for id in expired {
-            let rejection = self.bank().and_then(|bank| {
-                bank.reject(
-                    &chain_id,
-                    id,
-                    RejectCode::Expired,
-                    "expired before it was committed",
-                )
+            bank.refuse(
+                &chain_id,
+                id,
+                RejectCode::Expired,
+                "expired before it was committed",
+            );
+        }
+        bank.queue_stale(now);
+        let mut prune = Vec::new();
+        while let Some(first) = bank.refusal_rows.first().copied() {
+            if first.0 > chain_time || prune.len() >= BATCH_TRANSFERS_MAX {
+                break;
+            }
+            bank.refusal_rows.pop_first();
+            bank.refused_ids.remove(&first.1);
+            prune.push(refusal_key(&first.1));
+        }
+        if !prune.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = store.local_delete(&prune) {
+                    warn!(%error, "cannot prune stored refusals");
+                }
             });
-            if let Some(rejection) = rejection {
-                self.resolve(id, Track::Rejected(Box::new(rejection)));
+        }
+        self.bank_store_refusals(None);
+    }
+
+    /// Stores the refusals made while handling this input in one synced write, then tells
+    /// them: `then` (an RPC answer that names them) and the transfers' waiters. Nothing is
+    /// told before the write, so a refusal once told is final, across restarts too. A
+    /// transfer the chain already holds (sent again after a restart, say) is not refused:
+    /// `then` learns where it is instead.
+    fn bank_store_refusals(&mut self, then: Option<Then>) {
+        let store = Arc::clone(&self.store);
+        let inputs = self.inputs.clone();
+        let Some(bank) = self.bank() else {
+            return;
+        };
+        let refusals = std::mem::take(&mut bank.new_refusals);
+        if refusals.is_empty() {
+            if let Some(then) = then {
+                then(&[]);
+            }
+            return;
+        }
+        tokio::spawn(async move {
+            let stored =
+                tokio::task::spawn_blocking(move || store_refusals(&store, refusals)).await;
+            let Ok(Ok((refusals, committed))) = stored else {
+                // Like a failed block write: what was promised cannot be kept on this disk.
+                error!("fatal: cannot store refusals; stopping");
+                std::process::exit(1);
+            };
+            if let Some(then) = then {
+                then(&committed);
+            }
+            let stored = BankInput::RefusalsStored {
+                refusals,
+                committed,
+            };
+            let _ = inputs.send(Input::Bank(stored)).await;
+        });
+    }
+
+    /// Stored refusals are final: record and tell them. Transfers found on chain instead
+    /// are committed, at the place the chain says (their block is on this bank's disk).
+    fn bank_on_refusals_stored(
+        &mut self,
+        refusals: Vec<Refusal>,
+        committed: Vec<(Hash32, Location)>,
+    ) {
+        for (id, location) in committed {
+            let track = Track::Committed {
+                height: location.height,
+                index: location.index,
+            };
+            self.resolve(id, track);
+        }
+        self.metrics
+            .transfers_rejected
+            .inc_by(refusals.len() as u64);
+        for refusal in refusals {
+            let Some(bank) = self.bank() else {
+                return;
+            };
+            bank.refusal_rows.insert((refusal.expires_at, refusal.id));
+            if bank.track(&refusal.id) == Track::Pending {
+                self.resolve(refusal.id, Track::Rejected(Box::new(refusal.rejection)));
             }
         }
     }
@@ -494,11 +846,17 @@ impl Service {
         let Some(bank) = self.bank() else {
             return;
         };
+        if bank.forward_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        bank.forward_retry_at = None;
         let mut batches = Vec::new();
+        let now = Instant::now();
         while bank.forwards_in_flight < FORWARDS_IN_FLIGHT_MAX && !bank.outbox.is_empty() {
-            let count = bank.outbox.len().min(BATCH_TRANSFERS_MAX);
-            let (ids, requests): (Vec<Hash32>, Vec<TransactionRequest>) =
-                bank.outbox.drain(..count).unzip();
+            let (ids, requests) = bank.next_batch(now);
+            if ids.is_empty() {
+                continue;
+            }
             let Ok(message) =
                 attestation_message(&chain_id, AttestationKind::PayerOk, bank.id, &ids)
             else {
@@ -524,9 +882,8 @@ impl Service {
             let inputs = self.inputs.clone();
             tokio::spawn(async move {
                 let result = net.request(im_peer, Request::Forward(batch)).await;
-                let _ = inputs
-                    .send(Input::Bank(BankInput::ForwardAnswer { ids, result }))
-                    .await;
+                let answer = BankInput::ForwardAnswer { ids, result };
+                let _ = inputs.send(Input::Bank(answer)).await;
             });
         }
     }
@@ -534,6 +891,10 @@ impl Service {
     pub async fn on_bank_input(&mut self, input: BankInput) {
         match input {
             BankInput::ForwardAnswer { ids, result } => self.bank_on_forward_answer(ids, result),
+            BankInput::RefusalsStored {
+                refusals,
+                committed,
+            } => self.bank_on_refusals_stored(refusals, committed),
             BankInput::OpenRelayed {
                 account,
                 result,
@@ -549,37 +910,57 @@ impl Service {
             return;
         };
         bank.forwards_in_flight = bank.forwards_in_flight.saturating_sub(1);
-        let mut resolved = Vec::new();
+        let mut committed_now = Vec::new();
         match result {
-            Ok(Response::Forwarded { rejected }) => {
+            Ok(Response::Forwarded {
+                rejected,
+                committed,
+            }) => {
                 for rejection in rejected {
                     let valid = rejection.by == Rejecter::IdentityManager
                         && ids.contains(&rejection.transfer)
                         && rejection.verify(&chain_id, &validator).is_ok();
                     if valid {
-                        resolved.push((rejection.transfer, Track::Rejected(Box::new(rejection))));
+                        bank.pass_on_refusal(rejection.transfer, rejection);
                     }
                 }
+                // Committed before (this bank forwarded it again): final once the block is
+                // on this bank's disk; a block still to come resolves it when written.
+                for at in committed {
+                    if ids.contains(&at.id) && at.height <= bank.written.0 {
+                        committed_now.push(at);
+                    }
+                }
+            }
+            Ok(Response::Error {
+                code: RejectCode::Overloaded,
+                message,
+            }) => {
+                warn!(%message, transfers = ids.len(), "the identity manager is busy; forwarding again shortly");
+                bank.forward_again(ids);
             }
             Ok(Response::Error { code, message }) => {
                 warn!(?code, %message, "the identity manager refused a forwarded batch");
                 for id in &ids {
-                    if let Some(rejection) = bank.reject(&chain_id, *id, code, &message) {
-                        resolved.push((*id, Track::Rejected(Box::new(rejection))));
-                    }
+                    bank.refuse(&chain_id, *id, code, &message);
                 }
             }
             Ok(_) => warn!("unexpected answer to a forwarded batch"),
-            // The IM may or may not have the batch: the transfers stay pending until a block
-            // commits them, a refusal arrives or they expire.
-            Err(error) => warn!(%error, transfers = ids.len(), "forwarding failed"),
+            // The IM may or may not have the batch: forwarding it again is safe (it answers a
+            // transfer it holds or committed with its status, never a second admission).
+            Err(error) => {
+                warn!(%error, transfers = ids.len(), "forwarding failed; forwarding again shortly");
+                bank.forward_again(ids);
+            }
         }
-        self.metrics
-            .transfers_rejected
-            .inc_by(resolved.len() as u64);
-        for (id, track) in resolved {
-            self.resolve(id, track);
+        for at in committed_now {
+            let track = Track::Committed {
+                height: at.height,
+                index: at.index,
+            };
+            self.resolve(at.id, track);
         }
+        self.bank_store_refusals(None);
         // What queued while this forward was out goes now, as one batch.
         self.bank_forward_if_idle();
     }
@@ -610,9 +991,12 @@ impl Service {
                 Rejecter::Bank(bank) => self.params.bank_key(bank).copied(),
             };
             if key.is_some_and(|key| rejection.verify(&chain_id, &key).is_ok()) {
-                self.resolve(rejection.transfer, Track::Rejected(Box::new(rejection)));
+                if let Some(bank) = self.bank() {
+                    bank.pass_on_refusal(rejection.transfer, rejection);
+                }
             }
         }
+        self.bank_store_refusals(None);
         self.net.respond(channel, Response::Ack).await;
     }
 
@@ -624,7 +1008,7 @@ impl Service {
         channel: Reply,
     ) {
         let chain_id = self.params.chain_id.clone();
-        let from_im = peer == self.im_peer();
+        let from_im = peer == self.im_peer() && !self.halted;
         let response = match self.bank() {
             Some(bank) if from_im && items.len() <= BATCH_TRANSFERS_MAX => {
                 let mut approved = Vec::with_capacity(items.len());
@@ -682,7 +1066,11 @@ impl Service {
         self.net.respond(channel, response).await;
     }
 
-    pub fn bank_on_written(&mut self, _block: &Block) {}
+    pub fn bank_on_written(&mut self, block: &Block) {
+        if let Some(bank) = self.bank() {
+            bank.written = (block.height(), block.signed.header.time);
+        }
+    }
 
     /// A payer asks to open an account: check the key and the proof of possession, issue a
     /// business key, store it encrypted, and relay the opening to the IM.
@@ -879,6 +1267,7 @@ impl Service {
             )));
             return;
         };
+        let before = (local.frozen, local.limits);
         match change {
             AccountChange::Freeze => local.frozen = true,
             AccountChange::Unfreeze => local.frozen = false,
@@ -899,6 +1288,10 @@ impl Service {
             Err(_) => false,
         };
         if !stored {
+            // Not on disk, so not in force.
+            if let Some(local) = self.bank().and_then(|bank| bank.accounts.get_mut(&account)) {
+                (local.frozen, local.limits) = before;
+            }
             let _ = reply.send(Err(RpcFailure::new(
                 codes::INTERNAL,
                 "cannot store the change",

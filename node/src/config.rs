@@ -95,6 +95,13 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Transfers after which the transfer index closes an epoch (default 262,144). Smaller
+    /// epochs seal more often: `halfveil chaos` uses them so that crashes land mid-seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_epoch_transfers: Option<u64>,
+    /// Blocks after which the transfer index closes an epoch (default 16,384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_epoch_blocks: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,10 +184,32 @@ impl Config {
         if self.moniker.is_empty() || self.moniker.len() > 64 {
             return Err("moniker must be 1 to 64 characters".into());
         }
+        let epochs = [
+            self.storage.index_epoch_transfers,
+            self.storage.index_epoch_blocks,
+        ];
+        if epochs
+            .iter()
+            .flatten()
+            .any(|bound| !(1..=1 << 24).contains(bound))
+        {
+            return Err(
+                "storage.index_epoch_transfers and index_epoch_blocks must be 1..=16777216".into(),
+            );
+        }
         if self.runtime.worker_threads > 256 {
             return Err("runtime.worker_threads must be 0 (one per core) to 256".into());
         }
         Ok(())
+    }
+
+    /// Writes this config to `home/config.toml` (private: it names key files).
+    pub fn save(&self, home: &Path) -> Result<(), ConfigError> {
+        let path = home.join(CONFIG_FILE);
+        std::fs::write(&path, self.to_toml()).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The canonical text of this config.
@@ -223,6 +252,8 @@ mod tests {
             },
             storage: StorageConfig {
                 data_dir: "data".into(),
+                index_epoch_transfers: None,
+                index_epoch_blocks: None,
             },
             keys: KeysConfig {
                 genesis: "genesis.json".into(),

@@ -15,20 +15,20 @@ use halfveil_ledger::crypto::{
     self, IdentityRecord, SealedIdentityRecord, SigningKey, X25519Secret,
 };
 use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
-use halfveil_ledger::store::Store;
 use halfveil_ledger::{
     open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId, Block,
     Disclosure, DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter,
     Rejection, TimeMs,
 };
+use halfveil_store::Store;
 use libp2p::PeerId;
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admission::{self, Admission};
 use crate::protocol::{
-    sender_bank, ApprovalItemWire, ForwardBatch, OpenAccountRequest, Request, Response,
-    BATCH_TRANSFERS_MAX,
+    sender_bank, ApprovalItemWire, CommittedAt, ForwardBatch, OpenAccountRequest, Request,
+    Response, BATCH_TRANSFERS_MAX,
 };
 use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
 use crate::service::{now_ms, Input, Role, Service, Track};
@@ -99,6 +99,9 @@ pub struct ImRole {
     block_wanted: bool,
     /// The thread that checks forwarded batches, started by the first one.
     admission: Option<Admission<Reply>>,
+    /// The transfers of blocks signed but not yet written (so not yet in the store's
+    /// index), by height: a forward of one of them again is answered with where it is.
+    unwritten: VecDeque<(Height, Vec<(Hash32, u32)>)>,
 }
 
 impl ImRole {
@@ -119,7 +122,22 @@ impl ImRole {
             last_block_at: None,
             block_wanted: false,
             admission: None,
+            unwritten: VecDeque::new(),
         }
+    }
+
+    /// Where `id` is, if a block signed but not yet written holds it.
+    fn unwritten_location(&self, id: &Hash32) -> Option<CommittedAt> {
+        self.unwritten.iter().find_map(|(height, transfers)| {
+            transfers
+                .iter()
+                .find(|(transfer, _)| transfer == id)
+                .map(|(_, index)| CommittedAt {
+                    id: *id,
+                    height: *height,
+                    index: *index,
+                })
+        })
     }
 
     pub fn track(&self, id: &Hash32) -> Track {
@@ -231,7 +249,13 @@ impl Service {
         }
         let refused = match &im.admission {
             Some(admission) => admission.submit(job),
-            None => Some(job),
+            None => Ok(Some(job)),
+        };
+        let Ok(refused) = refused else {
+            // A critical thread: without it nothing is ever admitted again.
+            self.metrics.live.set(0);
+            error!("fatal: the admission thread stopped; exiting");
+            std::process::exit(1);
         };
         if let Some(job) = refused {
             self.metrics.queue_full.inc();
@@ -322,10 +346,73 @@ impl Service {
             rejected = rejected.len(),
             "batch admitted"
         );
-        self.net
-            .respond(channel, Response::Forwarded { rejected })
-            .await;
+        let replayed: Vec<Hash32> = admission
+            .rejected
+            .iter()
+            // A committed transfer forwarded again fails the replay rule, or the expiry
+            // rule once it has expired (checked first): either may be the very transfer.
+            .filter(|(_, code, _)| matches!(code, RejectCode::Replay | RejectCode::Expired))
+            .map(|(id, _, _)| *id)
+            .collect();
+        if replayed.is_empty() {
+            let response = Response::Forwarded {
+                rejected,
+                committed: Vec::new(),
+            };
+            self.net.respond(channel, response).await;
+        } else {
+            self.im_answer_replays(replayed, rejected, channel);
+        }
         self.im_ask_approvals();
+    }
+
+    /// A forward refused for replay or expiry: if it is the very transfer that
+    /// committed (a bank forwarding again what it never heard about), the answer is where it
+    /// committed, never a refusal, which the bank would take as final. Looked up in the
+    /// blocks not yet written, then in the store's transfer index (off the executor).
+    fn im_answer_replays(
+        &mut self,
+        replayed: Vec<Hash32>,
+        mut rejected: Vec<Rejection>,
+        channel: Reply,
+    ) {
+        let Role::IdentityManager(im) = &self.role else {
+            return;
+        };
+        let mut committed: Vec<CommittedAt> = Vec::new();
+        let mut to_look_up = Vec::new();
+        for id in replayed {
+            match im.unwritten_location(&id) {
+                Some(at) => committed.push(at),
+                None => to_look_up.push(id),
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            let found = tokio::task::spawn_blocking(move || {
+                to_look_up
+                    .into_iter()
+                    .filter_map(|id| match store.transfer_location(&id) {
+                        Ok(Some(location)) => Some(CommittedAt {
+                            id,
+                            height: location.height,
+                            index: location.index,
+                        }),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            committed.extend(found);
+            rejected.retain(|rejection| committed.iter().all(|at| at.id != rejection.transfer));
+            let response = Response::Forwarded {
+                rejected,
+                committed,
+            };
+            net.respond(channel, response).await;
+        });
     }
 
     /// Sends each payee bank the approvals it has not been asked for yet, in batches.
@@ -722,6 +809,7 @@ impl Service {
             .pool_pending
             .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
         im.last_block_at = Some(tokio::time::Instant::now());
+        im.unwritten.push_back((height, change.transfers.clone()));
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
         self.queue_write(Arc::new(block), None, hash, change, Some(height), vault);
@@ -736,6 +824,7 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
+        im.unwritten.retain(|(unwritten, _)| *unwritten > height);
         for waiter in im.block_waiters.remove(&height).unwrap_or_default() {
             match waiter {
                 AdminWaiter::Rpc(reply) => {

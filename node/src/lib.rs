@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod bank;
 pub mod config;
+pub mod evidence;
 pub mod im;
 pub mod links;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod rpc;
 pub mod rpc_server;
 pub mod run;
 pub mod service;
+pub mod waiters;
 pub mod writer;
 
 /// Most transfers the IM holds accepted and not yet committed.

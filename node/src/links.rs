@@ -2,10 +2,8 @@
 //! bank's forwarded batches, the IM's approval requests and its refusals after acceptance,
 //! and their responses.
 //!
-//! Request-response opens a Yamux stream for every exchange, negotiates its protocol,
-//! arms a timer on the `futures-timer` thread and closes the stream again; at 20,000
-//! transfers/s that was a few hundred exchanges a second per node and several per cent of
-//! its CPU (docs/performance.md). Here each node keeps one outbound stream to each peer,
+//! Request-response costs a Yamux stream, a protocol negotiation and a timer per exchange
+//! (docs/decisions/0012-persistent-links.md). Here each node keeps one outbound stream to each peer,
 //! opened when first needed, and writes these requests, and its responses to the peer's,
 //! there as frames: a 4-byte little-endian length, then one [`Frame`] in the canonical
 //! encoding, read strictly (bounded by [`FRAME_BYTES_MAX`], no trailing bytes). The peer

@@ -34,6 +34,14 @@ pub struct Metrics {
     /// Requests this node sent on links, by outcome (`answered`, `failed`, `timeout`).
     pub link_requests: Family<[(&'static str, &'static str); 1], Counter>,
     pub ready: Gauge,
+    /// Equivocations detected (two IM-signed blocks at one height); the node stops following.
+    pub equivocations: Counter,
+    /// Blocks refused for now because their time was too far ahead of this node's clock.
+    pub blocks_ahead: Counter,
+    /// 1 while every critical task (service, network, writer) runs; `/livez` fails at 0.
+    pub live: Gauge,
+    /// Final-status waiters held for RPC subscriptions.
+    pub rpc_waiters: Gauge,
     pub block_commit_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
@@ -56,6 +64,10 @@ impl Metrics {
             gossip_blocks: Family::default(),
             link_requests: Family::default(),
             ready: Gauge::default(),
+            equivocations: Counter::default(),
+            blocks_ahead: Counter::default(),
+            live: Gauge::default(),
+            rpc_waiters: Gauge::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
         };
@@ -116,6 +128,26 @@ impl Metrics {
             metrics.ready.clone(),
         );
         registry.register(
+            "equivocations",
+            "Equivocations detected: two blocks at one height, both signed by the identity manager",
+            metrics.equivocations.clone(),
+        );
+        registry.register(
+            "blocks_ahead",
+            "Blocks refused for now: their time was further ahead of this node's clock than genesis allows",
+            metrics.blocks_ahead.clone(),
+        );
+        registry.register(
+            "live",
+            "1 while the service, network and writer all run",
+            metrics.live.clone(),
+        );
+        registry.register(
+            "rpc_waiters",
+            "Final-status waiters held for RPC subscriptions (bounded)",
+            metrics.rpc_waiters.clone(),
+        );
+        registry.register(
             "block_commit_seconds",
             "Time of one synced block write",
             metrics.block_commit_seconds.clone(),
@@ -125,6 +157,7 @@ impl Metrics {
             "User and system CPU time of this process",
             metrics.process_cpu_seconds.clone(),
         );
+        metrics.live.set(1);
         Metrics {
             registry: Arc::new(registry),
             ..metrics
@@ -174,6 +207,7 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let for_metrics = metrics.clone();
+    let live = metrics.live.clone();
     let app = Router::new()
         .route(
             "/metrics",
@@ -182,7 +216,19 @@ pub async fn serve(
                 async move { metrics.render() }
             }),
         )
-        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/livez",
+            get(move || {
+                let live = live.get() == 1;
+                async move {
+                    if live {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "a critical task stopped")
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -270,17 +270,8 @@ fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
             for peer in allowed_peers.iter().filter(|peer| **peer != own) {
                 allowed.allow_peer(*peer);
             }
-            // Blocks carry the IM's signature, which every node checks, and every peer is
-            // on the allow-list behind Noise: a second, per-message libp2p signature would
-            // cost an Ed25519 sign per block and a verify per block per peer for nothing.
-            // Messages are anonymous and named by the hash of their bytes.
-            // Blocks are relayed only once the node has checked and applied them
-            // (`validate_messages`), as beacon nodes do. Besides not spreading bad blocks,
-            // this stops duplicates: every bank hears the block from the IM, tells its other
-            // peers at once that it has it (IDONTWANT), and by the time it has checked the
-            // block it knows they have it too. Relaying on receipt sent every block between
-            // the banks a second time (28 of the 34 MB the IM sent each bank in 8 s at
-            // 10,000/s), each copy decoded and looked up on disk to be found known.
+            // Anonymous messages named by their hash (blocks carry the IM's signature), relayed
+            // only once checked and applied (docs/decisions/0017-network-names-and-gossip.md).
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .max_transmit_size(MESSAGE_BYTES_MAX)
                 .validation_mode(gossipsub::ValidationMode::Anonymous)

@@ -45,6 +45,14 @@ pub struct ApprovalItemWire {
     pub amount: Amount,
 }
 
+/// Where a transfer the IM already committed is: its block's height and its op index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedAt {
+    pub id: Hash32,
+    pub height: Height,
+    pub index: u32,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Request {
     /// Bank to IM.
@@ -64,9 +72,12 @@ pub enum Request {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Response {
     Ack,
-    /// The IM's immediate answer to a forward: signed refusals (the rest are accepted).
+    /// The IM's immediate answer to a forward: signed refusals, and the transfers it had
+    /// already committed (a bank forwards again what it accepted and never heard about);
+    /// the rest are accepted.
     Forwarded {
         rejected: Vec<Rejection>,
+        committed: Vec<CommittedAt>,
     },
     /// The account is committed at `height`.
     Opened {

@@ -242,6 +242,16 @@ pub struct DisclosureResult {
     pub credential_verified: bool,
 }
 
+/// Evidence of equivocation, as `hv_evidence` returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EvidenceInfo {
+    pub height: u64,
+    pub first_hash: String,
+    pub second_hash: String,
+    /// The canonical encoding of both signed headers (hex), checkable against genesis.
+    pub raw: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Committed {
     pub height: u64,
@@ -291,6 +301,10 @@ pub trait Api {
     /// instead of two, and the accepted ids need not be sent back.
     #[subscription(name = "submitAndWatch" => "watched", unsubscribe = "unsubscribeWatched", item = Watched)]
     async fn submit_and_watch(&self, envelopes: Vec<String>) -> SubscriptionResult;
+
+    /// Evidence of equivocation this node holds (two IM-signed headers at one height).
+    #[method(name = "evidence")]
+    async fn evidence(&self) -> RpcResult<Vec<EvidenceInfo>>;
 
     /// The identity manager serves a disclosure order signed by a quorum of auditors.
     #[method(name = "disclose")]

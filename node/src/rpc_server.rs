@@ -6,20 +6,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     codec, AccountId, AuditorId, AuditorSignature, DisclosureOrder, Hash32, Height, Receipt,
     Signature,
 };
+use halfveil_store::{RocksStore, Store};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
-use jsonrpsee::server::{PendingSubscriptionSink, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{
+    BatchRequestConfig, PendingSubscriptionSink, PingConfig, Server, ServerConfig, ServerHandle,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
     codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
-    DiscloseParams, Disclosed, Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount,
-    RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
+    DiscloseParams, Disclosed, EvidenceInfo, Final, HeadInfo, NodeStatus, OpenAccountParams,
+    OpenedAccount, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::service::{AccountChange, Input, RpcCommand, Track};
 
@@ -27,6 +29,18 @@ use crate::service::{AccountChange, Input, RpcCommand, Track};
 const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// The largest encoded disclosure order.
 const ORDER_BYTES_MAX: usize = 1024;
+/// The largest JSON-RPC response: a block of genesis's largest size, as hex, in JSON.
+const RESPONSE_BYTES_MAX: u32 = 80 * 1024 * 1024;
+/// Most calls in one JSON-RPC batch array (bulk work goes through `hv_submitBatch`).
+const JSON_BATCH_MAX: u32 = 64;
+/// A connection that has not finished its first request by then is closed.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// WebSocket clients are pinged this often, and dropped when silent for the limit.
+const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+const WS_INACTIVE_LIMIT: Duration = Duration::from_secs(90);
+/// Most subscriptions one connection holds open at once (each up to `RPC_BATCH_MAX` ids;
+/// all of them together are bounded by `waiters::WAITERS_MAX`).
+const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 64;
 /// The longest a subscriber waits for a transfer to become final.
 const SUBSCRIPTION_WAIT_MAX: Duration = Duration::from_secs(600);
 
@@ -36,6 +50,8 @@ pub struct RpcContext {
     pub inputs: mpsc::Sender<Input>,
     pub store: Arc<RocksStore>,
     pub genesis_text: Arc<String>,
+    /// How many final-status waiters the service holds: new waits are refused while full.
+    pub waiters: crate::waiters::WaiterCount,
 }
 
 fn overloaded() -> jsonrpsee::types::ErrorObjectOwned {
@@ -262,8 +278,12 @@ impl RpcContext {
         Ok((answers.into_iter().flatten().collect(), pending))
     }
 
-    /// Asks the service to answer when each of `ids` is final; `None` if it is overloaded.
+    /// Asks the service to answer when each of `ids` is final; `None` if it is overloaded
+    /// or its table of waiters is full.
     fn wait_finals(&self, ids: Vec<Hash32>) -> Option<Waiting> {
+        if !self.waiters.has_room(ids.len()) {
+            return None;
+        }
         let waiting = Waiting::new();
         let mut waits = Vec::with_capacity(ids.len());
         for id in ids {
@@ -332,6 +352,30 @@ impl ApiServer for RpcContext {
 
     async fn genesis(&self) -> RpcResult<String> {
         Ok(self.genesis_text.as_str().to_owned())
+    }
+
+    async fn evidence(&self) -> RpcResult<Vec<EvidenceInfo>> {
+        use crate::evidence::{Evidence, EVIDENCE_PREFIX, EVIDENCE_ROWS_MAX};
+        self.read(|store| {
+            let rows = store
+                .local_scan(EVIDENCE_PREFIX, EVIDENCE_ROWS_MAX)
+                .map_err(|error| error.to_string())?;
+            rows.into_iter()
+                .map(|(_, raw)| {
+                    let evidence = Evidence::decode(&raw)?;
+                    let hash = |signed: &halfveil_ledger::SignedHeader| {
+                        signed.header.hash().map(|hash| hash.to_hex())
+                    };
+                    Ok(EvidenceInfo {
+                        height: evidence.height().0,
+                        first_hash: hash(&evidence.first).map_err(|error| error.to_string())?,
+                        second_hash: hash(&evidence.second).map_err(|error| error.to_string())?,
+                        raw: hex::encode(raw),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn head(&self) -> RpcResult<HeadInfo> {
@@ -405,10 +449,11 @@ impl ApiServer for RpcContext {
             }
         };
         let (reply, answer) = oneshot::channel();
-        if self
-            .inputs
-            .try_send(Input::Rpc(RpcCommand::WaitFinal(id, reply)))
-            .is_err()
+        if !self.waiters.has_room(1)
+            || self
+                .inputs
+                .try_send(Input::Rpc(RpcCommand::WaitFinal(id, reply)))
+                .is_err()
         {
             pending.reject(overloaded()).await;
             return Ok(());
@@ -645,9 +690,17 @@ pub async fn start(
     connections_max: u32,
 ) -> Result<(ServerHandle, ServerHandle), String> {
     let config = |connections: u32| {
+        let ping = PingConfig::new()
+            .ping_interval(WS_PING_INTERVAL)
+            .inactive_limit(WS_INACTIVE_LIMIT);
         ServerConfig::builder()
             .max_connections(connections)
             .max_request_body_size(REQUEST_BYTES_MAX)
+            .max_response_body_size(RESPONSE_BYTES_MAX)
+            .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
+            .set_batch_request_config(BatchRequestConfig::Limit(JSON_BATCH_MAX))
+            .set_first_request_timeout(Some(FIRST_REQUEST_TIMEOUT))
+            .enable_ws_ping(ping)
             .build()
     };
     let public = Server::builder()

@@ -8,13 +8,13 @@ use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::{PoolLimits, TransferPool};
 use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_genesis::Genesis;
-use halfveil_ledger::crypto;
-use halfveil_ledger::store::{RocksStore, Store};
-use halfveil_ledger::BankId;
-use libp2p::Multiaddr;
+use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
+use halfveil_ledger::{BankId, ChainParams};
+use halfveil_store::{IndexEpochs, RocksStore, Store};
+use libp2p::{Multiaddr, PeerId};
 use secrecy::SecretString;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::bank::BankRole;
 use crate::config::Config;
@@ -23,6 +23,7 @@ use crate::metrics::{self, Metrics};
 use crate::network::{self, NetworkSetup};
 use crate::rpc_server::{self, RpcContext};
 use crate::service::{Input, Role, Service, INPUT_CAPACITY};
+use crate::waiters::{WaiterCount, Waiters};
 use crate::writer::Writer;
 
 /// Which node this home is, from genesis and the node key.
@@ -112,43 +113,36 @@ pub async fn run(
         ));
     };
     let params = genesis.params.clone();
-    let signing_path = Config::resolve(home, &config.keys.signing_key);
+    // Keys first: a home whose keys do not match genesis never creates or touches `data/`.
+    let keys = read_role_keys(home, &config, &params, role, &password)?;
+    drop(password);
     let data_dir = Config::resolve(home, &config.storage.data_dir);
     create_private_dir(&data_dir)?;
-    let store = Arc::new(RocksStore::open(&data_dir, &params).map_err(|error| error.to_string())?);
+    let defaults = IndexEpochs::default();
+    let epochs = IndexEpochs {
+        transfers: config
+            .storage
+            .index_epoch_transfers
+            .and_then(|bound| usize::try_from(bound).ok())
+            .unwrap_or(defaults.transfers),
+        heights: config
+            .storage
+            .index_epoch_blocks
+            .unwrap_or(defaults.heights),
+    };
+    let store = RocksStore::open_with(&data_dir, &params, epochs);
+    let store = Arc::new(store.map_err(|error| error.to_string())?);
+    check_owner(&store, &data_dir, own_peer, role)?;
     let state = store
         .load_state(&params)
         .map_err(|error| error.to_string())?;
     info!(height = %state.height, accounts = state.account_count(), ?role, "chain loaded");
-    let pool_limits = PoolLimits {
-        pending_max: crate::POOL_PENDING_MAX,
-    };
-    let service_role = match role {
-        NodeRole::IdentityManager => {
-            let validator =
-                keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, &password)
-                    .map_err(|error| error.to_string())?;
-            if crypto::public_key(&validator) != params.validator_key {
-                return Err(format!(
-                    "{} is not the validator key genesis names",
-                    signing_path.display()
-                ));
-            }
-            let escrow_path = config
-                .keys
-                .escrow_key
-                .as_ref()
-                .map(|path| Config::resolve(home, path))
-                .ok_or("the identity manager's config must name keys.escrow_key")?;
-            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, &password)
-                .map_err(|error| error.to_string())?;
-            if escrow.public_key().map_err(|error| error.to_string())? != params.escrow_key {
-                return Err(format!(
-                    "{} is not the escrow key genesis names",
-                    escrow_path.display()
-                ));
-            }
+    let service_role = match keys {
+        RoleKeys::IdentityManager { validator, escrow } => {
             let last_signed = store.last_signed().map_err(|error| error.to_string())?;
+            let pool_limits = PoolLimits {
+                pending_max: crate::POOL_PENDING_MAX,
+            };
             Role::IdentityManager(Box::new(ImRole::new(
                 validator,
                 escrow,
@@ -156,21 +150,11 @@ pub async fn run(
                 SignGuard::new(last_signed.max(state.height)),
             )))
         }
-        NodeRole::Bank(id) => {
-            let key =
-                keystore::read_signing_key(&signing_path, FileKind::AttestationKey, &password)
-                    .map_err(|error| error.to_string())?;
-            if Some(&crypto::public_key(&key)) != params.bank_key(id) {
-                return Err(format!(
-                    "{} is not the attestation key genesis names for this bank",
-                    signing_path.display()
-                ));
-            }
+        RoleKeys::Bank { id, key } => {
             let name = genesis.bank_name(id).unwrap_or("bank").to_owned();
             Role::Bank(Box::new(BankRole::load(id, name, key, &store)?))
         }
     };
-    drop(password);
 
     let metrics = Metrics::new();
     let listen: Multiaddr = config
@@ -208,6 +192,7 @@ pub async fn run(
         // only while the service is busy; it fails only once the service has stopped.
         let _ = written.blocking_send(Input::Written { block, result });
     })?;
+    let waiter_count = WaiterCount::default();
     let token_path = Config::resolve(home, &config.rpc.admin_token_file);
     let token =
         std::fs::read_to_string(&token_path).map_err(|error| io_error(&token_path, error))?;
@@ -217,6 +202,7 @@ pub async fn run(
             inputs: inputs.clone(),
             store: Arc::clone(&store),
             genesis_text,
+            waiters: waiter_count.clone(),
         },
         token,
         config.rpc.listen,
@@ -232,7 +218,15 @@ pub async fn run(
     // Every holder of the store (service, writer thread, RPC handlers) must let go before the
     // process exits: RocksDB closes only when the last one does, and a database still open
     // at exit can abort in its static destructors.
+    let halted = !store
+        .local_scan(crate::evidence::EVIDENCE_PREFIX, 1)
+        .map_err(|error| format!("cannot read equivocation evidence: {error}"))?
+        .is_empty();
+    if halted {
+        error!("this node holds evidence of equivocation (hv_evidence): it does not follow the chain until an operator has dealt with it");
+    }
     let store_alive = Arc::downgrade(&store);
+    let live = metrics.live.clone();
     let service = Service {
         moniker: config.moniker.clone(),
         genesis,
@@ -246,15 +240,21 @@ pub async fn run(
         own_peer,
         peers: 0,
         writes_in_flight: 0,
-        waiters: Default::default(),
-        halted: false,
+        waiters: Waiters::new(waiter_count),
+        halted,
         syncing: false,
         stopping: false,
         role: service_role,
         ahead: Default::default(),
     };
-    let service_task = tokio::spawn(service.run(input_queue));
-    shutdown.await;
+    let mut service_task = tokio::spawn(service.run(input_queue));
+    let mut network_task = network_task;
+    let critical = Critical {
+        service: &mut service_task,
+        network: &mut network_task,
+        writer: &writer_thread,
+    };
+    supervise(shutdown, critical, &live).await?;
     info!("stopping");
     let _ = public_rpc.stop();
     let _ = admin_rpc.stop();
@@ -282,4 +282,207 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// How a task that should have run until shutdown ended.
+fn describe_end<T>(result: Result<T, tokio::task::JoinError>) -> String {
+    match result {
+        Ok(_) => "it returned".to_owned(),
+        Err(error) if error.is_panic() => "it panicked".to_owned(),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// Resolves once `thread` has ended (checked every 100 ms).
+async fn thread_ended<T>(thread: &std::thread::JoinHandle<T>) {
+    while !thread.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The node's critical tasks: if one ends before shutdown, the node stops.
+struct Critical<'a> {
+    service: &'a mut tokio::task::JoinHandle<()>,
+    network: &'a mut tokio::task::JoinHandle<()>,
+    writer: &'a std::thread::JoinHandle<()>,
+}
+
+/// Waits for `shutdown`; if a critical task ends first, marks the node not live and says
+/// which task and how, as reth's task manager does: a node missing one of them would accept
+/// work it can never finish. Everything acknowledged is already on disk.
+async fn supervise(
+    shutdown: impl std::future::Future<Output = ()>,
+    critical: Critical<'_>,
+    live: &prometheus_client::metrics::gauge::Gauge,
+) -> Result<(), String> {
+    let stopped = tokio::select! {
+        () = shutdown => None,
+        result = critical.service => Some(("service", describe_end(result))),
+        result = critical.network => Some(("network", describe_end(result))),
+        () = thread_ended(critical.writer) => Some(("writer", "the thread ended".to_owned())),
+    };
+    let Some((task, how)) = stopped else {
+        return Ok(());
+    };
+    live.set(0);
+    error!(task, %how, "a critical task stopped; exiting");
+    Err(format!("critical task {task} stopped: {how}"))
+}
+
+/// A role's secret keys, decrypted and checked against genesis.
+enum RoleKeys {
+    IdentityManager {
+        validator: SigningKey,
+        escrow: X25519Secret,
+    },
+    Bank {
+        id: BankId,
+        key: SigningKey,
+    },
+}
+
+/// Decrypts the keys `role` needs from `home` and checks each against genesis.
+fn read_role_keys(
+    home: &Path,
+    config: &Config,
+    params: &ChainParams,
+    role: NodeRole,
+    password: &SecretString,
+) -> Result<RoleKeys, String> {
+    let signing_path = Config::resolve(home, &config.keys.signing_key);
+    match role {
+        NodeRole::IdentityManager => {
+            let validator =
+                keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, password)
+                    .map_err(|error| error.to_string())?;
+            if crypto::public_key(&validator) != params.validator_key {
+                return Err(format!(
+                    "{} is not the validator key genesis names",
+                    signing_path.display()
+                ));
+            }
+            let escrow_path = config
+                .keys
+                .escrow_key
+                .as_ref()
+                .map(|path| Config::resolve(home, path))
+                .ok_or("the identity manager's config must name keys.escrow_key")?;
+            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, password)
+                .map_err(|error| error.to_string())?;
+            if escrow.public_key().map_err(|error| error.to_string())? != params.escrow_key {
+                return Err(format!(
+                    "{} is not the escrow key genesis names",
+                    escrow_path.display()
+                ));
+            }
+            Ok(RoleKeys::IdentityManager { validator, escrow })
+        }
+        NodeRole::Bank(id) => {
+            let key = keystore::read_signing_key(&signing_path, FileKind::AttestationKey, password)
+                .map_err(|error| error.to_string())?;
+            if Some(&crypto::public_key(&key)) != params.bank_key(id) {
+                return Err(format!(
+                    "{} is not the attestation key genesis names for this bank",
+                    signing_path.display()
+                ));
+            }
+            Ok(RoleKeys::Bank { id, key })
+        }
+    }
+}
+
+/// The node-local row naming the node that writes this data folder.
+const OWNER_KEY: &[u8] = b"node/owner";
+
+/// Refuses a data folder written by another node of the same genesis (a copied or
+/// misconfigured home): each node's data holds its own node-local rows (a bank's business
+/// keys, the IM's last signed height and vault). A folder without an owner row (new, or
+/// written before this check) is claimed.
+fn check_owner(
+    store: &RocksStore,
+    data_dir: &Path,
+    own_peer: PeerId,
+    role: NodeRole,
+) -> Result<(), String> {
+    let owner = store
+        .local_get(OWNER_KEY)
+        .map_err(|error| format!("{}: {error}", data_dir.display()))?;
+    match owner {
+        Some(owner) if owner == own_peer.to_bytes() => Ok(()),
+        Some(owner) => {
+            let other = PeerId::from_bytes(&owner).map_or_else(
+                |_| "an unreadable peer id".to_owned(),
+                |peer| peer.to_string(),
+            );
+            Err(format!(
+                "{} was written by node {other}, not by this node {own_peer} ({role:?}); \
+                 point storage.data_dir at this node's own data folder",
+                data_dir.display()
+            ))
+        }
+        None => store
+            .local_put(&[(OWNER_KEY.to_vec(), own_peer.to_bytes())])
+            .map_err(|error| format!("{}: {error}", data_dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_critical_task_stops_the_node() {
+        let live = prometheus_client::metrics::gauge::Gauge::default();
+        live.set(1);
+        let mut service = tokio::spawn(async { panic!("injected") });
+        let mut network = tokio::spawn(std::future::pending::<()>());
+        let writer = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(5)));
+        let critical = Critical {
+            service: &mut service,
+            network: &mut network,
+            writer: &writer,
+        };
+        let result = supervise(std::future::pending::<()>(), critical, &live).await;
+        assert_eq!(
+            result,
+            Err("critical task service stopped: it panicked".to_owned())
+        );
+        assert_eq!(live.get(), 0, "/livez fails");
+        network.abort();
+    }
+
+    #[tokio::test]
+    async fn a_writer_thread_that_ends_stops_the_node() {
+        let live = prometheus_client::metrics::gauge::Gauge::default();
+        let mut service = tokio::spawn(std::future::pending::<()>());
+        let mut network = tokio::spawn(std::future::pending::<()>());
+        let writer = std::thread::spawn(|| ());
+        let critical = Critical {
+            service: &mut service,
+            network: &mut network,
+            writer: &writer,
+        };
+        let result = supervise(std::future::pending::<()>(), critical, &live).await;
+        assert!(result.unwrap_err().contains("writer"));
+        service.abort();
+        network.abort();
+    }
+
+    #[tokio::test]
+    async fn shutdown_first_is_a_clean_stop() {
+        let live = prometheus_client::metrics::gauge::Gauge::default();
+        live.set(1);
+        let mut service = tokio::spawn(std::future::pending::<()>());
+        let mut network = tokio::spawn(std::future::pending::<()>());
+        let writer = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(5)));
+        let critical = Critical {
+            service: &mut service,
+            network: &mut network,
+            writer: &writer,
+        };
+        assert_eq!(supervise(async {}, critical, &live).await, Ok(()));
+        assert_eq!(live.get(), 1);
+        service.abort();
+        network.abort();
+    }
 }

@@ -12,11 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::network::Reply;
 use halfveil_genesis::file::ValidGenesis;
-use halfveil_ledger::fastmap::HashMap;
-use halfveil_ledger::store::{RocksStore, Store};
 use halfveil_ledger::{
     AccountId, Block, ChainParams, Hash32, Height, Rejection, State, StateChange, TimeMs,
 };
+use halfveil_store::{RocksStore, Store};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
@@ -33,8 +32,6 @@ use crate::writer::{Stored, WriteJob, Writer, WRITE_QUEUE_MAX};
 pub const INPUT_CAPACITY: usize = 4096;
 /// How often the timer fires: the longest a ready batch waits for a block or a forward.
 pub const TICK: Duration = Duration::from_millis(10);
-/// Most waiters for one transfer's final status.
-const WAITERS_PER_TRANSFER_MAX: usize = 16;
 
 /// What the service knows of a transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,7 +144,7 @@ pub struct Service {
     pub own_peer: PeerId,
     pub peers: usize,
     pub writes_in_flight: usize,
-    pub waiters: HashMap<Hash32, Vec<oneshot::Sender<Track>>>,
+    pub waiters: crate::waiters::Waiters,
     pub halted: bool,
     pub syncing: bool,
     pub stopping: bool,
@@ -180,7 +177,7 @@ impl Service {
         self.metrics
             .head_height
             .set(i64::try_from(self.state.height.0).unwrap_or(i64::MAX));
-        self.metrics.ready.set(1);
+        self.metrics.ready.set(i64::from(!self.halted));
         loop {
             let wake_at = self.im_wake_at();
             let input = tokio::select! {
@@ -221,6 +218,10 @@ impl Service {
         if self.stopping {
             return;
         }
+        self.waiters.sweep_when_due(std::time::Instant::now());
+        self.metrics
+            .rpc_waiters
+            .set(i64::try_from(self.waiters.len()).unwrap_or(i64::MAX));
         match self.role {
             Role::IdentityManager(_) => self.im_tick().await,
             Role::Bank(_) => self.bank_tick().await,
@@ -456,10 +457,23 @@ impl Service {
         error!(height = %block.height(), %hash, %stored, "EQUIVOCATION: the identity manager signed two blocks at one height; stopped following");
         self.halted = true;
         self.metrics.ready.set(0);
-        let key = format!("evidence/{:020}", block.height().0).into_bytes();
-        let value = block.encode().unwrap_or_default();
+        self.metrics.equivocations.inc();
         let store = Arc::clone(&self.store);
-        let _ = tokio::task::spawn_blocking(move || store.local_put(&[(key, value)])).await;
+        let height = block.height();
+        let saved = tokio::task::spawn_blocking(move || {
+            let first =
+                store
+                    .block(height)?
+                    .ok_or_else(|| halfveil_store::StoreError::Corrupt {
+                        reason: format!("block {height} is missing"),
+                    })?;
+            let evidence = crate::evidence::Evidence::new(first.signed, block.signed.clone());
+            store.local_put(&[evidence.row()?])
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            error!(%height, "cannot store the equivocation evidence");
+        }
         true
     }
 
@@ -474,6 +488,14 @@ impl Service {
     /// `encoded` is the block's canonical bytes when they came with it (gossip), so the
     /// writer stores them instead of encoding the block again.
     pub async fn accept_block(&mut self, block: Arc<Block>, encoded: Option<Vec<u8>>) -> bool {
+        let ahead_ms = block.signed.header.time.0.saturating_sub(now_ms().0);
+        if ahead_ms > self.params.limits.block_time_ahead_ms_max {
+            // Not applied now (it would expire transfers before their time); the block is
+            // asked for again once this node's clock has caught up.
+            warn!(height = %block.height(), ahead_ms, "block time too far ahead of this node's clock; refused for now");
+            self.metrics.blocks_ahead.inc();
+            return false;
+        }
         let (change, signatures) =
             match halfveil_ledger::apply_deferred(&self.params, &self.state, &block) {
                 Ok(applied) => applied,
@@ -571,11 +593,7 @@ impl Service {
         if let Role::Bank(bank) = &mut self.role {
             bank.set_track(id, track.clone());
         }
-        if let Some(waiters) = self.waiters.remove(&id) {
-            for waiter in waiters {
-                let _ = waiter.send(track.clone());
-            }
-        }
+        self.waiters.resolve(&id, &track);
     }
 
     fn track(&self, id: &Hash32) -> Track {
@@ -631,11 +649,7 @@ impl Service {
             let _ = reply.send(track);
             return;
         }
-        let waiters = self.waiters.entry(id).or_default();
-        waiters.retain(|waiter| !waiter.is_closed());
-        if waiters.len() < WAITERS_PER_TRANSFER_MAX {
-            waiters.push(reply);
-        }
+        self.waiters.add(id, reply);
     }
 
     fn status(&self) -> NodeStatus {

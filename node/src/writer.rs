@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{AccountId, Block, Hash32, Height, StateChange};
+use halfveil_store::{BlockWrite, RocksStore, Store};
 use tracing::warn;
 
 /// A block write slower than this is logged at `warn`: every transfer in the block, and in

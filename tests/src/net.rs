@@ -56,6 +56,8 @@ pub struct TestNode {
     pub rpc: String,
     pub p2p: String,
     pub log: PathBuf,
+    /// A command that `halfveil start` runs under (`ip netns exec NS`), or empty.
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -98,6 +100,17 @@ impl TestNet {
     }
 
     fn start_once(banks: usize) -> Result<TestNet, String> {
+        let mut net = TestNet::write(banks);
+        let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
+        for name in &names {
+            net.start_node(name);
+        }
+        net.wait_connected_checked()?;
+        Ok(net)
+    }
+
+    /// Writes a testnet with `banks` banks (`halfveil testnet init`) and starts no node.
+    pub fn write(banks: usize) -> TestNet {
         let dir = tempfile::tempdir().expect("tempdir");
         let network = dir.path().join("network");
         let output = run_bounded(
@@ -138,22 +151,17 @@ impl TestNet {
                     home: PathBuf::from(node["home"].as_str().expect("home")),
                     rpc: node["rpc"].as_str().expect("rpc").to_owned(),
                     p2p: node["p2p"].as_str().expect("p2p").to_owned(),
+                    wrapper: Vec::new(),
                     child: None,
                 }
             })
             .collect();
-        let mut net = TestNet {
+        TestNet {
             dir,
             genesis,
             nodes,
             password_file,
-        };
-        let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
-        for name in &names {
-            net.start_node(name);
         }
-        net.wait_connected_checked()?;
-        Ok(net)
     }
 
     fn index(&self, name: &str) -> usize {
@@ -171,6 +179,24 @@ impl TestNet {
         self.node(name).rpc.clone()
     }
 
+    /// The process id of a running node (to stop and continue it with signals).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.node(name).child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to a running node with `kill`.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let pid = self
+            .pid(name)
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid} ({name}): {status}");
+    }
+
     /// Starts (or restarts) a node process; its output is appended to its log.
     pub fn start_node(&mut self, name: &str) {
         let index = self.index(name);
@@ -181,7 +207,15 @@ impl TestNet {
             .append(true)
             .open(&node.log)
             .expect("log file");
-        let child = Command::new(crate::halfveil_bin())
+        let mut command = match node.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(crate::halfveil_bin());
+                command
+            }
+            None => Command::new(crate::halfveil_bin()),
+        };
+        let child = command
             .arg("start")
             .arg("--home")
             .arg(&node.home)

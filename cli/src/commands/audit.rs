@@ -14,13 +14,13 @@ use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, X25519Secret};
-use halfveil_ledger::store::{BlockWrite, RocksStore, Store};
 use halfveil_ledger::{
     apply, apply_blocks_pending, codec, ApplyError, Block, ChainId, Domain, Hash32, Op, State,
     X25519PublicKey, VERSION,
 };
 use halfveil_node::config::Config;
 use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
+use halfveil_store::{BlockWrite, RocksStore, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};

@@ -39,7 +39,7 @@ const TICK: Duration = Duration::from_millis(10);
 /// How long to wait for the last outcomes after the offered load stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const SETUP_CONCURRENCY: usize = 64;
-const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
+pub(crate) const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
 
 /// What `halfveil bench` is asked to do.
 #[derive(Debug, Clone)]
@@ -143,13 +143,13 @@ impl Targets {
 }
 
 /// One account the bench pays from and to.
-struct BenchAccount {
-    id: AccountId,
-    bank: BankId,
-    tx_key: SigningKey,
-    identity_key: SigningKey,
-    business_key: BusinessKey,
-    next_nonce: u64,
+pub(crate) struct BenchAccount {
+    pub(crate) id: AccountId,
+    pub(crate) bank: BankId,
+    pub(crate) tx_key: SigningKey,
+    pub(crate) identity_key: SigningKey,
+    pub(crate) business_key: BusinessKey,
+    pub(crate) next_nonce: u64,
 }
 
 #[derive(Debug, Serialize, Clone)]
@@ -222,7 +222,7 @@ pub struct BenchReport {
 }
 
 /// Opens `count` accounts, alternating banks, and funds each.
-async fn open_accounts(
+pub(crate) async fn open_accounts(
     genesis: &ValidGenesis,
     banks: &[(BankId, String)],
     im_admin: &AdminAccess,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod chain;
+pub mod chaos;
 pub mod demo;
 pub mod genesis;
 pub mod node;

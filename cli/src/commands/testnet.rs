@@ -177,6 +177,8 @@ fn node_config(
         },
         storage: StorageConfig {
             data_dir: "data".into(),
+            index_epoch_transfers: None,
+            index_epoch_blocks: None,
         },
         keys: KeysConfig {
             genesis: "genesis.json".into(),

@@ -1,14 +1,7 @@
 //! The transfer index: where each committed transfer is, looked up by its id.
 //!
-//! Ids are hashes, so an index kept as RocksDB rows keyed by id takes every new row at a
-//! random place in one ever-growing sorted set. Each row then cost a memtable insert and WAL
-//! bytes in the block's synced write, and compaction had to merge new rows into the older
-//! ones again and again: under universal compaction the merges were the index's own size
-//! (20 and 47 MB in a 60 s run at 20,000/s) and doubled with every doubling of the chain;
-//! keyed by epoch and leveled, every fourth flush rewrote the current epoch (12-26 MB,
-//! 0.2-1 s each). Each such compaction's writes held up the blocks' fdatasyncs behind them
-//! and made a second of the run with p99 over 200 ms (docs/performance.md, eleventh round).
-//!
+//! Ids are hashes: rows keyed by id land at random places in one ever-growing sorted set,
+//! which compactions merge again and again (docs/decisions/0010-transfer-index-by-epoch.md).
 //! So the index is kept by epoch, the way reth builds its hash-to-number table: the rows of
 //! the open epoch live in memory, and when the epoch closes its rows are sorted once and
 //! written as one table file that RocksDB takes whole ("ingestion") into the bottom level.
@@ -32,10 +25,10 @@ use rand::Rng;
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch, DB};
 
 use super::{corrupt, family, write_synced, Location, CF_META};
-use crate::codec;
-use crate::error::StoreError;
-use crate::hash::Hash32;
-use crate::types::Height;
+use crate::StoreError;
+use halfveil_ledger::codec;
+use halfveil_ledger::hash::Hash32;
+use halfveil_ledger::types::Height;
 
 /// The column family of the stored epochs.
 pub(super) const CF_INDEX: &str = "transfer_epochs";
@@ -136,11 +129,8 @@ const BUCKETS: usize = 256;
 /// The rows of one epoch, appended to 256 buckets by the id's first byte (ids are uniform
 /// hashes, so about 1,024 rows a bucket in a full epoch).
 ///
-/// Not a hash map: one sized for a full epoch took 24 MB of fresh pages at every close,
-/// faulted in by the next blocks' writes, and sealing walked it in random order, a cache
-/// miss a row. Buckets take appends on the writer thread, hand the seal rows that are
-/// sorted a bucket at a time (in cache), and answer a lookup by scanning one bucket (a
-/// microsecond or two; lookups are receipts and disclosure orders, not the payment path).
+/// Buckets rather than a hash map: appends stay cheap, the seal sorts a bucket at a time in
+/// cache, and a lookup scans one bucket (docs/decisions/0010-transfer-index-by-epoch.md).
 #[derive(Debug)]
 struct Epoch {
     number: u32,
@@ -428,16 +418,9 @@ struct Sealer {
 /// take the file, and the epoch recorded as stored (synced). An epoch without transfers
 /// writes no file.
 ///
-/// Every node closes the same epochs at the same height, so their seals (100-150 ms of
-/// CPU each at 25,000/s: sorting 262,144 rows and writing their file) started together. In
-/// one go they took both cores from the payment pipeline for that long (p99 of 120-150 ms
-/// in each such second against 33-60 ms in the others); at nice 19, and at half a core
-/// each, they still did (90-180 ms). So a seal starts after a random delay (nodes on one
-/// machine then seal at different moments) and works in slices, the way TigerBeetle paces
-/// its compactions: each of the epoch's 256 buckets is copied, sorted and written in
-/// turn, with a rest of [`SEAL_REST`] after every [`SEAL_WORK`] of work. A seal takes one
-/// to two seconds, a fraction of the epoch's ten; if the next epoch closes first, the
-/// seal is told to hurry and finishes at full speed.
+/// Every node closes an epoch at the same height, so a seal starts after a random delay and
+/// works in slices ([`SEAL_WORK`], then [`SEAL_REST`]), as TigerBeetle paces compaction; if
+/// the next epoch closes first it hurries (docs/decisions/0010-transfer-index-by-epoch.md).
 fn store_epoch(
     db: &DB,
     seal_dir: &Path,

@@ -1,4 +1,5 @@
-//! Durable storage: the [`Store`] trait and its RocksDB implementation.
+//! Durable storage: the [`Store`] trait and its RocksDB implementation, the only place
+//! RocksDB appears (kept out of `halfveil-ledger` so the rules build without it).
 //!
 //! One column family per table. A block and everything it changes (accounts, remembered
 //! nonces, the head, the IM's last signed height, new identity-vault entries) go into one
@@ -7,6 +8,7 @@
 //! epoch (see [`index`]). The `meta` table holds the schema version and the genesis hash,
 //! checked at every open.
 
+mod error;
 mod index;
 
 use std::collections::BTreeSet;
@@ -18,13 +20,15 @@ pub use index::{IndexEpochs, TransferKey};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
-use crate::codec;
-use crate::crypto::SealedIdentityRecord;
-use crate::error::StoreError;
-use crate::fastmap::{HashMap, HashSet};
-use crate::hash::Hash32;
-use crate::state::{Account, ChainParams, State, StateChange};
-use crate::types::{AccountId, Amount, Block, Height, Nonce, Op, TimeMs, BLOCK_BYTES_MAX};
+pub use error::StoreError;
+use halfveil_ledger::codec;
+use halfveil_ledger::crypto::SealedIdentityRecord;
+use halfveil_ledger::fastmap::{HashMap, HashSet};
+use halfveil_ledger::hash::Hash32;
+use halfveil_ledger::state::{Account, ChainParams, State, StateChange};
+use halfveil_ledger::types::{
+    AccountId, Amount, Block, Height, Nonce, Op, TimeMs, BLOCK_BYTES_MAX,
+};
 
 /// The on-disk layout this build reads and writes. Version 1 kept one `nonces` row per
 /// remembered `(payer, nonce)`; version 2 keeps one per block (see [`NonceRows`]); version 3
@@ -125,6 +129,8 @@ pub trait Store: Send + Sync {
     fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes node-local rows atomically, synced.
     fn local_put(&self, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError>;
+    /// Deletes node-local rows atomically, synced.
+    fn local_delete(&self, keys: &[Vec<u8>]) -> Result<(), StoreError>;
     /// Every node-local row whose key starts with `prefix`, at most `limit`.
     fn local_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<LocalRow>, StoreError>;
 }
@@ -271,63 +277,35 @@ impl RocksStore {
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.set_max_background_jobs(2);
-        // Flushes and compactions at the lowest CPU priority (nice 19): every node writes
-        // the same rows, so all of them flush at the same moment, and a flush (sorting and
-        // compressing 8 MB) competed with the payment pipeline for the same cores and held
-        // it up by 100-300 ms. Background work now takes the cores the pipeline leaves;
-        // if it falls behind, RocksDB's own write stall is the backpressure.
+        // Flushes and compactions at nice 19: they take the cores the payment pipeline
+        // leaves, and RocksDB's write stall is the backpressure (docs/decisions/0018-rocksdb-tuning.md).
         let mut env = rocksdb::Env::new()?;
         env.lower_thread_pool_cpu_priority();
         env.lower_high_priority_thread_pool_cpu_priority();
         options.set_env(&env);
         options.set_bytes_per_sync(1 << 20);
-        // Reuse old WAL files instead of creating new ones: overwriting blocks a file
-        // already has needs no file-system metadata in the block's fdatasync (RocksDB's
-        // advice for fsync latency on ext4 and XFS). A new WAL starts whenever any family's
-        // memtable switches, several times a second under load.
+        // Recycled WAL files: a block's fdatasync then needs no file-system metadata.
         options.set_recycle_log_file_num(4);
-        // Without a bound, a family written a little by every block (the head in `meta`) or
-        // rarely (`vault`, `orders`) keeps every WAL file since its last flush alive: the
-        // default bound is four times all memtables, over 2 GB here. A 16 s run at 14,000/s
-        // left 100 WAL files (129 MB) that a restart would replay, and no file was ever
-        // obsolete, so none was recycled and every memtable switch created a new one.
+        // Bounded, or rarely written families keep every WAL file alive and none is ever
+        // recycled (docs/decisions/0018-rocksdb-tuning.md).
         options.set_max_total_wal_size(WAL_BYTES_MAX);
         // Vector memtables (below) take one writer at a time; ours is one thread anyway.
         options.set_allow_concurrent_memtable_write(false);
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
             let mut cf_options = Options::default();
             if WRITE_ONLY_FAMILIES.contains(name) {
-                // Only written while the node runs (the state lives in memory) and scanned
-                // once at start: an append-only memtable, sorted when flushed, instead of
-                // a skip-list insert (a dozen cache misses) for every account and nonce
-                // a block touches.
+                // Written while running, scanned once at start: append-only memtables.
                 cf_options.set_memtable_factory(rocksdb::MemtableFactory::Vector);
             }
             if STEADY_FAMILIES.contains(name) {
-                // Every node writes the same rows at the same rate, so every node flushes
-                // at the same moment, on two cores shared by all. A default 64 MiB memtable
-                // is one large flush: for blocks a file write that delayed the WAL syncs
-                // behind it by 100-250 ms; for accounts (rewritten by every transfer, so
-                // 750,000 entries of 1,000 keys) a sort of 1.7 s on the single flush
-                // thread, with the blocks flush queued behind it, which held up the
-                // pipeline for seconds in 60 s runs. Small memtables flush in small steps.
-                // 2 MiB rather than 8: the table file a flush writes and syncs is what
-                // the next blocks' fdatasync waits behind (75-150 ms after an 8 MB file
-                // on the reference VM); at 5,000/s for 60 s, four runs with 2 MiB had one
-                // such stall in all (at start), against one in every run with 8 MiB.
+                // Small memtables flush in small steps; a large flush stalls the next
+                // blocks' fdatasync (docs/decisions/0018-rocksdb-tuning.md).
                 cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
             }
             if UNIVERSAL_FAMILIES.contains(name) {
-                // Both are written by random keys: the transfer index grows for ever, the
-                // accounts are rewritten in place. Leveled compaction (dynamic level sizes)
-                // kept each in one last-level file and merged every four flushed files into
-                // it, rewriting the whole family each time. For the index that grew with the
-                // chain: 10 compactions in 16 s at 14,000/s, the last of 210,630 entries; at
-                // 10,000/s for 60 s, 2.4-2.5 s of compaction CPU per node (0.26-0.32 s now).
-                // With 1,000,000 accounts each rewrite of the accounts was 77 MB (231 MB in a
-                // 60 s run at 5,000/s; 145 MB now). Universal compaction merges runs of
-                // similar size, so an entry is rewritten about log(n) times, for up to twice
-                // the space.
+                // Accounts are rewritten in place by random keys: size-tiered compaction
+                // rewrites an entry about log(n) times, not the whole family every four
+                // flushes (docs/decisions/0018-rocksdb-tuning.md).
                 cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
             }
             if *name == CF_INDEX {
@@ -606,8 +584,8 @@ impl Store for RocksStore {
             .collect();
         // A block writes the accounts it touched; an account genesis opened and no block
         // has touched since has no row and still its genesis value.
-        for (id, account) in State::genesis(params)?.accounts {
-            accounts.entry(id).or_insert(account);
+        for (id, account) in State::genesis(params)?.accounts() {
+            accounts.entry(*id).or_insert_with(|| account.clone());
         }
         let mut nonces = Vec::new();
         for pairs in self.scan(CF_NONCES, |_, value| NonceRows::decode(value))? {
@@ -806,6 +784,15 @@ impl Store for RocksStore {
         let mut batch = WriteBatch::default();
         for (key, value) in rows {
             batch.put_cf(local, key, value);
+        }
+        self.write_synced(batch)
+    }
+
+    fn local_delete(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let local = self.cf(CF_LOCAL)?;
+        let mut batch = WriteBatch::default();
+        for key in keys {
+            batch.delete_cf(local, key);
         }
         self.write_synced(batch)
     }

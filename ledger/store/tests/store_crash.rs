@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use halfveil_ledger::build::propose;
 use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::store::{
-    BlockWrite, IndexEpochs, Location, RocksStore, Store, TransferKey, WAL_BYTES_MAX,
-};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
-    apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, StoreError,
-    TimeMs,
+    apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, TimeMs,
+};
+use halfveil_store::{
+    BlockWrite, IndexEpochs, Location, RocksStore, Store, StoreError, TransferKey, WAL_BYTES_MAX,
 };
 
 /// The child's database directory; the child test does nothing without it.
