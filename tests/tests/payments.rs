@@ -520,12 +520,27 @@ fn a_bank_catches_up_from_another_bank_while_the_im_is_down() {
     }
     assert_eq!(net.balance_at("bank-2", &carol), 5);
 
-    // A transfer bank-1 cannot forward stays pending until it expires; then bank-1 itself
-    // refuses it as expired (after a grace for a block built just before the expiry).
-    let (_, stranded) = net.envelope(&keys, &carol, 1, 5, now_ms() + 1_000, &keys.business_key);
+    // A transfer bank-1 cannot forward stays pending while the IM is away, even past its
+    // expiry: a bank never refuses for expiry on its own clock (the IM might have committed
+    // it). When the IM returns, the bank forwards it again and the IM, past its expiry,
+    // refuses it, signed.
+    let (id, stranded) = net.envelope(&keys, &carol, 1, 5, now_ms() + 1_000, &keys.business_key);
+    let url = net.rpc("bank-1");
+    let status = |url: &str| {
+        halfveil_tests::net::block_on(async {
+            use halfveil_node::rpc::ApiClient;
+            let client = halfveil_tests::net::client(url).await.unwrap();
+            client.submit(stranded.clone()).await.unwrap()
+        })
+    };
+    assert_eq!(status(&url), TransferStatus::Pending { id: id.to_hex() });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(status(&url), TransferStatus::Pending { id: id.to_hex() });
+    net.start_node("im");
+    net.wait_connected();
     assert_eq!(
         rejected(&net.submit("bank-1", &stranded).unwrap()),
-        ("bank 0".into(), "expired".into())
+        ("identity-manager".into(), "expired".into())
     );
     assert_eq!(net.balance_at("bank-1", &carol), 5);
     net.stop_all();
