@@ -791,7 +791,7 @@ impl<'w, 'd> Program<'w, 'd> {
             attestations[which].signature = signature;
         }
         if attestation_flags & 2 != 0 {
-            let kind = if self.reader.u8() % 2 == 0 {
+            let kind = if self.reader.u8().is_multiple_of(2) {
                 AttestationKind::PayerOk
             } else {
                 AttestationKind::PayeeOk
