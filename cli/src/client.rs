@@ -108,6 +108,87 @@ impl Node {
     }
 }
 
+/// A node a long-running command (bench, chaos) keeps talking to across the node's restarts:
+/// a call that finds the connection broken connects again, until `patience` runs out.
+#[derive(Debug)]
+pub struct Reconnecting {
+    pub url: String,
+    patience: Duration,
+    /// The connection now, and how many times it was made again.
+    current: std::sync::Mutex<(u64, std::sync::Arc<Node>)>,
+    /// One reconnection at a time; the others wait for it.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Reconnecting {
+    pub async fn connect(url: &str, patience: Duration) -> Result<Reconnecting, Failure> {
+        let node = Node::connect(url).await?;
+        Ok(Reconnecting {
+            url: url.to_owned(),
+            patience,
+            current: std::sync::Mutex::new((0, std::sync::Arc::new(node))),
+            renewing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The connection now, with its generation (for [`Reconnecting::renew`]).
+    pub fn current(&self) -> (u64, std::sync::Arc<Node>) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        (current.0, std::sync::Arc::clone(&current.1))
+    }
+
+    /// Connects again, unless another caller already replaced generation `seen`; tries
+    /// every 200 ms until `patience` has passed.
+    pub async fn renew(&self, seen: u64) -> Result<std::sync::Arc<Node>, Failure> {
+        let _one = self.renewing.lock().await;
+        let (generation, node) = self.current();
+        if generation != seen {
+            return Ok(node);
+        }
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            match Node::connect(&self.url).await {
+                Ok(node) => {
+                    let node = std::sync::Arc::new(node);
+                    let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+                    *current = (seen + 1, std::sync::Arc::clone(&node));
+                    return Ok(node);
+                }
+                Err(failure) if tokio::time::Instant::now() >= deadline => return Err(failure),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Runs `call` on the connection, connecting again when it broke.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, Failure>
+    where
+        F: Fn(std::sync::Arc<Node>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        loop {
+            let (generation, node) = self.current();
+            match call(std::sync::Arc::clone(&node)).await {
+                Ok(value) => return Ok(value),
+                Err(error) if is_broken(&error) && tokio::time::Instant::now() < deadline => {
+                    self.renew(generation).await?;
+                }
+                Err(error) => return Err(node.failure(error)),
+            }
+        }
+    }
+}
+
+/// Whether `error` says the connection is gone (the node stopped or restarted), rather than
+/// that the node answered.
+pub fn is_broken(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::RestartNeeded(_) | ClientError::Transport(_)
+    )
+}
+
 /// Maps a JSON-RPC client error to a failure and its exit code.
 pub fn rpc_failure(url: &str, error: ClientError) -> Failure {
     match error {

@@ -129,7 +129,7 @@ impl Cluster {
                 {
                     drop(cluster);
                     attempt += 1;
-                    eprintln!(
+                    crate::output::note!(
                         "a port was taken before its node bound it; writing the network again \
                          with other ports (attempt {attempt} of {LAUNCH_ATTEMPTS})"
                     );

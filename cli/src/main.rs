@@ -614,10 +614,17 @@ fn main() -> ExitCode {
     let result = run(cli);
     // Every database is closed by now; RocksDB's threads must end before the process does.
     halfveil_store::join_background_threads();
+    // A reader that left (`| head`) is no failure of the command; a write that failed is.
+    let result = result.and_then(|()| match output::output_state() {
+        output::OutputState::Failed => {
+            Err(failure::Failure::error("cannot write to standard output"))
+        }
+        output::OutputState::Open | output::OutputState::Closed => Ok(()),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            output::note!("error: {failure}");
             ExitCode::from(failure.code())
         }
     }

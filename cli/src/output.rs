@@ -1,6 +1,9 @@
 //! Human text by default, one JSON document with `--output json`: data to stdout, messages
 //! to stderr.
 
+use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -16,11 +19,57 @@ pub fn emit<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOnce() -
     match format {
         OutputFormat::Json => {
             // Our output types are plain structs; serializing them cannot fail.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
+            print_line(&serde_json::to_string_pretty(value).unwrap_or_default());
         }
-        OutputFormat::Text => println!("{}", text()),
+        OutputFormat::Text => print_line(&text()),
     }
 }
+
+/// What became of standard output: still writable, closed by its reader (`| head`), or
+/// failed otherwise (a full disk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputState {
+    Open,
+    Closed,
+    Failed,
+}
+
+static OUTPUT: AtomicU8 = AtomicU8::new(0);
+
+/// Writes one line to standard output. Once the reader has gone, or a write failed, the
+/// rest is dropped: the command finishes its work, and `main` decides the exit code.
+pub fn print_line(line: &str) {
+    if output_state() != OutputState::Open {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        let state = if error.kind() == ErrorKind::BrokenPipe {
+            OutputState::Closed
+        } else {
+            OutputState::Failed
+        };
+        OUTPUT.store(state as u8, Ordering::Relaxed);
+    }
+}
+
+/// Writes one line to standard error, if it is still there.
+pub fn print_note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+pub fn output_state() -> OutputState {
+    match OUTPUT.load(Ordering::Relaxed) {
+        0 => OutputState::Open,
+        1 => OutputState::Closed,
+        _ => OutputState::Failed,
+    }
+}
+
+/// `eprintln!` that does not panic when standard error is closed.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::output::print_note(&format!($($arg)*))
+    };
+}
+pub(crate) use note;

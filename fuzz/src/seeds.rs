@@ -539,6 +539,7 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
             admin_listen: "[::1]:26658".parse().expect("address"),
             admin_token_file: "admin_token".into(),
             connections_max: 256,
+            connections_per_address_max: 64,
         },
         metrics: MetricsConfig {
             listen: "127.0.0.1:26660".parse().expect("address"),

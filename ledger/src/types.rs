@@ -221,6 +221,10 @@ impl FromStr for AccountId {
         if checked.hrp() != ACCOUNT_HRP {
             return Err(invalid());
         }
+        // 32 bytes take 52 characters, whose last 4 bits are padding: BIP-173 requires them
+        // zero, and without this check 16 lowercase texts named the same account (found by
+        // the fuzz target `text_ids`).
+        checked.validate_segwit_padding().map_err(|_| invalid())?;
         let bytes: Vec<u8> = checked.byte_iter().collect();
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| invalid())?;
         Ok(AccountId(bytes))

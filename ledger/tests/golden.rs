@@ -648,3 +648,14 @@ fn account_id_text_round_trips() {
         .parse::<AccountId>()
         .is_err());
 }
+
+/// An account id has one lowercase text: the four padding bits after 32 bytes must be zero
+/// (BIP-173), or 16 texts with valid checksums would name one account (found by fuzzing).
+#[test]
+fn account_id_text_with_nonzero_padding_is_refused() {
+    let canonical = "hv1qurswpc8qurswpc8qurswpc8qurswpc8qurswpc8qurswpc8qurshlth5m";
+    let padded = "hv1qurswpc8qurswpc8qurswpc8qurswpc8qurswpc8qurswpc8qurlgjcttr";
+    let account = canonical.parse::<AccountId>().unwrap();
+    assert_eq!(account.to_string(), canonical);
+    assert!(padded.parse::<AccountId>().is_err());
+}

@@ -82,6 +82,14 @@ pub struct RpcConfig {
     pub admin_listen: SocketAddr,
     pub admin_token_file: PathBuf,
     pub connections_max: u32,
+    /// Most public RPC connections from one IP address (default 64). Behind a reverse
+    /// proxy every client has the proxy's address: raise it there.
+    #[serde(default = "default_connections_per_address_max")]
+    pub connections_per_address_max: u32,
+}
+
+fn default_connections_per_address_max() -> u32 {
+    64
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +189,9 @@ impl Config {
         if !(1..=10_000).contains(&self.rpc.connections_max) {
             return Err("rpc.connections_max must be 1..=10000".into());
         }
+        if !(1..=self.rpc.connections_max).contains(&self.rpc.connections_per_address_max) {
+            return Err("rpc.connections_per_address_max must be 1..=rpc.connections_max".into());
+        }
         if self.moniker.is_empty() || self.moniker.len() > 64 {
             return Err("moniker must be 1 to 64 characters".into());
         }
@@ -246,6 +257,7 @@ mod tests {
                 admin_listen: "127.0.0.1:26658".parse().unwrap(),
                 admin_token_file: "admin_token".into(),
                 connections_max: 256,
+                connections_per_address_max: 64,
             },
             metrics: MetricsConfig {
                 listen: "127.0.0.1:26660".parse().unwrap(),

@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::protocol::{Request, Response};
+use crate::peer_score::Offence;
+use crate::protocol::{offence_of, Request, Response, WireError};
 
 /// The largest frame: a forwarded batch of the most transfers with the longest memos is
 /// about 2.5 MB.
@@ -75,17 +76,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     let length = u32::from_le_bytes(length) as usize;
     if length > FRAME_BYTES_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a frame of {length} bytes is over the {FRAME_BYTES_MAX}-byte limit"),
-        ));
+        return Err(WireError::Oversized {
+            limit: FRAME_BYTES_MAX,
+        }
+        .into());
     }
     buffer.clear();
     buffer.resize(length, 0);
     io.read_exact(buffer).await?;
     codec::decode(buffer, FRAME_BYTES_MAX)
         .map(Some)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))
+        .map_err(|error| WireError::Undecodable(error.to_string()).into())
 }
 
 /// What link tasks tell the network task.
@@ -94,6 +95,11 @@ pub enum LinkEvent {
     Frame {
         peer: PeerId,
         frame: Box<Frame>,
+    },
+    /// `peer` sent what an honest peer never sends; its link was dropped.
+    Offence {
+        peer: PeerId,
+        offence: Offence,
     },
     /// The outbound link `link` to `peer` failed or could not be opened.
     Down {
@@ -197,6 +203,9 @@ async fn read_frames(peer: PeerId, mut stream: Stream, events: mpsc::Sender<Link
             Ok(None) => return,
             Err(error) => {
                 debug!(%peer, %error, "inbound link dropped");
+                if let Some(offence) = offence_of(&error) {
+                    let _ = events.send(LinkEvent::Offence { peer, offence }).await;
+                }
                 return;
             }
         }
@@ -262,13 +271,16 @@ mod tests {
             response: Response::Ack,
         })
         .unwrap();
-        // Cut short inside the length and inside the body.
-        assert!(read_all(good[..2].to_vec()).is_err());
+        // Cut short inside the length and inside the body: a broken connection, no
+        // offence of the peer.
+        let cut = read_all(good[..2].to_vec()).unwrap_err();
+        assert_eq!(offence_of(&cut), None);
         assert!(read_all(good[..good.len() - 1].to_vec()).is_err());
         // A length over the limit is refused before anything is allocated.
         let mut huge = ((FRAME_BYTES_MAX + 1) as u32).to_le_bytes().to_vec();
         huge.extend_from_slice(&[0; 16]);
-        assert!(read_all(huge).is_err());
+        let refused = read_all(huge).unwrap_err();
+        assert_eq!(offence_of(&refused), Some(Offence::Oversized));
         // A trailing byte inside the declared length.
         let mut trailing = good.clone();
         trailing.push(0);
@@ -276,7 +288,8 @@ mod tests {
         trailing[..LENGTH_BYTES].copy_from_slice(&length.to_le_bytes());
         assert!(read_all(trailing).is_err());
         // Garbage.
-        assert!(read_all(vec![3, 0, 0, 0, 0xff, 0xff, 0xff]).is_err());
+        let garbage = read_all(vec![3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(offence_of(&garbage), Some(Offence::Undecodable));
     }
 
     #[test]

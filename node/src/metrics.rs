@@ -42,6 +42,12 @@ pub struct Metrics {
     pub live: Gauge,
     /// Final-status waiters held for RPC subscriptions.
     pub rpc_waiters: Gauge,
+    /// Offences of peers (undecodable or oversized messages), by kind.
+    pub peer_offences: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Peers banned (disconnected and refused for a while) for their offences.
+    pub peer_bans: Counter,
+    /// RPC connections turned away: too many from one address, or from everyone.
+    pub rpc_connections_refused: Counter,
     pub block_commit_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
@@ -68,6 +74,9 @@ impl Metrics {
             blocks_ahead: Counter::default(),
             live: Gauge::default(),
             rpc_waiters: Gauge::default(),
+            rpc_connections_refused: Counter::default(),
+            peer_offences: Family::default(),
+            peer_bans: Counter::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
         };
@@ -146,6 +155,21 @@ impl Metrics {
             "rpc_waiters",
             "Final-status waiters held for RPC subscriptions (bounded)",
             metrics.rpc_waiters.clone(),
+        );
+        registry.register(
+            "peer_offences",
+            "Messages from peers that an honest peer never sends, by offence",
+            metrics.peer_offences.clone(),
+        );
+        registry.register(
+            "peer_bans",
+            "Peers disconnected and refused for a while for their offences",
+            metrics.peer_bans.clone(),
+        );
+        registry.register(
+            "rpc_connections_refused",
+            "RPC connections turned away (rpc.connections_per_address_max or rpc.connections_max)",
+            metrics.rpc_connections_refused.clone(),
         );
         registry.register(
             "block_commit_seconds",

@@ -24,7 +24,8 @@ use tracing::{debug, info, warn};
 
 use crate::links::{self, Frame, Link, LinkEvent};
 use crate::metrics::Metrics;
-use crate::protocol::{self, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
+use crate::peer_score::{Offence, PeerScores, Verdict};
+use crate::protocol::{self, offence_of, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
 
 /// Bound of the command and event channels.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -79,6 +80,9 @@ pub enum BlockVerdict {
     Drop,
     /// Fails its checks: do not relay.
     Invalid,
+    /// Not a block at all (does not decode): do not relay, and count it against the peer
+    /// that sent it.
+    Malformed,
 }
 
 impl BlockVerdict {
@@ -88,6 +92,7 @@ impl BlockVerdict {
             BlockVerdict::Relay => "relay",
             BlockVerdict::Drop => "drop",
             BlockVerdict::Invalid => "invalid",
+            BlockVerdict::Malformed => "malformed",
         }
     }
 }
@@ -241,6 +246,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         next_id: 1,
         undelivered: VecDeque::new(),
         connected: HashSet::new(),
+        scores: PeerScores::default(),
         metrics,
     };
     let join = tokio::spawn(task.run());
@@ -340,6 +346,8 @@ struct NetworkTask<E> {
     /// Events the node has not taken yet (see `run`).
     undelivered: VecDeque<E>,
     connected: HashSet<PeerId>,
+    /// Each peer's standing: offences lower it, and a low one bans the peer for a while.
+    scores: PeerScores<PeerId>,
     metrics: Metrics,
 }
 
@@ -400,7 +408,10 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 },
                 Some(event) = self.link_inbox.recv(), if room => self.on_link_event(event),
                 _ = redial.tick() => self.dial_missing(),
-                _ = sweep.tick() => self.expire_link_requests(),
+                _ = sweep.tick() => {
+                    self.expire_link_requests();
+                    self.lift_bans();
+                }
             }
         }
         debug!("network task stopped");
@@ -411,7 +422,8 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             let Some(peer) = peer_of(&address) else {
                 continue;
             };
-            if !self.connected.contains(&peer) && !self.swarm.is_connected(&peer) {
+            let banned = self.scores.is_banned(&peer, std::time::Instant::now());
+            if !banned && !self.connected.contains(&peer) && !self.swarm.is_connected(&peer) {
                 if let Err(error) = self.swarm.dial(address.clone()) {
                     debug!(%peer, %error, "dial failed");
                 }
@@ -499,6 +511,10 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     BlockVerdict::Relay => gossipsub::MessageAcceptance::Accept,
                     BlockVerdict::Drop => gossipsub::MessageAcceptance::Ignore,
                     BlockVerdict::Invalid => gossipsub::MessageAcceptance::Reject,
+                    BlockVerdict::Malformed => {
+                        self.on_offence(source, Offence::Undecodable);
+                        gossipsub::MessageAcceptance::Reject
+                    }
                 };
                 // False when gossip no longer holds the message (its cache timed out).
                 let _ = self
@@ -558,6 +574,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 }),
                 Frame::Response { id, response } => self.on_link_response(peer, id, response),
             },
+            LinkEvent::Offence { peer, offence } => self.on_offence(peer, offence),
             LinkEvent::Down { peer, link } => {
                 if self.links.get(&peer).is_some_and(|open| open.id == link) {
                     self.links.remove(&peer);
@@ -614,6 +631,35 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         let now = tokio::time::Instant::now();
         let why = format!("no response in {} s", REQUEST_TIMEOUT.as_secs());
         self.fail_link_requests(|pending| pending.deadline <= now, "timeout", &why);
+    }
+
+    /// Counts `offence` against `peer`; a peer whose score falls too low is disconnected
+    /// and refused until its ban ends.
+    fn on_offence(&mut self, peer: PeerId, offence: Offence) {
+        self.metrics
+            .peer_offences
+            .get_or_create(&[("offence", offence.label())])
+            .inc();
+        match self.scores.offend(peer, offence, std::time::Instant::now()) {
+            Verdict::Noted { score } => {
+                debug!(%peer, offence = offence.label(), score, "peer offence");
+            }
+            Verdict::Ban { length, .. } => {
+                warn!(%peer, offence = offence.label(), seconds = length.as_secs(), "peer banned: disconnected and refused");
+                self.metrics.peer_bans.inc();
+                // Closes its connections at once and refuses new ones.
+                self.swarm.behaviour_mut().allowed.disallow_peer(peer);
+            }
+            Verdict::Banned => {}
+        }
+    }
+
+    /// Lets in again the peers whose ban has ended.
+    fn lift_bans(&mut self) {
+        for peer in self.scores.lift(std::time::Instant::now()) {
+            info!(%peer, "peer ban ended");
+            self.swarm.behaviour_mut().allowed.allow_peer(peer);
+        }
     }
 
     fn emit(&mut self, event: NetEvent) {
@@ -706,6 +752,11 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound request failed");
+                if let request_response::InboundFailure::Io(error) = &error {
+                    if let Some(offence) = offence_of(error) {
+                        self.on_offence(peer, offence);
+                    }
+                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -132,6 +132,31 @@ pub fn blocks_topic(genesis_hash: &Hash32) -> String {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WireCodec;
 
+/// Why a peer's bytes were refused; inside an `io::Error` of kind `InvalidData`, so the
+/// network can tell a peer's fault ([`offence_of`]) from a broken connection.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("a message over the {limit}-byte limit")]
+    Oversized { limit: usize },
+    #[error("{0}")]
+    Undecodable(String),
+}
+
+impl From<WireError> for io::Error {
+    fn from(error: WireError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+}
+
+/// The offence an I/O error from reading a peer's message stands for, if it is one.
+pub fn offence_of(error: &io::Error) -> Option<crate::peer_score::Offence> {
+    use crate::peer_score::Offence;
+    match error.get_ref()?.downcast_ref::<WireError>()? {
+        WireError::Oversized { .. } => Some(Offence::Oversized),
+        WireError::Undecodable(_) => Some(Offence::Undecodable),
+    }
+}
+
 async fn read_value<T, R>(io: &mut R) -> io::Result<T>
 where
     T: Serialize + serde::de::DeserializeOwned,
@@ -141,8 +166,14 @@ where
     io.take(MESSAGE_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .await?;
+    if bytes.len() > MESSAGE_BYTES_MAX {
+        return Err(WireError::Oversized {
+            limit: MESSAGE_BYTES_MAX,
+        }
+        .into());
+    }
     codec::decode(&bytes, MESSAGE_BYTES_MAX)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))
+        .map_err(|error| WireError::Undecodable(error.to_string()).into())
 }
 
 async fn write_value<T, W>(io: &mut W, value: &T) -> io::Result<()>

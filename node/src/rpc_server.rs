@@ -13,9 +13,12 @@ use halfveil_ledger::{
 use halfveil_store::{RocksStore, Store};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{
-    BatchRequestConfig, PendingSubscriptionSink, PingConfig, Server, ServerConfig, ServerHandle,
+    stop_channel, BatchRequestConfig, Methods, PendingSubscriptionSink, PingConfig, Server,
+    ServerConfig, ServerHandle,
 };
+use prometheus_client::metrics::counter::Counter;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
@@ -23,6 +26,7 @@ use crate::rpc::{
     DiscloseParams, Disclosed, EvidenceInfo, Final, HeadInfo, NodeStatus, OpenAccountParams,
     OpenedAccount, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
+use crate::rpc_listen::{self, Limits};
 use crate::service::{AccountChange, Input, RpcCommand, Track};
 
 /// The largest JSON-RPC request body.
@@ -33,8 +37,15 @@ const ORDER_BYTES_MAX: usize = 1024;
 const RESPONSE_BYTES_MAX: u32 = 80 * 1024 * 1024;
 /// Most calls in one JSON-RPC batch array (bulk work goes through `hv_submitBatch`).
 const JSON_BATCH_MAX: u32 = 64;
-/// A connection that has not finished its first request by then is closed.
+/// A connection that has not sent its first request's headers by then is closed.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request's headers must arrive within this once the connection waits for them; an idle
+/// keep-alive connection is closed after it.
+const HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request's body must arrive within this after its headers (16 MiB at 0.5 MiB/s).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the operator port holds.
+const ADMIN_CONNECTIONS_MAX: u32 = 16;
 /// WebSocket clients are pinged this often, and dropped when silent for the limit.
 const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 const WS_INACTIVE_LIMIT: Duration = Duration::from_secs(90);
@@ -681,44 +692,82 @@ impl AdminApiServer for AdminContext {
     }
 }
 
-/// Starts both servers.
+/// Where and how many the servers take.
+#[derive(Clone, Copy, Debug)]
+pub struct Listen {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    /// Public connections, from everyone and from one address (the admin port takes 16).
+    pub connections_max: u32,
+    pub connections_per_address_max: u32,
+}
+
+/// Starts both servers, each behind [`rpc_listen::serve`]'s limits.
 pub async fn start(
     context: RpcContext,
     token: SecretString,
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-    connections_max: u32,
+    listen: Listen,
+    refused: Counter,
 ) -> Result<(ServerHandle, ServerHandle), String> {
-    let config = |connections: u32| {
-        let ping = PingConfig::new()
-            .ping_interval(WS_PING_INTERVAL)
-            .inactive_limit(WS_INACTIVE_LIMIT);
-        ServerConfig::builder()
-            .max_connections(connections)
-            .max_request_body_size(REQUEST_BYTES_MAX)
-            .max_response_body_size(RESPONSE_BYTES_MAX)
-            .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
-            .set_batch_request_config(BatchRequestConfig::Limit(JSON_BATCH_MAX))
-            .set_first_request_timeout(Some(FIRST_REQUEST_TIMEOUT))
-            .enable_ws_ping(ping)
-            .build()
-    };
-    let public = Server::builder()
-        .set_config(config(connections_max))
-        .build(listen)
-        .await
-        .map_err(|error| format!("cannot listen for RPC on {listen}: {error}"))?;
-    let admin = Server::builder()
-        .set_config(config(16))
-        .build(admin_listen)
-        .await
-        .map_err(|error| format!("cannot listen for admin RPC on {admin_listen}: {error}"))?;
     let admin_context = AdminContext {
         context: context.clone(),
         token: Arc::new(token),
     };
-    Ok((
-        public.start(context.into_rpc()),
-        admin.start(admin_context.into_rpc()),
-    ))
+    let public = spawn_server(
+        listen.public,
+        "RPC",
+        context.into_rpc().into(),
+        limits(listen.connections_max, listen.connections_per_address_max),
+        refused.clone(),
+    )
+    .await?;
+    let admin = spawn_server(
+        listen.admin,
+        "admin RPC",
+        admin_context.into_rpc().into(),
+        limits(ADMIN_CONNECTIONS_MAX, ADMIN_CONNECTIONS_MAX),
+        refused,
+    )
+    .await?;
+    Ok((public, admin))
+}
+
+fn limits(total: u32, per_address: u32) -> Limits {
+    Limits {
+        total: total as usize,
+        per_address: per_address as usize,
+        first_request: FIRST_REQUEST_TIMEOUT,
+        headers: HEADERS_TIMEOUT,
+        body: BODY_TIMEOUT,
+    }
+}
+
+/// Binds `address` and serves `methods` there until the returned handle stops it.
+async fn spawn_server(
+    address: SocketAddr,
+    what: &str,
+    methods: Methods,
+    limits: Limits,
+    refused: Counter,
+) -> Result<ServerHandle, String> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen for {what} on {address}: {error}"))?;
+    let ping = PingConfig::new()
+        .ping_interval(WS_PING_INTERVAL)
+        .inactive_limit(WS_INACTIVE_LIMIT);
+    let config = ServerConfig::builder()
+        .max_connections(limits.total as u32)
+        .max_request_body_size(REQUEST_BYTES_MAX)
+        .max_response_body_size(RESPONSE_BYTES_MAX)
+        .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
+        .set_batch_request_config(BatchRequestConfig::Limit(JSON_BATCH_MAX))
+        .enable_ws_ping(ping)
+        .build();
+    let builder = Server::builder().set_config(config).to_service_builder();
+    let (stop, handle) = stop_channel();
+    tokio::spawn(rpc_listen::serve(
+        listener, builder, methods, stop, limits, refused,
+    ));
+    Ok(handle)
 }

@@ -205,9 +205,13 @@ pub async fn run(
             waiters: waiter_count.clone(),
         },
         token,
-        config.rpc.listen,
-        config.rpc.admin_listen,
-        config.rpc.connections_max,
+        rpc_server::Listen {
+            public: config.rpc.listen,
+            admin: config.rpc.admin_listen,
+            connections_max: config.rpc.connections_max,
+            connections_per_address_max: config.rpc.connections_per_address_max,
+        },
+        metrics.rpc_connections_refused.clone(),
     )
     .await?;
     let metrics_task = metrics::serve(config.metrics.listen, metrics.clone())

@@ -384,11 +384,11 @@ impl Service {
             Ok(block) => Arc::new(block),
             Err(error) => {
                 warn!(%peer, %error, "undecodable block refused");
-                return BlockVerdict::Invalid;
+                return BlockVerdict::Malformed;
             }
         };
         let Ok(hash) = block.header().hash() else {
-            return BlockVerdict::Invalid;
+            return BlockVerdict::Malformed;
         };
         let stored = if block.height() == self.state.height {
             // The head's hash is in memory; no need to read the block back.

@@ -4,6 +4,7 @@
 
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod flood;
 pub mod net;
 pub mod netns;
 

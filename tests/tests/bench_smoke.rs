@@ -80,3 +80,83 @@ fn a_bench_attaches_to_running_nodes_and_reports_their_cpu() {
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     net.stop_all();
 }
+
+/// A bench attached with `--rpc` keeps going when a bank it sends to is killed and started
+/// again mid-run: it connects again and offers the transfers that had no outcome once more
+/// (the bank answers an envelope it has seen with its status), so every offered transfer
+/// gets its final answer, none is left unanswered, and the nodes agree afterwards.
+#[test]
+fn an_attached_bench_survives_a_bank_restart() {
+    use std::io::BufRead;
+
+    let mut net = halfveil_tests::net::TestNet::start(2);
+    net.wait_connected();
+    let out_dir = net.dir.path().join("restart-bench");
+    let mut command = halfveil();
+    command
+        .args(["bench", "--dir"])
+        .arg(&out_dir)
+        .args(["--rate", "100", "--duration", "6", "--accounts", "20"])
+        .arg("--im-home")
+        .arg(&net.node("im").home);
+    for name in ["im", "bank-1", "bank-2"] {
+        command.arg("--rpc").arg(net.rpc(name));
+    }
+    let mut bench = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bench says when it starts offering load (on stderr, in text mode; the report is
+    // its bench.json); the bank dies 2 s into it.
+    let stderr = std::io::BufReader::new(bench.stderr.take().unwrap());
+    let (offering, heard) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("offering") {
+                let _ = offering.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    heard
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the bench never started offering load");
+    std::thread::sleep(Duration::from_secs(2));
+    net.kill_node("bank-1");
+    std::thread::sleep(Duration::from_millis(500));
+    net.start_node("bank-1");
+
+    let started = std::time::Instant::now();
+    while bench.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(240) {
+            let _ = bench.kill();
+            panic!("the bench did not finish within 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = bench.wait_with_output().unwrap();
+    let said = reader.join().unwrap().join("\n");
+    assert!(output.status.success(), "bench: {said}");
+    let report = std::fs::read(out_dir.join("bench.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+    let run = &report["runs"][0];
+    assert_eq!(run["offered"], 600, "{report}");
+    assert_eq!(run["unanswered"], 0, "{report}");
+    assert!(run["reconnections"].as_u64().unwrap() >= 1, "{report}");
+    // Every transfer has its final answer: committed, or refused by the IM because the
+    // payee's bank (bank-1, down) did not answer its approval in time; nothing else.
+    let rejected = run["rejected"].as_object().unwrap();
+    let refused: u64 = rejected.values().map(|count| count.as_u64().unwrap()).sum();
+    assert!(rejected.keys().all(|code| code == "timeout"), "{report}");
+    assert_eq!(
+        run["committed"].as_u64().unwrap() + refused,
+        600,
+        "{report}\n{said}"
+    );
+    assert_eq!(report["nodes_agree"], true, "{report}");
+    assert_eq!(report["supply_conserved"], true, "{report}");
+    net.stop_all();
+}

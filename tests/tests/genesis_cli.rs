@@ -238,3 +238,64 @@ fn a_node_whose_peer_port_is_taken_exits_and_says_why() {
         describe(&output)
     );
 }
+
+/// Runs `command` with its standard output (and, if `stderr_too`, its standard error) a
+/// pipe whose reader has already gone, as `halfveil ... | head -0` does.
+fn run_into_closed_pipe(command: &mut std::process::Command, stderr_too: bool) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    command.stdout(writer.try_clone().unwrap());
+    if stderr_too {
+        command.stderr(writer);
+    } else {
+        command.stderr(std::process::Stdio::null());
+        drop(writer);
+    }
+    let mut child = command.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A signal (SIGPIPE) leaves no code: `None` fails the comparisons below.
+    child.wait().unwrap().code()
+}
+
+/// Every command prints through one function that stops writing once the reader has gone:
+/// the command ends with its own exit code, not a panic (101) or a signal.
+#[test]
+fn commands_exit_cleanly_when_their_output_pipe_is_closed() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("net");
+    init(&dir);
+    let genesis = dir.join("genesis.json");
+    for format in ["text", "json"] {
+        let mut validate = halfveil();
+        validate
+            .args(["--output", format, "genesis", "validate"])
+            .arg(&genesis);
+        assert_eq!(
+            run_into_closed_pipe(&mut validate, false),
+            Some(0),
+            "{format}"
+        );
+        let mut again = halfveil();
+        again
+            .args(["--output", format, "testnet", "init", "--dir"])
+            .arg(temp.path().join(format!("net-{format}")));
+        assert_eq!(run_into_closed_pipe(&mut again, true), Some(0), "{format}");
+    }
+    let mut help = halfveil();
+    help.arg("--help");
+    assert_eq!(run_into_closed_pipe(&mut help, false), Some(0));
+    // A failing command keeps its code even when it cannot say why.
+    let mut refused = halfveil();
+    refused
+        .args(["genesis", "validate"])
+        .arg(temp.path().join("missing.json"));
+    assert_ne!(run_into_closed_pipe(&mut refused, true), Some(101));
+    assert_ne!(run_into_closed_pipe(&mut refused, true), Some(0));
+}

@@ -51,6 +51,10 @@ fn submit_within(url: &str, envelope: &str, limit: Duration) -> TransferStatus {
     }
 }
 
+/// What each paying account is issued: more than one payment of 1 per millisecond for the
+/// whole outage could spend.
+const FUNDS: u64 = 1_000_000;
+
 /// Pays 1 from `holder`'s account to `payee`, one crafted envelope after another through
 /// `bank`, for `period`, each payment committed within [`COMMIT_BOUND`]; returns how many.
 fn pay_for(net: &TestNet, bank: &str, holder: &str, payee: &str, period: Duration) -> u64 {
@@ -172,8 +176,8 @@ fn a_paused_bank_catches_up_and_the_other_bank_goes_on() {
     let dora = net.open_account("bank-1", "Dora Paused", "NID-PAUSE-1");
     let erin = net.open_account("bank-2", "Erin Going", "NID-PAUSE-2");
     let finn = net.open_account("bank-2", "Finn Going", "NID-PAUSE-3");
-    net.issue(&dora, 1_000);
-    net.issue(&erin, 1_000);
+    net.issue(&dora, FUNDS);
+    net.issue(&erin, FUNDS);
     let before = net.wait_same_head();
 
     net.signal("bank-1", "STOP");
@@ -188,14 +192,14 @@ fn a_paused_bank_catches_up_and_the_other_bank_goes_on() {
     let caught_up = converge(&mut net, "bank-1");
     assert!(count > 0 && net.head("bank-1").height > before.height);
     // The paused bank's payer never reached its bank: nothing of it moved.
-    assert_eq!(net.balance(&dora), 1_000);
-    assert_eq!(net.balance(&erin), 1_000 - count);
+    assert_eq!(net.balance(&dora), FUNDS);
+    assert_eq!(net.balance(&erin), FUNDS - count);
     assert_eq!(net.balance(&finn), count);
     // And bank-1 serves its payers again.
     pay_committed(&net, "Dora Paused", &finn, 7);
-    assert_eq!(net.balance(&dora), 993);
+    assert_eq!(net.balance(&dora), FUNDS - 7);
     assert_eq!(net.balance(&finn), count + 7);
-    assert_eq!(net.wait_same_head().supply, 2_000);
+    assert_eq!(net.wait_same_head().supply, 2 * FUNDS);
     net.stop_all();
     eprintln!(
         "paused bank: catch-up {caught_up:?}, whole test {:?}",
@@ -226,8 +230,8 @@ fn a_bank_cut_off_by_the_network_catches_up_when_the_link_returns() {
     let gail = net.open_account("bank-1", "Gail Connected", "NID-CUT-1");
     let hank = net.open_account("bank-1", "Hank Connected", "NID-CUT-2");
     let ivy = net.open_account("bank-2", "Ivy Cut", "NID-CUT-3");
-    net.issue(&gail, 1_000);
-    net.issue(&ivy, 1_000);
+    net.issue(&gail, FUNDS);
+    net.issue(&ivy, FUNDS);
     // Payments across the bridge, both ways.
     pay_committed(&net, "Gail Connected", &ivy, 10);
     pay_committed(&net, "Ivy Cut", &hank, 20);
@@ -245,14 +249,14 @@ fn a_bank_cut_off_by_the_network_catches_up_when_the_link_returns() {
     let caught_up = converge(&mut net, "bank-2");
     assert!(count > 0 && net.head("bank-2").height > before.height);
     // The cut-off bank's payer never reached its bank: nothing of it moved.
-    assert_eq!(net.balance(&gail), 990 - count);
+    assert_eq!(net.balance(&gail), FUNDS - 10 - count);
     assert_eq!(net.balance(&hank), 20 + count);
-    assert_eq!(net.balance(&ivy), 990);
+    assert_eq!(net.balance(&ivy), FUNDS - 10);
     // And bank-2 serves its payers again, across the bridge.
     pay_committed(&net, "Ivy Cut", &hank, 7);
-    assert_eq!(net.balance(&ivy), 983);
+    assert_eq!(net.balance(&ivy), FUNDS - 17);
     assert_eq!(net.balance(&hank), 27 + count);
-    assert_eq!(net.wait_same_head().supply, 2_000);
+    assert_eq!(net.wait_same_head().supply, 2 * FUNDS);
     net.stop_all();
     eprintln!(
         "cut-off bank: catch-up {caught_up:?}, whole test {:?}",

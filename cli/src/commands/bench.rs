@@ -10,7 +10,7 @@
 //! this at rising rates until the network no longer keeps up. Afterwards every node must
 //! hold the same head and balances, and the supply must equal what was issued.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use rand_core::{OsRng, RngCore};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::client::{AdminAccess, Node};
+use crate::client::{AdminAccess, Node, Reconnecting};
 use crate::cluster::Cluster;
 use crate::commands::account::{Holder, NewAccount};
 use crate::commands::testnet::InitOptions;
@@ -39,6 +39,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// How long to wait for the last outcomes after the offered load stops.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const SETUP_CONCURRENCY: usize = 64;
+/// How long the bench waits for a node that went away (restarted) to take connections again.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
 pub(crate) const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
 
 /// What `halfveil bench` is asked to do.
@@ -61,7 +63,7 @@ pub struct BenchOptions {
 /// The nodes a bench talks to, found by asking each for its status; connected once.
 struct Targets {
     /// Every node with its moniker: the IM and the banks.
-    nodes: Vec<(String, Node)>,
+    nodes: Vec<(String, Reconnecting)>,
     /// Which of `nodes` is the identity manager.
     im: usize,
     banks: Vec<(BankId, String)>,
@@ -74,12 +76,10 @@ impl Targets {
         let mut banks = Vec::new();
         let mut nodes = Vec::with_capacity(urls.len());
         for url in urls {
-            let node = Node::connect(url).await?;
+            let node = Reconnecting::connect(url, RECONNECT_PATIENCE).await?;
             let status = node
-                .client
-                .status()
-                .await
-                .map_err(|error| node.failure(error))?;
+                .call(|node| async move { node.client.status().await })
+                .await?;
             match status.bank {
                 Some(bank) => banks.push((BankId(bank), url.clone())),
                 None if im.is_none() => im = Some(nodes.len()),
@@ -102,7 +102,7 @@ impl Targets {
         })
     }
 
-    fn im(&self) -> &Node {
+    fn im(&self) -> &Reconnecting {
         &self.nodes[self.im].1
     }
 
@@ -111,10 +111,8 @@ impl Targets {
         let mut statuses = Vec::with_capacity(self.nodes.len());
         for (_, node) in &self.nodes {
             statuses.push(
-                node.client
-                    .status()
-                    .await
-                    .map_err(|error| node.failure(error))?,
+                node.call(|node| async move { node.client.status().await })
+                    .await?,
             );
         }
         Ok(statuses)
@@ -125,7 +123,11 @@ impl Targets {
         let deadline = Instant::now() + limit;
         for (name, node) in &self.nodes {
             loop {
-                let head = node.client.head().await.ok().map(|head| head.height);
+                let head = node
+                    .call(|node| async move { node.client.head().await })
+                    .await
+                    .ok()
+                    .map(|head| head.height);
                 if head.is_some_and(|head| head >= height) {
                     break;
                 }
@@ -191,6 +193,8 @@ pub struct RunReport {
     /// One rejected transfer per code and the reason its refusal gives.
     pub rejection_examples: BTreeMap<String, RejectionExample>,
     pub unanswered: u64,
+    /// Times the bench connected again to a bank that went away (restarted) during the run.
+    pub reconnections: u64,
     pub blocks: u64,
     pub blocks_per_s: f64,
     pub fsyncs_per_s: f64,
@@ -219,6 +223,24 @@ pub struct BenchReport {
     pub head_height: u64,
     pub nodes_agree: bool,
     pub supply_conserved: bool,
+    /// One signature check on this machine, in µs, measured before the runs: machines
+    /// differ by a third in speed, so rates are compared beside it.
+    pub signature_check_us: f64,
+}
+
+/// This machine's cost of one signature check as the nodes make it (ZIP-215), in µs.
+pub(crate) fn signature_check_us() -> f64 {
+    const ROUNDS: u32 = 2_000;
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let public = crypto::public_key(&key);
+    let message = halfveil_ledger::Hash32([9; 32]);
+    let signature = crypto::sign(&key, &message);
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        let checked = crypto::verify(&public, std::hint::black_box(&message), &signature);
+        std::hint::black_box(checked.is_ok());
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
 }
 
 /// Opens `count` accounts, alternating banks, and funds each.
@@ -415,6 +437,7 @@ struct Tally {
     committed: u64,
     last_final: Option<Instant>,
     unanswered: u64,
+    reconnections: u64,
 }
 
 impl Tally {
@@ -426,7 +449,7 @@ impl Tally {
 
 /// The signed reason of each example refusal, asked of the bank the transfer went to.
 async fn rejection_examples(
-    clients: &[Arc<Node>],
+    clients: &[Arc<Reconnecting>],
     examples: &BTreeMap<String, (usize, String)>,
 ) -> BTreeMap<String, RejectionExample> {
     let mut explained = BTreeMap::new();
@@ -434,10 +457,13 @@ async fn rejection_examples(
         let Some(node) = clients.get(*bank) else {
             continue;
         };
-        let (by, detail) = match node.client.transfer_status(id.clone()).await {
+        let status = node
+            .call(|node| async move { node.client.transfer_status(id.clone()).await })
+            .await;
+        let (by, detail) = match status {
             Ok(TransferStatus::Rejected { by, detail, .. }) => (by, detail),
             Ok(other) => (String::new(), format!("status now: {other:?}")),
-            Err(error) => (String::new(), format!("status unavailable: {error}")),
+            Err(failure) => (String::new(), format!("status unavailable: {failure}")),
         };
         let example = RejectionExample {
             id: id.clone(),
@@ -458,7 +484,9 @@ async fn offer(
 ) -> Result<(Tally, Duration, BTreeMap<String, RejectionExample>), Failure> {
     let mut clients = Vec::new();
     for (_, url) in banks {
-        clients.push(Arc::new(Node::connect(url).await?));
+        clients.push(Arc::new(
+            Reconnecting::connect(url, RECONNECT_PATIENCE).await?,
+        ));
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let ticks = (duration.as_millis() / TICK.as_millis()).max(1) as u64;
@@ -477,65 +505,18 @@ async fn offer(
             if batch.is_empty() {
                 continue;
             }
-            let node = Arc::clone(&clients[index]);
-            let tally = Arc::clone(&tally);
-            tasks.push(tokio::spawn(async move {
-                let sent = Instant::now();
-                let second = u32::try_from(sent.duration_since(started).as_secs()).unwrap_or(0);
-                let count = batch.len() as u64;
-                // One subscription per batch: the answers first, then the outcomes.
-                let unanswered = |tally: &Mutex<Tally>, count: u64| {
-                    tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += count;
-                };
-                let Ok(mut watched) = node.client.submit_and_watch(batch).await else {
-                    unanswered(&tally, count);
-                    return;
-                };
-                let answers = match tokio::time::timeout(DRAIN_LIMIT, watched.next()).await {
-                    Ok(Some(Ok(Watched::Submitted { answers }))) => answers,
-                    _ => {
-                        unanswered(&tally, count);
-                        return;
-                    }
-                };
-                let mut waiting = 0u64;
-                {
-                    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-                    for answer in answers {
-                        match answer {
-                            Submitted::Pending { .. } => waiting += 1,
-                            Submitted::Committed { .. } => tally.committed += 1,
-                            Submitted::Rejected { id, code } => tally.reject(index, id, code),
-                            Submitted::Error { message, .. } => {
-                                *tally.rejected.entry(message).or_default() += 1
-                            }
-                        }
-                    }
-                }
-                let mut seen = 0u64;
-                while seen < waiting {
-                    let next = tokio::time::timeout(DRAIN_LIMIT, watched.next()).await;
-                    let Ok(Some(Ok(Watched::Finals { finals: batch }))) = next else {
-                        break;
-                    };
-                    let now = Instant::now();
-                    let latency =
-                        u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-                    for outcome in batch {
-                        seen += 1;
-                        match outcome.code {
-                            None => {
-                                tally.committed += 1;
-                                tally.latencies_us.push((second, latency));
-                            }
-                            Some(code) => tally.reject(index, outcome.id, code),
-                        }
-                    }
-                    tally.last_final = Some(now);
-                }
-                tally.lock().unwrap_or_else(|e| e.into_inner()).unanswered += waiting - seen;
-            }));
+            let sent = Instant::now();
+            let record = Record {
+                tally: Arc::clone(&tally),
+                bank: index,
+                sent,
+                second: u32::try_from(sent.duration_since(started).as_secs()).unwrap_or(0),
+            };
+            tasks.push(tokio::spawn(deliver(
+                Arc::clone(&clients[index]),
+                batch,
+                record,
+            )));
         }
     }
     let offered_for = started.elapsed();
@@ -552,7 +533,107 @@ async fn offer(
         .unwrap_or(offered_for)
         .max(offered_for);
     let examples = rejection_examples(&clients, &tally.examples).await;
+    let mut tally = tally;
+    tally.reconnections = clients.iter().map(|client| client.current().0).sum();
     Ok((tally, measured, examples))
+}
+
+/// Where one batch's outcomes go.
+struct Record {
+    tally: Arc<Mutex<Tally>>,
+    /// The bank it went to (index into the bench's banks).
+    bank: usize,
+    sent: Instant,
+    /// The second of the run it was sent in.
+    second: u32,
+}
+
+impl Record {
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One batch through its bank, to each transfer's final outcome. When the connection
+/// breaks (the bank restarted), the transfers without one are offered again on a new
+/// connection: a bank answers an envelope it has seen with that transfer's status, so
+/// nothing moves twice. What has no outcome after [`DRAIN_LIMIT`] is unanswered.
+async fn deliver(link: Arc<Reconnecting>, batch: Vec<String>, record: Record) {
+    let deadline = tokio::time::Instant::from_std(record.sent + DRAIN_LIMIT);
+    let mut left = batch;
+    loop {
+        let (generation, node) = link.current();
+        left = watch_batch(&node, left, deadline, &record).await;
+        if left.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        if node.client.is_connected() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else if link.renew(generation).await.is_err() {
+            break;
+        }
+    }
+    record.tally().unanswered += left.len() as u64;
+}
+
+/// Submits `envelopes` on one subscription and records the outcomes it brings by
+/// `deadline`; returns the envelopes still without one.
+async fn watch_batch(
+    node: &Node,
+    envelopes: Vec<String>,
+    deadline: tokio::time::Instant,
+    record: &Record,
+) -> Vec<String> {
+    let Ok(mut watched) = node.client.submit_and_watch(envelopes.clone()).await else {
+        return envelopes;
+    };
+    let first = tokio::time::timeout_at(deadline, watched.next()).await;
+    let Ok(Some(Ok(Watched::Submitted { answers }))) = first else {
+        return envelopes;
+    };
+    let mut waiting = HashMap::new();
+    {
+        let mut tally = record.tally();
+        for (envelope, answer) in envelopes.into_iter().zip(answers) {
+            match answer {
+                Submitted::Pending { id } => {
+                    waiting.insert(id, envelope);
+                }
+                Submitted::Committed { .. } => tally.committed += 1,
+                Submitted::Rejected { id, code } => tally.reject(record.bank, id, code),
+                Submitted::Error { message, .. } => {
+                    *tally.rejected.entry(message).or_default() += 1
+                }
+            }
+        }
+    }
+    while !waiting.is_empty() {
+        let next = tokio::time::timeout_at(deadline, watched.next()).await;
+        let Ok(Some(Ok(Watched::Finals { finals }))) = next else {
+            break;
+        };
+        let now = Instant::now();
+        let latency =
+            u64::try_from(now.duration_since(record.sent).as_micros()).unwrap_or(u64::MAX);
+        let mut tally = record.tally();
+        for outcome in finals {
+            if waiting.remove(&outcome.id).is_none() {
+                continue;
+            }
+            match outcome.code {
+                None => {
+                    tally.committed += 1;
+                    tally.latencies_us.push((record.second, latency));
+                }
+                Some(code) => tally.reject(record.bank, outcome.id, code),
+            }
+        }
+        tally.last_final = Some(now);
+    }
+    waiting.into_values().collect()
 }
 
 fn latency_of(latencies_us: impl Iterator<Item = u64>) -> Result<Latency, Failure> {
@@ -643,7 +724,7 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
     let text = output == OutputFormat::Text;
     let say = |line: String| {
         if text {
-            eprintln!("{line}");
+            crate::output::note!("{line}");
         }
     };
     crate::cluster::prepare_dir(&options.dir, "bench")?;
@@ -725,11 +806,12 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             }
         }
         lines.push(format!(
-            "{} accounts; head {}; nodes agree: {}; supply conserved: {}; report in {}",
+            "{} accounts; head {}; nodes agree: {}; supply conserved: {}; signature check {:.1} µs; report in {}",
             report.accounts,
             report.head_height,
             report.nodes_agree,
             report.supply_conserved,
+            report.signature_check_us,
             out.display()
         ));
         lines.join("\n")
@@ -747,14 +829,16 @@ async fn run_bench(
     options: &BenchOptions,
     say: &impl Fn(String),
 ) -> Result<BenchReport, Failure> {
+    let signature_check_us = signature_check_us();
+    say(format!(
+        "one signature check takes {signature_check_us:.1} µs on this machine"
+    ));
     let im_node = targets.im();
-    let genesis = im_node.genesis(None).await?;
+    let genesis = im_node.current().1.genesis(None).await?;
     let banks = &targets.banks;
     let supply_before = im_node
-        .client
-        .head()
-        .await
-        .map_err(|error| im_node.failure(error))?
+        .call(|node| async move { node.client.head().await })
+        .await?
         .supply;
     let setup = Instant::now();
     let mut accounts = open_accounts(&genesis, banks, &targets.im_admin, options.accounts).await?;
@@ -805,7 +889,12 @@ async fn run_bench(
             .zip(before.iter().zip(&after))
             .map(|((name, _), (before, after))| NodeCost {
                 node: name.clone(),
-                cpu_seconds: after.cpu_seconds - before.cpu_seconds,
+                // A node that restarted during the run counts its new process only.
+                cpu_seconds: if after.cpu_seconds >= before.cpu_seconds {
+                    after.cpu_seconds - before.cpu_seconds
+                } else {
+                    after.cpu_seconds
+                },
             })
             .collect();
         let run = RunReport {
@@ -819,6 +908,7 @@ async fn run_bench(
             rejected: tally.rejected,
             rejection_examples,
             unanswered: tally.unanswered,
+            reconnections: tally.reconnections,
             blocks,
             blocks_per_s: blocks as f64 / seconds,
             fsyncs_per_s: fsyncs as f64 / seconds,
@@ -840,20 +930,16 @@ async fn run_bench(
 
     // Every node must agree on the head and every balance, and the supply is what was issued.
     let head = im_node
-        .client
-        .head()
-        .await
-        .map_err(|error| im_node.failure(error))?;
+        .call(|node| async move { node.client.head().await })
+        .await?;
     targets
         .wait_height(head.height, Duration::from_secs(60))
         .await?;
     let mut nodes_agree = true;
     for (_, node) in &targets.nodes {
         let their = node
-            .client
-            .head()
-            .await
-            .map_err(|error| node.failure(error))?;
+            .call(|node| async move { node.client.head().await })
+            .await?;
         nodes_agree &= their.hash == head.hash && their.state_root == head.state_root;
     }
     let nodes = &targets.nodes;
@@ -862,10 +948,8 @@ async fn run_bench(
             let mut seen = Vec::with_capacity(nodes.len());
             for (_, node) in nodes {
                 let info = node
-                    .client
-                    .account(id.to_string())
-                    .await
-                    .map_err(|error| node.failure(error))?;
+                    .call(|node| async move { node.client.account(id.to_string()).await })
+                    .await?;
                 seen.push(info.map(|info| info.balance));
             }
             Ok::<_, Failure>(seen)
@@ -889,6 +973,7 @@ async fn run_bench(
         head_height: head.height,
         nodes_agree,
         supply_conserved: total == issued && head.supply == supply_before + issued,
+        signature_check_us,
     })
 }
 

@@ -106,7 +106,7 @@ impl ChaosArgs {
             ));
         }
         let seed = self.seed.unwrap_or_else(|| OsRng.gen());
-        eprintln!("chaos: seed {seed} (replay the same choices with --seed {seed})");
+        crate::output::note!("chaos: seed {seed} (replay the same choices with --seed {seed})");
         crate::cluster::prepare_dir(&self.dir, "chaos")?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -189,7 +189,7 @@ impl ChaosArgs {
                 .await?;
             chain.read_new(&im_url).await?;
             payers.check(&chain, &mut report);
-            eprintln!(
+            crate::output::note!(
                 "chaos: cycle {}: killed {victim}; {} acknowledged so far, {} lost, {} doubled, \
                  converged in {:.1} s",
                 cycle + 1,
@@ -464,7 +464,9 @@ impl Payers {
             payment.checked = true;
             report.acknowledged += 1;
             if chain.at.get(id) != Some(&(height, index)) {
-                eprintln!("chaos: transfer {id} acknowledged at {height}/{index} is not there");
+                crate::output::note!(
+                    "chaos: transfer {id} acknowledged at {height}/{index} is not there"
+                );
                 report.lost += 1;
             }
         }
@@ -510,7 +512,9 @@ impl Payers {
             match answer {
                 Some(TransferStatus::Committed { height, index, .. }) if (height, index) == at => {}
                 other => {
-                    eprintln!("chaos: an envelope sent again was answered {other:?}, not {at:?}");
+                    crate::output::note!(
+                        "chaos: an envelope sent again was answered {other:?}, not {at:?}"
+                    );
                     report.doubled += 1;
                 }
             }

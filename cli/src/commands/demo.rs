@@ -74,7 +74,7 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
     let text = output == OutputFormat::Text;
     let say = |line: String| {
         if text {
-            println!("{line}");
+            crate::output::print_line(&line);
         }
     };
     crate::cluster::prepare_dir(dir, "demo")?;

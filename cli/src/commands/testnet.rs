@@ -171,6 +171,7 @@ fn node_config(
             admin_listen: loopback(ports.admin),
             admin_token_file: "admin_token".into(),
             connections_max: 256,
+            connections_per_address_max: 64,
         },
         metrics: MetricsConfig {
             listen: loopback(ports.metrics),
