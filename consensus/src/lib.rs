@@ -3,10 +3,13 @@
 //!
 //! - [`pool`]: the identity manager's pool of accepted transfers: admission (replay rule,
 //!   balances counting what is in flight), payee approvals, block assembly, expiry.
+//! - [`builder`]: the IM's block builder: a draft in, a block every rule accepts out, with
+//!   what was left out and why, and what goes back to the pool.
 //! - [`guard`]: the validator's last-signed-height guard.
 //! - [`follower`]: what a replica does with a block it receives (apply, ignore, fetch the
 //!   gap, or keep evidence of equivocation).
 
+pub mod builder;
 pub mod follower;
 pub mod guard;
 pub mod pool;

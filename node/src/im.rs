@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::network::Reply;
+use halfveil_consensus::builder::{self, Left, Origin};
 use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::pool::{Dropped, VerifiedBatch};
 use halfveil_consensus::TransferPool;
 use halfveil_ledger::apply::BLOCK_ATTESTATIONS_MAX;
-use halfveil_ledger::build::{propose_or_return, Credentials};
+use halfveil_ledger::build::Proposal;
 use halfveil_ledger::crypto::{
     self, IdentityRecord, SealedIdentityRecord, SigningKey, X25519Secret,
 };
@@ -39,8 +40,6 @@ const ADMIN_QUEUE_MAX: usize = 10_000;
 const ADMIN_OPS_PER_BLOCK_MAX: usize = 1024;
 /// Approval requests in flight to one bank at once.
 const APPROVALS_IN_FLIGHT_MAX: usize = 2;
-/// Attempts to build a block, each dropping one op that breaks a rule.
-const BUILD_ATTEMPTS_MAX: usize = 16;
 /// Blocks are built on the tick and when a round of approvals completes, but at least this
 /// far apart, so fast rounds at low load do not multiply the per-block work.
 const BLOCK_SPACING_MIN: std::time::Duration = std::time::Duration::from_millis(5);
@@ -59,6 +58,42 @@ struct AdminOp {
     op: Op,
     vault: Option<(AccountId, SealedIdentityRecord)>,
     waiter: AdminWaiter,
+}
+
+/// What an admin op's caller waits on, and the identity record it stores, carried through
+/// the block builder.
+type AdminOrigin = (AdminWaiter, Option<(AccountId, SealedIdentityRecord)>);
+
+/// Ops the builder left out: a transfer is refused (signed, to its bank), an admin op's
+/// caller hears why. Returns the transfers the pool dropped, for their banks.
+fn im_refuse_left_out(
+    pool: &mut TransferPool,
+    refused: Vec<Left<AdminOrigin>>,
+) -> Vec<(Dropped, Option<Rejection>)> {
+    let mut dropped = Vec::new();
+    for left in refused {
+        warn!(reason = %left.reason, "op left out of the block");
+        match left.origin {
+            Origin::Transfer(id) => {
+                if let Some(drop) = pool.reject(&id, RejectCode::Invalid, &left.reason) {
+                    dropped.push((drop, None));
+                }
+            }
+            Origin::Admin((waiter, _)) => {
+                let failure = RpcFailure::new(codes::REFUSED, left.reason);
+                match waiter {
+                    AdminWaiter::Rpc(reply) => {
+                        let _ = reply.send(Err(failure));
+                    }
+                    AdminWaiter::Disclosure(reply, _) => {
+                        let _ = reply.send(Err(failure));
+                    }
+                    AdminWaiter::Peer(..) => {}
+                }
+            }
+        }
+    }
+    dropped
 }
 
 /// Inputs only the IM gets.
@@ -651,8 +686,9 @@ impl Service {
         }
     }
 
-    /// Builds the next block from the admin queue and the approved transfers, signs it
-    /// (guarded), applies it in memory and queues its synced write.
+    /// Builds the next block from the admin queue and the approved transfers
+    /// (`halfveil_consensus::builder`), signs it (guarded), applies it in memory and queues
+    /// its synced write.
     fn im_produce_block(&mut self, now: TimeMs) {
         let params = self.params.clone();
         let ops_max = usize::try_from(params.limits.block_ops_max).unwrap_or(usize::MAX);
@@ -664,125 +700,52 @@ impl Service {
             return;
         }
         let admin_count = im.admin.len().min(ADMIN_OPS_PER_BLOCK_MAX).min(ops_max);
-        let admin: Vec<AdminOp> = im.admin.drain(..admin_count).collect();
+        let admin: Vec<_> = im
+            .admin
+            .drain(..admin_count)
+            .map(|admin| (admin.op, Origin::Admin((admin.waiter, admin.vault))))
+            .collect();
         let draft = im.pool.draft(ops_max - admin_count, BLOCK_ATTESTATIONS_MAX);
-        let mut waiters: Vec<Option<AdminWaiter>> = Vec::with_capacity(admin.len());
-        let mut vault = Vec::new();
-        let mut ops: Vec<Op> = Vec::with_capacity(admin.len() + draft.ops.len());
-        // Which transfer id each op is, for dropping it if it breaks a rule.
-        let mut op_ids: Vec<Option<Hash32>> = Vec::with_capacity(ops.capacity());
-        let mut op_vault: Vec<Option<(AccountId, SealedIdentityRecord)>> = Vec::new();
-        for admin_op in admin {
-            ops.push(admin_op.op);
-            op_ids.push(None);
-            op_vault.push(admin_op.vault);
-            waiters.push(Some(admin_op.waiter));
-        }
-        for (op, id) in draft.ops.into_iter().zip(&draft.ids) {
-            ops.push(op);
-            op_ids.push(Some(*id));
-        }
+        let transfers = draft.ops.into_iter().zip(draft.ids);
+        let candidates: Vec<_> = admin
+            .into_iter()
+            .chain(transfers.map(|(op, id)| (op, Origin::Transfer(id))))
+            .collect();
         let time = TimeMs(now.0.max(self.state.time.0 + 1));
-        let mut attestations = draft.attestations;
-        let mut dropped = Vec::new();
-        let mut proposal = None;
-        for _ in 0..BUILD_ATTEMPTS_MAX {
-            // In place, not in `block_in_place` (see `Service::accept_block`): the
-            // transfers' signatures (credentials and attestations) were verified as they
-            // arrived, so building is hashing and bookkeeping; an admin op's few signatures
-            // are checked here.
-            let outcome = propose_or_return(
-                &params,
-                &self.state,
-                time,
-                attestations,
-                ops,
-                Credentials::Verified,
+        let outcome = builder::build(&params, &self.state, time, draft.attestations, candidates);
+        if !outcome.returned.is_empty() {
+            warn!(
+                returned = outcome.returned.len(),
+                "block too large as a whole; transfers returned to the pool"
             );
-            match outcome {
-                Ok(built) => {
-                    proposal = Some(built);
-                    break;
-                }
-                Err(refused) => {
-                    attestations = refused.attestations;
-                    ops = refused.ops;
-                    let Some(index) = refused.error.op.filter(|index| *index < ops.len()) else {
-                        // A rule of the whole block (its size, say): retry with the first half
-                        // of the transfers; the rest go back to the pool for the next block.
-                        let transfers = op_ids.iter().filter(|id| id.is_some()).count();
-                        if transfers > 1 {
-                            let keep = ops.len() - transfers / 2;
-                            let returned: Vec<Hash32> =
-                                op_ids[keep..].iter().flatten().copied().collect();
-                            ops.truncate(keep);
-                            op_ids.truncate(keep);
-                            im.pool.undraft(&returned);
-                            warn!(
-                                error = %refused.error,
-                                returned = returned.len(),
-                                "block refused as a whole; retrying with fewer transfers"
-                            );
-                            continue;
-                        }
-                        warn!(error = %refused.error, "block could not be built");
-                        // Operators waiting on the admin ops hear why.
-                        for waiter in waiters.iter_mut().filter_map(Option::take) {
-                            let failure = RpcFailure::new(
-                                codes::REFUSED,
-                                refused.error.violation.to_string(),
-                            );
-                            match waiter {
-                                AdminWaiter::Rpc(reply) => {
-                                    let _ = reply.send(Err(failure));
-                                }
-                                AdminWaiter::Disclosure(reply, _) => {
-                                    let _ = reply.send(Err(failure));
-                                }
-                                AdminWaiter::Peer(..) => {}
-                            }
-                        }
-                        break;
-                    };
-                    warn!(error = %refused.error, "op dropped from the block");
-                    ops.remove(index);
-                    match op_ids.remove(index) {
-                        Some(id) => {
-                            if let Some(drop) = im.pool.reject(
-                                &id,
-                                RejectCode::Invalid,
-                                &refused.error.violation.to_string(),
-                            ) {
-                                dropped.push((drop, None));
-                            }
-                        }
-                        None => {
-                            op_vault.remove(index);
-                            let failure = RpcFailure::new(
-                                codes::REFUSED,
-                                refused.error.violation.to_string(),
-                            );
-                            match waiters.get_mut(index).map(Option::take) {
-                                Some(Some(AdminWaiter::Rpc(reply))) => {
-                                    let _ = reply.send(Err(failure));
-                                }
-                                Some(Some(AdminWaiter::Disclosure(reply, _))) => {
-                                    let _ = reply.send(Err(failure));
-                                }
-                                _ => {}
-                            }
-                            waiters.remove(index);
-                        }
-                    }
+            im.pool.undraft(&outcome.returned);
+        }
+        let dropped = im_refuse_left_out(&mut im.pool, outcome.refused);
+        match outcome.proposal {
+            Some(proposal) => self.im_sign_and_write(proposal, outcome.included),
+            None => debug!("no block built"),
+        }
+        self.im_notify_dropped(dropped);
+    }
+
+    /// Signs a built block (if the guard allows its height), applies it in memory and queues
+    /// its synced write; `included` says where each of its ops came from.
+    fn im_sign_and_write(&mut self, proposal: Proposal, included: Vec<Origin<AdminOrigin>>) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        let mut transfer_ids = Vec::new();
+        let mut waiters = Vec::new();
+        let mut vault = Vec::new();
+        for origin in included {
+            match origin {
+                Origin::Transfer(id) => transfer_ids.push(id),
+                Origin::Admin((waiter, entry)) => {
+                    waiters.push(waiter);
+                    vault.extend(entry);
                 }
             }
         }
-        let transfer_ids: Vec<Hash32> = op_ids.iter().flatten().copied().collect();
-        let Some(proposal) = proposal.filter(|proposal| !proposal.ops.is_empty()) else {
-            im.pool.undraft(&transfer_ids);
-            self.im_notify_dropped(dropped);
-            return;
-        };
         let height = proposal.header.height;
         if let Err(error) = im.guard.check(height) {
             warn!(%error, "not signing");
@@ -800,11 +763,9 @@ impl Service {
         let Ok(hash) = block.header().hash() else {
             return;
         };
-        vault.extend(op_vault.into_iter().flatten());
         im.guard.signed(height);
         im.pool.committed(&transfer_ids);
-        im.block_waiters
-            .insert(height, waiters.into_iter().flatten().collect());
+        im.block_waiters.insert(height, waiters);
         self.metrics
             .pool_pending
             .set(i64::try_from(im.pool.len()).unwrap_or(i64::MAX));
@@ -813,7 +774,6 @@ impl Service {
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
         self.queue_write(Arc::new(block), None, hash, change, Some(height), vault);
-        self.im_notify_dropped(dropped);
     }
 
     /// The block is on disk: publish it and answer whoever waited for it.
