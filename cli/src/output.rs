@@ -1,10 +1,11 @@
 //! Human text by default, one JSON document with `--output json`: data to stdout, messages
 //! to stderr.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
@@ -23,6 +24,21 @@ pub fn emit<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOnce() -
         }
         OutputFormat::Text => print_line(&text()),
     }
+}
+
+/// A progress bar over blocks, on a terminal for text output; hidden otherwise.
+pub fn progress(total: u64, output: OutputFormat, what: &str) -> ProgressBar {
+    if output == OutputFormat::Json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
 }
 
 /// What became of standard output: still writable, closed by its reader (`| head`), or

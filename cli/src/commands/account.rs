@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
 use halfveil_ledger::{open_account_message, AccountId, BankId, ChainParams, VERSION};
@@ -21,6 +22,56 @@ use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::password;
 use crate::wallet::{Wallet, WalletAccount};
+
+/// `halfveil account`: open an account, or look at accounts.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Open an account at a bank; prints the new account id.
+    Open(OpenArgs),
+    /// Balances and status, from each account's bank or from a node.
+    Show(ShowArgs),
+}
+
+impl AccountCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        match self {
+            AccountCommand::Open(args) => args.execute(output),
+            AccountCommand::Show(args) => args.execute(output),
+        }
+    }
+}
+
+/// `halfveil account open`: a new account at a bank, its keys kept in a wallet.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The bank's RPC URL.
+    #[arg(long)]
+    pub bank: String,
+    /// The wallet that keeps the account's keys (created if missing).
+    #[arg(long)]
+    pub wallet: PathBuf,
+    /// The holder's name: sealed to the identity manager, never seen by the bank.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub national_id: String,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil account show`: the accounts of a wallet, or one account at a node.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[arg(long, conflicts_with_all = ["account", "rpc"], required_unless_present = "account")]
+    pub wallet: Option<PathBuf>,
+    #[arg(long, requires = "rpc")]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub rpc: Option<String>,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
 
 /// Who the account belongs to: known to the identity manager only.
 #[derive(Debug)]
@@ -203,39 +254,27 @@ pub async fn open_account(
     })
 }
 
-pub fn open(
-    bank_url: &str,
-    wallet_path: &Path,
-    password_file: Option<&Path>,
-    holder: &Holder,
-    output: OutputFormat,
-) -> CommandResult {
-    let password = if wallet_path.exists() {
-        password::obtain(password_file, "the wallet")?
-    } else {
-        password::obtain_new(password_file, "the new wallet")?
-    };
-    let report = block_on(open_account(bank_url, wallet_path, password, holder))??;
-    emit(output, &report, || {
-        format!(
-            "{}\n(opened at {} in block {}; keys saved in {})",
-            report.account, report.bank, report.height, report.wallet
-        )
-    });
-    Ok(())
-}
-
-/// Where `account show` looks.
-#[derive(Debug)]
-pub enum ShowTarget {
-    Wallet {
-        path: PathBuf,
-        password_file: Option<PathBuf>,
-    },
-    Account {
-        account: String,
-        rpc: String,
-    },
+impl OpenArgs {
+    /// Opens the account (creating the wallet if there is none) and prints its id.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let password = if self.wallet.exists() {
+            password::obtain(self.password_file.as_deref(), "the wallet")?
+        } else {
+            password::obtain_new(self.password_file.as_deref(), "the new wallet")?
+        };
+        let holder = Holder {
+            name: self.name.clone(),
+            national_id: self.national_id.clone(),
+        };
+        let report = block_on(open_account(&self.bank, &self.wallet, password, &holder))??;
+        emit(output, &report, || {
+            format!(
+                "{}\n(opened at {} in block {}; keys saved in {})",
+                report.account, report.bank, report.height, report.wallet
+            )
+        });
+        Ok(())
+    }
 }
 
 /// The account as the node at `url` sees it.
@@ -248,47 +287,56 @@ pub async fn account_at(url: &str, account: &str) -> Result<AccountInfo, Failure
         .ok_or_else(|| Failure::error(format!("{url} does not know account {account}")))
 }
 
-pub fn show(target: ShowTarget, output: OutputFormat) -> CommandResult {
-    let queries: Vec<(String, String)> = match target {
-        ShowTarget::Wallet {
-            path,
-            password_file,
-        } => {
-            let password = password::obtain(password_file.as_deref(), "the wallet")?;
-            let wallet = Wallet::open(&path, password)?;
-            wallet
-                .accounts()
+impl ShowArgs {
+    /// The (RPC URL, account) pairs to ask: each account of the wallet at its bank, or the
+    /// one account of `--account` at `--rpc`.
+    fn queries(&self) -> Result<Vec<(String, String)>, Failure> {
+        match (&self.wallet, &self.account, &self.rpc) {
+            (Some(path), _, _) => {
+                let password = password::obtain(self.password_file.as_deref(), "the wallet")?;
+                let wallet = Wallet::open(path, password)?;
+                Ok(wallet
+                    .accounts()
+                    .iter()
+                    .map(|account| (account.rpc.clone(), account.account.clone()))
+                    .collect())
+            }
+            (None, Some(account), Some(rpc)) => Ok(vec![(rpc.clone(), account.clone())]),
+            _ => Err(Failure::usage(
+                "give --wallet FILE, or --account ID with --rpc URL",
+            )),
+        }
+    }
+
+    /// Asks each account's node for it and prints balances and status.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let queries = self.queries()?;
+        let accounts = block_on(async {
+            let mut found = Vec::with_capacity(queries.len());
+            for (url, account) in &queries {
+                found.push(account_at(url, account).await?);
+            }
+            Ok::<_, Failure>(found)
+        })??;
+        emit(output, &accounts, || {
+            accounts
                 .iter()
-                .map(|account| (account.rpc.clone(), account.account.clone()))
-                .collect()
-        }
-        ShowTarget::Account { account, rpc } => vec![(rpc, account)],
-    };
-    let accounts = block_on(async {
-        let mut found = Vec::with_capacity(queries.len());
-        for (url, account) in &queries {
-            found.push(account_at(url, account).await?);
-        }
-        Ok::<_, Failure>(found)
-    })??;
-    emit(output, &accounts, || {
-        accounts
-            .iter()
-            .map(|info| {
-                let mut line = format!(
-                    "{}  balance {}  bank {}",
-                    info.account, info.balance, info.bank
-                );
-                if info.frozen == Some(true) {
-                    line.push_str("  FROZEN");
-                }
-                if info.closed {
-                    line.push_str("  closed");
-                }
-                line
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-    Ok(())
+                .map(|info| {
+                    let mut line = format!(
+                        "{}  balance {}  bank {}",
+                        info.account, info.balance, info.bank
+                    );
+                    if info.frozen == Some(true) {
+                        line.push_str("  FROZEN");
+                    }
+                    if info.closed {
+                        line.push_str("  closed");
+                    }
+                    line
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        Ok(())
+    }
 }

@@ -1,151 +1,162 @@
-//! Auditors' commands: export and import the chain, replay and verify it from genesis, and
-//! the threshold disclosure of one payment's payer (SPEC sections 6 and 7).
+//! `halfveil audit`: replay and verify the chain from genesis, and the threshold disclosure
+//! of one payment's payer (SPEC sections 6 and 7). Exporting and importing the chain are
+//! `halfveil chain export|import`, in `chain.rs`.
 //!
 //! Replay trusts nothing but the genesis: every block goes through the same pure
 //! `apply` the nodes run (parent links, the IM's signature, op and state roots, every
 //! transaction credential and bank attestation, the replay rule, expiry, balances, supply,
 //! disclosure thresholds and signers); signature batches are verified on every core.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+use std::time::Instant;
 
+use clap::{Args, Subcommand};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, X25519Secret};
 use halfveil_ledger::{
-    apply, apply_blocks_pending, codec, ApplyError, Block, ChainId, Domain, Hash32, Op, State,
-    X25519PublicKey, VERSION,
+    apply_blocks_pending, codec, ApplyError, Block, ChainId, ChainParams, Domain, Hash32, Op,
+    State, X25519PublicKey, VERSION,
 };
-use halfveil_node::config::Config;
 use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
-use halfveil_store::{BlockWrite, RocksStore, Store};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 
-use crate::chainfile::{ChainReader, ChainWriter};
 use crate::client::{block_on, Node};
+use crate::commands::chain::{open_source, Blocks, Source};
 use crate::failure::{CommandResult, Failure};
-use crate::output::{emit, OutputFormat};
+use crate::output::{emit, progress, OutputFormat};
 use crate::password;
 
 /// Blocks checked together: their signatures are one batch.
 const REPLAY_WINDOW_BLOCKS: usize = 512;
 const REPLAY_WINDOW_TRANSFERS: usize = 16_384;
-/// Blocks fetched from a node ahead of the one being checked.
-const FETCH_AHEAD: usize = 8;
 /// The longest basis text an order carries.
 const BASIS_BYTES_MAX: usize = 4096;
 const ORDER_FILE_BYTES_MAX: u64 = 1 << 20;
 
-/// Where the chain comes from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Rpc(String),
-    File(PathBuf),
+/// `halfveil audit`: replay and verify the chain; threshold disclosure.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every block from genesis; exit 3 at the first violation.
+    Replay(ReplayArgs),
+    /// Create a requester's key (disclosure results are sealed to it).
+    RequesterKey(RequesterKeyArgs),
+    /// Disclosure orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Have the identity manager serve an order signed by a quorum of auditors.
+    Disclose(DiscloseArgs),
 }
 
-/// A progress bar on a terminal for text output; hidden otherwise.
-fn progress(total: u64, output: OutputFormat, what: &str) -> ProgressBar {
-    if output == OutputFormat::Json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
-
-/// Blocks in height order from a file or a node.
-enum Blocks {
-    File(ChainReader),
-    Rpc {
-        receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, Failure>>,
-        runtime: tokio::runtime::Runtime,
-    },
-}
-
-impl Blocks {
-    fn next_encoded(&mut self) -> Result<Option<Vec<u8>>, Failure> {
+impl AuditCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
         match self {
-            Blocks::File(reader) => reader.next_encoded(),
-            Blocks::Rpc { receiver, runtime } => runtime.block_on(receiver.recv()).transpose(),
+            AuditCommand::Replay(args) => args.execute(output),
+            AuditCommand::RequesterKey(args) => args.execute(output),
+            AuditCommand::Order(command) => command.execute(output),
+            AuditCommand::Disclose(args) => args.execute(output),
         }
     }
 }
 
-/// Opens a source: its genesis text, the highest height it holds, and its blocks from
-/// `from` up to `to`.
-fn open_source(
-    source: &Source,
-    from: u64,
-    to: Option<u64>,
-) -> Result<(String, u64, Blocks), Failure> {
-    match source {
-        Source::File(path) => {
-            let reader = ChainReader::open(path)?;
-            let genesis = reader.genesis_text.clone();
-            Ok((genesis, to.unwrap_or(u64::MAX), Blocks::File(reader)))
-        }
-        Source::Rpc(url) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|error| Failure::error(format!("runtime: {error}")))?;
-            let (genesis, head) = runtime.block_on(async {
-                let node = Node::connect(url).await?;
-                let genesis = node.client.genesis().await.map_err(|e| node.failure(e))?;
-                let head = node.client.head().await.map_err(|e| node.failure(e))?;
-                Ok::<_, Failure>((genesis, head.height))
-            })?;
-            let last = to.map_or(head, |to| to.min(head));
-            let (sender, receiver) = tokio::sync::mpsc::channel(FETCH_AHEAD * 4);
-            let url = url.clone();
-            runtime.spawn(async move {
-                use futures::StreamExt;
-                let node = match Node::connect(&url).await {
-                    Ok(node) => std::sync::Arc::new(node),
-                    Err(error) => {
-                        let _ = sender.send(Err(error)).await;
-                        return;
-                    }
-                };
-                let mut fetches = futures::stream::iter(from..=last)
-                    .map(|height| {
-                        let node = std::sync::Arc::clone(&node);
-                        async move {
-                            let block = node
-                                .client
-                                .block(height)
-                                .await
-                                .map_err(|error| node.failure(error))?
-                                .ok_or_else(|| {
-                                    Failure::error(format!("{} has no block {height}", node.url))
-                                })?;
-                            hex::decode(&block.raw).map_err(|_| {
-                                Failure::verification(format!("block {height} is not hex"))
-                            })
-                        }
-                    })
-                    .buffered(FETCH_AHEAD);
-                while let Some(block) = fetches.next().await {
-                    if sender.send(block).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            Ok((genesis, last, Blocks::Rpc { receiver, runtime }))
+/// `halfveil audit order`: write and sign disclosure orders.
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Write a new, unsigned order to reveal one transfer's payer.
+    New(OrderNewArgs),
+    /// Add one auditor's signature to an order.
+    Sign(OrderSignArgs),
+}
+
+impl OrderCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        match self {
+            OrderCommand::New(args) => args.execute(output),
+            OrderCommand::Sign(args) => args.execute(output),
         }
     }
 }
 
+/// `halfveil audit replay`: the chain of a node or of a chain file, checked from genesis.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    pub rpc: Option<String>,
+    /// A chain file from `halfveil chain export`.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Stop after this height.
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// A genesis the auditor trusts; the chain's genesis must be this one.
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+}
+
+/// `halfveil audit requester-key`: a new requester's key file.
+#[derive(Debug, Args)]
+pub struct RequesterKeyArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil audit order new`: an unsigned order file for one transfer.
+#[derive(Debug, Args)]
+pub struct OrderNewArgs {
+    #[arg(long)]
+    pub transfer: String,
+    /// The legal basis; the chain records only its hash.
+    #[arg(long)]
+    pub basis: String,
+    #[arg(long)]
+    pub requester_key: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The chain's genesis file.
+    #[arg(long)]
+    pub genesis: PathBuf,
+    /// Seconds the order stays valid.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub expires_in: u64,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil audit order sign`: one auditor's signature added to an order file.
+#[derive(Debug, Args)]
+pub struct OrderSignArgs {
+    #[arg(long)]
+    pub key: PathBuf,
+    pub order: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil audit disclose`: a signed order served by the identity manager.
+#[derive(Debug, Args)]
+pub struct DiscloseArgs {
+    /// The identity manager's RPC URL.
+    #[arg(long)]
+    pub rpc: String,
+    #[arg(long)]
+    pub order: PathBuf,
+    /// The requester's key file (the result is sealed to it).
+    #[arg(long)]
+    pub key: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The chain's genesis from its text; with `pinned`, it must be the genesis of that file.
 fn parse_genesis(text: &str, pinned: Option<&Path>) -> Result<ValidGenesis, Failure> {
     let genesis = Genesis::parse(text.as_bytes()).map_err(|error| {
         Failure::verification(format!("the chain's genesis is invalid: {error}"))
@@ -163,60 +174,6 @@ fn parse_genesis(text: &str, pinned: Option<&Path>) -> Result<ValidGenesis, Fail
         }
     }
     Ok(genesis)
-}
-
-pub fn export(
-    rpc: &str,
-    out: &Path,
-    from: Option<u64>,
-    to: Option<u64>,
-    output: OutputFormat,
-) -> CommandResult {
-    let from = from.unwrap_or(1).max(1);
-    let (genesis, last, mut blocks) = open_source(&Source::Rpc(rpc.to_owned()), from, to)?;
-    let mut writer = ChainWriter::create(out, &genesis)?;
-    let bar = progress(last.saturating_sub(from) + 1, output, "exporting");
-    let mut count = 0u64;
-    while let Some(bytes) = blocks.next_encoded()? {
-        let block = Block::decode(&bytes).map_err(|error| {
-            Failure::verification(format!(
-                "block {} from {rpc} does not decode: {error}",
-                from + count
-            ))
-        })?;
-        if block.height().0 != from + count {
-            return Err(Failure::verification(format!(
-                "{rpc} sent block {} where {} was expected",
-                block.height(),
-                from + count
-            )));
-        }
-        writer.push(&bytes)?;
-        count += 1;
-        bar.inc(1);
-    }
-    writer.finish()?;
-    bar.finish_and_clear();
-    #[derive(Serialize)]
-    struct Exported {
-        file: String,
-        from: u64,
-        to: u64,
-        blocks: u64,
-    }
-    let report = Exported {
-        file: out.display().to_string(),
-        from,
-        to: from + count.saturating_sub(1),
-        blocks: count,
-    };
-    emit(output, &report, || {
-        format!(
-            "exported blocks {}..={} ({} blocks) to {}",
-            report.from, report.to, report.blocks, report.file
-        )
-    });
-    Ok(())
 }
 
 /// What a replay found.
@@ -262,32 +219,64 @@ pub fn replay_chain(
     pinned: Option<&Path>,
     output: OutputFormat,
 ) -> Result<ReplaySummary, Failure> {
-    let (genesis_text, last, mut blocks) = open_source(source, 1, to)?;
+    let (genesis_text, last, blocks) = open_source(source, 1, to)?;
     let genesis = parse_genesis(&genesis_text, pinned)?;
     let params = &genesis.params;
     let mut state = State::genesis(params)?;
     let started = Instant::now();
     let bar = progress(if last == u64::MAX { 0 } else { last }, output, "replaying");
-    let mut summary = ReplaySummary {
-        ok: true,
-        genesis_hash: genesis.hash.to_hex(),
-        blocks: 0,
-        ops: 0,
-        transfers: 0,
-        accounts: 0,
-        supply: 0,
-        disclosures: Vec::new(),
-        head_hash: state.head_hash.to_hex(),
-        state_root: String::new(),
-        seconds: 0.0,
-        transfers_per_second: 0.0,
-        violation: None,
-    };
+    let mut summary = ReplaySummary::new(genesis.hash.to_hex(), state.head_hash.to_hex());
     // Blocks are read and decoded on their own thread while the window before them is
     // checked; a window's signatures are verified as one batch on every core.
-    let (sender, decoded) = std::sync::mpsc::sync_channel::<Result<Result<Block, String>, Failure>>(
-        REPLAY_WINDOW_BLOCKS * 2,
-    );
+    let (decoded, reader) = spawn_decoder(blocks);
+    check_windows(params, &mut state, &decoded, last, &mut summary, &bar)?;
+    drop(decoded);
+    let _ = reader.join();
+    bar.finish_and_clear();
+    summary.finish(&state, started.elapsed().as_secs_f64());
+    Ok(summary)
+}
+
+impl ReplaySummary {
+    /// Nothing replayed yet: the chain of genesis `genesis_hash`, at its genesis head.
+    fn new(genesis_hash: String, head_hash: String) -> ReplaySummary {
+        ReplaySummary {
+            ok: true,
+            genesis_hash,
+            blocks: 0,
+            ops: 0,
+            transfers: 0,
+            accounts: 0,
+            supply: 0,
+            disclosures: Vec::new(),
+            head_hash,
+            state_root: String::new(),
+            seconds: 0.0,
+            transfers_per_second: 0.0,
+            violation: None,
+        }
+    }
+
+    /// Records the replayed state and the `seconds` the replay took.
+    fn finish(&mut self, state: &State, seconds: f64) {
+        self.ok = self.violation.is_none();
+        self.accounts = state.account_count();
+        self.supply = state.supply.0;
+        self.head_hash = state.head_hash.to_hex();
+        self.state_root = state.state_root().to_hex();
+        self.seconds = seconds;
+        self.transfers_per_second = self.transfers as f64 / seconds.max(f64::EPSILON);
+    }
+}
+
+/// A block as the decoder thread sends it: decoded, not decodable (and why), or a failure
+/// to read the source.
+type Decoded = Result<Result<Block, String>, Failure>;
+
+/// Reads and decodes `blocks` on a thread of its own, up to two windows ahead; it stops
+/// at the end of the blocks, at a failure to read them, or when the receiver is dropped.
+fn spawn_decoder(mut blocks: Blocks) -> (Receiver<Decoded>, JoinHandle<()>) {
+    let (sender, decoded) = std::sync::mpsc::sync_channel::<Decoded>(REPLAY_WINDOW_BLOCKS * 2);
     let reader = std::thread::spawn(move || loop {
         let next = match blocks.next_encoded() {
             Ok(Some(bytes)) => Ok(Block::decode(&bytes).map_err(|error| error.to_string())),
@@ -299,72 +288,55 @@ pub fn replay_chain(
             return;
         }
     });
-    // While one window's signatures are verified on a helper thread, the next window is
-    // applied; a window counts only once its signatures hold.
+    (decoded, reader)
+}
+
+/// Applies the blocks window by window up to height `last`. While one window's signatures
+/// are verified on a helper thread, the next window is applied; a window counts only once
+/// its signatures hold. Stops at the first violation, which it records in `summary`.
+fn check_windows(
+    params: &ChainParams,
+    state: &mut State,
+    decoded: &Receiver<Decoded>,
+    last: u64,
+    summary: &mut ReplaySummary,
+    bar: &ProgressBar,
+) -> Result<(), Failure> {
     let mut previous: Option<Verifying> = None;
     let mut ended = false;
     while !ended && summary.violation.is_none() {
-        let mut window: Vec<Block> = Vec::with_capacity(REPLAY_WINDOW_BLOCKS);
-        let mut window_ops = 0usize;
-        let mut undecodable = None;
         let base = summary.blocks
             + previous
                 .as_ref()
                 .map_or(0, |(blocks, _)| blocks.len() as u64);
-        while window.len() < REPLAY_WINDOW_BLOCKS && window_ops < REPLAY_WINDOW_TRANSFERS {
-            let height = base + window.len() as u64 + 1;
-            if height > last {
-                ended = true;
-                break;
-            }
-            match decoded.recv() {
-                Err(_) => {
-                    ended = true;
-                    break;
-                }
-                Ok(Err(failure)) => return Err(failure),
-                Ok(Ok(Err(error))) => {
-                    undecodable = Some(ViolationReport {
-                        height,
-                        op: None,
-                        op_kind: None,
-                        reason: format!("the block does not decode: {error}"),
-                    });
-                    ended = true;
-                    break;
-                }
-                Ok(Ok(Ok(block))) => {
-                    window_ops += block.ops.len();
-                    window.push(block);
-                }
-            }
-        }
-        let checked = apply_blocks_pending(params, &mut state, &window);
+        let window = read_window(decoded, base, last)?;
+        ended = window.ended;
+        let checked = apply_blocks_pending(params, state, &window.blocks);
         if let Some(verifying) = previous.take() {
-            settle(&mut summary, &bar, verifying)?;
+            settle(summary, bar, verifying)?;
             if summary.violation.is_some() {
                 break;
             }
         }
         match checked {
             Ok(pending) => {
-                if window.is_empty() {
+                if window.blocks.is_empty() {
                     continue;
                 }
                 let verifier = std::thread::spawn(move || pending.verify());
-                previous = Some((window, verifier));
+                previous = Some((window.blocks, verifier));
             }
             Err(failure) => {
                 let (index, error) = *failure;
-                count_blocks(&mut summary, &window[..index])?;
-                summary.violation = Some(violation_at(&summary, &window, index, &error));
+                count_blocks(summary, &window.blocks[..index])?;
+                summary.violation = Some(violation_at(summary, &window.blocks, index, &error));
             }
         }
         if summary.violation.is_none() {
-            if let Some(undecodable) = undecodable {
+            if let Some(undecodable) = window.undecodable {
                 // Everything before the undecodable block must hold first.
                 if let Some(verifying) = previous.take() {
-                    settle(&mut summary, &bar, verifying)?;
+                    settle(summary, bar, verifying)?;
                 }
                 if summary.violation.is_none() {
                     summary.violation = Some(undecodable);
@@ -373,20 +345,59 @@ pub fn replay_chain(
         }
     }
     if let Some(verifying) = previous.take() {
-        settle(&mut summary, &bar, verifying)?;
+        settle(summary, bar, verifying)?;
     }
-    drop(decoded);
-    let _ = reader.join();
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    summary.ok = summary.violation.is_none();
-    summary.accounts = state.account_count();
-    summary.supply = state.supply.0;
-    summary.head_hash = state.head_hash.to_hex();
-    summary.state_root = state.state_root().to_hex();
-    summary.seconds = seconds;
-    summary.transfers_per_second = summary.transfers as f64 / seconds.max(f64::EPSILON);
-    Ok(summary)
+    Ok(())
+}
+
+/// The blocks checked together, as [`read_window`] read them.
+#[derive(Debug)]
+struct Window {
+    blocks: Vec<Block>,
+    /// The block after `blocks` did not decode: the violation, once `blocks` hold.
+    undecodable: Option<ViolationReport>,
+    /// Nothing follows: height `last` was reached, the blocks ran out, or one did not decode.
+    ended: bool,
+}
+
+/// Receives the blocks from height `base + 1` until the window is full (in blocks or ops),
+/// height `last` is passed, the blocks run out, or one does not decode.
+fn read_window(decoded: &Receiver<Decoded>, base: u64, last: u64) -> Result<Window, Failure> {
+    let mut window = Window {
+        blocks: Vec::with_capacity(REPLAY_WINDOW_BLOCKS),
+        undecodable: None,
+        ended: false,
+    };
+    let mut window_ops = 0usize;
+    while window.blocks.len() < REPLAY_WINDOW_BLOCKS && window_ops < REPLAY_WINDOW_TRANSFERS {
+        let height = base + window.blocks.len() as u64 + 1;
+        if height > last {
+            window.ended = true;
+            break;
+        }
+        match decoded.recv() {
+            Err(_) => {
+                window.ended = true;
+                break;
+            }
+            Ok(Err(failure)) => return Err(failure),
+            Ok(Ok(Err(error))) => {
+                window.undecodable = Some(ViolationReport {
+                    height,
+                    op: None,
+                    op_kind: None,
+                    reason: format!("the block does not decode: {error}"),
+                });
+                window.ended = true;
+                break;
+            }
+            Ok(Ok(Ok(block))) => {
+                window_ops += block.ops.len();
+                window.blocks.push(block);
+            }
+        }
+    }
+    Ok(window)
 }
 
 /// A window of applied blocks and the thread verifying their signatures.
@@ -461,14 +472,29 @@ fn violation_at(
     }
 }
 
-pub fn replay(
-    source: &Source,
-    to: Option<u64>,
-    pinned: Option<&Path>,
-    output: OutputFormat,
-) -> CommandResult {
-    let summary = replay_chain(source, to, pinned, output)?;
-    emit(output, &summary, || match &summary.violation {
+impl ReplayArgs {
+    /// Replays the chain and prints what it found; a violation is exit code 3.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let source = match (&self.rpc, &self.file) {
+            (Some(rpc), None) => Source::Rpc(rpc.clone()),
+            (None, Some(file)) => Source::File(file.clone()),
+            _ => return Err(Failure::usage("give --rpc URL or --file FILE")),
+        };
+        let summary = replay_chain(&source, self.to, self.genesis.as_deref(), output)?;
+        emit(output, &summary, || render_replay(&summary));
+        match &summary.violation {
+            Some(violation) => Err(Failure::verification(format!(
+                "the chain breaks a rule at block {}: {}",
+                violation.height, violation.reason
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A replay's summary for a person: the violation, or what was verified.
+fn render_replay(summary: &ReplaySummary) -> String {
+    match &summary.violation {
         Some(violation) => format!(
             "INVALID at block {}{}: {}\n(verified {} blocks before it)",
             violation.height,
@@ -505,126 +531,41 @@ pub fn replay(
             }
             text
         }
-    });
-    match &summary.violation {
-        Some(violation) => Err(Failure::verification(format!(
-            "the chain breaks a rule at block {}: {}",
-            violation.height, violation.reason
-        ))),
-        None => Ok(()),
     }
 }
 
-/// Imports a chain file into a stopped node's store, verifying every block.
-pub fn import(file: &Path, home: &Path, output: OutputFormat) -> CommandResult {
-    let config = Config::load(home)?;
-    let _lock = halfveil_node::run::lock_home(home).map_err(Failure::error)?;
-    let genesis_path = Config::resolve(home, &config.keys.genesis);
-    let genesis = Genesis::load(&genesis_path)
-        .map_err(|error| Failure::error(format!("{}: {error}", genesis_path.display())))?;
-    let mut reader = ChainReader::open(file)?;
-    let theirs = Genesis::parse(reader.genesis_text.as_bytes())
-        .map_err(|error| Failure::verification(format!("{}: genesis: {error}", file.display())))?;
-    if theirs.hash != genesis.hash {
-        return Err(Failure::verification(format!(
-            "{} is a chain of genesis {}, the node's genesis is {}",
-            file.display(),
-            theirs.hash.to_hex(),
-            genesis.hash.to_hex()
-        )));
-    }
-    let params = &genesis.params;
-    let data_dir = Config::resolve(home, &config.storage.data_dir);
-    let store = RocksStore::open(&data_dir, params)?;
-    let mut state = store.load_state(params)?;
-    let start = state.height.0;
-    let bar = progress(0, output, "importing");
-    let mut imported = 0u64;
-    let mut seen = 0u64;
-    while let Some(block) = reader.next_block()? {
-        seen += 1;
-        let height = block.height().0;
-        if height <= state.height.0 {
-            let ours = store.block(block.height())?;
-            if ours.as_ref() != Some(&block) {
-                return Err(Failure::verification(format!(
-                    "block {height} of {} differs from the node's block {height}",
-                    file.display()
-                )));
-            }
-            continue;
+impl RequesterKeyArgs {
+    /// Creates a requester's X25519 key file; disclosure results are sealed to it.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let out = &self.out;
+        let password = password::obtain_new(self.password_file.as_deref(), "the requester key")?;
+        let secret = X25519Secret::generate(&mut OsRng);
+        let public = secret.public_key()?;
+        keystore::write_key_file(
+            out,
+            FileKind::RequesterKey,
+            secret.as_bytes(),
+            &public.0,
+            &password,
+            KdfParams::DEFAULT,
+        )?;
+        #[derive(Serialize)]
+        struct Created {
+            file: String,
+            public_key: String,
         }
-        let change = apply(params, &state, &block)
-            .map_err(|error| Failure::verification(format!("{}: {error}", file.display())))?;
-        let block_hash = block.header().hash()?;
-        store.commit(&BlockWrite {
-            block: &block,
-            encoded: None,
-            block_hash,
-            change: &change,
-            last_signed: None,
-            vault: &[],
-        })?;
-        state.commit(&change, block_hash);
-        imported += 1;
-        bar.inc(1);
+        let report = Created {
+            file: out.display().to_string(),
+            public_key: hex::encode(public.0),
+        };
+        emit(output, &report, || {
+            format!(
+                "requester key {} written to {}",
+                report.public_key, report.file
+            )
+        });
+        Ok(())
     }
-    bar.finish_and_clear();
-    #[derive(Serialize)]
-    struct Imported {
-        from_height: u64,
-        imported: u64,
-        blocks_in_file: u64,
-        head: u64,
-    }
-    let report = Imported {
-        from_height: start,
-        imported,
-        blocks_in_file: seen,
-        head: state.height.0,
-    };
-    emit(output, &report, || {
-        format!(
-            "imported {} verified blocks (the node was at {}, now at {})",
-            report.imported, report.from_height, report.head
-        )
-    });
-    Ok(())
-}
-
-/// Creates a requester's X25519 key file; disclosure results are sealed to it.
-pub fn requester_key(
-    out: &Path,
-    password_file: Option<&Path>,
-    output: OutputFormat,
-) -> CommandResult {
-    let password = password::obtain_new(password_file, "the requester key")?;
-    let secret = X25519Secret::generate(&mut OsRng);
-    let public = secret.public_key()?;
-    keystore::write_key_file(
-        out,
-        FileKind::RequesterKey,
-        secret.as_bytes(),
-        &public.0,
-        &password,
-        KdfParams::DEFAULT,
-    )?;
-    #[derive(Serialize)]
-    struct Created {
-        file: String,
-        public_key: String,
-    }
-    let report = Created {
-        file: out.display().to_string(),
-        public_key: hex::encode(public.0),
-    };
-    emit(output, &report, || {
-        format!(
-            "requester key {} written to {}",
-            report.public_key, report.file
-        )
-    });
-    Ok(())
 }
 
 /// A disclosure order as a file auditors pass around and sign.
@@ -710,192 +651,189 @@ impl OrderFile {
     }
 }
 
-/// Options of `audit order new`.
-#[derive(Debug)]
-pub struct NewOrder {
-    pub transfer: String,
-    pub basis: String,
-    pub requester_key: PathBuf,
-    pub out: PathBuf,
-    pub genesis: PathBuf,
-    pub expires_in: Duration,
-    pub password_file: Option<PathBuf>,
+impl OrderNewArgs {
+    /// Writes the order, with the chain's auditor keys and threshold, to a new file.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        if self.basis.trim().is_empty() || self.basis.len() > BASIS_BYTES_MAX {
+            return Err(Failure::usage(format!(
+                "--basis must be 1 to {BASIS_BYTES_MAX} bytes"
+            )));
+        }
+        let genesis = Genesis::load(&self.genesis).map_err(|error| {
+            Failure::verification(format!("{}: {error}", self.genesis.display()))
+        })?;
+        let transfer =
+            Hash32(hex32(&self.transfer, "--transfer").map_err(|e| Failure::usage(e.message))?);
+        let password = password::obtain(self.password_file.as_deref(), "the requester key")?;
+        let requester =
+            keystore::read_x25519_key(&self.requester_key, FileKind::RequesterKey, &password)?;
+        let params = &genesis.params;
+        let order = halfveil_ledger::DisclosureOrder {
+            version: VERSION,
+            chain_id: params.chain_id.clone(),
+            transfer,
+            basis_hash: Domain::DisclosureBasis.hash(self.basis.as_bytes()),
+            requester_key: requester.public_key()?,
+            expires_at: halfveil_ledger::TimeMs(
+                crate::cluster::now_ms().saturating_add(self.expires_in.saturating_mul(1_000)),
+            ),
+        };
+        let file = OrderFile {
+            version: order.version,
+            chain_id: order.chain_id.to_string(),
+            genesis_hash: genesis.hash.to_hex(),
+            transfer: transfer.to_hex(),
+            basis: self.basis.clone(),
+            basis_hash: order.basis_hash.to_hex(),
+            requester_key: hex::encode(order.requester_key.0),
+            expires_at_ms: order.expires_at.0,
+            order: hex::encode(codec::encode(&order)?),
+            order_hash: order.hash()?.to_hex(),
+            auditor_keys: params
+                .auditor_keys
+                .iter()
+                .map(|key| hex::encode(key.0))
+                .collect(),
+            threshold: params.disclosure_threshold,
+            signatures: Vec::new(),
+        };
+        file.save(&self.out, true)?;
+        emit(output, &file, || {
+            format!(
+                "order {} for transfer {} written to {}; it needs {} auditor signatures",
+                file.order_hash,
+                file.transfer,
+                self.out.display(),
+                file.threshold
+            )
+        });
+        Ok(())
+    }
 }
 
-pub fn order_new(options: &NewOrder, output: OutputFormat) -> CommandResult {
-    if options.basis.trim().is_empty() || options.basis.len() > BASIS_BYTES_MAX {
-        return Err(Failure::usage(format!(
-            "--basis must be 1 to {BASIS_BYTES_MAX} bytes"
-        )));
-    }
-    let genesis = Genesis::load(&options.genesis).map_err(|error| {
-        Failure::verification(format!("{}: {error}", options.genesis.display()))
-    })?;
-    let transfer =
-        Hash32(hex32(&options.transfer, "--transfer").map_err(|e| Failure::usage(e.message))?);
-    let password = password::obtain(options.password_file.as_deref(), "the requester key")?;
-    let requester =
-        keystore::read_x25519_key(&options.requester_key, FileKind::RequesterKey, &password)?;
-    let params = &genesis.params;
-    let order = halfveil_ledger::DisclosureOrder {
-        version: VERSION,
-        chain_id: params.chain_id.clone(),
-        transfer,
-        basis_hash: Domain::DisclosureBasis.hash(options.basis.as_bytes()),
-        requester_key: requester.public_key()?,
-        expires_at: halfveil_ledger::TimeMs(
-            crate::cluster::now_ms()
-                .saturating_add(u64::try_from(options.expires_in.as_millis()).unwrap_or(u64::MAX)),
-        ),
-    };
-    let file = OrderFile {
-        version: order.version,
-        chain_id: order.chain_id.to_string(),
-        genesis_hash: genesis.hash.to_hex(),
-        transfer: transfer.to_hex(),
-        basis: options.basis.clone(),
-        basis_hash: order.basis_hash.to_hex(),
-        requester_key: hex::encode(order.requester_key.0),
-        expires_at_ms: order.expires_at.0,
-        order: hex::encode(codec::encode(&order)?),
-        order_hash: order.hash()?.to_hex(),
-        auditor_keys: params
+impl OrderSignArgs {
+    /// Adds the signature of the auditor whose key is `--key` to the order file.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let (order_path, key) = (&self.order, &self.key);
+        let mut file = OrderFile::load(order_path)?;
+        let (_, hash) = file.order()?;
+        let password = password::obtain(self.password_file.as_deref(), "the auditor key")?;
+        let signing = keystore::read_signing_key(key, FileKind::AuditorKey, &password)?;
+        let public = hex::encode(crypto::public_key(&signing).0);
+        let auditor = file
             .auditor_keys
             .iter()
-            .map(|key| hex::encode(key.0))
-            .collect(),
-        threshold: params.disclosure_threshold,
-        signatures: Vec::new(),
-    };
-    file.save(&options.out, true)?;
-    emit(output, &file, || {
-        format!(
-            "order {} for transfer {} written to {}; it needs {} auditor signatures",
-            file.order_hash,
-            file.transfer,
-            options.out.display(),
-            file.threshold
-        )
-    });
-    Ok(())
-}
-
-pub fn order_sign(
-    order_path: &Path,
-    key: &Path,
-    password_file: Option<&Path>,
-    output: OutputFormat,
-) -> CommandResult {
-    let mut file = OrderFile::load(order_path)?;
-    let (_, hash) = file.order()?;
-    let password = password::obtain(password_file, "the auditor key")?;
-    let signing = keystore::read_signing_key(key, FileKind::AuditorKey, &password)?;
-    let public = hex::encode(crypto::public_key(&signing).0);
-    let auditor = file
-        .auditor_keys
-        .iter()
-        .position(|listed| *listed == public)
-        .ok_or_else(|| {
-            Failure::verification(format!("{} is not an auditor of this chain", key.display()))
-        })?;
-    let auditor =
-        u16::try_from(auditor).map_err(|_| Failure::error("auditor index out of range"))?;
-    if file
-        .signatures
-        .iter()
-        .any(|signed| signed.auditor == auditor)
-    {
-        return Err(Failure::usage(format!(
-            "auditor {auditor} has already signed this order"
-        )));
-    }
-    file.signatures.push(OrderSignature {
-        auditor,
-        signature: hex::encode(crypto::sign(&signing, &hash).0),
-    });
-    file.save(order_path, false)?;
-    emit(output, &file, || {
-        format!(
-            "auditor {auditor} signed order {} ({} of {} signatures)",
-            file.order_hash,
-            file.signatures.len(),
-            file.threshold
-        )
-    });
-    Ok(())
-}
-
-pub fn disclose(
-    rpc: &str,
-    order_path: &Path,
-    key: &Path,
-    password_file: Option<&Path>,
-    output: OutputFormat,
-) -> CommandResult {
-    let file = OrderFile::load(order_path)?;
-    let (order, hash) = file.order()?;
-    let password = password::obtain(password_file, "the requester key")?;
-    let requester = keystore::read_x25519_key(key, FileKind::RequesterKey, &password)?;
-    if requester.public_key()? != order.requester_key {
-        return Err(Failure::usage(format!(
-            "{} is not the order's requester key",
-            key.display()
-        )));
-    }
-    let disclosed = block_on(async {
-        let node = Node::connect(rpc).await?;
-        let genesis = node.genesis(Some(&file.genesis_hash)).await?;
-        let disclosed = node
-            .client
-            .disclose(DiscloseParams {
-                order: file.order.clone(),
-                signatures: file.signatures.clone(),
-            })
-            .await
-            .map_err(|error| node.failure(error))?;
-        Ok::<_, Failure>((disclosed, genesis))
-    })??;
-    let (disclosed, genesis) = disclosed;
-    let sealed = hex::decode(&disclosed.sealed_result)
-        .map_err(|_| Failure::verification("the sealed result is not hex"))?;
-    let plaintext =
-        crypto::open_disclosure_result(&requester, &genesis.params.chain_id, &hash, &sealed)
-            .map_err(|_| {
-                Failure::verification("the sealed result does not open with the requester key")
+            .position(|listed| *listed == public)
+            .ok_or_else(|| {
+                Failure::verification(format!("{} is not an auditor of this chain", key.display()))
             })?;
-    let result: DisclosureResult = serde_json::from_slice(&plaintext).map_err(|error| {
+        let auditor =
+            u16::try_from(auditor).map_err(|_| Failure::error("auditor index out of range"))?;
+        if file
+            .signatures
+            .iter()
+            .any(|signed| signed.auditor == auditor)
+        {
+            return Err(Failure::usage(format!(
+                "auditor {auditor} has already signed this order"
+            )));
+        }
+        file.signatures.push(OrderSignature {
+            auditor,
+            signature: hex::encode(crypto::sign(&signing, &hash).0),
+        });
+        file.save(order_path, false)?;
+        emit(output, &file, || {
+            format!(
+                "auditor {auditor} signed order {} ({} of {} signatures)",
+                file.order_hash,
+                file.signatures.len(),
+                file.threshold
+            )
+        });
+        Ok(())
+    }
+}
+
+impl DiscloseArgs {
+    /// Asks the identity manager to serve the order; opens the sealed result with the
+    /// requester's key and prints the payer it reveals.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let (rpc, order_path, key) = (&self.rpc, &self.order, &self.key);
+        let file = OrderFile::load(order_path)?;
+        let (order, hash) = file.order()?;
+        let password = password::obtain(self.password_file.as_deref(), "the requester key")?;
+        let requester = keystore::read_x25519_key(key, FileKind::RequesterKey, &password)?;
+        if requester.public_key()? != order.requester_key {
+            return Err(Failure::usage(format!(
+                "{} is not the order's requester key",
+                key.display()
+            )));
+        }
+        let disclosed = block_on(async {
+            let node = Node::connect(rpc).await?;
+            let genesis = node.genesis(Some(&file.genesis_hash)).await?;
+            let disclosed = node
+                .client
+                .disclose(DiscloseParams {
+                    order: file.order.clone(),
+                    signatures: file.signatures.clone(),
+                })
+                .await
+                .map_err(|error| node.failure(error))?;
+            Ok::<_, Failure>((disclosed, genesis))
+        })??;
+        let (disclosed, genesis) = disclosed;
+        let sealed = hex::decode(&disclosed.sealed_result)
+            .map_err(|_| Failure::verification("the sealed result is not hex"))?;
+        let result = open_result(&requester, &genesis.params.chain_id, &hash, &sealed)?;
+        if result.transfer != file.transfer {
+            return Err(Failure::verification("the result is for another transfer"));
+        }
+        #[derive(Serialize)]
+        struct Report<'a> {
+            order_hash: &'a str,
+            recorded_at_height: u64,
+            result_hash: String,
+            #[serde(flatten)]
+            result: &'a DisclosureResult,
+        }
+        let report = Report {
+            order_hash: &disclosed.order_hash,
+            recorded_at_height: disclosed.height,
+            result_hash: Domain::DisclosureResult.hash(&sealed).to_hex(),
+            result: &result,
+        };
+        emit(output, &report, || {
+            format!(
+                "transfer {} (block {})\n  paid from account {}\n  payer: {} (national id {})\n  identity key {}\n  identity credential verified: {}\n  disclosure recorded on chain at block {} (order {})",
+                result.transfer,
+                result.height,
+                result.account,
+                result.name,
+                result.national_id,
+                result.identity_key,
+                result.credential_verified,
+                disclosed.height,
+                disclosed.order_hash
+            )
+        });
+        Ok(())
+    }
+}
+
+/// Opens the sealed result of the order `order_hash` with the requester's key.
+fn open_result(
+    requester: &X25519Secret,
+    chain_id: &ChainId,
+    order_hash: &Hash32,
+    sealed: &[u8],
+) -> Result<DisclosureResult, Failure> {
+    let plaintext = crypto::open_disclosure_result(requester, chain_id, order_hash, sealed)
+        .map_err(|_| {
+            Failure::verification("the sealed result does not open with the requester key")
+        })?;
+    serde_json::from_slice(&plaintext).map_err(|error| {
         Failure::verification(format!("the disclosure result is malformed: {error}"))
-    })?;
-    if result.transfer != file.transfer {
-        return Err(Failure::verification("the result is for another transfer"));
-    }
-    #[derive(Serialize)]
-    struct Report<'a> {
-        order_hash: &'a str,
-        recorded_at_height: u64,
-        result_hash: String,
-        #[serde(flatten)]
-        result: &'a DisclosureResult,
-    }
-    let report = Report {
-        order_hash: &disclosed.order_hash,
-        recorded_at_height: disclosed.height,
-        result_hash: Domain::DisclosureResult.hash(&sealed).to_hex(),
-        result: &result,
-    };
-    emit(output, &report, || {
-        format!(
-            "transfer {} (block {})\n  paid from account {}\n  payer: {} (national id {})\n  identity key {}\n  identity credential verified: {}\n  disclosure recorded on chain at block {} (order {})",
-            result.transfer,
-            result.height,
-            result.account,
-            result.name,
-            result.national_id,
-            result.identity_key,
-            result.credential_verified,
-            disclosed.height,
-            disclosed.order_hash
-        )
-    });
-    Ok(())
+    })
 }

@@ -11,17 +11,18 @@
 //! hold the same head and balances, and the supply must equal what was issued.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use futures::StreamExt;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
 use halfveil_ledger::{AccountId, Amount, BankId, Memo, Nonce, TimeMs, Transfer, VERSION};
 use halfveil_node::metrics::process_cpu_seconds;
 use halfveil_node::rpc::{
-    AdminApiClient, ApiClient, NodeStatus, Submitted, TransferStatus, Watched,
+    AdminApiClient, ApiClient, HeadInfo, NodeStatus, Submitted, TransferStatus, Watched,
 };
 use hdrhistogram::Histogram;
 use rand_core::{OsRng, RngCore};
@@ -43,20 +44,33 @@ const SETUP_CONCURRENCY: usize = 64;
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
 pub(crate) const FUNDS_PER_ACCOUNT: u64 = 1_000_000_000;
 
-/// What `halfveil bench` is asked to do.
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
+/// `halfveil bench`: load at one rate or rising rates (see the module doc).
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The data folder (replaced if an earlier bench made it).
+    #[arg(long, default_value = "halfveil-bench")]
     pub dir: PathBuf,
+    /// Offered transfers per second (the first rate with --ramp).
+    #[arg(long, default_value_t = 2_000)]
     pub rate: u64,
-    pub duration: Duration,
+    /// Seconds of load per rate.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    #[arg(long, default_value_t = 1_000)]
     pub accounts: usize,
-    /// Rising rates until the network falls behind, instead of one rate.
+    /// Raise the rate (5k, 10k, 20k, 30k, ...) until the network falls behind.
+    #[arg(long)]
     pub ramp: bool,
     /// Where to write the JSON report (default DIR/bench.json).
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Attach to these running nodes (an identity manager and its banks) instead of
-    /// starting a network; needs `im_home` for the IM's admin endpoint and token.
+    /// Attach to running nodes instead of starting a network: the RPC address of the
+    /// identity manager and of two or more banks (repeat the flag).
+    #[arg(long, requires = "im_home")]
     pub rpc: Vec<String>,
+    /// With --rpc: the identity manager's home folder (its admin endpoint and token fund
+    /// the bench's accounts).
+    #[arg(long)]
     pub im_home: Option<PathBuf>,
 }
 
@@ -303,8 +317,6 @@ pub(crate) async fn open_accounts(
     Ok(opened)
 }
 
-/// Signs and seals `count` envelopes, each payer paying an account of the other bank,
-/// using every core. Returns per bank the hex envelopes in offering order.
 /// Payer and payee (indexes into the accounts, whose banks are `homes`) of `count`
 /// payments: payers in turn; every payee at the next bank (so each payment crosses banks),
 /// a different one each round. With one bank, any other account of it.
@@ -338,34 +350,19 @@ fn plan_payments(homes: &[BankId], count: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// One payment planned before the run: the payer (index into the accounts), the payee,
+/// the payer's nonce and the expiry.
+type Planned = (usize, AccountId, u64, TimeMs);
+
+/// Signs and seals `count` envelopes, each payer paying an account of the other bank,
+/// using every core. Returns per bank the hex envelopes in offering order.
 fn prepare_envelopes(
     genesis: &ValidGenesis,
     accounts: &mut [BenchAccount],
     count: usize,
     banks: &[(BankId, String)],
 ) -> Result<Vec<Vec<String>>, Failure> {
-    let params = &genesis.params;
-    // Expiries rise through the run as a client's would (its send time plus a fixed
-    // window), spread over up to a minute, all at least a minute short of the longest
-    // allowed; one expiry shared by every transfer would put all of them into one slot of
-    // the nodes' expiry index.
-    let expiry_max = params.limits.transfer_expiry_ms_max;
-    let spread = (expiry_max / 2).min(60_000);
-    let expiry_base = crate::cluster::now_ms() + expiry_max.saturating_sub(1_000 + spread);
-    // Plan first (cheap, sequential): payer, payee, nonce, expiry.
-    let homes: Vec<BankId> = accounts.iter().map(|account| account.bank).collect();
-    let mut plan = Vec::with_capacity(count);
-    for (step, (payer, payee)) in plan_payments(&homes, count).into_iter().enumerate() {
-        let nonce = accounts[payer].next_nonce;
-        accounts[payer].next_nonce += 1;
-        let offset = (step as u64).saturating_mul(spread) / (count as u64).max(1);
-        plan.push((
-            payer,
-            accounts[payee].id,
-            nonce,
-            TimeMs(expiry_base + offset),
-        ));
-    }
+    let plan = plan_envelopes(genesis, accounts, count);
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = plan.len().div_ceil(threads).max(1);
     let accounts: &[BenchAccount] = accounts;
@@ -375,34 +372,7 @@ fn prepare_envelopes(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|&(payer, payee, nonce, expires_at)| {
-                            let from = &accounts[payer];
-                            let transfer = Transfer {
-                                version: VERSION,
-                                chain_id: params.chain_id.clone(),
-                                payer: from.id,
-                                payee,
-                                amount: Amount(1),
-                                nonce: Nonce(nonce),
-                                expires_at,
-                                memo: Memo(Vec::new()),
-                            };
-                            let request = crypto::sign_request(
-                                transfer,
-                                &from.tx_key,
-                                &from.identity_key,
-                                &params.escrow_key,
-                                &mut OsRng,
-                            )?;
-                            let envelope = Envelope::seal(
-                                &from.business_key,
-                                &params.chain_id,
-                                from.bank,
-                                &request,
-                                &mut OsRng,
-                            )?;
-                            Ok((from.bank, hex::encode(envelope.encode()?)))
-                        })
+                        .map(|planned| seal_envelope(genesis, accounts, planned))
                         .collect()
                 })
             })
@@ -424,6 +394,72 @@ fn prepare_envelopes(
         }
     }
     Ok(per_bank)
+}
+
+/// Plans `count` payments (cheap, sequential): payer, payee, nonce (taken from the payer)
+/// and expiry.
+fn plan_envelopes(
+    genesis: &ValidGenesis,
+    accounts: &mut [BenchAccount],
+    count: usize,
+) -> Vec<Planned> {
+    // Expiries rise through the run as a client's would (its send time plus a fixed
+    // window), spread over up to a minute, all at least a minute short of the longest
+    // allowed; one expiry shared by every transfer would put all of them into one slot of
+    // the nodes' expiry index.
+    let expiry_max = genesis.params.limits.transfer_expiry_ms_max;
+    let spread = (expiry_max / 2).min(60_000);
+    let expiry_base = crate::cluster::now_ms() + expiry_max.saturating_sub(1_000 + spread);
+    let homes: Vec<BankId> = accounts.iter().map(|account| account.bank).collect();
+    let mut plan = Vec::with_capacity(count);
+    for (step, (payer, payee)) in plan_payments(&homes, count).into_iter().enumerate() {
+        let nonce = accounts[payer].next_nonce;
+        accounts[payer].next_nonce += 1;
+        let offset = (step as u64).saturating_mul(spread) / (count as u64).max(1);
+        plan.push((
+            payer,
+            accounts[payee].id,
+            nonce,
+            TimeMs(expiry_base + offset),
+        ));
+    }
+    plan
+}
+
+/// Signs one planned transfer and seals it for the payer's bank: that bank and the
+/// envelope's hex.
+fn seal_envelope(
+    genesis: &ValidGenesis,
+    accounts: &[BenchAccount],
+    &(payer, payee, nonce, expires_at): &Planned,
+) -> Result<(BankId, String), Failure> {
+    let params = &genesis.params;
+    let from = &accounts[payer];
+    let transfer = Transfer {
+        version: VERSION,
+        chain_id: params.chain_id.clone(),
+        payer: from.id,
+        payee,
+        amount: Amount(1),
+        nonce: Nonce(nonce),
+        expires_at,
+        memo: Memo(Vec::new()),
+    };
+    let request = crypto::sign_request(
+        transfer,
+        &from.tx_key,
+        &from.identity_key,
+        &params.escrow_key,
+        &mut OsRng,
+    )?;
+    let envelope = Envelope::seal(
+        &from.business_key,
+        &params.chain_id,
+        from.bank,
+        &request,
+        &mut OsRng,
+    )?;
+    Ok((from.bank, hex::encode(envelope.encode()?)))
 }
 
 /// What the collector learns about each batch.
@@ -705,50 +741,85 @@ fn render_run(run: &RunReport) -> String {
     )
 }
 
-pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
-    if options.accounts < 2 {
-        return Err(Failure::usage("--accounts must be at least 2"));
+impl BenchArgs {
+    /// Runs the bench on a network of its own, or on the nodes of `--rpc`; writes the
+    /// report, and fails if afterwards the nodes disagree or the supply changed.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let attach_home = self.check()?;
+        let text = output == OutputFormat::Text;
+        let say = |line: String| {
+            if text {
+                crate::output::note!("{line}");
+            }
+        };
+        crate::cluster::prepare_dir(&self.dir, "bench")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
+        let report = match attach_home {
+            Some(im_home) => self.run_attached(&runtime, im_home, &say)?,
+            None => self.run_local(&runtime, &say)?,
+        };
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| self.dir.join("bench.json"));
+        std::fs::write(
+            &out,
+            serde_json::to_string_pretty(&report)
+                .map_err(|error| Failure::error(error.to_string()))?,
+        )?;
+        emit(output, &report, || render_report(&report, &out));
+        if !report.nodes_agree || !report.supply_conserved {
+            return Err(Failure::verification(
+                "after the load the nodes disagree or the supply changed",
+            ));
+        }
+        Ok(())
     }
-    if options.rate == 0 || options.duration.is_zero() {
-        return Err(Failure::usage("--rate and --duration must be positive"));
-    }
-    let attach_home = match (options.rpc.is_empty(), &options.im_home) {
-        (true, _) => None,
-        (false, Some(home)) => Some(home),
-        (false, None) => {
-            return Err(Failure::usage(
+
+    /// Checks the flags; returns the identity manager's home when the bench attaches to
+    /// running nodes.
+    fn check(&self) -> Result<Option<&Path>, Failure> {
+        if self.accounts < 2 {
+            return Err(Failure::usage("--accounts must be at least 2"));
+        }
+        if self.rate == 0 || self.duration == 0 {
+            return Err(Failure::usage("--rate and --duration must be positive"));
+        }
+        match (self.rpc.is_empty(), &self.im_home) {
+            (true, _) => Ok(None),
+            (false, Some(home)) => Ok(Some(home.as_path())),
+            (false, None) => Err(Failure::usage(
                 "--rpc needs --im-home: the identity manager's home, for its admin endpoint",
-            ))
+            )),
         }
-    };
-    let text = output == OutputFormat::Text;
-    let say = |line: String| {
-        if text {
-            crate::output::note!("{line}");
-        }
-    };
-    crate::cluster::prepare_dir(&options.dir, "bench")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-    let report = if let Some(im_home) = attach_home {
+    }
+
+    /// The bench on the running nodes of `--rpc`.
+    fn run_attached(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        im_home: &Path,
+        say: &impl Fn(String),
+    ) -> Result<BenchReport, Failure> {
         let im_admin = AdminAccess::from_home(im_home)?;
         runtime.block_on(async {
-            let targets = Targets::discover(&options.rpc, im_admin).await?;
-            run_bench(&targets, options, &say).await
-        })?
-    } else {
-        let network = InitOptions {
-            dir: options.dir.join("network"),
-            banks: 2,
-            auditors: 3,
-            threshold: 2,
-            chain_id: "halfveil-bench".into(),
-            base_port: None,
-            password_file: None,
-        };
-        let logs = options.dir.join("logs");
+            let targets = Targets::discover(&self.rpc, im_admin).await?;
+            run_bench(&targets, self, say).await
+        })
+    }
+
+    /// The bench on a network it starts in `DIR/network` and stops afterwards; a node that
+    /// does not stop cleanly fails it.
+    fn run_local(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        say: &impl Fn(String),
+    ) -> Result<BenchReport, Failure> {
+        let network = InitOptions::local(self.dir.join("network"), "halfveil-bench");
+        let logs = self.dir.join("logs");
         let mut cluster = None;
         let report = runtime.block_on(async {
             let (_, launched, _) =
@@ -757,7 +828,7 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
             let urls: Vec<String> = cluster.nodes.iter().map(|node| node.rpc.clone()).collect();
             let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
             let targets = Targets::discover(&urls, im_admin).await?;
-            run_bench(&targets, options, &say).await
+            run_bench(&targets, self, say).await
         });
         let stopped = cluster
             .as_mut()
@@ -773,82 +844,15 @@ pub fn bench(options: &BenchOptions, output: OutputFormat) -> CommandResult {
                 "a node did not stop cleanly: {stopped:?}"
             )));
         }
-        report
-    };
-    let out = options
-        .out
-        .clone()
-        .unwrap_or_else(|| options.dir.join("bench.json"));
-    std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).map_err(|error| Failure::error(error.to_string()))?,
-    )?;
-    emit(output, &report, || {
-        let mut lines = vec![format!(
-            "{:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8}  cpu",
-            "offered",
-            "committed",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "p999 ms",
-            "max ms",
-            "blk/s",
-            "tx/blk"
-        )];
-        lines.extend(report.runs.iter().map(render_run));
-        for run in &report.runs {
-            for (code, example) in &run.rejection_examples {
-                lines.push(format!(
-                    "at {}/s, {code}: {} ({} by {})",
-                    run.offered_rate, example.detail, example.id, example.by
-                ));
-            }
-        }
-        lines.push(format!(
-            "{} accounts; head {}; nodes agree: {}; supply conserved: {}; signature check {:.1} µs; report in {}",
-            report.accounts,
-            report.head_height,
-            report.nodes_agree,
-            report.supply_conserved,
-            report.signature_check_us,
-            out.display()
-        ));
-        lines.join("\n")
-    });
-    if !report.nodes_agree || !report.supply_conserved {
-        return Err(Failure::verification(
-            "after the load the nodes disagree or the supply changed",
-        ));
+        Ok(report)
     }
-    Ok(())
-}
 
-async fn run_bench(
-    targets: &Targets,
-    options: &BenchOptions,
-    say: &impl Fn(String),
-) -> Result<BenchReport, Failure> {
-    let signature_check_us = signature_check_us();
-    say(format!(
-        "one signature check takes {signature_check_us:.1} µs on this machine"
-    ));
-    let im_node = targets.im();
-    let genesis = im_node.current().1.genesis(None).await?;
-    let banks = &targets.banks;
-    let supply_before = im_node
-        .call(|node| async move { node.client.head().await })
-        .await?
-        .supply;
-    let setup = Instant::now();
-    let mut accounts = open_accounts(&genesis, banks, &targets.im_admin, options.accounts).await?;
-    say(format!(
-        "opened and funded {} accounts in {:.1} s",
-        accounts.len(),
-        setup.elapsed().as_secs_f64()
-    ));
-    let rates: Vec<u64> = if options.ramp {
-        let mut rates = vec![options.rate.min(5_000)];
+    /// The offered rates: `--rate`; with `--ramp`, twelve rising from `--rate` (5k at most).
+    fn rates(&self) -> Vec<u64> {
+        if !self.ramp {
+            return vec![self.rate];
+        }
+        let mut rates = vec![self.rate.min(5_000)];
         while rates.len() < 12 {
             let last = *rates.last().unwrap_or(&5_000);
             rates.push(if last < 10_000 {
@@ -858,68 +862,77 @@ async fn run_bench(
             });
         }
         rates
-    } else {
-        vec![options.rate]
-    };
+    }
+}
+
+/// The bench's text report: a table of the runs, example refusals, and the checks after.
+fn render_report(report: &BenchReport, out: &Path) -> String {
+    let mut lines = vec![format!(
+        "{:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8}  cpu",
+        "offered",
+        "committed",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p999 ms",
+        "max ms",
+        "blk/s",
+        "tx/blk"
+    )];
+    lines.extend(report.runs.iter().map(render_run));
+    for run in &report.runs {
+        for (code, example) in &run.rejection_examples {
+            lines.push(format!(
+                "at {}/s, {code}: {} ({} by {})",
+                run.offered_rate, example.detail, example.id, example.by
+            ));
+        }
+    }
+    lines.push(format!(
+        "{} accounts; head {}; nodes agree: {}; supply conserved: {}; signature check {:.1} µs; report in {}",
+        report.accounts,
+        report.head_height,
+        report.nodes_agree,
+        report.supply_conserved,
+        report.signature_check_us,
+        out.display()
+    ));
+    lines.join("\n")
+}
+
+/// Opens and funds the accounts, offers each rate in turn (stopping a ramp once the
+/// network falls behind), then checks that the nodes agree and the supply is conserved.
+async fn run_bench(
+    targets: &Targets,
+    options: &BenchArgs,
+    say: &impl Fn(String),
+) -> Result<BenchReport, Failure> {
+    let signature_check_us = signature_check_us();
+    say(format!(
+        "one signature check takes {signature_check_us:.1} µs on this machine"
+    ));
+    let im_node = targets.im();
+    let genesis = im_node.current().1.genesis(None).await?;
+    let supply_before = im_node
+        .call(|node| async move { node.client.head().await })
+        .await?
+        .supply;
+    let setup = Instant::now();
+    let mut accounts = open_accounts(
+        &genesis,
+        &targets.banks,
+        &targets.im_admin,
+        options.accounts,
+    )
+    .await?;
+    say(format!(
+        "opened and funded {} accounts in {:.1} s",
+        accounts.len(),
+        setup.elapsed().as_secs_f64()
+    ));
     let mut runs = Vec::new();
-    for rate in rates {
-        let count = usize::try_from(rate * options.duration.as_secs().max(1)).unwrap_or(usize::MAX);
-        let prepared = Instant::now();
-        let envelopes = prepare_envelopes(&genesis, &mut accounts, count, banks)?;
-        say(format!(
-            "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
-            prepared.elapsed().as_secs_f64(),
-            options.duration.as_secs()
-        ));
-        let before = targets.statuses().await?;
-        let client_before = process_cpu_seconds().unwrap_or(0.0);
-        let (tally, measured, rejection_examples) =
-            offer(banks, envelopes, rate, options.duration).await?;
-        let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
-        let after = targets.statuses().await?;
-        let seconds = measured.as_secs_f64().max(f64::EPSILON);
-        let (im_before, im_after) = (&before[targets.im], &after[targets.im]);
-        let blocks = im_after
-            .blocks_committed
-            .saturating_sub(im_before.blocks_committed);
-        let fsyncs = im_after.fsyncs.saturating_sub(im_before.fsyncs);
-        let cpu = targets
-            .nodes
-            .iter()
-            .zip(before.iter().zip(&after))
-            .map(|((name, _), (before, after))| NodeCost {
-                node: name.clone(),
-                // A node that restarted during the run counts its new process only.
-                cpu_seconds: if after.cpu_seconds >= before.cpu_seconds {
-                    after.cpu_seconds - before.cpu_seconds
-                } else {
-                    after.cpu_seconds
-                },
-            })
-            .collect();
-        let run = RunReport {
-            offered_rate: rate,
-            duration_s: seconds,
-            offered: count as u64,
-            committed: tally.committed,
-            committed_rate: tally.committed as f64 / seconds,
-            latency: latency_of(tally.latencies_us.iter().map(|(_, latency)| *latency))?,
-            timeline: timeline_of(&tally.latencies_us)?,
-            rejected: tally.rejected,
-            rejection_examples,
-            unanswered: tally.unanswered,
-            reconnections: tally.reconnections,
-            blocks,
-            blocks_per_s: blocks as f64 / seconds,
-            fsyncs_per_s: fsyncs as f64 / seconds,
-            transfers_per_block: if blocks > 0 {
-                tally.committed as f64 / blocks as f64
-            } else {
-                0.0
-            },
-            cpu,
-            client_cpu_seconds,
-        };
+    for rate in options.rates() {
+        let run = run_rate(targets, &genesis, &mut accounts, rate, options, say).await?;
         say(render_run(&run));
         let behind = run.committed_rate < 0.9 * rate as f64 || run.latency.p99_ms > 1_000.0;
         runs.push(run);
@@ -927,9 +940,117 @@ async fn run_bench(
             break;
         }
     }
+    let settled = settle(targets, &accounts).await?;
+    let issued = FUNDS_PER_ACCOUNT * accounts.len() as u64;
+    Ok(BenchReport {
+        dir: options.dir.display().to_string(),
+        attached: !options.rpc.is_empty(),
+        accounts: accounts.len(),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        runs,
+        head_height: settled.head.height,
+        nodes_agree: settled.nodes_agree,
+        supply_conserved: settled.balances_total == issued
+            && settled.head.supply == supply_before + issued,
+        signature_check_us,
+    })
+}
 
-    // Every node must agree on the head and every balance, and the supply is what was issued.
-    let head = im_node
+/// One offered rate for `--duration` seconds: prepares its envelopes, offers them, and
+/// reports what committed, how fast, and what it cost each node.
+async fn run_rate(
+    targets: &Targets,
+    genesis: &ValidGenesis,
+    accounts: &mut [BenchAccount],
+    rate: u64,
+    options: &BenchArgs,
+    say: &impl Fn(String),
+) -> Result<RunReport, Failure> {
+    let banks = &targets.banks;
+    let count = usize::try_from(rate * options.duration.max(1)).unwrap_or(usize::MAX);
+    let prepared = Instant::now();
+    let envelopes = prepare_envelopes(genesis, accounts, count, banks)?;
+    say(format!(
+        "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
+        prepared.elapsed().as_secs_f64(),
+        options.duration
+    ));
+    let before = targets.statuses().await?;
+    let client_before = process_cpu_seconds().unwrap_or(0.0);
+    let (tally, measured, rejection_examples) = offer(
+        banks,
+        envelopes,
+        rate,
+        Duration::from_secs(options.duration),
+    )
+    .await?;
+    let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
+    let after = targets.statuses().await?;
+    let seconds = measured.as_secs_f64().max(f64::EPSILON);
+    let (im_before, im_after) = (&before[targets.im], &after[targets.im]);
+    let blocks = im_after
+        .blocks_committed
+        .saturating_sub(im_before.blocks_committed);
+    let fsyncs = im_after.fsyncs.saturating_sub(im_before.fsyncs);
+    Ok(RunReport {
+        offered_rate: rate,
+        duration_s: seconds,
+        offered: count as u64,
+        committed: tally.committed,
+        committed_rate: tally.committed as f64 / seconds,
+        latency: latency_of(tally.latencies_us.iter().map(|(_, latency)| *latency))?,
+        timeline: timeline_of(&tally.latencies_us)?,
+        rejected: tally.rejected,
+        rejection_examples,
+        unanswered: tally.unanswered,
+        reconnections: tally.reconnections,
+        blocks,
+        blocks_per_s: blocks as f64 / seconds,
+        fsyncs_per_s: fsyncs as f64 / seconds,
+        transfers_per_block: if blocks > 0 {
+            tally.committed as f64 / blocks as f64
+        } else {
+            0.0
+        },
+        cpu: node_costs(targets, &before, &after),
+        client_cpu_seconds,
+    })
+}
+
+/// Each node's CPU seconds between two of its statuses.
+fn node_costs(targets: &Targets, before: &[NodeStatus], after: &[NodeStatus]) -> Vec<NodeCost> {
+    targets
+        .nodes
+        .iter()
+        .zip(before.iter().zip(after))
+        .map(|((name, _), (before, after))| NodeCost {
+            node: name.clone(),
+            // A node that restarted during the run counts its new process only.
+            cpu_seconds: if after.cpu_seconds >= before.cpu_seconds {
+                after.cpu_seconds - before.cpu_seconds
+            } else {
+                after.cpu_seconds
+            },
+        })
+        .collect()
+}
+
+/// What the nodes hold once the load is over.
+#[derive(Debug)]
+struct Settled {
+    /// The identity manager's head, which every node reached.
+    head: HeadInfo,
+    /// Every node has the same head hash, state root and balance of every account.
+    nodes_agree: bool,
+    /// The sum of the accounts' balances (as the first node reports them).
+    balances_total: u64,
+}
+
+/// Waits until every node holds the identity manager's head, then compares their heads
+/// and the balance of every account.
+async fn settle(targets: &Targets, accounts: &[BenchAccount]) -> Result<Settled, Failure> {
+    let head = targets
+        .im()
         .call(|node| async move { node.client.head().await })
         .await?;
     targets
@@ -957,23 +1078,16 @@ async fn run_bench(
         .buffer_unordered(SETUP_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
-    let mut total = 0u64;
+    let mut balances_total = 0u64;
     for seen in balances {
         let seen = seen?;
         nodes_agree &= seen.iter().all(|balance| *balance == seen[0]);
-        total += seen[0].unwrap_or(0);
+        balances_total += seen[0].unwrap_or(0);
     }
-    let issued = FUNDS_PER_ACCOUNT * accounts.len() as u64;
-    Ok(BenchReport {
-        dir: options.dir.display().to_string(),
-        attached: !options.rpc.is_empty(),
-        accounts: accounts.len(),
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
-        runs,
-        head_height: head.height,
+    Ok(Settled {
+        head,
         nodes_agree,
-        supply_conserved: total == issued && head.supply == supply_before + issued,
-        signature_check_us,
+        balances_total,
     })
 }
 

@@ -37,9 +37,10 @@ use serde::Serialize;
 
 use crate::client::{AdminAccess, Node};
 use crate::cluster::Cluster;
-use crate::commands::audit::{self, Source};
+use crate::commands::audit;
 use crate::commands::bench::{open_accounts, BenchAccount};
-use crate::commands::testnet::InitOptions;
+use crate::commands::chain::Source;
+use crate::commands::testnet::{InitOptions, InitSummary};
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 
@@ -140,15 +141,7 @@ impl ChaosArgs {
     }
 
     async fn run(&self, seed: u64, slot: &mut Option<Cluster>) -> Result<ChaosReport, Failure> {
-        let network = InitOptions {
-            dir: self.dir.join("network"),
-            banks: 2,
-            auditors: 3,
-            threshold: 2,
-            chain_id: "halfveil-chaos".into(),
-            base_port: None,
-            password_file: None,
-        };
+        let network = InitOptions::local(self.dir.join("network"), "halfveil-chaos");
         let logs = self.dir.join("logs");
         let (summary, launched, _) =
             Cluster::launch_with(&network, &logs, Duration::from_secs(60), small_epochs).await?;
@@ -157,14 +150,7 @@ impl ChaosArgs {
         let im_url = im.rpc.clone();
         let im_node = Node::connect(&im_url).await?;
         let genesis = im_node.genesis(None).await?;
-        let banks: Vec<(BankId, String)> = summary
-            .nodes
-            .iter()
-            .filter(|node| node.role != "identity-manager")
-            .enumerate()
-            .map(|(index, node)| Ok((BankId(u16::try_from(index)?), node.rpc.clone())))
-            .collect::<Result<_, std::num::TryFromIntError>>()
-            .map_err(|_| Failure::error("too many banks"))?;
+        let banks = bank_urls(&summary)?;
         let im_admin = AdminAccess::from_home(&im.home)?;
         let supply_before = im_node
             .client
@@ -259,6 +245,18 @@ impl ChaosArgs {
         report.convergence_ms.push(converged?);
         Ok(victim)
     }
+}
+
+/// The banks of a network as `testnet init` wrote it, with their RPC URLs, in genesis order.
+fn bank_urls(summary: &InitSummary) -> Result<Vec<(BankId, String)>, Failure> {
+    summary
+        .nodes
+        .iter()
+        .filter(|node| node.role != "identity-manager")
+        .enumerate()
+        .map(|(index, node)| Ok((BankId(u16::try_from(index)?), node.rpc.clone())))
+        .collect::<Result<_, std::num::TryFromIntError>>()
+        .map_err(|_| Failure::error("too many banks"))
 }
 
 /// Each node's config with small transfer-index epochs, so crashes land mid-seal too.

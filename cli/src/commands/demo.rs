@@ -7,20 +7,29 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Args;
 use halfveil_genesis::keystore;
 use rand_core::{OsRng, RngCore};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::client::AdminAccess;
+use crate::client::{block_on, AdminAccess};
 use crate::cluster::Cluster;
 use crate::commands::account::{account_at, open_account, Holder, OpenedReport};
 use crate::commands::admin::{change_with, issue_with, BankChange};
 use crate::commands::pay::{pay_with, render, Outcome, PayOrder};
-use crate::commands::testnet::InitOptions;
+use crate::commands::testnet::{InitOptions, InitSummary};
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::wallet::Wallet;
+
+/// `halfveil demo`: the whole product on one machine (see the module doc).
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The data folder, left for inspection (replaced if an earlier demo made it).
+    #[arg(long, default_value = "halfveil-demo")]
+    pub dir: PathBuf,
+}
 
 const READY_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
@@ -70,26 +79,51 @@ const PEOPLE: [Person; 3] = [
     },
 ];
 
-pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
-    let text = output == OutputFormat::Text;
-    let say = |line: String| {
-        if text {
-            crate::output::print_line(&line);
+impl DemoArgs {
+    /// Runs the demo in `--dir`, then stops the nodes whether or not its steps succeeded.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let dir = &self.dir;
+        let text = output == OutputFormat::Text;
+        let say = |line: String| {
+            if text {
+                crate::output::print_line(&line);
+            }
+        };
+        crate::cluster::prepare_dir(dir, "demo")?;
+        let (network, mut cluster) = launch(dir, &say)?;
+        let result = block_on(run_demo(&mut cluster, dir, &say))?;
+        let clean = stop(&mut cluster, &say);
+        let (accounts, payments, balances, frozen_payment) = result?;
+        say(format!(
+            "== done. Data, logs, wallets and keys are in {} for inspection.",
+            dir.display()
+        ));
+        let report = DemoReport {
+            dir: dir.display().to_string(),
+            chain_id: network.chain_id.clone(),
+            genesis_hash: network.genesis_hash.clone(),
+            accounts,
+            payments,
+            balances,
+            frozen_payment,
+            nodes_stopped_cleanly: clean,
+        };
+        if !text {
+            emit(output, &report, String::new);
         }
-    };
-    crate::cluster::prepare_dir(dir, "demo")?;
+        if !clean {
+            return Err(Failure::error("a node did not stop cleanly; see its log"));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the demo's network under `dir` and starts its nodes; says where they listen.
+fn launch(dir: &Path, say: &impl Fn(String)) -> Result<(InitSummary, Cluster), Failure> {
     let network_dir = dir.join("network");
-    let network_options = InitOptions {
-        dir: network_dir.clone(),
-        banks: 2,
-        auditors: 3,
-        threshold: 2,
-        chain_id: "halfveil-demo".into(),
-        base_port: None,
-        password_file: None,
-    };
+    let network_options = InitOptions::local(network_dir.clone(), "halfveil-demo");
     say("== writing a network; starting the identity manager and two banks on 127.0.0.1".into());
-    let (network, mut cluster, statuses) = crate::client::block_on(Cluster::launch(
+    let (network, cluster, statuses) = block_on(Cluster::launch(
         &network_options,
         &dir.join("logs"),
         READY_LIMIT,
@@ -106,7 +140,11 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
             node.name, status.role, node.rpc, status.peer_id
         ));
     }
-    let result = crate::client::block_on(run_demo(&mut cluster, dir, &say))?;
+    Ok((network, cluster))
+}
+
+/// Stops the nodes and says how each ended; true when every one stopped cleanly.
+fn stop(cluster: &mut Cluster, say: &impl Fn(String)) -> bool {
     let stopped = cluster.stop(STOP_LIMIT);
     let clean = stopped
         .iter()
@@ -122,37 +160,32 @@ pub fn demo(dir: &Path, output: OutputFormat) -> CommandResult {
             }
         ));
     }
-    let (accounts, payments, balances, frozen_payment) = result?;
-    say(format!(
-        "== done. Data, logs, wallets and keys are in {} for inspection.",
-        dir.display()
-    ));
-    let report = DemoReport {
-        dir: dir.display().to_string(),
-        chain_id: network.chain_id.clone(),
-        genesis_hash: network.genesis_hash.clone(),
-        accounts,
-        payments,
-        balances,
-        frozen_payment,
-        nodes_stopped_cleanly: clean,
-    };
-    if !text {
-        emit(output, &report, String::new);
-    }
-    if !clean {
-        return Err(Failure::error("a node did not stop cleanly; see its log"));
-    }
-    Ok(())
+    clean
 }
 
 type DemoResult = (Vec<OpenedReport>, Vec<Outcome>, Vec<Balance>, Outcome);
 
+/// The demo's steps against the running `cluster`, in order.
 async fn run_demo(
     cluster: &mut Cluster,
     dir: &Path,
     say: &impl Fn(String),
 ) -> Result<DemoResult, Failure> {
+    let (opened, mut wallets) = open_accounts(cluster, dir, say).await?;
+    let accounts: Vec<String> = opened.iter().map(|report| report.account.clone()).collect();
+    issue_funds(cluster, &accounts, say).await?;
+    let payments = pay_across_banks(&mut wallets, &accounts, say).await?;
+    let frozen_payment = pay_while_frozen(cluster, &mut wallets[2], &accounts, say).await?;
+    let balances = balances_everywhere(cluster, &accounts, say).await?;
+    Ok((opened, payments, balances, frozen_payment))
+}
+
+/// Opens each person's account at their bank, each in its own wallet under `dir`.
+async fn open_accounts(
+    cluster: &Cluster,
+    dir: &Path,
+    say: &impl Fn(String),
+) -> Result<(Vec<OpenedReport>, Vec<Wallet>), Failure> {
     // One wallet per person, all under one random password kept in the demo folder.
     let password_path = dir.join("wallet-password");
     let mut secret = [0u8; 24];
@@ -193,18 +226,45 @@ async fn run_demo(
         wallets.push(Wallet::open(&path, password())?);
         opened.push(report);
     }
-    let account = |index: usize| opened[index].account.clone();
+    Ok((opened, wallets))
+}
 
+/// The identity manager issues money to two of the people.
+async fn issue_funds(
+    cluster: &Cluster,
+    accounts: &[String],
+    say: &impl Fn(String),
+) -> Result<(), Failure> {
     say("== the identity manager issues money".into());
     let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
     for (index, amount) in [(0usize, 1_000u64), (2, 300)] {
-        let issued = issue_with(&im_admin, &account(index), amount, None).await?;
+        let issued = issue_with(&im_admin, &accounts[index], amount, None).await?;
         say(format!(
             "  {amount} to {} ({}) in block {}",
             PEOPLE[index].name, issued.account, issued.height
         ));
     }
+    Ok(())
+}
 
+/// A demo payment of `amount` to `to`.
+fn demo_order(to: &str, amount: u64) -> PayOrder {
+    PayOrder {
+        from: None,
+        to: to.to_owned(),
+        amount,
+        memo: String::new(),
+        expires_in: Duration::from_secs(60),
+        wait: Duration::from_secs(30),
+    }
+}
+
+/// Payments between people at different banks; each must commit.
+async fn pay_across_banks(
+    wallets: &mut [Wallet],
+    accounts: &[String],
+    say: &impl Fn(String),
+) -> Result<Vec<Outcome>, Failure> {
     say("== payments across banks".into());
     let mut payments = Vec::new();
     for (from, to, amount) in [(0usize, 1usize, 250u64), (1, 0, 40), (0, 2, 10)] {
@@ -212,18 +272,7 @@ async fn run_demo(
             "-- {} pays {} {amount}",
             PEOPLE[from].name, PEOPLE[to].name
         ));
-        let outcome = pay_with(
-            &mut wallets[from],
-            &PayOrder {
-                from: None,
-                to: account(to),
-                amount,
-                memo: String::new(),
-                expires_in: Duration::from_secs(60),
-                wait: Duration::from_secs(30),
-            },
-        )
-        .await?;
+        let outcome = pay_with(&mut wallets[from], &demo_order(&accounts[to], amount)).await?;
         say(render(&outcome));
         if !matches!(outcome, Outcome::Committed { .. }) {
             return Err(Failure::error(format!(
@@ -233,30 +282,37 @@ async fn run_demo(
         }
         payments.push(outcome);
     }
+    Ok(payments)
+}
 
+/// The third person's bank freezes their account; a payment from it must be refused.
+async fn pay_while_frozen(
+    cluster: &Cluster,
+    wallet: &mut Wallet,
+    accounts: &[String],
+    say: &impl Fn(String),
+) -> Result<Outcome, Failure> {
     say(format!(
         "== {} is frozen by its bank; its payment is refused",
         PEOPLE[2].name
     ));
     let bank_admin = AdminAccess::from_home(&cluster.node(PEOPLE[2].bank)?.home)?;
-    change_with(&bank_admin, &account(2), BankChange::Freeze).await?;
-    let frozen_payment = pay_with(
-        &mut wallets[2],
-        &PayOrder {
-            from: None,
-            to: account(1),
-            amount: 5,
-            memo: String::new(),
-            expires_in: Duration::from_secs(60),
-            wait: Duration::from_secs(30),
-        },
-    )
-    .await?;
+    change_with(&bank_admin, &accounts[2], BankChange::Freeze).await?;
+    let frozen_payment = pay_with(wallet, &demo_order(&accounts[1], 5)).await?;
     say(render(&frozen_payment));
     if matches!(frozen_payment, Outcome::Committed { .. }) {
         return Err(Failure::error("the frozen account's payment was committed"));
     }
+    Ok(frozen_payment)
+}
 
+/// Every person's balance as every node reports it, once all nodes hold the IM's head;
+/// the nodes must agree.
+async fn balances_everywhere(
+    cluster: &mut Cluster,
+    accounts: &[String],
+    say: &impl Fn(String),
+) -> Result<Vec<Balance>, Failure> {
     say("== balances as every node sees them".into());
     let im_rpc = cluster.node("im")?.rpc.clone();
     let head = crate::client::Node::connect(&im_rpc).await?;
@@ -286,7 +342,7 @@ async fn run_demo(
         for (name, rpc) in &names {
             seen_by.push((
                 name.clone(),
-                account_at(rpc, &account(index)).await?.balance,
+                account_at(rpc, &accounts[index]).await?.balance,
             ));
         }
         if seen_by.iter().any(|(_, balance)| *balance != seen_by[0].1) {
@@ -307,10 +363,10 @@ async fn run_demo(
         ));
         balances.push(Balance {
             holder: person.name.into(),
-            account: account(index),
+            account: accounts[index].clone(),
             bank: person.bank.into(),
             seen_by,
         });
     }
-    Ok((opened, payments, balances, frozen_payment))
+    Ok(balances)
 }

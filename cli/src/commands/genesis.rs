@@ -1,12 +1,38 @@
 //! `halfveil genesis validate FILE` and `halfveil genesis hash FILE`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
 use halfveil_genesis::Genesis;
 use serde::Serialize;
 
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
+
+/// `halfveil genesis`: check a genesis file.
+#[derive(Debug, Subcommand)]
+pub enum GenesisCommand {
+    /// Check every field and signature; exit 3 if the file is not a valid genesis.
+    Validate(GenesisFileArgs),
+    /// Print the genesis hash.
+    Hash(GenesisFileArgs),
+}
+
+impl GenesisCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        match self {
+            GenesisCommand::Validate(args) => validate(&args.file, output),
+            GenesisCommand::Hash(args) => hash(&args.file, output),
+        }
+    }
+}
+
+/// `halfveil genesis validate|hash FILE`: the genesis file.
+#[derive(Debug, Args)]
+pub struct GenesisFileArgs {
+    pub file: PathBuf,
+}
 
 #[derive(Serialize)]
 struct Validated {
@@ -30,7 +56,8 @@ fn load(file: &Path) -> Result<halfveil_genesis::file::ValidGenesis, Failure> {
     })
 }
 
-pub fn validate(file: &Path, output: OutputFormat) -> CommandResult {
+/// Prints what a valid genesis holds.
+fn validate(file: &Path, output: OutputFormat) -> CommandResult {
     let genesis = load(file)?;
     let body = &genesis.genesis.body;
     let report = Validated {
@@ -56,7 +83,8 @@ pub fn validate(file: &Path, output: OutputFormat) -> CommandResult {
     Ok(())
 }
 
-pub fn hash(file: &Path, output: OutputFormat) -> CommandResult {
+/// Prints the genesis hash.
+fn hash(file: &Path, output: OutputFormat) -> CommandResult {
     let genesis = load(file)?;
     #[derive(Serialize)]
     struct HashOutput {

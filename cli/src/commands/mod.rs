@@ -1,4 +1,5 @@
-//! One module per command group.
+//! One module per command or command group, each with its clap arguments (`...Args`, or a
+//! `...Command` enum of subcommands) and an `execute` that runs it.
 
 pub mod account;
 pub mod admin;
@@ -10,5 +11,8 @@ pub mod demo;
 pub mod genesis;
 pub mod node;
 pub mod pay;
+pub mod receipt;
+pub mod status;
 pub mod testnet;
+pub mod transfer;
 pub mod wallet;

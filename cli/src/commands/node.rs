@@ -2,13 +2,21 @@
 //! keys and genesis make it, until SIGINT or SIGTERM.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
 
+use clap::Args;
 use halfveil_node::config::{Config, LogConfig};
 use tracing_subscriber::EnvFilter;
 
 use crate::failure::{CommandResult, Failure};
 use crate::password;
+
+/// `halfveil start`: runs the node whose home is `--home`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[arg(long)]
+    pub home: PathBuf,
+}
 
 /// Logs to stderr as the config says; `RUST_LOG` overrides the filter.
 fn init_logging(log: &LogConfig) -> Result<(), Failure> {
@@ -58,25 +66,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-pub fn start(home: &Path) -> CommandResult {
-    let config = Config::load(home)?;
-    init_logging(&config.log)?;
-    let password_file =
-        halfveil_node::run::configured_password_file(home).map_err(Failure::error)?;
-    let password = password::obtain(password_file.as_deref(), "the node's keys")?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.runtime.worker_threads > 0 {
-        builder.worker_threads(config.runtime.worker_threads);
+impl StartArgs {
+    /// Runs the node until SIGINT or SIGTERM.
+    pub fn execute(&self) -> CommandResult {
+        let home = &self.home;
+        let config = Config::load(home)?;
+        init_logging(&config.log)?;
+        let password_file =
+            halfveil_node::run::configured_password_file(home).map_err(Failure::error)?;
+        let password = password::obtain(password_file.as_deref(), "the node's keys")?;
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if config.runtime.worker_threads > 0 {
+            builder.worker_threads(config.runtime.worker_threads);
+        }
+        let runtime = builder
+            .enable_all()
+            .thread_name("halfveil")
+            .build()
+            .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
+        runtime
+            .block_on(halfveil_node::run::run(home, password, shutdown_signal()))
+            .map_err(Failure::error)?;
+        // Background tasks (network, RPC) end with the runtime.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        Ok(())
     }
-    let runtime = builder
-        .enable_all()
-        .thread_name("halfveil")
-        .build()
-        .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-    runtime
-        .block_on(halfveil_node::run::run(home, password, shutdown_signal()))
-        .map_err(Failure::error)?;
-    // Background tasks (network, RPC) end with the runtime.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    Ok(())
 }

@@ -3,14 +3,15 @@
 //! business key, submits it to the payer's bank, waits for the result and checks it: a
 //! receipt against the IM's validator key from genesis, a refusal against its signer's key.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::codec;
 use halfveil_ledger::crypto::{self, Envelope};
 use halfveil_ledger::{
-    AccountId, Amount, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, Transfer,
+    AccountId, Amount, ChainParams, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, Transfer,
     MEMO_BYTES_MAX, VERSION,
 };
 use halfveil_node::rpc::{ApiClient, TransferStatus};
@@ -21,12 +22,39 @@ use crate::client::{block_on, Node};
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::password;
-use crate::wallet::Wallet;
+use crate::wallet::{AccountKeys, Wallet};
 
 /// The largest receipt accepted from a node.
-const RECEIPT_BYTES_MAX: usize = 1 << 20;
+pub(crate) const RECEIPT_BYTES_MAX: usize = 1 << 20;
 /// The largest signed refusal accepted from a node.
 const REJECTION_BYTES_MAX: usize = 4096;
+
+/// `halfveil pay`: one payment from a wallet's account, its result checked.
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    #[arg(long)]
+    pub wallet: PathBuf,
+    /// The paying account (needed when the wallet holds several).
+    #[arg(long)]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub amount: u64,
+    #[arg(long, default_value = "")]
+    pub memo: String,
+    /// Seconds the transfer stays valid.
+    #[arg(long, default_value_t = 60)]
+    pub expires_in: u64,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+    /// Also write the receipt (hex of its canonical encoding) to this file.
+    #[arg(long)]
+    pub receipt_out: Option<PathBuf>,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
 
 /// What to pay.
 #[derive(Debug)]
@@ -73,7 +101,6 @@ fn check_status(
     transfer: &Transfer,
     status: TransferStatus,
 ) -> Result<Outcome, Failure> {
-    let params = &genesis.params;
     match status {
         TransferStatus::Committed {
             height,
@@ -82,19 +109,7 @@ fn check_status(
             receipt,
             ..
         } => {
-            let bytes = hex::decode(&receipt)
-                .map_err(|_| Failure::verification("the receipt is not hex"))?;
-            let decoded: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX).map_err(|error| {
-                Failure::verification(format!("the receipt is malformed: {error}"))
-            })?;
-            decoded.verify(&params.validator_key).map_err(|error| {
-                Failure::verification(format!("the receipt does not verify: {error}"))
-            })?;
-            if decoded.transfer_id != *id || decoded.header.header.height.0 != height {
-                return Err(Failure::verification(
-                    "the receipt is for another transfer or height",
-                ));
-            }
+            check_receipt(genesis, id, height, &receipt)?;
             Ok(Outcome::Committed {
                 transfer: id.to_hex(),
                 payer: transfer.payer.to_string(),
@@ -107,41 +122,82 @@ fn check_status(
                 receipt_verified: true,
             })
         }
-        TransferStatus::Rejected { rejection, .. } => {
-            let bytes = hex::decode(&rejection)
-                .map_err(|_| Failure::verification("the refusal is not hex"))?;
-            let decoded: Rejection =
-                codec::decode(&bytes, REJECTION_BYTES_MAX).map_err(|error| {
-                    Failure::verification(format!("the refusal is malformed: {error}"))
-                })?;
-            if decoded.transfer != *id {
-                return Err(Failure::verification("the refusal is for another transfer"));
-            }
-            let (by, key) = match decoded.by {
-                Rejecter::IdentityManager => {
-                    ("identity manager".to_owned(), Some(params.validator_key))
-                }
-                Rejecter::Bank(bank) => (
-                    genesis.bank_name(bank).unwrap_or("unknown bank").to_owned(),
-                    params.bank_key(bank).copied(),
-                ),
-            };
-            let key =
-                key.ok_or_else(|| Failure::verification("the refusal names no known signer"))?;
-            decoded
-                .verify(&params.chain_id, &key)
-                .map_err(|_| Failure::verification("the refusal's signature does not verify"))?;
-            Ok(Outcome::Rejected {
-                transfer: id.to_hex(),
-                by,
-                code: decoded.code.as_str().to_owned(),
-                detail: decoded.detail,
-                signature_verified: true,
-            })
-        }
+        TransferStatus::Rejected { rejection, .. } => check_refusal(genesis, id, &rejection),
         TransferStatus::Pending { .. } | TransferStatus::Unknown { .. } => Err(Failure::error(
             "the node answered with a status that is not final",
         )),
+    }
+}
+
+/// Checks a receipt's hex: signed by the IM's validator key, for transfer `id` at `height`.
+fn check_receipt(
+    genesis: &ValidGenesis,
+    id: &Hash32,
+    height: u64,
+    receipt: &str,
+) -> Result<(), Failure> {
+    let bytes =
+        hex::decode(receipt).map_err(|_| Failure::verification("the receipt is not hex"))?;
+    let decoded: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
+        .map_err(|error| Failure::verification(format!("the receipt is malformed: {error}")))?;
+    decoded
+        .verify(&genesis.params.validator_key)
+        .map_err(|error| Failure::verification(format!("the receipt does not verify: {error}")))?;
+    if decoded.transfer_id != *id || decoded.header.header.height.0 != height {
+        return Err(Failure::verification(
+            "the receipt is for another transfer or height",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a signed refusal's hex against its signer's key in genesis, and turns it into
+/// an outcome.
+fn check_refusal(genesis: &ValidGenesis, id: &Hash32, rejection: &str) -> Result<Outcome, Failure> {
+    let params = &genesis.params;
+    let bytes =
+        hex::decode(rejection).map_err(|_| Failure::verification("the refusal is not hex"))?;
+    let decoded: Rejection = codec::decode(&bytes, REJECTION_BYTES_MAX)
+        .map_err(|error| Failure::verification(format!("the refusal is malformed: {error}")))?;
+    if decoded.transfer != *id {
+        return Err(Failure::verification("the refusal is for another transfer"));
+    }
+    let (by, key) = match decoded.by {
+        Rejecter::IdentityManager => ("identity manager".to_owned(), Some(params.validator_key)),
+        Rejecter::Bank(bank) => (
+            genesis.bank_name(bank).unwrap_or("unknown bank").to_owned(),
+            params.bank_key(bank).copied(),
+        ),
+    };
+    let key = key.ok_or_else(|| Failure::verification("the refusal names no known signer"))?;
+    decoded
+        .verify(&params.chain_id, &key)
+        .map_err(|_| Failure::verification("the refusal's signature does not verify"))?;
+    Ok(Outcome::Rejected {
+        transfer: id.to_hex(),
+        by,
+        code: decoded.code.as_str().to_owned(),
+        detail: decoded.detail,
+        signature_verified: true,
+    })
+}
+
+impl PayOrder {
+    /// Checks the order's flags; returns the payee.
+    fn payee(&self) -> Result<AccountId, Failure> {
+        let payee: AccountId = self
+            .to
+            .parse()
+            .map_err(|error| Failure::usage(format!("--to: {error}")))?;
+        if self.amount == 0 {
+            return Err(Failure::usage("--amount must be positive"));
+        }
+        if self.memo.len() > MEMO_BYTES_MAX {
+            return Err(Failure::usage(format!(
+                "--memo is longer than {MEMO_BYTES_MAX} bytes"
+            )));
+        }
+        Ok(payee)
     }
 }
 
@@ -149,18 +205,7 @@ fn check_status(
 pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, Failure> {
     let account = wallet.account(order.from.as_deref())?.clone();
     let keys = account.keys()?;
-    let payee: AccountId = order
-        .to
-        .parse()
-        .map_err(|error| Failure::usage(format!("--to: {error}")))?;
-    if order.amount == 0 {
-        return Err(Failure::usage("--amount must be positive"));
-    }
-    if order.memo.len() > MEMO_BYTES_MAX {
-        return Err(Failure::usage(format!(
-            "--memo is longer than {MEMO_BYTES_MAX} bytes"
-        )));
-    }
+    let payee = order.payee()?;
     let node = Node::connect(&account.rpc).await?;
     let genesis = node.genesis(Some(wallet.genesis_hash())).await?;
     let params = &genesis.params;
@@ -180,6 +225,13 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         memo: Memo(order.memo.as_bytes().to_vec()),
     };
     let id = transfer.id()?;
+    let envelope = seal(&keys, params, &transfer)?;
+    let status = submit_and_wait(&node, &id, envelope, order.wait).await?;
+    check_status(&genesis, &id, &transfer, status)
+}
+
+/// Signs `transfer` with the account's keys and seals it for its bank: the envelope's hex.
+fn seal(keys: &AccountKeys, params: &ChainParams, transfer: &Transfer) -> Result<String, Failure> {
     let request = crypto::sign_request(
         transfer.clone(),
         &keys.tx_key,
@@ -194,8 +246,16 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         &request,
         &mut OsRng,
     )?;
-    let envelope = hex::encode(envelope.encode()?);
+    Ok(hex::encode(envelope.encode()?))
+}
 
+/// Submits `envelope` to `node` and waits up to `wait` for transfer `id`'s final status.
+async fn submit_and_wait(
+    node: &Node,
+    id: &Hash32,
+    envelope: String,
+    wait: Duration,
+) -> Result<TransferStatus, Failure> {
     // Subscribe before submitting, so the result cannot slip by.
     let mut subscription = node
         .client
@@ -207,103 +267,21 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         .submit(envelope)
         .await
         .map_err(|error| node.failure(error))?;
-    let status = if submitted.is_final() {
-        submitted
-    } else {
-        match tokio::time::timeout(order.wait, subscription.next()).await {
-            Ok(Some(Ok(status))) => status,
-            Ok(Some(Err(error))) => {
-                return Err(Failure::error(format!(
-                    "{}: bad transfer notification: {error}",
-                    node.url
-                )))
-            }
-            Ok(None) | Err(_) => {
-                return Err(Failure::error(format!(
-                "transfer {} has no result after {} s; ask later with `halfveil transfer status`",
-                id.to_hex(),
-                order.wait.as_secs()
-            )))
-            }
-        }
-    };
-    check_status(&genesis, &id, &transfer, status)
-}
-
-/// The receipt file's size limit (hex, with a line ending).
-const RECEIPT_FILE_BYTES_MAX: u64 = 2 * RECEIPT_BYTES_MAX as u64 + 2;
-
-#[derive(Debug, Serialize)]
-struct CheckedReceipt {
-    valid: bool,
-    transfer: String,
-    payer: String,
-    payee: String,
-    amount: u64,
-    height: u64,
-    block_hash: String,
-    genesis_hash: String,
-}
-
-/// `halfveil receipt verify`: anyone with the genesis checks a receipt, no node needed.
-pub fn verify_receipt(
-    genesis_path: &Path,
-    receipt_path: &Path,
-    output: OutputFormat,
-) -> CommandResult {
-    let genesis = halfveil_genesis::Genesis::load(genesis_path)
-        .map_err(|error| Failure::verification(format!("{}: {error}", genesis_path.display())))?;
-    let size = std::fs::metadata(receipt_path)
-        .map_err(|error| Failure::error(format!("{}: {error}", receipt_path.display())))?
-        .len();
-    if size > RECEIPT_FILE_BYTES_MAX {
-        return Err(Failure::verification(format!(
-            "{} is too large to be a receipt",
-            receipt_path.display()
-        )));
+    if submitted.is_final() {
+        return Ok(submitted);
     }
-    let text = std::fs::read_to_string(receipt_path)?;
-    let bytes = hex::decode(text.trim()).map_err(|_| {
-        Failure::verification(format!(
-            "{} does not hold a receipt's hex",
-            receipt_path.display()
-        ))
-    })?;
-    let receipt: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
-        .map_err(|error| Failure::verification(format!("the receipt is malformed: {error}")))?;
-    receipt
-        .verify(&genesis.params.validator_key)
-        .map_err(|error| Failure::verification(format!("the receipt does not verify: {error}")))?;
-    let halfveil_ledger::Op::Transfer(transfer) = &receipt.op else {
-        return Err(Failure::verification("the receipt is not of a transfer"));
-    };
-    if transfer.request.transfer.chain_id != genesis.params.chain_id {
-        return Err(Failure::verification("the receipt is of another chain"));
+    match tokio::time::timeout(wait, subscription.next()).await {
+        Ok(Some(Ok(status))) => Ok(status),
+        Ok(Some(Err(error))) => Err(Failure::error(format!(
+            "{}: bad transfer notification: {error}",
+            node.url
+        ))),
+        Ok(None) | Err(_) => Err(Failure::error(format!(
+            "transfer {} has no result after {} s; ask later with `halfveil transfer status`",
+            id.to_hex(),
+            wait.as_secs()
+        ))),
     }
-    let transfer = &transfer.request.transfer;
-    let checked = CheckedReceipt {
-        valid: true,
-        transfer: receipt.transfer_id.to_hex(),
-        payer: transfer.payer.to_string(),
-        payee: transfer.payee.to_string(),
-        amount: transfer.amount.0,
-        height: receipt.header.header.height.0,
-        block_hash: receipt.header.header.hash()?.to_hex(),
-        genesis_hash: genesis.hash.to_hex(),
-    };
-    emit(output, &checked, || {
-        format!(
-            "valid receipt: transfer {}\n  {} from {}\n  to {}\n  committed in block {} ({}), signed by the identity manager of genesis {}",
-            checked.transfer,
-            checked.amount,
-            checked.payer,
-            checked.payee,
-            checked.height,
-            checked.block_hash,
-            checked.genesis_hash
-        )
-    });
-    Ok(())
 }
 
 /// Prints an outcome for a person.
@@ -333,29 +311,34 @@ pub fn render(outcome: &Outcome) -> String {
     }
 }
 
-pub fn pay(
-    wallet_path: &Path,
-    password_file: Option<&Path>,
-    receipt_out: Option<&Path>,
-    order: &PayOrder,
-    output: OutputFormat,
-) -> CommandResult {
-    let password = password::obtain(password_file, "the wallet")?;
-    let mut wallet = Wallet::open(wallet_path, password)?;
-    let outcome = block_on(pay_with(&mut wallet, order))??;
-    if let (Some(path), Outcome::Committed { receipt, .. }) = (receipt_out, &outcome) {
-        std::fs::write(path, format!("{receipt}\n")).map_err(|error| {
-            Failure::error(format!(
-                "cannot write the receipt to {}: {error}",
-                path.display()
-            ))
-        })?;
-    }
-    emit(output, &outcome, || render(&outcome));
-    match outcome {
-        Outcome::Committed { .. } => Ok(()),
-        Outcome::Rejected { code, .. } => {
-            Err(Failure::refused(format!("the payment was refused: {code}")))
+impl PayArgs {
+    /// Pays, writes the receipt if asked, and prints the outcome; a refusal is exit code 5.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let order = PayOrder {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            amount: self.amount,
+            memo: self.memo.clone(),
+            expires_in: Duration::from_secs(self.expires_in),
+            wait: Duration::from_secs(self.wait),
+        };
+        let password = password::obtain(self.password_file.as_deref(), "the wallet")?;
+        let mut wallet = Wallet::open(&self.wallet, password)?;
+        let outcome = block_on(pay_with(&mut wallet, &order))??;
+        if let (Some(path), Outcome::Committed { receipt, .. }) = (&self.receipt_out, &outcome) {
+            std::fs::write(path, format!("{receipt}\n")).map_err(|error| {
+                Failure::error(format!(
+                    "cannot write the receipt to {}: {error}",
+                    path.display()
+                ))
+            })?;
+        }
+        emit(output, &outcome, || render(&outcome));
+        match outcome {
+            Outcome::Committed { .. } => Ok(()),
+            Outcome::Rejected { code, .. } => {
+                Err(Failure::refused(format!("the payment was refused: {code}")))
+            }
         }
     }
 }

@@ -15,9 +15,10 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+use clap::{Args, Subcommand};
 use halfveil_genesis::file::LimitsEntry;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
-use halfveil_genesis::testnet::{generate, TestnetSpec};
+use halfveil_genesis::testnet::{generate, AuditorKeys, BankKeys, ImKeys, Testnet, TestnetSpec};
 use halfveil_node::config::{
     Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
     StorageConfig, CONFIG_FILE,
@@ -30,7 +31,64 @@ use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 use crate::password;
 
-/// Options of `testnet init`.
+/// `halfveil testnet`: set up a local network.
+#[derive(Debug, Subcommand)]
+pub enum TestnetCommand {
+    /// Write the genesis, one home per node and the auditors' keys of a network on 127.0.0.1.
+    Init(InitArgs),
+}
+
+impl TestnetCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        match self {
+            TestnetCommand::Init(args) => args.execute(output),
+        }
+    }
+}
+
+/// `halfveil testnet init`: the flags of [`InitOptions`].
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub banks: usize,
+    #[arg(long, default_value_t = 3)]
+    pub auditors: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threshold: u16,
+    #[arg(long, default_value = "halfveil-testnet")]
+    pub chain_id: String,
+    /// First port (node i uses base + 10 i .. + 3); free ports are picked when absent.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Encrypt every key with the password in this file (else `HALFVEIL_PASSWORD`, else
+    /// a random password per node, kept in its home).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl InitArgs {
+    /// Writes the network and prints where its nodes are.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let options = InitOptions {
+            dir: self.dir.clone(),
+            banks: self.banks,
+            auditors: self.auditors,
+            threshold: self.threshold,
+            chain_id: self.chain_id.clone(),
+            base_port: self.base_port,
+            password_file: self.password_file.clone(),
+        };
+        let report = create(&options)?;
+        emit(output, &report, || render(&report));
+        Ok(())
+    }
+}
+
+/// What a network is made of: `testnet init`'s flags, and what `demo`, `bench` and
+/// `chaos` ask for.
 #[derive(Debug)]
 pub struct InitOptions {
     pub dir: PathBuf,
@@ -42,6 +100,45 @@ pub struct InitOptions {
     /// picks free ports.
     pub base_port: Option<u16>,
     pub password_file: Option<PathBuf>,
+}
+
+impl InitOptions {
+    /// The network `demo`, `bench` and `chaos` run in `dir`: an identity manager, two
+    /// banks and three auditors (two of them to disclose), on free ports, with no password
+    /// file (so `HALFVEIL_PASSWORD`, else a random password per folder).
+    pub fn local(dir: PathBuf, chain_id: &str) -> InitOptions {
+        InitOptions {
+            dir,
+            banks: 2,
+            auditors: 3,
+            threshold: 2,
+            chain_id: chain_id.to_owned(),
+            base_port: None,
+            password_file: None,
+        }
+    }
+
+    /// Checks the counts, and that `dir` holds no network yet.
+    fn check(&self) -> Result<(), Failure> {
+        if self.banks == 0 || self.banks > 64 {
+            return Err(Failure::usage("--banks must be between 1 and 64"));
+        }
+        if self.auditors == 0 || self.auditors > 64 {
+            return Err(Failure::usage("--auditors must be between 1 and 64"));
+        }
+        if self.threshold == 0 || usize::from(self.threshold) > self.auditors {
+            return Err(Failure::usage(
+                "--threshold must be between 1 and --auditors",
+            ));
+        }
+        if self.dir.join("genesis.json").exists() {
+            return Err(Failure::usage(format!(
+                "{} already holds a network; choose another --dir or remove it",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The four ports of one node.
@@ -218,52 +315,16 @@ pub struct InitSummary {
     pub disclosure_threshold: u16,
 }
 
-pub fn init(options: &InitOptions, output: OutputFormat) -> CommandResult {
-    let report = create(options)?;
-    emit(output, &report, || render(&report));
-    Ok(())
-}
-
 /// Writes the network's files; see the module documentation.
 pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
-    if options.banks == 0 || options.banks > 64 {
-        return Err(Failure::usage("--banks must be between 1 and 64"));
-    }
-    if options.auditors == 0 || options.auditors > 64 {
-        return Err(Failure::usage("--auditors must be between 1 and 64"));
-    }
-    if options.threshold == 0 || usize::from(options.threshold) > options.auditors {
-        return Err(Failure::usage(
-            "--threshold must be between 1 and --auditors",
-        ));
-    }
-    if options.dir.join("genesis.json").exists() {
-        return Err(Failure::usage(format!(
-            "{} already holds a network; choose another --dir or remove it",
-            options.dir.display()
-        )));
-    }
-    let given = match (
-        &options.password_file,
-        std::env::var(password::PASSWORD_VARIABLE),
-    ) {
-        (Some(path), _) => Some(password::from_file(path)?),
-        (None, Ok(value)) if !value.is_empty() => Some(SecretString::from(value)),
-        _ => None,
-    };
-    let genesis_time_ms = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| Failure::error("the system clock is before 1970"))?
-            .as_millis(),
-    )
-    .map_err(|_| Failure::error("the system clock is out of range"))?;
+    options.check()?;
+    let given = given_password(options)?;
     let testnet = generate(&TestnetSpec {
         chain_id: options.chain_id.clone(),
         banks: options.banks,
         auditors: options.auditors,
         threshold: options.threshold,
-        genesis_time_ms,
+        genesis_time_ms: genesis_time_ms()?,
         limits: LimitsEntry::default(),
     })?;
     let ports = allocate_ports(options.banks + 1, options.base_port)?;
@@ -271,71 +332,140 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
     create_private_dir(&options.dir)?;
     keystore::write_new_private(&options.dir.join("genesis.json"), genesis_text.as_bytes())?;
 
+    let addresses = peer_addresses(&testnet, &ports);
+    let home = Home {
+        genesis_text: &genesis_text,
+        given: &given,
+    };
+    let mut nodes = vec![home.write_im(&options.dir, &testnet.im, ports[0], &addresses)?];
+    for (index, bank) in testnet.banks.iter().enumerate() {
+        nodes.push(home.write_bank(&options.dir, bank, index + 1, &ports, &addresses)?);
+    }
+    let auditors = write_auditor_keys(&options.dir.join("auditors"), &testnet.auditors, &given)?;
+
+    let report = InitSummary {
+        dir: options.dir.display().to_string(),
+        chain_id: options.chain_id.clone(),
+        genesis_hash: testnet.genesis.hash.to_hex(),
+        nodes,
+        auditors,
+        disclosure_threshold: options.threshold,
+    };
+    Ok(report)
+}
+
+/// The password for every key: from `--password-file`, else `HALFVEIL_PASSWORD`; `None`
+/// means a random one per folder.
+fn given_password(options: &InitOptions) -> Result<Option<SecretString>, Failure> {
+    if let Some(path) = &options.password_file {
+        return Ok(Some(password::from_file(path)?));
+    }
+    match std::env::var(password::PASSWORD_VARIABLE) {
+        Ok(value) if !value.is_empty() => Ok(Some(SecretString::from(value))),
+        _ => Ok(None),
+    }
+}
+
+/// The genesis time: now, in milliseconds since the Unix epoch.
+fn genesis_time_ms() -> Result<u64, Failure> {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Failure::error("the system clock is before 1970"))?
+            .as_millis(),
+    )
+    .map_err(|_| Failure::error("the system clock is out of range"))
+}
+
+/// The p2p address of every node, the identity manager first, then the banks.
+fn peer_addresses(testnet: &Testnet, ports: &[Ports]) -> Vec<String> {
     let im_peer = testnet.im.node_key.public().to_peer_id();
-    let addresses: Vec<String> = std::iter::once(im_peer)
+    std::iter::once(im_peer)
         .chain(
             testnet
                 .banks
                 .iter()
                 .map(|bank| bank.node_key.public().to_peer_id()),
         )
-        .zip(&ports)
+        .zip(ports)
         .map(|(peer, ports)| format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", ports.p2p))
-        .collect();
-    let peers_except = |index: usize| -> Vec<String> {
-        addresses
-            .iter()
-            .enumerate()
-            .filter(|(other, _)| *other != index)
-            .map(|(_, address)| address.clone())
-            .collect()
-    };
-    let mut nodes = Vec::new();
+        .collect()
+}
 
-    // The identity manager.
-    let home = options.dir.join("im");
-    create_private_dir(&home)?;
-    let (password, password_file) = folder_password(&home, &given)?;
-    let im = &testnet.im;
-    keystore::write_node_key(&home.join("node_key.json"), &im.node_key)?;
-    keystore::write_key_file(
-        &home.join("validator_key.json"),
-        FileKind::ValidatorKey,
-        &im.validator.to_bytes(),
-        &im.validator.verifying_key().to_bytes(),
-        &password,
-        KdfParams::DEFAULT,
-    )?;
-    let escrow_public = im.escrow.public_key()?;
-    keystore::write_key_file(
-        &home.join("escrow_key.json"),
-        FileKind::EscrowKey,
-        im.escrow.as_bytes(),
-        &escrow_public.0,
-        &password,
-        KdfParams::DEFAULT,
-    )?;
-    let config = node_config(
-        "im",
-        ports[0],
-        peers_except(0),
-        "validator_key.json",
-        true,
-        password_file,
-    );
-    write_home_files(&home, &config, &genesis_text)?;
-    nodes.push(summary(
-        "im",
-        "identity-manager",
-        &home,
-        &im_peer.to_string(),
-        ports[0],
-    ));
+/// Every address but the node's own (`index`): the peers it dials.
+fn peers_except(addresses: &[String], index: usize) -> Vec<String> {
+    addresses
+        .iter()
+        .enumerate()
+        .filter(|(other, _)| *other != index)
+        .map(|(_, address)| address.clone())
+        .collect()
+}
 
-    for (index, bank) in testnet.banks.iter().enumerate() {
-        let home = options.dir.join(&bank.name);
+/// What every node's home gets: the genesis, and the password given for the keys (or
+/// none, for a random one per home).
+#[derive(Debug)]
+struct Home<'a> {
+    genesis_text: &'a str,
+    given: &'a Option<SecretString>,
+}
+
+impl Home<'_> {
+    /// Writes `DIR/im`: the identity manager's keys, config, genesis and admin token.
+    fn write_im(
+        &self,
+        dir: &Path,
+        im: &ImKeys,
+        ports: Ports,
+        addresses: &[String],
+    ) -> Result<NodeSummary, Failure> {
+        let home = dir.join("im");
         create_private_dir(&home)?;
-        let (password, password_file) = folder_password(&home, &given)?;
+        let (password, password_file) = folder_password(&home, self.given)?;
+        keystore::write_node_key(&home.join("node_key.json"), &im.node_key)?;
+        keystore::write_key_file(
+            &home.join("validator_key.json"),
+            FileKind::ValidatorKey,
+            &im.validator.to_bytes(),
+            &im.validator.verifying_key().to_bytes(),
+            &password,
+            KdfParams::DEFAULT,
+        )?;
+        let escrow_public = im.escrow.public_key()?;
+        keystore::write_key_file(
+            &home.join("escrow_key.json"),
+            FileKind::EscrowKey,
+            im.escrow.as_bytes(),
+            &escrow_public.0,
+            &password,
+            KdfParams::DEFAULT,
+        )?;
+        let config = node_config(
+            "im",
+            ports,
+            peers_except(addresses, 0),
+            "validator_key.json",
+            true,
+            password_file,
+        );
+        write_home_files(&home, &config, self.genesis_text)?;
+        let peer = im.node_key.public().to_peer_id().to_string();
+        Ok(summary("im", "identity-manager", &home, &peer, ports))
+    }
+
+    /// Writes `DIR/bank-N` for the bank that is node `index`: its keys, config, genesis
+    /// and admin token.
+    fn write_bank(
+        &self,
+        dir: &Path,
+        bank: &BankKeys,
+        index: usize,
+        ports: &[Ports],
+        addresses: &[String],
+    ) -> Result<NodeSummary, Failure> {
+        let home = dir.join(&bank.name);
+        create_private_dir(&home)?;
+        let (password, password_file) = folder_password(&home, self.given)?;
         keystore::write_node_key(&home.join("node_key.json"), &bank.node_key)?;
         keystore::write_key_file(
             &home.join("attestation_key.json"),
@@ -347,28 +477,34 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
         )?;
         let config = node_config(
             &bank.name,
-            ports[index + 1],
-            peers_except(index + 1),
+            ports[index],
+            peers_except(addresses, index),
             "attestation_key.json",
             false,
             password_file,
         );
-        write_home_files(&home, &config, &genesis_text)?;
+        write_home_files(&home, &config, self.genesis_text)?;
         let peer = bank.node_key.public().to_peer_id().to_string();
-        nodes.push(summary(
+        Ok(summary(
             &bank.name,
             "account-manager",
             &home,
             &peer,
-            ports[index + 1],
-        ));
+            ports[index],
+        ))
     }
+}
 
-    let auditors_dir = options.dir.join("auditors");
-    create_private_dir(&auditors_dir)?;
-    let (password, _) = folder_password(&auditors_dir, &given)?;
+/// Writes each auditor's key file into `auditors_dir`; returns their paths.
+fn write_auditor_keys(
+    auditors_dir: &Path,
+    auditors: &[AuditorKeys],
+    given: &Option<SecretString>,
+) -> Result<Vec<String>, Failure> {
+    create_private_dir(auditors_dir)?;
+    let (password, _) = folder_password(auditors_dir, given)?;
     let mut auditor_files = Vec::new();
-    for auditor in &testnet.auditors {
+    for auditor in auditors {
         let path = auditors_dir.join(format!("{}.json", auditor.name));
         keystore::write_key_file(
             &path,
@@ -381,16 +517,7 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
         auditor_files.push(path.display().to_string());
     }
     drop(password);
-
-    let report = InitSummary {
-        dir: options.dir.display().to_string(),
-        chain_id: options.chain_id.clone(),
-        genesis_hash: testnet.genesis.hash.to_hex(),
-        nodes,
-        auditors: auditor_files,
-        disclosure_threshold: options.threshold,
-    };
-    Ok(report)
+    Ok(auditor_files)
 }
 
 fn write_home_files(home: &Path, config: &Config, genesis_text: &str) -> Result<(), Failure> {

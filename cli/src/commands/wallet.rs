@@ -1,7 +1,8 @@
 //! `halfveil wallet create|show`: the payer's encrypted wallet.
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use clap::{Args, Subcommand};
 use halfveil_genesis::Genesis;
 use serde::Serialize;
 
@@ -10,82 +11,123 @@ use crate::output::{emit, OutputFormat};
 use crate::password;
 use crate::wallet::Wallet;
 
-/// Creates an empty wallet for the chain of `genesis`.
-pub fn create(
-    wallet: &Path,
-    genesis: &Path,
-    password_file: Option<&Path>,
-    output: OutputFormat,
-) -> CommandResult {
-    let genesis = Genesis::load(genesis)?;
-    let password =
-        password::obtain_new(password_file, &format!("new wallet {}", wallet.display()))?;
-    let created = Wallet::create(
-        wallet,
-        password,
-        &genesis.genesis.body.chain_id,
-        &genesis.hash.to_hex(),
-    )?;
-    #[derive(Serialize)]
-    struct Created {
-        wallet: String,
-        chain_id: String,
-    }
-    let report = Created {
-        wallet: wallet.display().to_string(),
-        chain_id: created.chain_id().to_owned(),
-    };
-    emit(output, &report, || {
-        format!(
-            "created wallet {} for chain {}",
-            report.wallet, report.chain_id
-        )
-    });
-    Ok(())
+/// `halfveil wallet`: the payer's encrypted wallet.
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Create an empty wallet for the chain of a genesis file.
+    Create(CreateArgs),
+    /// List a wallet's accounts.
+    Show(ShowArgs),
 }
 
-/// Lists a wallet's accounts (never its keys).
-pub fn show(wallet: &Path, password_file: Option<&Path>, output: OutputFormat) -> CommandResult {
-    let password = password::obtain(password_file, &format!("wallet {}", wallet.display()))?;
-    let opened = Wallet::open(wallet, password)?;
-    #[derive(Serialize)]
-    struct Entry {
-        account: String,
-        bank: String,
-        next_nonce: u64,
-    }
-    #[derive(Serialize)]
-    struct Shown {
-        chain_id: String,
-        genesis_hash: String,
-        accounts: Vec<Entry>,
-    }
-    let report = Shown {
-        chain_id: opened.chain_id().to_owned(),
-        genesis_hash: opened.genesis_hash().to_owned(),
-        accounts: opened
-            .accounts()
-            .iter()
-            .map(|account| Entry {
-                account: account.account.clone(),
-                bank: account.bank.clone(),
-                next_nonce: account.next_nonce,
-            })
-            .collect(),
-    };
-    emit(output, &report, || {
-        let mut text = format!(
-            "wallet for chain {} ({} accounts)",
-            report.chain_id,
-            report.accounts.len()
-        );
-        for entry in &report.accounts {
-            text.push_str(&format!(
-                "\n  {}  at {}  next nonce {}",
-                entry.account, entry.bank, entry.next_nonce
-            ));
+impl WalletCommand {
+    /// Runs the subcommand.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        match self {
+            WalletCommand::Create(args) => args.execute(output),
+            WalletCommand::Show(args) => args.execute(output),
         }
-        text
-    });
-    Ok(())
+    }
+}
+
+/// `halfveil wallet create`: a new, empty wallet file.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub wallet: PathBuf,
+    #[arg(long)]
+    pub genesis: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil wallet show`: a wallet's accounts.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[arg(long)]
+    pub wallet: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl CreateArgs {
+    /// Creates an empty wallet for the chain of `genesis`.
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let (wallet, genesis, password_file) =
+            (&self.wallet, &self.genesis, self.password_file.as_deref());
+        let genesis = Genesis::load(genesis)?;
+        let password =
+            password::obtain_new(password_file, &format!("new wallet {}", wallet.display()))?;
+        let created = Wallet::create(
+            wallet,
+            password,
+            &genesis.genesis.body.chain_id,
+            &genesis.hash.to_hex(),
+        )?;
+        #[derive(Serialize)]
+        struct Created {
+            wallet: String,
+            chain_id: String,
+        }
+        let report = Created {
+            wallet: wallet.display().to_string(),
+            chain_id: created.chain_id().to_owned(),
+        };
+        emit(output, &report, || {
+            format!(
+                "created wallet {} for chain {}",
+                report.wallet, report.chain_id
+            )
+        });
+        Ok(())
+    }
+}
+
+impl ShowArgs {
+    /// Lists a wallet's accounts (never its keys).
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let (wallet, password_file) = (&self.wallet, self.password_file.as_deref());
+        let password = password::obtain(password_file, &format!("wallet {}", wallet.display()))?;
+        let opened = Wallet::open(wallet, password)?;
+        #[derive(Serialize)]
+        struct Entry {
+            account: String,
+            bank: String,
+            next_nonce: u64,
+        }
+        #[derive(Serialize)]
+        struct Shown {
+            chain_id: String,
+            genesis_hash: String,
+            accounts: Vec<Entry>,
+        }
+        let report = Shown {
+            chain_id: opened.chain_id().to_owned(),
+            genesis_hash: opened.genesis_hash().to_owned(),
+            accounts: opened
+                .accounts()
+                .iter()
+                .map(|account| Entry {
+                    account: account.account.clone(),
+                    bank: account.bank.clone(),
+                    next_nonce: account.next_nonce,
+                })
+                .collect(),
+        };
+        emit(output, &report, || {
+            let mut text = format!(
+                "wallet for chain {} ({} accounts)",
+                report.chain_id,
+                report.accounts.len()
+            );
+            for entry in &report.accounts {
+                text.push_str(&format!(
+                    "\n  {}  at {}  next nonce {}",
+                    entry.account, entry.bank, entry.next_nonce
+                ));
+            }
+            text
+        });
+        Ok(())
+    }
 }
