@@ -350,6 +350,26 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
     gap.remove(1);
     write_chain(&altered, &genesis, &gap);
     assert_eq!(audit.replay_file(&altered).status.code(), Some(3));
+    // A block that does not decode, first, in the middle and last: found at its height
+    // (the first once passed as an empty valid chain).
+    for index in [0, frames.len() / 2, frames.len() - 1] {
+        let mut garbage = frames.clone();
+        garbage[index] = vec![0xff; 10];
+        write_chain(&altered, &genesis, &garbage);
+        let output = audit.replay_file(&altered);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "block {index}: {}",
+            describe(&output)
+        );
+        let report = json(&output);
+        assert_eq!(
+            report["violation"]["height"].as_u64(),
+            Some(index as u64 + 1),
+            "block {index}: {report}"
+        );
+    }
     // Import: a bank that lost its data is rebuilt from the file, verified block by block,
     // and rejoins with the same head; an altered file is refused.
     let mut audit = audit;

@@ -319,10 +319,10 @@ fn check_windows(
             }
         }
         match checked {
+            // An empty window still goes on to its undecodable block, if any: the first
+            // block of a file that does not decode is a violation, not an empty chain.
+            Ok(pending) if window.blocks.is_empty() => drop(pending),
             Ok(pending) => {
-                if window.blocks.is_empty() {
-                    continue;
-                }
                 let verifier = std::thread::spawn(move || pending.verify());
                 previous = Some((window.blocks, verifier));
             }
