@@ -17,9 +17,9 @@ use crate::hash::{merkle_root, Hash32};
 use crate::state::{Account, ChainParams, CommitmentUpdate, State, StateChange};
 use crate::types::{
     attestation_message, open_account_message, AccountId, Amount, AttestationKind, BankId,
-    BatchAttestation, Block, CloseAccount, Disclosure, Height, Issue, Nonce, Op, OpenAccount,
-    PublicKey, RotateKey, TimeMs, TransferOp, ATTESTATION_IDS_MAX, BLOCK_OPS_MAX,
-    DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX, VERSION,
+    BatchAttestation, Block, BlockHeader, CloseAccount, Disclosure, Height, Issue, Nonce, Op,
+    OpenAccount, PublicKey, RotateKey, TimeMs, Transfer, TransferOp, ATTESTATION_IDS_MAX,
+    BLOCK_OPS_MAX, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX, VERSION,
 };
 
 /// At most this many attestations in one block (they are referenced by `u16`).
@@ -132,6 +132,8 @@ enum Signatures {
 /// The deferred signatures of one block.
 type Pending = Option<SignatureBatch<SigCheck>>;
 
+/// [`apply`] with its signatures verified as `signatures` says: the header's rules, the
+/// body's, then the header's roots against the body's.
 fn apply_inner(
     params: &ChainParams,
     state: &State,
@@ -144,44 +146,7 @@ fn apply_inner(
         op: None,
         violation,
     };
-    if header.version != VERSION {
-        return Err(at_header(Violation::BlockVersion {
-            version: header.version,
-        }));
-    }
-    if header.chain_id != params.chain_id {
-        return Err(at_header(Violation::WrongChain {
-            found: header.chain_id.to_string(),
-            expected: params.chain_id.to_string(),
-        }));
-    }
-    if Some(header.height) != state.height.next() {
-        return Err(at_header(Violation::WrongHeight {
-            found: header.height,
-            head: state.height,
-        }));
-    }
-    if header.parent != state.head_hash {
-        return Err(at_header(Violation::WrongParent {
-            found: header.parent,
-            expected: state.head_hash,
-        }));
-    }
-    if header.time <= state.time {
-        return Err(at_header(Violation::TimeNotIncreasing {
-            time: header.time,
-            previous: state.time,
-        }));
-    }
-    if header.proposer != params.validator_key {
-        return Err(at_header(Violation::WrongProposer));
-    }
-    if usize::try_from(header.op_count).ok() != Some(block.ops.len()) {
-        return Err(at_header(Violation::OpCountMismatch {
-            header: header.op_count,
-            body: block.ops.len(),
-        }));
-    }
+    check_header(params, state, block).map_err(at_header)?;
     if signatures == Signatures::Now {
         let block_hash = header.hash().map_err(|error| at_header(error.into()))?;
         crypto::verify(&params.validator_key, &block_hash, &block.signed.signature)
@@ -197,6 +162,57 @@ fn apply_inner(
         &block.ops,
         signatures,
     )?;
+    check_roots(header, &change).map_err(at_header)?;
+    Ok((change, pending))
+}
+
+/// The header's rules that need no signature and no body run, in the order they are
+/// checked: version, chain, height, parent, time, proposer, op count.
+fn check_header(params: &ChainParams, state: &State, block: &Block) -> Result<(), Violation> {
+    let header = block.header();
+    if header.version != VERSION {
+        return Err(Violation::BlockVersion {
+            version: header.version,
+        });
+    }
+    if header.chain_id != params.chain_id {
+        return Err(Violation::WrongChain {
+            found: header.chain_id.to_string(),
+            expected: params.chain_id.to_string(),
+        });
+    }
+    if Some(header.height) != state.height.next() {
+        return Err(Violation::WrongHeight {
+            found: header.height,
+            head: state.height,
+        });
+    }
+    if header.parent != state.head_hash {
+        return Err(Violation::WrongParent {
+            found: header.parent,
+            expected: state.head_hash,
+        });
+    }
+    if header.time <= state.time {
+        return Err(Violation::TimeNotIncreasing {
+            time: header.time,
+            previous: state.time,
+        });
+    }
+    if header.proposer != params.validator_key {
+        return Err(Violation::WrongProposer);
+    }
+    if usize::try_from(header.op_count).ok() != Some(block.ops.len()) {
+        return Err(Violation::OpCountMismatch {
+            header: header.op_count,
+            body: block.ops.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The header's roots against the ones its body computed: op, attestation, then state.
+fn check_roots(header: &BlockHeader, change: &StateChange) -> Result<(), Violation> {
     let roots = [
         (header.op_root, change.op_root, "op"),
         (
@@ -222,10 +238,10 @@ fn apply_inner(
                     computed,
                 },
             };
-            return Err(at_header(violation));
+            return Err(violation);
         }
     }
-    Ok((change, pending))
+    Ok(())
 }
 
 /// Applies `blocks` in order to `state`, with every rule of [`apply`], but verifies the
@@ -774,30 +790,7 @@ impl<'a> Execution<'a> {
         attestations: &[BatchAttestation],
     ) -> Result<(), Violation> {
         let transfer = &op.request.transfer;
-        if transfer.version != VERSION {
-            return Err(Violation::TransferVersion {
-                version: transfer.version,
-            });
-        }
-        if transfer.chain_id != self.params.chain_id {
-            return Err(Violation::WrongChain {
-                found: transfer.chain_id.to_string(),
-                expected: self.params.chain_id.to_string(),
-            });
-        }
-        let memo_limit = usize::from(self.params.limits.memo_bytes_max).min(MEMO_BYTES_MAX);
-        if transfer.memo.0.len() > memo_limit {
-            return Err(Violation::MemoTooLong {
-                bytes: transfer.memo.0.len(),
-                limit: memo_limit,
-            });
-        }
-        if transfer.amount.0 == 0 {
-            return Err(Violation::ZeroAmount);
-        }
-        if transfer.payer == transfer.payee {
-            return Err(Violation::SelfTransfer);
-        }
+        self.check_transfer_fields(transfer)?;
         self.check_expiry(transfer.expires_at)?;
         let mut payer = self.open_account_of(&transfer.payer)?;
         let mut payee = self.open_account_of(&transfer.payee)?;
@@ -822,24 +815,7 @@ impl<'a> Execution<'a> {
             payee.bank,
             &id,
         )?;
-        payer.balance = payer
-            .balance
-            .0
-            .checked_sub(transfer.amount.0)
-            .map(Amount)
-            .ok_or(Violation::InsufficientFunds {
-                account: transfer.payer,
-                balance: payer.balance,
-                amount: transfer.amount,
-            })?;
-        payee.balance = payee
-            .balance
-            .0
-            .checked_add(transfer.amount.0)
-            .map(Amount)
-            .ok_or(Violation::BalanceOverflow {
-                account: transfer.payee,
-            })?;
+        move_amount(transfer, &mut payer, &mut payee)?;
         self.use_nonce(&transfer.payer, transfer.nonce, transfer.expires_at)?;
         self.push_signature(
             SigCheck::TxCredential(index),
@@ -852,6 +828,36 @@ impl<'a> Execution<'a> {
         // Block ops are bounded far below u32::MAX.
         self.transfers
             .push((id, u32::try_from(index).unwrap_or(u32::MAX)));
+        Ok(())
+    }
+
+    /// The transfer's own fields, in the order they are checked: version, chain, memo
+    /// length, a non-zero amount, two different accounts.
+    fn check_transfer_fields(&self, transfer: &Transfer) -> Result<(), Violation> {
+        if transfer.version != VERSION {
+            return Err(Violation::TransferVersion {
+                version: transfer.version,
+            });
+        }
+        if transfer.chain_id != self.params.chain_id {
+            return Err(Violation::WrongChain {
+                found: transfer.chain_id.to_string(),
+                expected: self.params.chain_id.to_string(),
+            });
+        }
+        let memo_limit = usize::from(self.params.limits.memo_bytes_max).min(MEMO_BYTES_MAX);
+        if transfer.memo.0.len() > memo_limit {
+            return Err(Violation::MemoTooLong {
+                bytes: transfer.memo.0.len(),
+                limit: memo_limit,
+            });
+        }
+        if transfer.amount.0 == 0 {
+            return Err(Violation::ZeroAmount);
+        }
+        if transfer.payer == transfer.payee {
+            return Err(Violation::SelfTransfer);
+        }
         Ok(())
     }
 
@@ -954,85 +960,24 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
+    /// Ends the block: settles the gathered signatures, commits what the ops changed to the
+    /// state's hash and checks the body's size; returns the change and the signatures
+    /// deferred to the caller.
     fn finish(
         mut self,
         attestations: &[BatchAttestation],
         ops: &[Op],
         signatures: Signatures,
     ) -> Result<(StateChange, Pending), ApplyError> {
-        let mut pending = None;
-        if let Some(batch) = self.signatures.take() {
-            if signatures == Signatures::Deferred {
-                pending = Some(batch);
-            } else if let Err(check) = batch.verify() {
-                let (op, violation) = check.place();
-                return Err(self.error(op, violation));
-            }
-        }
+        let pending = self.verify_or_defer(signatures)?;
         let mut update = CommitmentUpdate {
             lthash: self.state.lthash().clone(),
         };
-        let height = self.height;
-        let codec_error = |error: crate::error::CodecError| ApplyError {
-            height,
-            op: None,
-            violation: error.into(),
-        };
-        // Supply: the balances moved by exactly what was issued.
-        let mut before_total: u128 = 0;
-        let mut after_total: u128 = 0;
-        let mut accounts: Vec<(AccountId, Account)> = self.touched.into_iter().collect();
-        accounts.sort_unstable_by_key(|(id, _)| *id);
-        for (id, after) in &accounts {
-            let before = self.state.account(id);
-            before_total += before.map_or(0, |account| u128::from(account.balance.0));
-            after_total += u128::from(after.balance.0);
-            update
-                .replace_account(id, before, after)
-                .map_err(codec_error)?;
-        }
-        let expected = before_total + u128::from(self.issued);
-        if after_total != expected {
-            return Err(ApplyError {
-                height: self.height,
-                op: None,
-                violation: Violation::SupplyMismatch {
-                    expected,
-                    found: after_total,
-                },
-            });
-        }
-        let nonces_expired = self.state.expired_by(self.time);
-        for (account, nonce, at) in &nonces_expired {
-            update
-                .remove_nonce(account, *nonce, *at)
-                .map_err(codec_error)?;
-        }
-        for (account, nonce, at) in &self.nonces_added {
-            update
-                .add_nonce(account, *nonce, *at)
-                .map_err(codec_error)?;
-        }
-        for order in &self.orders_served {
-            update.add_order(order).map_err(codec_error)?;
-        }
+        let accounts = self.update_accounts(&mut update)?;
+        let nonces_expired = self.update_nonces_and_orders(&mut update)?;
         // The issue checks bounded this sum.
         let supply = Amount(self.state.supply.0.saturating_add(self.issued));
-        let (op_hashes, body_bytes) = hash_ops(ops).map_err(codec_error)?;
-        let (attestation_hashes, attestation_bytes) =
-            hash_attestations(attestations).map_err(codec_error)?;
-        let bytes = body_bytes + attestation_bytes;
-        let bytes_max = usize::try_from(self.params.limits.block_bytes_max).unwrap_or(usize::MAX);
-        if bytes > bytes_max {
-            return Err(ApplyError {
-                height: self.height,
-                op: None,
-                violation: Violation::BlockTooLarge {
-                    bytes,
-                    limit: bytes_max,
-                },
-            });
-        }
+        let (op_hashes, attestation_hashes) = self.hash_body(ops, attestations)?;
         let state_root = crate::state::state_root(&update.lthash, supply);
         let change = StateChange {
             height: self.height,
@@ -1051,6 +996,136 @@ impl<'a> Execution<'a> {
         };
         Ok((change, pending))
     }
+
+    /// The signatures gathered from the block: verified now (the first bad one is the
+    /// violation), or handed back when the caller verifies them later.
+    fn verify_or_defer(&mut self, signatures: Signatures) -> Result<Pending, ApplyError> {
+        let Some(batch) = self.signatures.take() else {
+            return Ok(None);
+        };
+        if signatures == Signatures::Deferred {
+            return Ok(Some(batch));
+        }
+        if let Err(check) = batch.verify() {
+            let (op, violation) = check.place();
+            return Err(self.error(op, violation));
+        }
+        Ok(None)
+    }
+
+    /// A codec failure while committing the block, named at the header.
+    fn codec_error(&self, error: crate::error::CodecError) -> ApplyError {
+        self.error(None, error.into())
+    }
+
+    /// Puts the touched accounts into `update`, sorted by id, and checks the supply: the
+    /// balances moved by exactly what was issued.
+    fn update_accounts(
+        &mut self,
+        update: &mut CommitmentUpdate,
+    ) -> Result<Vec<(AccountId, Account)>, ApplyError> {
+        let mut before_total: u128 = 0;
+        let mut after_total: u128 = 0;
+        let mut accounts: Vec<(AccountId, Account)> =
+            std::mem::take(&mut self.touched).into_iter().collect();
+        accounts.sort_unstable_by_key(|(id, _)| *id);
+        for (id, after) in &accounts {
+            let before = self.state.account(id);
+            before_total += before.map_or(0, |account| u128::from(account.balance.0));
+            after_total += u128::from(after.balance.0);
+            update
+                .replace_account(id, before, after)
+                .map_err(|error| self.codec_error(error))?;
+        }
+        let expected = before_total + u128::from(self.issued);
+        if after_total != expected {
+            return Err(self.error(
+                None,
+                Violation::SupplyMismatch {
+                    expected,
+                    found: after_total,
+                },
+            ));
+        }
+        Ok(accounts)
+    }
+
+    /// Puts the nonces this block forgets and remembers, and the orders it serves, into
+    /// `update`; returns the forgotten nonces.
+    fn update_nonces_and_orders(
+        &self,
+        update: &mut CommitmentUpdate,
+    ) -> Result<Vec<(AccountId, Nonce, TimeMs)>, ApplyError> {
+        let nonces_expired = self.state.expired_by(self.time);
+        for (account, nonce, at) in &nonces_expired {
+            update
+                .remove_nonce(account, *nonce, *at)
+                .map_err(|error| self.codec_error(error))?;
+        }
+        for (account, nonce, at) in &self.nonces_added {
+            update
+                .add_nonce(account, *nonce, *at)
+                .map_err(|error| self.codec_error(error))?;
+        }
+        for order in &self.orders_served {
+            update
+                .add_order(order)
+                .map_err(|error| self.codec_error(error))?;
+        }
+        Ok(nonces_expired)
+    }
+
+    /// The hashes of the ops and of the attestations, once the body's encoded size is
+    /// checked against the limit.
+    fn hash_body(
+        &self,
+        ops: &[Op],
+        attestations: &[BatchAttestation],
+    ) -> Result<(Vec<Hash32>, Vec<Hash32>), ApplyError> {
+        let (op_hashes, body_bytes) = hash_ops(ops).map_err(|error| self.codec_error(error))?;
+        let (attestation_hashes, attestation_bytes) =
+            hash_attestations(attestations).map_err(|error| self.codec_error(error))?;
+        let bytes = body_bytes + attestation_bytes;
+        let bytes_max = usize::try_from(self.params.limits.block_bytes_max).unwrap_or(usize::MAX);
+        if bytes > bytes_max {
+            return Err(self.error(
+                None,
+                Violation::BlockTooLarge {
+                    bytes,
+                    limit: bytes_max,
+                },
+            ));
+        }
+        Ok((op_hashes, attestation_hashes))
+    }
+}
+
+/// Moves `transfer`'s amount from `payer` to `payee`: refused if the payer has too little
+/// or the payee's balance would overflow.
+fn move_amount(
+    transfer: &Transfer,
+    payer: &mut Account,
+    payee: &mut Account,
+) -> Result<(), Violation> {
+    payer.balance = payer
+        .balance
+        .0
+        .checked_sub(transfer.amount.0)
+        .map(Amount)
+        .ok_or(Violation::InsufficientFunds {
+            account: transfer.payer,
+            balance: payer.balance,
+            amount: transfer.amount,
+        })?;
+    payee.balance = payee
+        .balance
+        .0
+        .checked_add(transfer.amount.0)
+        .map(Amount)
+        .ok_or(Violation::BalanceOverflow {
+            account: transfer.payee,
+        })?;
+    Ok(())
 }
 
 /// Each op's hash and the body's encoded size, reusing one buffer.

@@ -7,7 +7,9 @@ use crate::apply::{execute, execute_admitted};
 use crate::crypto::{self, SigningKey};
 use crate::error::ApplyError;
 use crate::state::{ChainParams, State, StateChange};
-use crate::types::{BatchAttestation, Block, BlockHeader, Op, SignedHeader, TimeMs, VERSION};
+use crate::types::{
+    BatchAttestation, Block, BlockHeader, Height, Op, SignedHeader, TimeMs, VERSION,
+};
 
 /// An unsigned block and what it changes.
 #[derive(Debug)]
@@ -57,43 +59,17 @@ pub fn propose_or_return(
     ops: Vec<Op>,
     credentials: Credentials,
 ) -> Result<Proposal, Box<Refused>> {
-    let height = match state.height.next() {
-        Some(height) => height,
-        None => {
-            return Err(Box::new(Refused {
-                error: ApplyError {
-                    height: state.height,
-                    op: None,
-                    violation: crate::error::Violation::WrongHeight {
-                        found: state.height,
-                        head: state.height,
-                    },
-                },
-                attestations,
-                ops,
-            }))
-        }
-    };
-    if time <= state.time {
-        return Err(Box::new(Refused {
-            error: ApplyError {
-                height,
-                op: None,
-                violation: crate::error::Violation::TimeNotIncreasing {
-                    time,
-                    previous: state.time,
-                },
-            },
-            attestations,
-            ops,
-        }));
-    }
-    let executed = match credentials {
-        Credentials::Check => execute(params, state, height, time, &attestations, &ops),
-        Credentials::Verified => execute_admitted(params, state, height, time, &attestations, &ops),
-    };
-    let change = match executed {
-        Ok(change) => change,
+    let executed = next_height(state, time).and_then(|height| {
+        let change = match credentials {
+            Credentials::Check => execute(params, state, height, time, &attestations, &ops),
+            Credentials::Verified => {
+                execute_admitted(params, state, height, time, &attestations, &ops)
+            }
+        }?;
+        Ok((height, change))
+    });
+    let (height, change) = match executed {
+        Ok(executed) => executed,
         Err(error) => {
             return Err(Box::new(Refused {
                 error,
@@ -102,7 +78,52 @@ pub fn propose_or_return(
             }))
         }
     };
-    let header = BlockHeader {
+    let header = header_of(params, state, height, time, &change, ops.len());
+    Ok(Proposal {
+        header,
+        attestations,
+        ops,
+        change,
+    })
+}
+
+/// The height of the block after `state`'s head, if one can follow it at `time`: the
+/// header rules a proposal can break before its body runs.
+fn next_height(state: &State, time: TimeMs) -> Result<Height, ApplyError> {
+    let Some(height) = state.height.next() else {
+        return Err(ApplyError {
+            height: state.height,
+            op: None,
+            violation: crate::error::Violation::WrongHeight {
+                found: state.height,
+                head: state.height,
+            },
+        });
+    };
+    if time <= state.time {
+        return Err(ApplyError {
+            height,
+            op: None,
+            violation: crate::error::Violation::TimeNotIncreasing {
+                time,
+                previous: state.time,
+            },
+        });
+    }
+    Ok(height)
+}
+
+/// The header of the next block at `height` and `time`, with the roots of its executed
+/// body.
+fn header_of(
+    params: &ChainParams,
+    state: &State,
+    height: Height,
+    time: TimeMs,
+    change: &StateChange,
+    op_count: usize,
+) -> BlockHeader {
+    BlockHeader {
         version: VERSION,
         chain_id: params.chain_id.clone(),
         height,
@@ -112,15 +133,9 @@ pub fn propose_or_return(
         attestation_root: change.attestation_root,
         state_root: change.state_root,
         // Bounded by the block op limit, far below u32::MAX.
-        op_count: u32::try_from(ops.len()).unwrap_or(u32::MAX),
+        op_count: u32::try_from(op_count).unwrap_or(u32::MAX),
         proposer: params.validator_key,
-    };
-    Ok(Proposal {
-        header,
-        attestations,
-        ops,
-        change,
-    })
+    }
 }
 
 impl Proposal {

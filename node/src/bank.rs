@@ -19,7 +19,7 @@ use halfveil_ledger::sharded::ShardedMap;
 use halfveil_ledger::{
     attestation_message, codec, open_account_message, AccountId, AttestationKind, BankId,
     BatchAttestation, Block, Hash32, Height, OpenAccount, PublicKey, RejectCode, Rejecter,
-    Rejection, Signature, TimeMs, TransactionRequest,
+    Rejection, Signature, State, TimeMs, TransactionRequest,
 };
 use halfveil_store::{Location, RocksStore, Store};
 use libp2p::PeerId;
@@ -266,6 +266,98 @@ fn store_refusals(
     Ok((kept, committed))
 }
 
+/// The bank's accounts as stored, their business keys opened with `storage_secret`.
+fn load_accounts(
+    store: &RocksStore,
+    storage_secret: &[u8; 32],
+) -> Result<HashMap<AccountId, LocalAccount>, String> {
+    let mut accounts = HashMap::new();
+    let rows = store
+        .local_scan(ACCOUNT_PREFIX, ACCOUNTS_MAX)
+        .map_err(|error| format!("cannot read the bank's accounts: {error}"))?;
+    for (row_key, value) in rows {
+        let (account, local) = account_from_row(storage_secret, &row_key, &value)?;
+        accounts.insert(account, local);
+    }
+    Ok(accounts)
+}
+
+/// One stored account row: the account its key names, and the account with its business
+/// key opened.
+fn account_from_row(
+    storage_secret: &[u8; 32],
+    row_key: &[u8],
+    value: &[u8],
+) -> Result<(AccountId, LocalAccount), String> {
+    let account = AccountId(
+        row_key[ACCOUNT_PREFIX.len()..]
+            .try_into()
+            .map_err(|_| "corrupt account row key".to_owned())?,
+    );
+    let row: AccountRow =
+        codec::decode(value, 4096).map_err(|error| format!("corrupt account row: {error}"))?;
+    let plaintext = crypto::open_at_rest(storage_secret, &account.0, &row.sealed_business_key)
+        .map_err(|_| format!("the business key of {account} does not open with this bank's key"))?;
+    let bytes: [u8; 32] = plaintext
+        .as_slice()
+        .try_into()
+        .map_err(|_| "corrupt business key".to_owned())?;
+    let local = LocalAccount {
+        business_key: BusinessKey::from_bytes(bytes),
+        frozen: row.frozen,
+        limits: BankLimits {
+            payment_max: row.payment_max,
+            daily_max: row.daily_max,
+            receive_max: row.receive_max,
+        },
+        opened: row.opened,
+    };
+    Ok((account, local))
+}
+
+/// An account opening as a payer asks for it, parsed.
+#[derive(Debug)]
+struct Opening {
+    tx_key: PublicKey,
+    holder_signature: Signature,
+    /// The identity record, sealed to the IM: relayed blind.
+    record: Vec<u8>,
+    account: AccountId,
+}
+
+/// Parses an opening request: hex fields of the right lengths, a strong key, and an account
+/// not on the chain yet.
+fn parse_opening(params: &OpenAccountParams, state: &State) -> Result<Opening, RpcFailure> {
+    let tx_key = PublicKey(parse_hex::<32>(&params.tx_key, "tx_key")?);
+    let holder_signature = Signature(parse_hex::<64>(
+        &params.holder_signature,
+        "holder_signature",
+    )?);
+    if params.sealed_record.len() != SEALED_IDENTITY_RECORD_BYTES * 2 {
+        return Err(RpcFailure::new(
+            codes::INVALID_INPUT,
+            "sealed_record has the wrong length",
+        ));
+    }
+    let record = hex::decode(&params.sealed_record)
+        .map_err(|_| RpcFailure::new(codes::INVALID_INPUT, "sealed_record is not hex"))?;
+    crypto::check_key_strength(&tx_key)
+        .map_err(|error| RpcFailure::new(codes::INVALID_INPUT, error.to_string()))?;
+    let account = AccountId::from_key(&tx_key);
+    if state.account(&account).is_some() {
+        return Err(RpcFailure::new(
+            codes::REFUSED,
+            "the account already exists",
+        ));
+    }
+    Ok(Opening {
+        tx_key,
+        holder_signature,
+        record,
+        account,
+    })
+}
+
 fn day_of(time: TimeMs) -> u64 {
     time.0 / 86_400_000
 }
@@ -279,41 +371,7 @@ impl BankRole {
         store: &RocksStore,
     ) -> Result<BankRole, String> {
         let storage_secret = Zeroizing::new(key.to_bytes());
-        let mut accounts = HashMap::new();
-        let rows = store
-            .local_scan(ACCOUNT_PREFIX, ACCOUNTS_MAX)
-            .map_err(|error| format!("cannot read the bank's accounts: {error}"))?;
-        for (row_key, value) in rows {
-            let account = AccountId(
-                row_key[ACCOUNT_PREFIX.len()..]
-                    .try_into()
-                    .map_err(|_| "corrupt account row key".to_owned())?,
-            );
-            let row: AccountRow = codec::decode(&value, 4096)
-                .map_err(|error| format!("corrupt account row: {error}"))?;
-            let plaintext =
-                crypto::open_at_rest(&storage_secret, &account.0, &row.sealed_business_key)
-                    .map_err(|_| {
-                        format!("the business key of {account} does not open with this bank's key")
-                    })?;
-            let bytes: [u8; 32] = plaintext
-                .as_slice()
-                .try_into()
-                .map_err(|_| "corrupt business key".to_owned())?;
-            accounts.insert(
-                account,
-                LocalAccount {
-                    business_key: BusinessKey::from_bytes(bytes),
-                    frozen: row.frozen,
-                    limits: BankLimits {
-                        payment_max: row.payment_max,
-                        daily_max: row.daily_max,
-                        receive_max: row.receive_max,
-                    },
-                    opened: row.opened,
-                },
-            );
-        }
+        let accounts = load_accounts(store, &storage_secret)?;
         info!(accounts = accounts.len(), "bank accounts loaded");
         let refusals = load_refusals(store)?;
         let head = store
@@ -461,6 +519,131 @@ impl BankRole {
             }
         }
         tracked.track = track;
+    }
+
+    /// The request an envelope holds and its transfer's id, if the envelope is for an open
+    /// account of this bank and opens with its business key; every failure looks the same
+    /// to the sender.
+    fn open_envelope(
+        &self,
+        chain_id: &halfveil_ledger::ChainId,
+        bytes: &[u8],
+    ) -> Result<(Hash32, TransactionRequest), RpcFailure> {
+        let uniform = || {
+            RpcFailure::new(
+                codes::ENVELOPE,
+                "the envelope cannot be opened by this bank",
+            )
+        };
+        let request = Envelope::decode(bytes)
+            .ok()
+            .and_then(|envelope| {
+                let local = self
+                    .accounts
+                    .get(&envelope.account)
+                    .filter(|local| local.opened)?;
+                envelope.open(&local.business_key, chain_id, self.id).ok()
+            })
+            .ok_or_else(uniform)?;
+        let id = request.transfer.id().map_err(|_| uniform())?;
+        Ok((id, request))
+    }
+
+    /// Counts an accepted transfer in its payer's daily spending and queues it for
+    /// forwarding; it is pending.
+    fn queue_accepted(&mut self, id: Hash32, request: TransactionRequest, now: TimeMs) -> Track {
+        let transfer = &request.transfer;
+        let mut tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
+        let day = day_of(now);
+        let entry = self.spent.entry(transfer.payer).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        entry.1 = entry.1.saturating_add(transfer.amount.0);
+        tracked.amount = transfer.amount.0;
+        tracked.queued = true;
+        tracked.request = Some(Box::new(request));
+        self.remember(id, tracked);
+        self.outbox.push_back(id);
+        Track::Pending
+    }
+
+    /// Refuses a transfer the payer's checks fail: signs the refusal and queues it to be
+    /// stored; the transfer stays pending until then.
+    fn refuse_at_once(
+        &mut self,
+        chain_id: &halfveil_ledger::ChainId,
+        id: Hash32,
+        request: &TransactionRequest,
+        code: RejectCode,
+        detail: &str,
+    ) -> Track {
+        let transfer = &request.transfer;
+        let tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
+        // Pending until the refusal is stored; the caller answers after that.
+        self.remember(id, tracked);
+        let rejection = self.reject(chain_id, id, code, detail);
+        match rejection {
+            Some(rejection) => {
+                self.pass_on_refusal(id, rejection.clone());
+                Track::Rejected(Box::new(rejection))
+            }
+            None => Track::Unknown,
+        }
+    }
+
+    /// Adds a new account for `opening` once the holder's signature verifies: a fresh
+    /// business key, not opened yet. Returns the request to relay to the IM (signed by the
+    /// bank) and the account's row to store; `None` if the open-account message does not
+    /// encode.
+    fn add_account(
+        &mut self,
+        chain_id: &halfveil_ledger::ChainId,
+        opening: Opening,
+    ) -> Result<Option<(OpenAccountRequest, Vec<u8>)>, RpcFailure> {
+        let Opening {
+            tx_key,
+            holder_signature,
+            record,
+            account,
+        } = opening;
+        if self.accounts.contains_key(&account) {
+            return Err(RpcFailure::new(
+                codes::REFUSED,
+                "the account already exists at this bank",
+            ));
+        }
+        let Ok(message) = open_account_message(chain_id, &tx_key, self.id) else {
+            return Ok(None);
+        };
+        if crypto::verify(&tx_key, &message, &holder_signature).is_err() {
+            return Err(RpcFailure::new(
+                codes::INVALID_INPUT,
+                "the holder's signature does not verify",
+            ));
+        }
+        let local = LocalAccount {
+            business_key: BusinessKey::generate(&mut OsRng),
+            frozen: false,
+            limits: BankLimits::default(),
+            opened: false,
+        };
+        let row = self
+            .row(&account, &local)
+            .map_err(|error| RpcFailure::new(codes::INTERNAL, error))?;
+        let op = OpenAccount {
+            account,
+            tx_key,
+            bank: self.id,
+            holder_signature,
+            bank_signature: crypto::sign(&self.key, &message),
+        };
+        self.accounts.insert(account, local);
+        let request = OpenAccountRequest {
+            op,
+            record: SealedIdentityRecord(record),
+        };
+        Ok(Some((request, row)))
     }
 
     fn remember(&mut self, id: Hash32, tracked: Tracked) {
@@ -639,23 +822,7 @@ impl Service {
                 "this bank stopped following the chain (equivocation evidence; see hv_evidence)",
             ));
         }
-        let uniform = || {
-            RpcFailure::new(
-                codes::ENVELOPE,
-                "the envelope cannot be opened by this bank",
-            )
-        };
-        let request = Envelope::decode(bytes)
-            .ok()
-            .and_then(|envelope| {
-                let local = bank
-                    .accounts
-                    .get(&envelope.account)
-                    .filter(|local| local.opened)?;
-                envelope.open(&local.business_key, chain_id, bank.id).ok()
-            })
-            .ok_or_else(uniform)?;
-        let id = request.transfer.id().map_err(|_| uniform())?;
+        let (id, request) = bank.open_envelope(chain_id, bytes)?;
         if let Some(tracked) = bank.tracked.get(&id) {
             return Ok((id, tracked.track.clone()));
         }
@@ -673,38 +840,11 @@ impl Service {
             ));
         }
         let now = now_ms();
-        let transfer = &request.transfer;
-        let checked = bank.check_payer(&request, now);
-        let mut tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
-        match checked {
-            Ok(()) => {
-                let day = day_of(now);
-                let entry = bank.spent.entry(transfer.payer).or_insert((day, 0));
-                if entry.0 != day {
-                    *entry = (day, 0);
-                }
-                entry.1 = entry.1.saturating_add(transfer.amount.0);
-                tracked.amount = transfer.amount.0;
-                tracked.queued = true;
-                tracked.request = Some(Box::new(request));
-                bank.remember(id, tracked);
-                bank.outbox.push_back(id);
-                Ok((id, Track::Pending))
-            }
-            Err((code, detail)) => {
-                // Pending until the refusal is stored; the caller answers after that.
-                bank.remember(id, tracked);
-                let rejection = bank.reject(chain_id, id, code, &detail);
-                let track = match rejection {
-                    Some(rejection) => {
-                        bank.pass_on_refusal(id, rejection.clone());
-                        Track::Rejected(Box::new(rejection))
-                    }
-                    None => Track::Unknown,
-                };
-                Ok((id, track))
-            }
-        }
+        let track = match bank.check_payer(&request, now) {
+            Ok(()) => bank.queue_accepted(id, request, now),
+            Err((code, detail)) => bank.refuse_at_once(chain_id, id, &request, code, &detail),
+        };
+        Ok((id, track))
     }
 
     pub async fn bank_tick(&mut self) {
@@ -1081,85 +1221,23 @@ impl Service {
     ) {
         let chain_id = self.params.chain_id.clone();
         let store = Arc::clone(&self.store);
-        let im_peer = self.im_peer();
-        let in_state = |account: &AccountId| self.state.account(account).is_some();
-        let prepared = (|| {
-            let tx_key = PublicKey(parse_hex::<32>(&params.tx_key, "tx_key")?);
-            let holder_signature = Signature(parse_hex::<64>(
-                &params.holder_signature,
-                "holder_signature",
-            )?);
-            if params.sealed_record.len() != SEALED_IDENTITY_RECORD_BYTES * 2 {
-                return Err(RpcFailure::new(
-                    codes::INVALID_INPUT,
-                    "sealed_record has the wrong length",
-                ));
-            }
-            let record = hex::decode(&params.sealed_record)
-                .map_err(|_| RpcFailure::new(codes::INVALID_INPUT, "sealed_record is not hex"))?;
-            crypto::check_key_strength(&tx_key)
-                .map_err(|error| RpcFailure::new(codes::INVALID_INPUT, error.to_string()))?;
-            let account = AccountId::from_key(&tx_key);
-            if in_state(&account) {
-                return Err(RpcFailure::new(
-                    codes::REFUSED,
-                    "the account already exists",
-                ));
-            }
-            Ok((tx_key, holder_signature, record, account))
-        })();
-        let (tx_key, holder_signature, record, account) = match prepared {
-            Ok(prepared) => prepared,
+        let opening = parse_opening(&params, &self.state).and_then(|opening| match self.bank() {
+            Some(bank) => bank.add_account(&chain_id, opening),
+            None => Err(RpcFailure::new(
+                codes::WRONG_ROLE,
+                "accounts are opened at a bank",
+            )),
+        });
+        let (request, row) = match opening {
+            Ok(Some(opened)) => opened,
+            // The open-account message does not encode: nothing to sign, nothing answered.
+            Ok(None) => return,
             Err(failure) => {
                 let _ = reply.send(Err(failure));
                 return;
             }
         };
-        let Some(bank) = self.bank() else {
-            let _ = reply.send(Err(RpcFailure::new(
-                codes::WRONG_ROLE,
-                "accounts are opened at a bank",
-            )));
-            return;
-        };
-        if bank.accounts.contains_key(&account) {
-            let _ = reply.send(Err(RpcFailure::new(
-                codes::REFUSED,
-                "the account already exists at this bank",
-            )));
-            return;
-        }
-        let Ok(message) = open_account_message(&chain_id, &tx_key, bank.id) else {
-            return;
-        };
-        if crypto::verify(&tx_key, &message, &holder_signature).is_err() {
-            let _ = reply.send(Err(RpcFailure::new(
-                codes::INVALID_INPUT,
-                "the holder's signature does not verify",
-            )));
-            return;
-        }
-        let local = LocalAccount {
-            business_key: BusinessKey::generate(&mut OsRng),
-            frozen: false,
-            limits: BankLimits::default(),
-            opened: false,
-        };
-        let row = match bank.row(&account, &local) {
-            Ok(row) => row,
-            Err(error) => {
-                let _ = reply.send(Err(RpcFailure::new(codes::INTERNAL, error)));
-                return;
-            }
-        };
-        let op = OpenAccount {
-            account,
-            tx_key,
-            bank: bank.id,
-            holder_signature,
-            bank_signature: crypto::sign(&bank.key, &message),
-        };
-        bank.accounts.insert(account, local);
+        let account = request.op.account;
         let key = row_key(&account);
         let stored = tokio::task::spawn_blocking(move || store.local_put(&[(key, row)])).await;
         if !matches!(stored, Ok(Ok(()))) {
@@ -1172,14 +1250,21 @@ impl Service {
             )));
             return;
         }
+        self.bank_relay_opening(request, reply);
+    }
+
+    /// Relays a stored account opening to the IM; its answer comes back as an input.
+    fn bank_relay_opening(
+        &self,
+        request: OpenAccountRequest,
+        reply: oneshot::Sender<Result<OpenedAccount, RpcFailure>>,
+    ) {
+        let im_peer = self.im_peer();
         let net = self.net.clone();
         let inputs = self.inputs.clone();
-        let request = Request::OpenAccount(OpenAccountRequest {
-            op,
-            record: SealedIdentityRecord(record),
-        });
+        let account = request.op.account;
         tokio::spawn(async move {
-            let result = net.request(im_peer, request).await;
+            let result = net.request(im_peer, Request::OpenAccount(request)).await;
             let _ = inputs
                 .send(Input::Bank(BankInput::OpenRelayed {
                     account,

@@ -17,13 +17,13 @@ use halfveil_ledger::crypto::{
 };
 use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::{
-    open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId, Block,
-    Disclosure, DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter,
-    Rejection, TimeMs,
+    open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId,
+    BatchAttestation, Block, ChainId, ChainParams, Disclosure, DisclosureOrder, Hash32, Height,
+    Issue, Op, PublicKey, RejectCode, Rejecter, Rejection, State, TimeMs, TransferOp,
 };
-use halfveil_store::Store;
+use halfveil_store::{RocksStore, Store};
 use libp2p::PeerId;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::admission::{self, Admission};
@@ -182,6 +182,36 @@ impl ImRole {
             Track::Unknown
         }
     }
+
+    /// The hash of a disclosure order the IM can take: room in the admin queue, this
+    /// version and chain, not expired, and neither served nor queued before.
+    fn check_order(
+        &self,
+        state: &State,
+        params: &ChainParams,
+        order: &DisclosureOrder,
+    ) -> Result<Hash32, String> {
+        if self.admin.len() >= ADMIN_QUEUE_MAX {
+            return Err("too many operations waiting; retry".into());
+        }
+        if order.version != halfveil_ledger::VERSION {
+            return Err(format!("unsupported order version {}", order.version));
+        }
+        if order.chain_id != params.chain_id {
+            return Err(format!("the order is for chain {}", order.chain_id));
+        }
+        if order.expires_at <= now_ms() {
+            return Err(format!("the order expired at {} ms", order.expires_at));
+        }
+        let order_hash = order.hash().map_err(|error| error.to_string())?;
+        let queued = self.admin.iter().any(|queued| {
+            matches!(&queued.op, Op::Disclosure(other) if other.order.hash().ok() == Some(order_hash))
+        });
+        if state.order_served(&order_hash) || queued {
+            return Err(format!("order {order_hash} was already served"));
+        }
+        Ok(order_hash)
+    }
 }
 
 fn error_response(code: RejectCode, message: impl Into<String>) -> Response {
@@ -202,41 +232,69 @@ impl Service {
     /// A bank forwards a batch: check its shape, then queue it for the admission thread,
     /// which verifies the attestation and every credential off the executor.
     pub async fn im_on_forward(&mut self, peer: PeerId, batch: ForwardBatch, channel: Reply) {
-        let Some(bank) = sender_bank(self.bank_peers(), &peer) else {
-            self.net
-                .respond(
-                    channel,
-                    error_response(RejectCode::Invalid, "only banks forward transfers"),
-                )
-                .await;
+        let bank = match self.im_check_forward(&peer, &batch) {
+            Ok(bank) => bank,
+            Err(refusal) => {
+                self.net.respond(channel, refusal).await;
+                return;
+            }
+        };
+        let Some(job) = self.im_admission_job(bank, batch, channel) else {
             return;
         };
-        let pending_max = self.im().map_or(0, |im| im.pool.len());
-        if batch.requests.is_empty() || batch.requests.len() > BATCH_TRANSFERS_MAX {
-            self.net
-                .respond(
-                    channel,
-                    error_response(RejectCode::Invalid, "batch size out of bounds"),
-                )
-                .await;
-            return;
-        }
-        if pending_max >= crate::POOL_PENDING_MAX {
+        if let Some(job) = self.im_submit(job) {
             self.metrics.queue_full.inc();
             self.net
                 .respond(
-                    channel,
+                    job.context,
                     error_response(
                         RejectCode::Overloaded,
-                        "the identity manager is full; retry",
+                        "the identity manager is busy; retry",
                     ),
                 )
                 .await;
-            return;
         }
-        let Some(bank_key) = self.params.bank_key(bank).copied() else {
-            return;
+    }
+
+    /// The bank that forwards a batch, or the answer that refuses it: only banks forward,
+    /// a batch holds 1 to [`BATCH_TRANSFERS_MAX`] transfers, and a full pool takes none.
+    fn im_check_forward(
+        &mut self,
+        peer: &PeerId,
+        batch: &ForwardBatch,
+    ) -> Result<BankId, Response> {
+        let Some(bank) = sender_bank(self.bank_peers(), peer) else {
+            return Err(error_response(
+                RejectCode::Invalid,
+                "only banks forward transfers",
+            ));
         };
+        let pending_max = self.im().map_or(0, |im| im.pool.len());
+        if batch.requests.is_empty() || batch.requests.len() > BATCH_TRANSFERS_MAX {
+            return Err(error_response(
+                RejectCode::Invalid,
+                "batch size out of bounds",
+            ));
+        }
+        if pending_max >= crate::POOL_PENDING_MAX {
+            self.metrics.queue_full.inc();
+            return Err(error_response(
+                RejectCode::Overloaded,
+                "the identity manager is full; retry",
+            ));
+        }
+        Ok(bank)
+    }
+
+    /// The admission thread's job for a batch: the bank's attestation key and each payer's
+    /// transaction key as the state holds them now. `None` for a bank genesis does not name.
+    fn im_admission_job(
+        &self,
+        bank: BankId,
+        batch: ForwardBatch,
+        channel: Reply,
+    ) -> Option<admission::Job<Reply>> {
+        let bank_key = self.params.bank_key(bank).copied()?;
         let keys: Vec<Option<PublicKey>> = batch
             .requests
             .iter()
@@ -246,38 +304,26 @@ impl Service {
                     .map(|account| account.tx_key)
             })
             .collect();
-        let job = admission::Job {
+        Some(admission::Job {
             bank,
             bank_key,
             keys,
             batch,
             context: channel,
-        };
+        })
+    }
+
+    /// Queues `job` for the admission thread, starting the thread first if it is not
+    /// running; returns the job if the queue is full (or the thread cannot start). Exits
+    /// the process if the thread has stopped.
+    fn im_submit(&mut self, job: admission::Job<Reply>) -> Option<admission::Job<Reply>> {
         let chain_id = self.params.chain_id.clone();
         let inputs = self.inputs.clone();
         let Role::IdentityManager(im) = &mut self.role else {
-            return;
+            return None;
         };
         if im.admission.is_none() {
-            // Verdicts go straight to the service's input queue.
-            let started = Admission::start(chain_id, move |checked| {
-                let admission::Checked { job, verdict } = checked;
-                let input = match verdict {
-                    Ok((ids, credential_ok)) => ImInput::ForwardChecked {
-                        bank: job.bank,
-                        batch: job.batch,
-                        ids,
-                        credential_ok,
-                        channel: job.context,
-                    },
-                    Err(message) => ImInput::ForwardRefused {
-                        channel: job.context,
-                        message,
-                    },
-                };
-                let _ = inputs.blocking_send(Input::Im(input));
-            });
-            match started {
+            match start_admission(chain_id, inputs) {
                 Ok(started) => im.admission = Some(started),
                 Err(error) => warn!(%error, "cannot start the admission thread"),
             }
@@ -292,18 +338,7 @@ impl Service {
             error!("fatal: the admission thread stopped; exiting");
             std::process::exit(1);
         };
-        if let Some(job) = refused {
-            self.metrics.queue_full.inc();
-            self.net
-                .respond(
-                    job.context,
-                    error_response(
-                        RejectCode::Overloaded,
-                        "the identity manager is busy; retry",
-                    ),
-                )
-                .await;
-        }
+        refused
     }
 
     pub async fn on_im_input(&mut self, input: ImInput) {
@@ -494,6 +529,9 @@ impl Service {
         }
     }
 
+    /// A payee bank answered (or did not): the approved transfers become ready, the refused
+    /// and the unanswered ones are dropped and their payer banks told; then the next block
+    /// and the next approvals.
     async fn im_on_approval(
         &mut self,
         bank: BankId,
@@ -508,10 +546,8 @@ impl Service {
         if let Some(in_flight) = im.approvals_in_flight.get_mut(&bank) {
             *in_flight = in_flight.saturating_sub(1);
         }
-        let asked_set: HashSet<Hash32> = asked.iter().copied().collect();
-        let mut answered = HashSet::new();
         let mut dropped: Vec<(Dropped, Option<Rejection>)> = Vec::new();
-        match (result, bank_key) {
+        let answered = match (result, bank_key) {
             (
                 Ok(Response::Approval {
                     attestation,
@@ -519,49 +555,26 @@ impl Service {
                 }),
                 Some(bank_key),
             ) => {
-                let attestation = attestation.filter(|attestation| {
-                    attestation.kind == AttestationKind::PayeeOk
-                        && attestation.bank == bank
-                        && attestation.ids.iter().all(|id| asked_set.contains(id))
-                        && halfveil_ledger::attestation_message(
-                            &chain_id,
-                            attestation.kind,
-                            bank,
-                            &attestation.ids,
-                        )
-                        .ok()
-                        .is_some_and(|message| {
-                            crypto::verify(&bank_key, &message, &attestation.signature).is_ok()
-                        })
-                });
-                if let Some(attestation) = &attestation {
-                    answered.extend(attestation.ids.iter().copied());
-                }
-                let mut refusals = Vec::new();
-                let mut signed: HashMap<Hash32, Rejection> = HashMap::new();
-                for rejection in refused {
-                    let valid = rejection.by == Rejecter::Bank(bank)
-                        && asked_set.contains(&rejection.transfer)
-                        && rejection.verify(&chain_id, &bank_key).is_ok();
-                    if valid && answered.insert(rejection.transfer) {
-                        refusals.push((
-                            rejection.transfer,
-                            rejection.code,
-                            rejection.detail.clone(),
-                        ));
-                        signed.insert(rejection.transfer, rejection);
-                    }
-                }
-                for drop in im.pool.approved(bank, attestation, &refusals) {
-                    let original = signed.remove(&drop.id);
+                let mut checked =
+                    check_approval(&chain_id, bank, &bank_key, &asked, attestation, refused);
+                for drop in im
+                    .pool
+                    .approved(bank, checked.attestation, &checked.refusals)
+                {
+                    let original = checked.signed.remove(&drop.id);
                     dropped.push((drop, original));
                 }
+                checked.answered
             }
             (Ok(other), _) => {
-                warn!(?bank, answer = ?std::mem::discriminant(&other), "unexpected approval answer")
+                warn!(?bank, answer = ?std::mem::discriminant(&other), "unexpected approval answer");
+                HashSet::new()
             }
-            (Err(error), _) => warn!(?bank, %error, "approval request failed"),
-        }
+            (Err(error), _) => {
+                warn!(?bank, %error, "approval request failed");
+                HashSet::new()
+            }
+        };
         let missing: Vec<Hash32> = asked
             .into_iter()
             .filter(|id| !answered.contains(id))
@@ -573,8 +586,13 @@ impl Service {
             dropped.push((drop, None));
         }
         self.im_notify_dropped(dropped);
-        // The last answer of a round of approvals: build the block now rather than at the
-        // next tick (up to 10 ms later); then ask about what was admitted meanwhile.
+        self.im_build_if_round_done();
+        self.im_ask_approvals();
+    }
+
+    /// The last answer of a round of approvals: build the block now rather than at the
+    /// next tick (up to 10 ms later), or as soon as the spacing allows.
+    fn im_build_if_round_done(&mut self) {
         let round_done = match &self.role {
             Role::IdentityManager(im) => im.approvals_in_flight.values().all(|count| *count == 0),
             Role::Bank(_) => false,
@@ -588,7 +606,6 @@ impl Service {
                 im.block_wanted = true;
             }
         }
-        self.im_ask_approvals();
     }
 
     /// Tells each payer bank which of its transfers were refused after acceptance.
@@ -881,6 +898,8 @@ impl Service {
         });
     }
 
+    /// Checks a disclosure order and answers it: the payer's identity, sealed to the
+    /// requester, with the hash the `Disclosure` op records (see [`Service::im_disclose`]).
     fn prepare_disclosure(
         &mut self,
         order: &DisclosureOrder,
@@ -890,63 +909,10 @@ impl Service {
         let Role::IdentityManager(im) = &self.role else {
             return Err("only the identity manager serves disclosures".into());
         };
-        if im.admin.len() >= ADMIN_QUEUE_MAX {
-            return Err("too many operations waiting; retry".into());
-        }
-        if order.version != halfveil_ledger::VERSION {
-            return Err(format!("unsupported order version {}", order.version));
-        }
-        if order.chain_id != params.chain_id {
-            return Err(format!("the order is for chain {}", order.chain_id));
-        }
-        if order.expires_at <= now_ms() {
-            return Err(format!("the order expired at {} ms", order.expires_at));
-        }
-        let order_hash = order.hash().map_err(|error| error.to_string())?;
-        let queued = im.admin.iter().any(|queued| {
-            matches!(&queued.op, Op::Disclosure(other) if other.order.hash().ok() == Some(order_hash))
-        });
-        if self.state.order_served(&order_hash) || queued {
-            return Err(format!("order {order_hash} was already served"));
-        }
-        let threshold = usize::from(params.disclosure_threshold);
-        if signatures.len() < threshold {
-            return Err(format!(
-                "{} auditor signatures, below the threshold of {threshold}",
-                signatures.len()
-            ));
-        }
-        if signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
-            return Err("too many signatures".into());
-        }
-        let mut seen = std::collections::HashSet::new();
-        for signed in signatures {
-            let auditor = signed.auditor.0;
-            let key = params
-                .auditor_keys
-                .get(usize::from(auditor))
-                .ok_or_else(|| format!("auditor {auditor} is not in genesis"))?;
-            if !seen.insert(auditor) {
-                return Err(format!("auditor {auditor} signed twice"));
-            }
-            crypto::verify(key, &order_hash, &signed.signature)
-                .map_err(|_| format!("the signature of auditor {auditor} does not verify"))?;
-        }
+        let order_hash = im.check_order(&self.state, &params, order)?;
+        check_auditor_signatures(&params, &order_hash, signatures)?;
         let store = Arc::clone(&self.store);
-        let location = store
-            .transfer_location(&order.transfer)
-            .map_err(|error| error.to_string())?
-            .ok_or_else(|| format!("transfer {} is not on the chain", order.transfer))?;
-        let block = store
-            .block(location.height)
-            .map_err(|error| error.to_string())?
-            .ok_or("the transfer's block is missing")?;
-        let Some(Op::Transfer(transfer)) = usize::try_from(location.index)
-            .ok()
-            .and_then(|index| block.ops.get(index))
-        else {
-            return Err("the transfer's op is missing".into());
-        };
+        let (height, transfer) = disclosed_transfer(&store, &order.transfer)?;
         let payer = transfer.request.transfer.payer;
         let sealed = store
             .vault_record(&payer)
@@ -954,40 +920,23 @@ impl Service {
             .ok_or("the payer's identity record is missing from the vault")?;
         let record = IdentityRecord::open(&sealed, &im.escrow, &params.chain_id, &payer)
             .map_err(|_| "the payer's identity record does not open".to_owned())?;
-        let credential_verified = crypto::open_identity_credential(
+        let credential_verified = credential_verifies(
             &im.escrow,
             &params.chain_id,
             &order.transfer,
-            &transfer.request.identity_credential,
-        )
-        .and_then(|signature| {
-            crypto::verify(
-                &record.identity_key,
-                &crypto::identity_signature_message(&order.transfer),
-                &signature,
-            )
-        })
-        .is_ok();
+            &transfer,
+            &record,
+        );
         let result = DisclosureResult {
             transfer: order.transfer.to_hex(),
-            height: location.height.0,
+            height: height.0,
             account: payer.to_string(),
             name: record.name.clone(),
             national_id: record.national_id.clone(),
             identity_key: hex::encode(record.identity_key.0),
             credential_verified,
         };
-        let plaintext = zeroize::Zeroizing::new(
-            serde_json::to_vec(&result).map_err(|error| error.to_string())?,
-        );
-        let sealed_result = crypto::seal_disclosure_result(
-            &order.requester_key,
-            &params.chain_id,
-            &order_hash,
-            &plaintext,
-            &mut rand_core::OsRng,
-        )
-        .map_err(|error| error.to_string())?;
+        let sealed_result = seal_result(&params.chain_id, order, &order_hash, &result)?;
         let result_hash = halfveil_ledger::Domain::DisclosureResult.hash(&sealed_result);
         Ok((
             Disclosed {
@@ -1055,4 +1004,183 @@ impl Service {
             waiter: AdminWaiter::Peer(channel, account),
         });
     }
+}
+
+/// Starts the thread that checks forwarded batches; its verdicts go straight to the
+/// service's input queue.
+fn start_admission(
+    chain_id: ChainId,
+    inputs: mpsc::Sender<Input>,
+) -> std::io::Result<Admission<Reply>> {
+    Admission::start(chain_id, move |checked| {
+        let admission::Checked { job, verdict } = checked;
+        let input = match verdict {
+            Ok((ids, credential_ok)) => ImInput::ForwardChecked {
+                bank: job.bank,
+                batch: job.batch,
+                ids,
+                credential_ok,
+                channel: job.context,
+            },
+            Err(message) => ImInput::ForwardRefused {
+                channel: job.context,
+                message,
+            },
+        };
+        let _ = inputs.blocking_send(Input::Im(input));
+    })
+}
+
+/// What of a payee bank's approval answer verifies: its attestation, if it is a payee-ok by
+/// this bank over transfers it was asked about, signed by it; and its refusals signed by it of
+/// transfers it was asked about, the first answer for each transfer counting.
+#[derive(Debug)]
+struct CheckedApproval {
+    attestation: Option<BatchAttestation>,
+    /// The refused transfers, as the pool takes them.
+    refusals: Vec<(Hash32, RejectCode, String)>,
+    /// The bank's signed refusals by transfer, passed on to the payer banks as they are.
+    signed: HashMap<Hash32, Rejection>,
+    /// The transfers approved or refused.
+    answered: HashSet<Hash32>,
+}
+
+/// Keeps of `bank`'s answer to `asked` what verifies (see [`CheckedApproval`]).
+fn check_approval(
+    chain_id: &ChainId,
+    bank: BankId,
+    bank_key: &PublicKey,
+    asked: &[Hash32],
+    attestation: Option<BatchAttestation>,
+    refused: Vec<Rejection>,
+) -> CheckedApproval {
+    let asked_set: HashSet<Hash32> = asked.iter().copied().collect();
+    let mut answered = HashSet::new();
+    let attestation = attestation.filter(|attestation| {
+        attestation.kind == AttestationKind::PayeeOk
+            && attestation.bank == bank
+            && attestation.ids.iter().all(|id| asked_set.contains(id))
+            && halfveil_ledger::attestation_message(
+                chain_id,
+                attestation.kind,
+                bank,
+                &attestation.ids,
+            )
+            .ok()
+            .is_some_and(|message| {
+                crypto::verify(bank_key, &message, &attestation.signature).is_ok()
+            })
+    });
+    if let Some(attestation) = &attestation {
+        answered.extend(attestation.ids.iter().copied());
+    }
+    let mut refusals = Vec::new();
+    let mut signed: HashMap<Hash32, Rejection> = HashMap::new();
+    for rejection in refused {
+        let valid = rejection.by == Rejecter::Bank(bank)
+            && asked_set.contains(&rejection.transfer)
+            && rejection.verify(chain_id, bank_key).is_ok();
+        if valid && answered.insert(rejection.transfer) {
+            refusals.push((rejection.transfer, rejection.code, rejection.detail.clone()));
+            signed.insert(rejection.transfer, rejection);
+        }
+    }
+    CheckedApproval {
+        attestation,
+        refusals,
+        signed,
+        answered,
+    }
+}
+
+/// Checks the auditors' signatures of an order as a block will: at least the threshold and
+/// at most [`halfveil_ledger::DISCLOSURE_SIGNERS_MAX`], each by a distinct auditor named in
+/// genesis, each valid.
+fn check_auditor_signatures(
+    params: &ChainParams,
+    order_hash: &Hash32,
+    signatures: &[AuditorSignature],
+) -> Result<(), String> {
+    let threshold = usize::from(params.disclosure_threshold);
+    if signatures.len() < threshold {
+        return Err(format!(
+            "{} auditor signatures, below the threshold of {threshold}",
+            signatures.len()
+        ));
+    }
+    if signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
+        return Err("too many signatures".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for signed in signatures {
+        let auditor = signed.auditor.0;
+        let key = params
+            .auditor_keys
+            .get(usize::from(auditor))
+            .ok_or_else(|| format!("auditor {auditor} is not in genesis"))?;
+        if !seen.insert(auditor) {
+            return Err(format!("auditor {auditor} signed twice"));
+        }
+        crypto::verify(key, order_hash, &signed.signature)
+            .map_err(|_| format!("the signature of auditor {auditor} does not verify"))?;
+    }
+    Ok(())
+}
+
+/// The committed transfer `id` and the height of its block, read from the store.
+fn disclosed_transfer(store: &RocksStore, id: &Hash32) -> Result<(Height, TransferOp), String> {
+    let location = store
+        .transfer_location(id)
+        .map_err(|error| error.to_string())?
+        .ok_or_else(|| format!("transfer {id} is not on the chain"))?;
+    let block = store
+        .block(location.height)
+        .map_err(|error| error.to_string())?
+        .ok_or("the transfer's block is missing")?;
+    let Some(Op::Transfer(transfer)) = usize::try_from(location.index)
+        .ok()
+        .and_then(|index| block.ops.get(index))
+    else {
+        return Err("the transfer's op is missing".into());
+    };
+    Ok((location.height, transfer.clone()))
+}
+
+/// Whether the identity credential of the payment `id` opens with the escrow key and holds
+/// the identity key's signature over `id`.
+fn credential_verifies(
+    escrow: &X25519Secret,
+    chain_id: &ChainId,
+    id: &Hash32,
+    transfer: &TransferOp,
+    record: &IdentityRecord,
+) -> bool {
+    crypto::open_identity_credential(escrow, chain_id, id, &transfer.request.identity_credential)
+        .and_then(|signature| {
+            crypto::verify(
+                &record.identity_key,
+                &crypto::identity_signature_message(id),
+                &signature,
+            )
+        })
+        .is_ok()
+}
+
+/// A disclosure result as JSON, sealed to the order's requester.
+fn seal_result(
+    chain_id: &ChainId,
+    order: &DisclosureOrder,
+    order_hash: &Hash32,
+    result: &DisclosureResult,
+) -> Result<Vec<u8>, String> {
+    let plaintext =
+        zeroize::Zeroizing::new(serde_json::to_vec(result).map_err(|error| error.to_string())?);
+    crypto::seal_disclosure_result(
+        &order.requester_key,
+        chain_id,
+        order_hash,
+        &plaintext,
+        &mut rand_core::OsRng,
+    )
+    .map_err(|error| error.to_string())
 }

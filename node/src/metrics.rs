@@ -54,9 +54,26 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric, registered under `halfveil_`; `live` starts at 1.
     pub fn new() -> Metrics {
+        let metrics = Metrics::unregistered();
         let mut registry = Registry::with_prefix("halfveil");
-        let metrics = Metrics {
+        // The exposition lists the metrics in the order they are registered.
+        metrics.register_chain(&mut registry);
+        metrics.register_traffic(&mut registry);
+        metrics.register_health(&mut registry);
+        metrics.register_refusals(&mut registry);
+        metrics.register_timing(&mut registry);
+        metrics.live.set(1);
+        Metrics {
+            registry: Arc::new(registry),
+            ..metrics
+        }
+    }
+
+    /// Every metric at zero, with an empty registry of its own.
+    fn unregistered() -> Metrics {
+        Metrics {
             registry: Arc::new(Registry::default()),
             blocks_committed: Counter::default(),
             transfers_committed: Counter::default(),
@@ -79,113 +96,128 @@ impl Metrics {
             peer_bans: Counter::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
-        };
+        }
+    }
+
+    /// Registers the metrics of the stored chain: blocks, transfers, synced writes, the head.
+    fn register_chain(&self, registry: &mut Registry) {
         registry.register(
             "blocks_committed",
             "Blocks verified and stored",
-            metrics.blocks_committed.clone(),
+            self.blocks_committed.clone(),
         );
         registry.register(
             "transfers_committed",
             "Transfers in stored blocks",
-            metrics.transfers_committed.clone(),
+            self.transfers_committed.clone(),
         );
         registry.register(
             "transfers_rejected",
             "Transfers refused by this node",
-            metrics.transfers_rejected.clone(),
+            self.transfers_rejected.clone(),
         );
-        registry.register("fsyncs", "Synced database writes", metrics.fsyncs.clone());
+        registry.register("fsyncs", "Synced database writes", self.fsyncs.clone());
         registry.register(
             "head_height",
             "Height of the stored head block",
-            metrics.head_height.clone(),
+            self.head_height.clone(),
         );
+    }
+
+    /// Registers the metrics of peers, the pool, full queues, gossip and links.
+    fn register_traffic(&self, registry: &mut Registry) {
         registry.register(
             "peers_connected",
             "Open peer connections",
-            metrics.peers_connected.clone(),
+            self.peers_connected.clone(),
         );
         registry.register(
             "pool_pending",
             "Transfers accepted and not yet committed",
-            metrics.pool_pending.clone(),
+            self.pool_pending.clone(),
         );
         registry.register(
             "queue_full",
             "Work refused because a queue was full",
-            metrics.queue_full.clone(),
+            self.queue_full.clone(),
         );
         registry.register(
             "gossip_published_bytes",
             "Bytes of blocks published",
-            metrics.gossip_published_bytes.clone(),
+            self.gossip_published_bytes.clone(),
         );
         registry.register(
             "gossip_blocks",
             "Gossiped blocks received: relay (checked and applied), drop (known or ahead), invalid",
-            metrics.gossip_blocks.clone(),
+            self.gossip_blocks.clone(),
         );
         registry.register(
             "link_requests",
             "Requests sent on links (forwards, approvals, late refusals): answered, failed (link broken, peer gone or not connected, queue full), timeout",
-            metrics.link_requests.clone(),
+            self.link_requests.clone(),
         );
+    }
+
+    /// Registers the metrics of whether the node serves and follows the chain.
+    fn register_health(&self, registry: &mut Registry) {
         registry.register(
             "ready",
             "1 when the node serves requests",
-            metrics.ready.clone(),
+            self.ready.clone(),
         );
         registry.register(
             "equivocations",
             "Equivocations detected: two blocks at one height, both signed by the identity manager",
-            metrics.equivocations.clone(),
+            self.equivocations.clone(),
         );
         registry.register(
             "blocks_ahead",
             "Blocks refused for now: their time was further ahead of this node's clock than genesis allows",
-            metrics.blocks_ahead.clone(),
+            self.blocks_ahead.clone(),
         );
         registry.register(
             "live",
             "1 while the service, network and writer all run",
-            metrics.live.clone(),
+            self.live.clone(),
         );
         registry.register(
             "rpc_waiters",
             "Final-status waiters held for RPC subscriptions (bounded)",
-            metrics.rpc_waiters.clone(),
+            self.rpc_waiters.clone(),
         );
+    }
+
+    /// Registers the metrics of misbehaving peers and refused RPC connections.
+    fn register_refusals(&self, registry: &mut Registry) {
         registry.register(
             "peer_offences",
             "Messages from peers that an honest peer never sends, by offence",
-            metrics.peer_offences.clone(),
+            self.peer_offences.clone(),
         );
         registry.register(
             "peer_bans",
             "Peers disconnected and refused for a while for their offences",
-            metrics.peer_bans.clone(),
+            self.peer_bans.clone(),
         );
         registry.register(
             "rpc_connections_refused",
             "RPC connections turned away (rpc.connections_per_address_max or rpc.connections_max)",
-            metrics.rpc_connections_refused.clone(),
+            self.rpc_connections_refused.clone(),
         );
+    }
+
+    /// Registers the timings: block writes and the process's CPU time.
+    fn register_timing(&self, registry: &mut Registry) {
         registry.register(
             "block_commit_seconds",
             "Time of one synced block write",
-            metrics.block_commit_seconds.clone(),
+            self.block_commit_seconds.clone(),
         );
         registry.register(
             "process_cpu_seconds",
             "User and system CPU time of this process",
-            metrics.process_cpu_seconds.clone(),
+            self.process_cpu_seconds.clone(),
         );
-        metrics.live.set(1);
-        Metrics {
-            registry: Arc::new(registry),
-            ..metrics
-        }
     }
 
     /// The text exposition.

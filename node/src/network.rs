@@ -431,45 +431,63 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         }
     }
 
+    /// Carries out one command of the node.
     fn on_command(&mut self, command: NetCommand) {
         match command {
             NetCommand::Request {
                 peer,
                 request,
                 reply,
-            } if on_link(&request) => {
-                let id = self.take_id();
-                match self.send_frame(peer, &Frame::Request { id, request }) {
-                    Ok(link) => {
-                        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-                        self.link_pending.insert(
-                            id,
-                            PendingOnLink {
-                                peer,
-                                link,
-                                deadline,
-                                reply,
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        self.count_link_request("failed");
-                        let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
-                    }
-                }
+            } => self.send_request(peer, request, reply),
+            NetCommand::Respond { channel, response } => self.send_response(channel, response),
+            NetCommand::Publish { bytes } => self.publish(bytes),
+            NetCommand::Validated {
+                message,
+                source,
+                verdict,
+            } => self.report_validation(message, source, verdict),
+        }
+    }
+
+    /// Sends a request on the link to `peer` if it is a frequent one (see [`on_link`]), by
+    /// request-response otherwise; `reply` gets the response.
+    fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, String>>,
+    ) {
+        if !on_link(&request) {
+            let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+            self.pending.insert(id, reply);
+            return;
+        }
+        let id = self.take_id();
+        match self.send_frame(peer, &Frame::Request { id, request }) {
+            Ok(link) => {
+                let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+                self.link_pending.insert(
+                    id,
+                    PendingOnLink {
+                        peer,
+                        link,
+                        deadline,
+                        reply,
+                    },
+                );
             }
-            NetCommand::Request {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                self.pending.insert(id, reply);
+            Err(error) => {
+                self.count_link_request("failed");
+                let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
             }
-            NetCommand::Respond {
-                channel: Reply::Rpc(channel),
-                response,
-            } => {
+        }
+    }
+
+    /// Answers a peer's request the way it came: on its request-response stream, or as a
+    /// frame on this node's link to the peer.
+    fn send_response(&mut self, channel: Reply, response: Response) {
+        match channel {
+            Reply::Rpc(channel) => {
                 if self
                     .swarm
                     .behaviour_mut()
@@ -480,50 +498,53 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     debug!("response channel closed before the response was sent");
                 }
             }
-            NetCommand::Respond {
-                channel: Reply::Link { peer, id },
-                response,
-            } => {
+            Reply::Link { peer, id } => {
                 if let Err(error) = self.send_frame(peer, &Frame::Response { id, response }) {
                     debug!(%peer, %error, "response not sent");
                 }
             }
-            NetCommand::Publish { bytes } => {
-                let size = bytes.len();
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(self.topic.clone(), bytes)
-                {
-                    Ok(_) => {
-                        self.metrics.gossip_published_bytes.inc_by(size as u64);
-                    }
-                    Err(error) => warn!(%error, "block not published"),
-                }
-            }
-            NetCommand::Validated {
-                message,
-                source,
-                verdict,
-            } => {
-                let acceptance = match verdict {
-                    BlockVerdict::Relay => gossipsub::MessageAcceptance::Accept,
-                    BlockVerdict::Drop => gossipsub::MessageAcceptance::Ignore,
-                    BlockVerdict::Invalid => gossipsub::MessageAcceptance::Reject,
-                    BlockVerdict::Malformed => {
-                        self.on_offence(source, Offence::Undecodable);
-                        gossipsub::MessageAcceptance::Reject
-                    }
-                };
-                // False when gossip no longer holds the message (its cache timed out).
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message, &source, acceptance);
-            }
         }
+    }
+
+    /// Publishes a block's bytes on the blocks topic and counts them.
+    fn publish(&mut self, bytes: Vec<u8>) {
+        let size = bytes.len();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), bytes)
+        {
+            Ok(_) => {
+                self.metrics.gossip_published_bytes.inc_by(size as u64);
+            }
+            Err(error) => warn!(%error, "block not published"),
+        }
+    }
+
+    /// Tells gossip what the node made of a block it received, which decides whether gossip
+    /// relays it; a block that does not decode counts against the peer that sent it.
+    fn report_validation(
+        &mut self,
+        message: gossipsub::MessageId,
+        source: PeerId,
+        verdict: BlockVerdict,
+    ) {
+        let acceptance = match verdict {
+            BlockVerdict::Relay => gossipsub::MessageAcceptance::Accept,
+            BlockVerdict::Drop => gossipsub::MessageAcceptance::Ignore,
+            BlockVerdict::Invalid => gossipsub::MessageAcceptance::Reject,
+            BlockVerdict::Malformed => {
+                self.on_offence(source, Offence::Undecodable);
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        // False when gossip no longer holds the message (its cache timed out).
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message, &source, acceptance);
     }
 
     fn take_id(&mut self) -> u64 {

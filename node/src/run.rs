@@ -2,16 +2,20 @@
 //! network, the writer, the service, the RPC and metrics servers; and stopping it cleanly.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::{PoolLimits, TransferPool};
+use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
-use halfveil_ledger::{BankId, ChainParams};
+use halfveil_ledger::{BankId, ChainParams, State};
 use halfveil_store::{IndexEpochs, RocksStore, Store};
+use jsonrpsee::server::ServerHandle;
+use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
+use prometheus_client::metrics::gauge::Gauge;
 use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -86,6 +90,31 @@ pub async fn run(
 ) -> Result<(), String> {
     let config = Config::load(home).map_err(|error| error.to_string())?;
     let _lock = lock_home(home)?;
+    let opened = open_node(home, &config, password)?;
+    let mut running = start_node(home, &config, opened).await?;
+    let critical = Critical {
+        service: &mut running.service_task,
+        network: &mut running.network_task,
+        writer: &running.writer_thread,
+    };
+    supervise(shutdown, critical, &running.live).await?;
+    running.stop().await;
+    Ok(())
+}
+
+/// Who this node is, from its home: genesis (parsed, and as read for the RPC), the node key,
+/// its peer id and its role.
+struct Identity {
+    genesis: Arc<ValidGenesis>,
+    genesis_text: Arc<String>,
+    keypair: Keypair,
+    own_peer: PeerId,
+    role: NodeRole,
+}
+
+/// Reads genesis and the node key named in the config, and finds this node's role in
+/// genesis; a node genesis does not name is refused.
+fn identify(home: &Path, config: &Config) -> Result<Identity, String> {
     let genesis_path = Config::resolve(home, &config.keys.genesis);
     let genesis = Arc::new(
         Genesis::load(&genesis_path)
@@ -112,14 +141,74 @@ pub async fn run(
             genesis_path.display()
         ));
     };
-    let params = genesis.params.clone();
+    Ok(Identity {
+        genesis,
+        genesis_text,
+        keypair,
+        own_peer,
+        role,
+    })
+}
+
+/// A node opened from its home and not started yet: who it is, its chain as stored, and
+/// its role's keys and state.
+struct Opened {
+    identity: Identity,
+    params: ChainParams,
+    store: Arc<RocksStore>,
+    state: State,
+    role: Role,
+}
+
+/// Opens the node of `home`: its identity, its role's keys (checked against genesis), its
+/// data folder and the state at the stored head.
+fn open_node(home: &Path, config: &Config, password: SecretString) -> Result<Opened, String> {
+    let identity = identify(home, config)?;
+    let params = identity.genesis.params.clone();
     // Keys first: a home whose keys do not match genesis never creates or touches `data/`.
-    let keys = read_role_keys(home, &config, &params, role, &password)?;
+    let keys = read_role_keys(home, config, &params, identity.role, &password)?;
     drop(password);
+    let store = open_store(home, config, &params, identity.own_peer, identity.role)?;
+    let state = store
+        .load_state(&params)
+        .map_err(|error| error.to_string())?;
+    info!(
+        height = %state.height,
+        accounts = state.account_count(),
+        role = ?identity.role,
+        "chain loaded"
+    );
+    let role = service_role(keys, &identity.genesis, &store, &state)?;
+    Ok(Opened {
+        identity,
+        params,
+        store,
+        state,
+        role,
+    })
+}
+
+/// Opens the data folder the config names (created, private, if missing), and claims it for
+/// this node or refuses one another node wrote.
+fn open_store(
+    home: &Path,
+    config: &Config,
+    params: &ChainParams,
+    own_peer: PeerId,
+    role: NodeRole,
+) -> Result<Arc<RocksStore>, String> {
     let data_dir = Config::resolve(home, &config.storage.data_dir);
     create_private_dir(&data_dir)?;
+    let store = RocksStore::open_with(&data_dir, params, index_epochs(config));
+    let store = Arc::new(store.map_err(|error| error.to_string())?);
+    check_owner(&store, &data_dir, own_peer, role)?;
+    Ok(store)
+}
+
+/// The transfer index's epochs: the config's, each defaulting to the store's.
+fn index_epochs(config: &Config) -> IndexEpochs {
     let defaults = IndexEpochs::default();
-    let epochs = IndexEpochs {
+    IndexEpochs {
         transfers: config
             .storage
             .index_epoch_transfers
@@ -129,34 +218,128 @@ pub async fn run(
             .storage
             .index_epoch_blocks
             .unwrap_or(defaults.heights),
-    };
-    let store = RocksStore::open_with(&data_dir, &params, epochs);
-    let store = Arc::new(store.map_err(|error| error.to_string())?);
-    check_owner(&store, &data_dir, own_peer, role)?;
-    let state = store
-        .load_state(&params)
-        .map_err(|error| error.to_string())?;
-    info!(height = %state.height, accounts = state.account_count(), ?role, "chain loaded");
-    let service_role = match keys {
+    }
+}
+
+/// The role's part of the service: the IM's pool and sign guard (above the last height it
+/// signed, and above the head), or the bank's accounts and refusals from the store.
+fn service_role(
+    keys: RoleKeys,
+    genesis: &ValidGenesis,
+    store: &RocksStore,
+    state: &State,
+) -> Result<Role, String> {
+    match keys {
         RoleKeys::IdentityManager { validator, escrow } => {
             let last_signed = store.last_signed().map_err(|error| error.to_string())?;
             let pool_limits = PoolLimits {
                 pending_max: crate::POOL_PENDING_MAX,
             };
-            Role::IdentityManager(Box::new(ImRole::new(
+            Ok(Role::IdentityManager(Box::new(ImRole::new(
                 validator,
                 escrow,
                 TransferPool::new(pool_limits),
                 SignGuard::new(last_signed.max(state.height)),
-            )))
+            ))))
         }
         RoleKeys::Bank { id, key } => {
             let name = genesis.bank_name(id).unwrap_or("bank").to_owned();
-            Role::Bank(Box::new(BankRole::load(id, name, key, &store)?))
+            Ok(Role::Bank(Box::new(BankRole::load(id, name, key, store)?)))
         }
-    };
+    }
+}
 
+/// A started node: what runs, and what stopping it needs.
+struct Running {
+    inputs: mpsc::Sender<Input>,
+    service_task: tokio::task::JoinHandle<()>,
+    network_task: tokio::task::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
+    public_rpc: ServerHandle,
+    admin_rpc: ServerHandle,
+    metrics_task: tokio::task::JoinHandle<()>,
+    /// 1 while the critical tasks run (`/livez`).
+    live: Gauge,
+    /// The database, to see it close at shutdown.
+    store_alive: Weak<RocksStore>,
+}
+
+/// Starts the network, the writer thread, the RPC and metrics servers and the service.
+async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Running, String> {
+    let Opened {
+        identity,
+        params,
+        store,
+        state,
+        role,
+    } = opened;
     let metrics = Metrics::new();
+    let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
+    let setup = network_setup(config, &identity.genesis, identity.keypair, &params)?;
+    let (net, network_task) = network::start(setup, metrics.clone(), inputs.clone())?;
+    let (writer, writer_thread) = start_writer(&store, &inputs)?;
+    let waiter_count = WaiterCount::default();
+    let context = RpcContext {
+        inputs: inputs.clone(),
+        store: Arc::clone(&store),
+        genesis_text: identity.genesis_text,
+        waiters: waiter_count.clone(),
+    };
+    let (public_rpc, admin_rpc) = start_rpc(home, config, context, &metrics).await?;
+    let metrics_task = metrics::serve(config.metrics.listen, metrics.clone())
+        .await
+        .map_err(|error| format!("cannot serve metrics on {}: {error}", config.metrics.listen))?;
+    info!(
+        moniker = %config.moniker,
+        peer = %identity.own_peer,
+        rpc = %config.rpc.listen,
+        "node started"
+    );
+    let halted = holds_evidence(&store)?;
+    let store_alive = Arc::downgrade(&store);
+    let live = metrics.live.clone();
+    let service = Service {
+        moniker: config.moniker.clone(),
+        genesis: identity.genesis,
+        params,
+        state,
+        store,
+        writer,
+        net,
+        inputs: inputs.clone(),
+        metrics,
+        own_peer: identity.own_peer,
+        peers: 0,
+        writes_in_flight: 0,
+        waiters: Waiters::new(waiter_count),
+        halted,
+        syncing: false,
+        stopping: false,
+        role,
+        ahead: Default::default(),
+    };
+    let service_task = tokio::spawn(service.run(input_queue));
+    Ok(Running {
+        inputs,
+        service_task,
+        network_task,
+        writer_thread,
+        public_rpc,
+        admin_rpc,
+        metrics_task,
+        live,
+        store_alive,
+    })
+}
+
+/// How the swarm starts, with the node key: where it listens, whom it dials, and the
+/// allow-list (every peer genesis names).
+fn network_setup(
+    config: &Config,
+    genesis: &ValidGenesis,
+    keypair: Keypair,
+    params: &ChainParams,
+) -> Result<NetworkSetup, String> {
     let listen: Multiaddr = config
         .p2p
         .listen
@@ -173,37 +356,43 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let mut allowed = genesis.bank_peer_ids.clone();
     allowed.push(genesis.im_peer_id);
-    let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
-    let (net, network_task) = network::start(
-        NetworkSetup {
-            keypair,
-            listen,
-            peers,
-            allowed,
-            genesis_hash: params.genesis_hash,
-            connections_max: config.p2p.connections_max,
-        },
-        metrics.clone(),
-        inputs.clone(),
-    )?;
+    Ok(NetworkSetup {
+        keypair,
+        listen,
+        peers,
+        allowed,
+        genesis_hash: params.genesis_hash,
+        connections_max: config.p2p.connections_max,
+    })
+}
+
+/// Starts the writer thread over `store`; it hands each written block to the service.
+fn start_writer(
+    store: &Arc<RocksStore>,
+    inputs: &mpsc::Sender<Input>,
+) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
     let written = inputs.clone();
-    let (writer, writer_thread) = Writer::start(Arc::clone(&store), move |block, result| {
+    Writer::start(Arc::clone(store), move |block, result| {
         // The service counts its writes in flight and drains its queue, so this waits
         // only while the service is busy; it fails only once the service has stopped.
         let _ = written.blocking_send(Input::Written { block, result });
-    })?;
-    let waiter_count = WaiterCount::default();
+    })
+}
+
+/// Starts the public and admin RPC servers; the admin one takes the token in the file the
+/// config names.
+async fn start_rpc(
+    home: &Path,
+    config: &Config,
+    context: RpcContext,
+    metrics: &Metrics,
+) -> Result<(ServerHandle, ServerHandle), String> {
     let token_path = Config::resolve(home, &config.rpc.admin_token_file);
     let token =
         std::fs::read_to_string(&token_path).map_err(|error| io_error(&token_path, error))?;
     let token = SecretString::from(token.trim().to_owned());
-    let (public_rpc, admin_rpc) = rpc_server::start(
-        RpcContext {
-            inputs: inputs.clone(),
-            store: Arc::clone(&store),
-            genesis_text,
-            waiters: waiter_count.clone(),
-        },
+    rpc_server::start(
+        context,
         token,
         rpc_server::Listen {
             public: config.rpc.listen,
@@ -213,15 +402,12 @@ pub async fn run(
         },
         metrics.rpc_connections_refused.clone(),
     )
-    .await?;
-    let metrics_task = metrics::serve(config.metrics.listen, metrics.clone())
-        .await
-        .map_err(|error| format!("cannot serve metrics on {}: {error}", config.metrics.listen))?;
-    info!(moniker = %config.moniker, peer = %own_peer, rpc = %config.rpc.listen, "node started");
+    .await
+}
 
-    // Every holder of the store (service, writer thread, RPC handlers) must let go before the
-    // process exits: RocksDB closes only when the last one does, and a database still open
-    // at exit can abort in its static destructors.
+/// Whether this node holds evidence of equivocation: it then does not follow the chain
+/// until an operator has dealt with it (and says so).
+fn holds_evidence(store: &RocksStore) -> Result<bool, String> {
     let halted = !store
         .local_scan(crate::evidence::EVIDENCE_PREFIX, 1)
         .map_err(|error| format!("cannot read equivocation evidence: {error}"))?
@@ -229,63 +415,45 @@ pub async fn run(
     if halted {
         error!("this node holds evidence of equivocation (hv_evidence): it does not follow the chain until an operator has dealt with it");
     }
-    let store_alive = Arc::downgrade(&store);
-    let live = metrics.live.clone();
-    let service = Service {
-        moniker: config.moniker.clone(),
-        genesis,
-        params,
-        state,
-        store,
-        writer,
-        net,
-        inputs: inputs.clone(),
-        metrics,
-        own_peer,
-        peers: 0,
-        writes_in_flight: 0,
-        waiters: Waiters::new(waiter_count),
-        halted,
-        syncing: false,
-        stopping: false,
-        role: service_role,
-        ahead: Default::default(),
-    };
-    let mut service_task = tokio::spawn(service.run(input_queue));
-    let mut network_task = network_task;
-    let critical = Critical {
-        service: &mut service_task,
-        network: &mut network_task,
-        writer: &writer_thread,
-    };
-    supervise(shutdown, critical, &live).await?;
-    info!("stopping");
-    let _ = public_rpc.stop();
-    let _ = admin_rpc.stop();
-    if inputs.send(Input::Shutdown).await.is_err() {
-        warn!("the service had already stopped");
+    Ok(halted)
+}
+
+impl Running {
+    /// Stops the node: the RPC servers, then the service (which drains its queue), the
+    /// network, the metrics server and the writer thread; then waits up to
+    /// [`STORE_CLOSE_WAIT`] for the database to close.
+    async fn stop(self) {
+        info!("stopping");
+        let _ = self.public_rpc.stop();
+        let _ = self.admin_rpc.stop();
+        if self.inputs.send(Input::Shutdown).await.is_err() {
+            warn!("the service had already stopped");
+        }
+        let _ = self.service_task.await;
+        self.network_task.abort();
+        self.metrics_task.abort();
+        self.public_rpc.stopped().await;
+        self.admin_rpc.stopped().await;
+        // The service (and with it the writer's queue) is gone: the thread writes what was
+        // queued and ends. Joined, so it has fully exited (thread-locals included) before the
+        // process does.
+        let writer_thread = self.writer_thread;
+        let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            warn!("the writer thread did not end cleanly");
+        }
+        // Every holder of the store (service, writer thread, RPC handlers) must let go before
+        // the process exits: RocksDB closes only when the last one does, and a database still
+        // open at exit can abort in its static destructors.
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
+        while self.store_alive.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if self.store_alive.strong_count() > 0 {
+            warn!("the database was still in use at shutdown");
+        }
+        info!("stopped");
     }
-    let _ = service_task.await;
-    network_task.abort();
-    metrics_task.abort();
-    public_rpc.stopped().await;
-    admin_rpc.stopped().await;
-    // The service (and with it the writer's queue) is gone: the thread writes what was
-    // queued and ends. Joined, so it has fully exited (thread-locals included) before the
-    // process does.
-    let joined = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    if !matches!(joined, Ok(Ok(()))) {
-        warn!("the writer thread did not end cleanly");
-    }
-    let deadline = tokio::time::Instant::now() + STORE_CLOSE_WAIT;
-    while store_alive.strong_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    if store_alive.strong_count() > 0 {
-        warn!("the database was still in use at shutdown");
-    }
-    info!("stopped");
-    Ok(())
 }
 
 /// How a task that should have run until shutdown ended.

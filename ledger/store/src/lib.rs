@@ -52,13 +52,13 @@ const CF_LOCAL: &str = "local";
 const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
 /// Families written by every block: blocks, their hashes, accounts and nonces.
 const STEADY_FAMILIES: [&str; 4] = [CF_BLOCKS, CF_BLOCK_HASHES, CF_ACCOUNTS, CF_NONCES];
-/// Families compacted by size tiers rather than levels (see `open`).
+/// Families compacted by size tiers rather than levels (see `family_options`).
 const UNIVERSAL_FAMILIES: [&str; 1] = [CF_ACCOUNTS];
-/// The memtable size of the steadily written families (see `open`).
+/// The memtable size of the steadily written families (see `family_options`).
 const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// The most bytes of write-ahead log kept. A WAL file can be deleted (or recycled) only
 /// once every family with rows in it has flushed; above this total RocksDB flushes the
-/// families holding the oldest file, however little they hold (see `open`).
+/// families holding the oldest file, however little they hold (see `db_options`).
 pub const WAL_BYTES_MAX: u64 = 32 << 20;
 const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
@@ -258,6 +258,56 @@ fn corrupt(reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// The database's options: compression, background jobs at low priority, synced bytes,
+/// recycled and bounded WAL (docs/decisions/0018-rocksdb-tuning.md).
+fn db_options() -> Result<Options, StoreError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_max_background_jobs(2);
+    // Flushes and compactions at nice 19: they take the cores the payment pipeline
+    // leaves, and RocksDB's write stall is the backpressure (docs/decisions/0018-rocksdb-tuning.md).
+    let mut env = rocksdb::Env::new()?;
+    env.lower_thread_pool_cpu_priority();
+    env.lower_high_priority_thread_pool_cpu_priority();
+    options.set_env(&env);
+    options.set_bytes_per_sync(1 << 20);
+    // Recycled WAL files: a block's fdatasync then needs no file-system metadata.
+    options.set_recycle_log_file_num(4);
+    // Bounded, or rarely written families keep every WAL file alive and none is ever
+    // recycled (docs/decisions/0018-rocksdb-tuning.md).
+    options.set_max_total_wal_size(WAL_BYTES_MAX);
+    // Vector memtables (`family_options`) take one writer at a time; ours is one thread
+    // anyway.
+    options.set_allow_concurrent_memtable_write(false);
+    Ok(options)
+}
+
+/// The options of the column family `name`, by how it is written and read.
+fn family_options(name: &str) -> Options {
+    let mut cf_options = Options::default();
+    if WRITE_ONLY_FAMILIES.contains(&name) {
+        // Written while running, scanned once at start: append-only memtables.
+        cf_options.set_memtable_factory(rocksdb::MemtableFactory::Vector);
+    }
+    if STEADY_FAMILIES.contains(&name) {
+        // Small memtables flush in small steps; a large flush stalls the next
+        // blocks' fdatasync (docs/decisions/0018-rocksdb-tuning.md).
+        cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
+    }
+    if UNIVERSAL_FAMILIES.contains(&name) {
+        // Accounts are rewritten in place by random keys: size-tiered compaction
+        // rewrites an entry about log(n) times, not the whole family every four
+        // flushes (docs/decisions/0018-rocksdb-tuning.md).
+        cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+    }
+    if name == CF_INDEX {
+        cf_options = index::family_options();
+    }
+    cf_options
+}
+
 impl RocksStore {
     /// Opens (or creates) the database at `path` for the chain of `params`. Refuses a
     /// database of another schema version or another genesis.
@@ -272,47 +322,10 @@ impl RocksStore {
         params: &ChainParams,
         epochs: IndexEpochs,
     ) -> Result<RocksStore, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        options.set_max_background_jobs(2);
-        // Flushes and compactions at nice 19: they take the cores the payment pipeline
-        // leaves, and RocksDB's write stall is the backpressure (docs/decisions/0018-rocksdb-tuning.md).
-        let mut env = rocksdb::Env::new()?;
-        env.lower_thread_pool_cpu_priority();
-        env.lower_high_priority_thread_pool_cpu_priority();
-        options.set_env(&env);
-        options.set_bytes_per_sync(1 << 20);
-        // Recycled WAL files: a block's fdatasync then needs no file-system metadata.
-        options.set_recycle_log_file_num(4);
-        // Bounded, or rarely written families keep every WAL file alive and none is ever
-        // recycled (docs/decisions/0018-rocksdb-tuning.md).
-        options.set_max_total_wal_size(WAL_BYTES_MAX);
-        // Vector memtables (below) take one writer at a time; ours is one thread anyway.
-        options.set_allow_concurrent_memtable_write(false);
-        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
-            let mut cf_options = Options::default();
-            if WRITE_ONLY_FAMILIES.contains(name) {
-                // Written while running, scanned once at start: append-only memtables.
-                cf_options.set_memtable_factory(rocksdb::MemtableFactory::Vector);
-            }
-            if STEADY_FAMILIES.contains(name) {
-                // Small memtables flush in small steps; a large flush stalls the next
-                // blocks' fdatasync (docs/decisions/0018-rocksdb-tuning.md).
-                cf_options.set_write_buffer_size(STEADY_WRITE_BUFFER_BYTES);
-            }
-            if UNIVERSAL_FAMILIES.contains(name) {
-                // Accounts are rewritten in place by random keys: size-tiered compaction
-                // rewrites an entry about log(n) times, not the whole family every four
-                // flushes (docs/decisions/0018-rocksdb-tuning.md).
-                cf_options.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
-            }
-            if *name == CF_INDEX {
-                cf_options = index::family_options();
-            }
-            ColumnFamilyDescriptor::new(*name, cf_options)
-        });
+        let options = db_options()?;
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name)));
         // A version 2 database still has its `transfers` family until it is converted, and
         // RocksDB opens a database only with every family it has.
         let legacy = DB::list_cf(&options, path)
@@ -346,15 +359,29 @@ impl RocksStore {
             Some(bytes) => Some(Sealed::decode(&bytes)?),
         };
         store.index = TransferIndex::open(path, epochs, sealed)?;
-        let rows = store
+        store.load_nonce_rows()?;
+        let head = store.load_head(params)?;
+        store.rebuild_open_epoch(head.height)?;
+        Ok(store)
+    }
+
+    /// Reads the keys of the `nonces` rows into memory (see `RocksStore::nonce_rows`).
+    fn load_nonce_rows(&self) -> Result<(), StoreError> {
+        let rows = self
             .scan(CF_NONCES, |key, _| NonceRows::parse_key(key))?
             .into_iter()
             .collect();
-        *store
+        *self
             .nonce_rows
             .lock()
             .map_err(|_| corrupt("nonce rows lock poisoned"))? = rows;
-        let head = store.read_head()?.unwrap_or_else(|| {
+        Ok(())
+    }
+
+    /// Reads the stored head into memory, or the genesis state's on a new database; returns
+    /// it.
+    fn load_head(&self, params: &ChainParams) -> Result<Head, StoreError> {
+        let head = self.read_head()?.unwrap_or_else(|| {
             let genesis = State::genesis(params).ok();
             Head {
                 height: Height(0),
@@ -364,12 +391,11 @@ impl RocksStore {
                 state_root: genesis.map_or(Hash32::ZERO, |state| state.state_root()),
             }
         });
-        *store
+        *self
             .head
             .lock()
             .map_err(|_| corrupt("head lock poisoned"))? = head.clone();
-        store.rebuild_open_epoch(head.height)?;
-        Ok(store)
+        Ok(head)
     }
 
     /// Puts the transfers of the blocks after the stored epochs back into memory (closing
@@ -540,6 +566,64 @@ impl RocksStore {
         write_synced(&self.db, batch)
     }
 
+    /// Adds a block's own rows to `batch`: its bytes by height, its height by hash, and the
+    /// accounts it changed.
+    fn batch_block(
+        &self,
+        batch: &mut WriteBatch,
+        write: &BlockWrite<'_>,
+        height_key: [u8; 8],
+    ) -> Result<(), StoreError> {
+        match write.encoded {
+            Some(bytes) => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, bytes),
+            None => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?),
+        }
+        batch.put_cf(
+            self.cf(CF_BLOCK_HASHES)?,
+            write.block_hash.as_bytes(),
+            height_key,
+        );
+        let accounts = self.cf(CF_ACCOUNTS)?;
+        for (id, account) in &write.change.accounts {
+            codec::with_encoded(account, |bytes| batch.put_cf(accounts, id.0, bytes))?;
+        }
+        Ok(())
+    }
+
+    /// Adds the orders a block served (with its height) and the identity records it
+    /// brought to `batch`.
+    fn batch_orders_and_vault(
+        &self,
+        batch: &mut WriteBatch,
+        write: &BlockWrite<'_>,
+        height_key: [u8; 8],
+    ) -> Result<(), StoreError> {
+        let orders = self.cf(CF_ORDERS)?;
+        for order in &write.change.orders_served {
+            batch.put_cf(orders, order.as_bytes(), height_key);
+        }
+        let vault = self.cf(CF_VAULT)?;
+        for (account, sealed) in write.vault {
+            batch.put_cf(vault, account.0, &sealed.0);
+        }
+        Ok(())
+    }
+
+    /// Adds the new head to `batch`, with the height the IM is about to sign, if any.
+    fn batch_head(
+        &self,
+        batch: &mut WriteBatch,
+        head: &Head,
+        last_signed: Option<Height>,
+    ) -> Result<(), StoreError> {
+        let meta = self.cf(CF_META)?;
+        batch.put_cf(meta, KEY_HEAD, codec::encode(head)?);
+        if let Some(signed) = last_signed {
+            batch.put_cf(meta, KEY_LAST_SIGNED, signed.0.to_be_bytes());
+        }
+        Ok(())
+    }
+
     /// Reads every row of a column family, decoding each with `decode`.
     fn scan<T>(
         &self,
@@ -554,6 +638,40 @@ impl RocksStore {
         }
         Ok(rows)
     }
+}
+
+/// What a block's write does to the `nonces` rows, added to `batch`: deletes every row
+/// whose pairs all expire at or before the block's time, and adds one row for the pairs the
+/// block remembers. Returns the deleted keys and the added one, for `rows` once written.
+fn batch_nonces(
+    batch: &mut WriteBatch,
+    nonces: &rocksdb::ColumnFamily,
+    rows: &BTreeSet<NonceRowKey>,
+    change: &StateChange,
+    height: Height,
+) -> (Vec<NonceRowKey>, Option<NonceRowKey>) {
+    // This block forgets every pair that expires at or before its time.
+    let forgotten: Vec<NonceRowKey> = rows
+        .range(..=(change.time, Height(u64::MAX)))
+        .copied()
+        .collect();
+    for key in &forgotten {
+        batch.delete_cf(nonces, NonceRows::key(*key));
+    }
+    let added = change
+        .nonces_added
+        .iter()
+        .map(|(_, _, expires_at)| *expires_at)
+        .max()
+        .map(|latest| (latest, height));
+    if let Some(key) = added {
+        batch.put_cf(
+            nonces,
+            NonceRows::key(key),
+            NonceRows::encode(&change.nonces_added),
+        );
+    }
+    (forgotten, added)
 }
 
 fn account_id_from(key: &[u8]) -> Result<AccountId, StoreError> {
@@ -639,53 +757,14 @@ impl Store for RocksStore {
         let change = write.change;
         let mut batch = WriteBatch::default();
         let height_key = height.0.to_be_bytes();
-        match write.encoded {
-            Some(bytes) => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, bytes),
-            None => batch.put_cf(self.cf(CF_BLOCKS)?, height_key, write.block.encode()?),
-        }
-        batch.put_cf(
-            self.cf(CF_BLOCK_HASHES)?,
-            write.block_hash.as_bytes(),
-            height_key,
-        );
-        let accounts = self.cf(CF_ACCOUNTS)?;
-        for (id, account) in &change.accounts {
-            codec::with_encoded(account, |bytes| batch.put_cf(accounts, id.0, bytes))?;
-        }
+        self.batch_block(&mut batch, write, height_key)?;
         let nonces = self.cf(CF_NONCES)?;
         let mut nonce_rows = self
             .nonce_rows
             .lock()
             .map_err(|_| corrupt("nonce rows lock poisoned"))?;
-        // This block forgets every pair that expires at or before its time.
-        let forgotten: Vec<NonceRowKey> = nonce_rows
-            .range(..=(change.time, Height(u64::MAX)))
-            .copied()
-            .collect();
-        for key in &forgotten {
-            batch.delete_cf(nonces, NonceRows::key(*key));
-        }
-        let added = change
-            .nonces_added
-            .iter()
-            .map(|(_, _, expires_at)| *expires_at)
-            .max()
-            .map(|latest| (latest, height));
-        if let Some(key) = added {
-            batch.put_cf(
-                nonces,
-                NonceRows::key(key),
-                NonceRows::encode(&change.nonces_added),
-            );
-        }
-        let orders = self.cf(CF_ORDERS)?;
-        for order in &change.orders_served {
-            batch.put_cf(orders, order.as_bytes(), height_key);
-        }
-        let vault = self.cf(CF_VAULT)?;
-        for (account, sealed) in write.vault {
-            batch.put_cf(vault, account.0, &sealed.0);
-        }
+        let (forgotten, added) = batch_nonces(&mut batch, nonces, &nonce_rows, change, height);
+        self.batch_orders_and_vault(&mut batch, write, height_key)?;
         let new_head = Head {
             height,
             hash: write.block_hash,
@@ -693,11 +772,7 @@ impl Store for RocksStore {
             supply: change.supply,
             state_root: change.state_root,
         };
-        let meta = self.cf(CF_META)?;
-        batch.put_cf(meta, KEY_HEAD, codec::encode(&new_head)?);
-        if let Some(signed) = write.last_signed {
-            batch.put_cf(meta, KEY_LAST_SIGNED, signed.0.to_be_bytes());
-        }
+        self.batch_head(&mut batch, &new_head, write.last_signed)?;
         self.write_synced(batch)?;
         *head = new_head;
         for key in &forgotten {
