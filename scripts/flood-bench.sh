@@ -37,7 +37,7 @@ bench() {
     "$bin/halfveil" --output json bench --dir "$work/bench-$1" --out "$work/$1.json" \
         --rate "$rate" --duration "$seconds" --accounts 1000 --im-home "$work/net/im" \
         --rpc "$(rpc im)" --rpc "$(rpc bank-1)" --rpc "$(rpc bank-2)" >/dev/null
-    python3 -c "import json; r=json.load(open('$work/$1.json')); run=r['runs'][0]; print(f\"$1: {run['committed_rate']:.0f}/s committed of {run['offered_rate']}/s offered, p99 {run['latency']['p99_ms']:.0f} ms, unanswered {run['unanswered']}, signature check {r['signature_check_us']:.1} us\")"
+    python3 -c "import json; r=json.load(open('$work/$1.json')); run=r['runs'][0]; print(f\"$1: {run['committed_rate']:.0f}/s committed of {run['offered_rate']}/s offered, p99 {run['latency']['p99_ms']:.0f} ms, unanswered {run['unanswered']}, signature check {r['signature_check_us']:.1f} us\")"
 }
 for round in $(seq 1 "$rounds"); do
     bench "quiet-$round"
