@@ -7,7 +7,7 @@
 # Writes a testnet with three banks, starts the IM, bank-1 and bank-2 (release build), and
 # runs `halfveil bench --rpc ...` against them ROUNDS times without and ROUNDS times with
 # `halfveil-flood` (tests/src/bin/halfveil-flood.rs, holding bank-3's node key) beside it,
-# interleaved, so drift of the machine hits both alike. Prints each run's committed rate,
+# interleaved in alternating order, so drift hits both alike. Prints each run's committed rate,
 # the median of each side, their ratio, and the machine's signature-check cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,13 +39,23 @@ bench() {
         --rpc "$(rpc im)" --rpc "$(rpc bank-1)" --rpc "$(rpc bank-2)" >/dev/null
     python3 -c "import json; r=json.load(open('$work/$1.json')); run=r['runs'][0]; print(f\"$1: {run['committed_rate']:.0f}/s committed of {run['offered_rate']}/s offered, p99 {run['latency']['p99_ms']:.0f} ms, unanswered {run['unanswered']}, signature check {r['signature_check_us']:.1f} us\")"
 }
-for round in $(seq 1 "$rounds"); do
-    bench "quiet-$round"
-    "$bin/halfveil-flood" --home "$work/net/bank-3" --seconds $((seconds + 120)) >"$work/flood-$round.json" &
-    flooder=$!
-    bench "flood-$round"
+flooded() {
+    "$bin/halfveil-flood" --home "$work/net/bank-3" --seconds $((seconds + 120)) >"$work/flooder-$1.json" &
+    local flooder=$!
+    bench "flood-$1"
     kill "$flooder" 2>/dev/null || true
     wait "$flooder" 2>/dev/null || true
+}
+# Quiet first in odd rounds, flooded first in even ones: the nodes slow down as the runs
+# add accounts and blocks, and alternating the order keeps that drift off the ratio.
+for round in $(seq 1 "$rounds"); do
+    if ((round % 2)); then
+        bench "quiet-$round"
+        flooded "$round"
+    else
+        flooded "$round"
+        bench "quiet-$round"
+    fi
 done
 python3 - "$work" "$rounds" <<'PY'
 import json, statistics, sys
