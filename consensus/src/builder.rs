@@ -124,7 +124,8 @@ pub fn build<A>(
             // A rule of the whole block (its size): keep the first half of the transfers,
             // the rest go back to the pool.
             None if slate.transfers() > 1 => {
-                let keep = slate.ops.len() - slate.transfers() / 2;
+                // Transfers are among the ops: this keeps at least the admin ops.
+                let keep = slate.ops.len().saturating_sub(slate.transfers() / 2);
                 for origin in slate.truncate(keep) {
                     if let Origin::Transfer(id) = origin {
                         outcome.returned.push(id);

@@ -9,6 +9,13 @@
 //! - [`follower`]: what a replica does with a block it receives (apply, ignore, fetch the
 //!   gap, or keep evidence of equivocation).
 
+// Arithmetic that could overflow and indexing that could panic are refused here outside
+// tests: these machines decide what goes on chain (checked_*, saturating_*, get()).
+#![cfg_attr(
+    not(test),
+    deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
+)]
+
 pub mod builder;
 pub mod follower;
 pub mod guard;

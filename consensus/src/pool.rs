@@ -139,8 +139,8 @@ impl TransferPool {
     ) -> Admission {
         let mut admission = Admission::default();
         let arena_id = self.next_arena;
-        self.next_arena += 1;
-        let mut users = 0;
+        self.next_arena = self.next_arena.wrapping_add(1);
+        let mut users = 0usize;
         for ((request, id), credential_ok) in batch
             .requests
             .into_iter()
@@ -163,7 +163,11 @@ impl TransferPool {
                 Err((code, detail)) => admission.rejected.push((id, code, detail)),
                 Ok(payee_bank) => {
                     let transfer = &request.transfer;
-                    *self.reserved.entry(transfer.payer).or_default() += transfer.amount.0;
+                    let reserved = self.reserved.entry(transfer.payer).or_default();
+                    // `check` admitted it only if the balance covers what is reserved and
+                    // this amount, so the sum fits.
+                    debug_assert!(reserved.checked_add(transfer.amount.0).is_some());
+                    *reserved = reserved.saturating_add(transfer.amount.0);
                     self.nonces.insert((transfer.payer, transfer.nonce));
                     self.to_ask.entry(payee_bank).or_default().push(id);
                     self.entries.insert(
@@ -177,7 +181,7 @@ impl TransferPool {
                             in_draft: false,
                         },
                     );
-                    users += 1;
+                    users = users.saturating_add(1);
                     admission.accepted.push(id);
                 }
             }
@@ -228,7 +232,8 @@ impl TransferPool {
                 format!("expired at {}", transfer.expires_at),
             ));
         }
-        if transfer.expires_at.0 - now.0 > params.limits.transfer_expiry_ms_max {
+        // After the check above, `expires_at > now`.
+        if transfer.expires_at.0.saturating_sub(now.0) > params.limits.transfer_expiry_ms_max {
             return Err((
                 RejectCode::Expired,
                 "expires further ahead than the chain allows".into(),
@@ -318,14 +323,14 @@ impl TransferPool {
     ) -> Vec<Dropped> {
         if let Some(attestation) = attestation {
             let arena_id = self.next_arena;
-            self.next_arena += 1;
-            let mut users = 0;
+            self.next_arena = self.next_arena.wrapping_add(1);
+            let mut users = 0usize;
             for id in &attestation.ids {
                 if let Some(entry) = self.entries.get_mut(id) {
                     if entry.payee_bank == bank && entry.payee_ok.is_none() {
                         entry.payee_ok = Some(arena_id);
                         self.ready.push_back(*id);
-                        users += 1;
+                        users = users.saturating_add(1);
                     }
                 }
             }
@@ -374,7 +379,7 @@ impl TransferPool {
                 .iter()
                 .filter(|arena_id| !index_of.contains_key(arena_id))
                 .count();
-            if index_of.len() + needed > attestations_max {
+            if index_of.len().saturating_add(needed) > attestations_max {
                 self.ready.push_front(id);
                 break;
             }
