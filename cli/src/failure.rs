@@ -95,6 +95,7 @@ failure_from!(
     halfveil_genesis::keystore::KeystoreError,
     halfveil_genesis::GenesisError,
     halfveil_node::config::ConfigError,
+    halfveil_node::run::StartError,
     halfveil_ledger::CryptoError,
     halfveil_ledger::CodecError,
     halfveil_store::StoreError,

@@ -15,7 +15,9 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
 use halfveil_ledger::crypto::{self, SignatureBatch};
-use halfveil_ledger::{AttestationKind, BankId, ChainId, Hash32, PublicKey, TransactionRequest};
+use halfveil_ledger::{
+    AttestationKind, BankId, ChainId, CodecError, Hash32, PublicKey, TransactionRequest,
+};
 
 use crate::protocol::ForwardBatch;
 
@@ -37,12 +39,25 @@ pub struct Job<C> {
     pub context: C,
 }
 
+/// Why a whole forwarded batch is refused (the bank sees the text).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchRefused {
+    /// A transfer, or the attestation's message, does not encode.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    /// The attestation is not a payer-ok by the sending bank over exactly these ids.
+    #[error("the attestation does not cover this batch")]
+    NotCovered,
+    #[error("the batch attestation does not verify")]
+    BadAttestation,
+}
+
 /// A job's verdict: the batch's ids and which credentials verify, or why the whole batch
 /// is refused.
 #[derive(Debug)]
 pub struct Checked<C> {
     pub job: Job<C>,
-    pub verdict: Result<(Vec<Hash32>, Vec<bool>), String>,
+    pub verdict: Result<(Vec<Hash32>, Vec<bool>), BatchRefused>,
 }
 
 /// The handle the service holds: the checker thread runs until it is dropped.
@@ -100,7 +115,7 @@ fn run<C>(chain_id: &ChainId, queue: &Receiver<Job<C>>, mut deliver: impl FnMut(
 /// signature and every credential in one combined batch, and only if that fails each job
 /// apart (its attestation alone, its credentials in a batch, then one by one).
 pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
-    let shapes: Vec<Result<(Vec<Hash32>, Hash32), String>> = jobs
+    let shapes: Vec<Result<(Vec<Hash32>, Hash32), BatchRefused>> = jobs
         .iter()
         .map(|job| check_shape(chain_id, job.bank, &job.batch))
         .collect();
@@ -138,7 +153,7 @@ pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
                     return Ok((ids, credential_ok));
                 }
                 crypto::verify(&job.bank_key, &message, &job.batch.attestation.signature)
-                    .map_err(|_| "the batch attestation does not verify".to_owned())?;
+                    .map_err(|_| BatchRefused::BadAttestation)?;
                 let credential_ok = verify_credentials(&job.keys, &ids, &job.batch.requests);
                 Ok((ids, credential_ok))
             });
@@ -154,22 +169,20 @@ fn check_shape(
     chain_id: &ChainId,
     bank: BankId,
     batch: &ForwardBatch,
-) -> Result<(Vec<Hash32>, Hash32), String> {
+) -> Result<(Vec<Hash32>, Hash32), BatchRefused> {
     let ids = batch
         .requests
         .iter()
         .map(|request| request.transfer.id())
-        .collect::<Result<Vec<Hash32>, _>>()
-        .map_err(|error| error.to_string())?;
+        .collect::<Result<Vec<Hash32>, _>>()?;
     let attestation = &batch.attestation;
     if attestation.kind != AttestationKind::PayerOk
         || attestation.bank != bank
         || attestation.ids != ids
     {
-        return Err("the attestation does not cover this batch".to_owned());
+        return Err(BatchRefused::NotCovered);
     }
-    let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)
-        .map_err(|error| error.to_string())?;
+    let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)?;
     Ok((ids, message))
 }
 
@@ -326,7 +339,12 @@ mod tests {
         let jobs = vec![forged, job(&mut chain, &mut accounts, 1, 2), reordered];
         let verdicts: Vec<Result<Vec<bool>, String>> = check_jobs(&chain.params.chain_id, jobs)
             .into_iter()
-            .map(|checked| checked.verdict.map(|(_, ok)| ok))
+            .map(|checked| {
+                checked
+                    .verdict
+                    .map(|(_, ok)| ok)
+                    .map_err(|refused| refused.to_string())
+            })
             .collect();
         assert_eq!(
             verdicts,

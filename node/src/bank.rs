@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::network::Reply;
+use crate::network::{Reply, RequestError};
 use halfveil_ledger::crypto::{
     self, BusinessKey, Envelope, SealedIdentityRecord, SigningKey, SEALED_IDENTITY_RECORD_BYTES,
 };
@@ -18,10 +18,10 @@ use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::sharded::ShardedMap;
 use halfveil_ledger::{
     attestation_message, codec, open_account_message, AccountId, AttestationKind, BankId,
-    BatchAttestation, Block, Hash32, Height, OpenAccount, PublicKey, RejectCode, Rejecter,
-    Rejection, Signature, State, TimeMs, TransactionRequest,
+    BatchAttestation, Block, CodecError, CryptoError, Hash32, Height, OpenAccount, PublicKey,
+    RejectCode, Rejecter, Rejection, Signature, State, TimeMs, TransactionRequest,
 };
-use halfveil_store::{Location, RocksStore, Store};
+use halfveil_store::{Location, RocksStore, Store, StoreError};
 use libp2p::PeerId;
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
@@ -133,7 +133,7 @@ struct RefusalRow {
 pub enum BankInput {
     ForwardAnswer {
         ids: Vec<Hash32>,
-        result: Result<Response, String>,
+        result: Result<Response, RequestError>,
     },
     /// These refusals are on disk: they may be told. `committed` are transfers whose
     /// refusal was dropped because the chain already holds them.
@@ -143,7 +143,7 @@ pub enum BankInput {
     },
     OpenRelayed {
         account: AccountId,
-        result: Result<Response, String>,
+        result: Result<Response, RequestError>,
         reply: oneshot::Sender<Result<OpenedAccount, RpcFailure>>,
     },
 }
@@ -182,6 +182,39 @@ pub struct BankRole {
     last_sweep: Instant,
 }
 
+/// Why the bank's own rows (accounts, refusals) could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum BankError {
+    #[error("cannot read the bank's refusals: {0}")]
+    ReadRefusals(#[source] StoreError),
+    #[error("corrupt refusal row: {0}")]
+    RefusalRow(#[source] CodecError),
+    #[error("cannot read the bank's accounts: {0}")]
+    ReadAccounts(#[source] StoreError),
+    /// An account row's key is not the prefix and 32 bytes.
+    #[error("corrupt account row key")]
+    AccountRowKey,
+    #[error("corrupt account row: {0}")]
+    AccountRow(#[source] CodecError),
+    /// The sealed business key does not open: the row was written under another key.
+    #[error("the business key of {account} does not open with this bank's key")]
+    BusinessKeySealed { account: AccountId },
+    /// The opened business key is not 32 bytes.
+    #[error("corrupt business key")]
+    BusinessKey,
+    #[error("cannot read the head: {0}")]
+    Head(#[source] StoreError),
+    /// Writing refusals, or looking up where a refused transfer is on chain.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A row does not encode.
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    /// A business key cannot be sealed for storage.
+    #[error(transparent)]
+    Seal(#[from] CryptoError),
+}
+
 fn row_key(account: &AccountId) -> Vec<u8> {
     let mut key = ACCOUNT_PREFIX.to_vec();
     key.extend_from_slice(&account.0);
@@ -195,15 +228,12 @@ fn refusal_key(id: &Hash32) -> Vec<u8> {
 }
 
 /// The refusals this bank has given and not yet pruned.
-fn load_refusals(store: &RocksStore) -> Result<Vec<RefusalRow>, String> {
+fn load_refusals(store: &RocksStore) -> Result<Vec<RefusalRow>, BankError> {
     let rows = store
         .local_scan(REFUSAL_PREFIX, TRACKED_MAX)
-        .map_err(|error| format!("cannot read the bank's refusals: {error}"))?;
+        .map_err(BankError::ReadRefusals)?;
     rows.into_iter()
-        .map(|(_, value)| {
-            codec::decode::<RefusalRow>(&value, 4096)
-                .map_err(|error| format!("corrupt refusal row: {error}"))
-        })
+        .map(|(_, value)| codec::decode::<RefusalRow>(&value, 4096).map_err(BankError::RefusalRow))
         .collect()
 }
 
@@ -239,14 +269,14 @@ type Then = Box<dyn FnOnce(&[(Hash32, Location)]) + Send>;
 fn store_refusals(
     store: &RocksStore,
     refusals: Vec<Refusal>,
-) -> Result<(Vec<Refusal>, Vec<(Hash32, Location)>), String> {
+) -> Result<(Vec<Refusal>, Vec<(Hash32, Location)>), BankError> {
     let mut kept = Vec::with_capacity(refusals.len());
     let mut committed = Vec::new();
     for refusal in refusals {
         match store.transfer_location(&refusal.id) {
             Ok(Some(location)) => committed.push((refusal.id, location)),
             Ok(None) => kept.push(refusal),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(error.into()),
         }
     }
     let mut rows = Vec::with_capacity(kept.len());
@@ -257,11 +287,11 @@ fn store_refusals(
             payer: refusal.payer,
             rejection: refusal.rejection.clone(),
         };
-        let value = codec::encode(&row).map_err(|error| error.to_string())?;
+        let value = codec::encode(&row)?;
         rows.push((refusal_key(&refusal.id), value));
     }
     if !rows.is_empty() {
-        store.local_put(&rows).map_err(|error| error.to_string())?;
+        store.local_put(&rows)?;
     }
     Ok((kept, committed))
 }
@@ -270,11 +300,11 @@ fn store_refusals(
 fn load_accounts(
     store: &RocksStore,
     storage_secret: &[u8; 32],
-) -> Result<HashMap<AccountId, LocalAccount>, String> {
+) -> Result<HashMap<AccountId, LocalAccount>, BankError> {
     let mut accounts = HashMap::new();
     let rows = store
         .local_scan(ACCOUNT_PREFIX, ACCOUNTS_MAX)
-        .map_err(|error| format!("cannot read the bank's accounts: {error}"))?;
+        .map_err(BankError::ReadAccounts)?;
     for (row_key, value) in rows {
         let (account, local) = account_from_row(storage_secret, &row_key, &value)?;
         accounts.insert(account, local);
@@ -288,20 +318,19 @@ fn account_from_row(
     storage_secret: &[u8; 32],
     row_key: &[u8],
     value: &[u8],
-) -> Result<(AccountId, LocalAccount), String> {
+) -> Result<(AccountId, LocalAccount), BankError> {
     let account = AccountId(
         row_key[ACCOUNT_PREFIX.len()..]
             .try_into()
-            .map_err(|_| "corrupt account row key".to_owned())?,
+            .map_err(|_| BankError::AccountRowKey)?,
     );
-    let row: AccountRow =
-        codec::decode(value, 4096).map_err(|error| format!("corrupt account row: {error}"))?;
+    let row: AccountRow = codec::decode(value, 4096).map_err(BankError::AccountRow)?;
     let plaintext = crypto::open_at_rest(storage_secret, &account.0, &row.sealed_business_key)
-        .map_err(|_| format!("the business key of {account} does not open with this bank's key"))?;
+        .map_err(|_| BankError::BusinessKeySealed { account })?;
     let bytes: [u8; 32] = plaintext
         .as_slice()
         .try_into()
-        .map_err(|_| "corrupt business key".to_owned())?;
+        .map_err(|_| BankError::BusinessKey)?;
     let local = LocalAccount {
         business_key: BusinessKey::from_bytes(bytes),
         frozen: row.frozen,
@@ -369,14 +398,12 @@ impl BankRole {
         name: String,
         key: SigningKey,
         store: &RocksStore,
-    ) -> Result<BankRole, String> {
+    ) -> Result<BankRole, BankError> {
         let storage_secret = Zeroizing::new(key.to_bytes());
         let accounts = load_accounts(store, &storage_secret)?;
         info!(accounts = accounts.len(), "bank accounts loaded");
         let refusals = load_refusals(store)?;
-        let head = store
-            .head()
-            .map_err(|error| format!("cannot read the head: {error}"))?;
+        let head = store.head().map_err(BankError::Head)?;
         let mut bank = BankRole {
             id,
             name,
@@ -630,7 +657,7 @@ impl BankRole {
         };
         let row = self
             .row(&account, &local)
-            .map_err(|error| RpcFailure::new(codes::INTERNAL, error))?;
+            .map_err(|error| RpcFailure::new(codes::INTERNAL, error.to_string()))?;
         let op = OpenAccount {
             account,
             tx_key,
@@ -670,15 +697,14 @@ impl BankRole {
         self.tracked_order.push_back(id);
     }
 
-    fn row(&self, account: &AccountId, local: &LocalAccount) -> Result<Vec<u8>, String> {
+    fn row(&self, account: &AccountId, local: &LocalAccount) -> Result<Vec<u8>, BankError> {
         let sealed = crypto::seal_at_rest(
             &self.storage_secret,
             &account.0,
             local.business_key.as_bytes(),
             &mut OsRng,
-        )
-        .map_err(|error| error.to_string())?;
-        codec::encode(&AccountRow {
+        )?;
+        Ok(codec::encode(&AccountRow {
             version: ROW_VERSION,
             sealed_business_key: sealed,
             frozen: local.frozen,
@@ -686,8 +712,7 @@ impl BankRole {
             daily_max: local.limits.daily_max,
             receive_max: local.limits.receive_max,
             opened: local.opened,
-        })
-        .map_err(|error| error.to_string())
+        })?)
     }
 
     fn reject(
@@ -1043,7 +1068,7 @@ impl Service {
         }
     }
 
-    fn bank_on_forward_answer(&mut self, ids: Vec<Hash32>, result: Result<Response, String>) {
+    fn bank_on_forward_answer(&mut self, ids: Vec<Hash32>, result: Result<Response, RequestError>) {
         let chain_id = self.params.chain_id.clone();
         let validator = self.params.validator_key;
         let Some(bank) = self.bank() else {
@@ -1278,7 +1303,7 @@ impl Service {
     async fn bank_on_open_relayed(
         &mut self,
         account: AccountId,
-        result: Result<Response, String>,
+        result: Result<Response, RequestError>,
         reply: oneshot::Sender<Result<OpenedAccount, RpcFailure>>,
     ) {
         let store = Arc::clone(&self.store);
@@ -1295,7 +1320,7 @@ impl Service {
                 None,
                 Some("unexpected answer from the identity manager".to_owned()),
             ),
-            Err(error) => (None, Some(error)),
+            Err(error) => (None, Some(error.to_string())),
         };
         let (Some(height), None) = (height, failure.clone()) else {
             let _ = reply.send(Err(RpcFailure::new(

@@ -30,7 +30,33 @@ pub enum ConfigError {
     #[error("{path} is {bytes} bytes, larger than the {CONFIG_BYTES_MAX}-byte limit")]
     TooLarge { path: String, bytes: u64 },
     #[error("{path} is not a valid halfveil config: {reason}")]
-    Invalid { path: String, reason: String },
+    Invalid {
+        path: String,
+        #[source]
+        reason: InvalidConfig,
+    },
+}
+
+/// What is wrong with a config's text: which key, and what it must be.
+#[derive(Debug, Error)]
+pub enum InvalidConfig {
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("log.format must be \"text\" or \"json\", not {0:?}")]
+    LogFormat(String),
+    #[error("p2p.connections_max must be 1..=1024")]
+    P2pConnections,
+    #[error("rpc.connections_max must be 1..=10000")]
+    RpcConnections,
+    #[error("rpc.connections_per_address_max must be 1..=rpc.connections_max")]
+    RpcConnectionsPerAddress,
+    #[error("moniker must be 1 to 64 characters")]
+    Moniker,
+    #[error("storage.index_epoch_transfers and index_epoch_blocks must be 1..=16777216")]
+    IndexEpoch,
+    #[error("runtime.worker_threads must be 0 (one per core) to 256")]
+    WorkerThreads,
 }
 
 /// The whole file.
@@ -170,30 +196,27 @@ impl Config {
     }
 
     /// Parses config text; the error says which key is wrong.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|error| error.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, InvalidConfig> {
+        let config: Config = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), InvalidConfig> {
         if self.log.format != "text" && self.log.format != "json" {
-            return Err(format!(
-                "log.format must be \"text\" or \"json\", not {:?}",
-                self.log.format
-            ));
+            return Err(InvalidConfig::LogFormat(self.log.format.clone()));
         }
         if !(1..=1024).contains(&self.p2p.connections_max) {
-            return Err("p2p.connections_max must be 1..=1024".into());
+            return Err(InvalidConfig::P2pConnections);
         }
         if !(1..=10_000).contains(&self.rpc.connections_max) {
-            return Err("rpc.connections_max must be 1..=10000".into());
+            return Err(InvalidConfig::RpcConnections);
         }
         if !(1..=self.rpc.connections_max).contains(&self.rpc.connections_per_address_max) {
-            return Err("rpc.connections_per_address_max must be 1..=rpc.connections_max".into());
+            return Err(InvalidConfig::RpcConnectionsPerAddress);
         }
         if self.moniker.is_empty() || self.moniker.len() > 64 {
-            return Err("moniker must be 1 to 64 characters".into());
+            return Err(InvalidConfig::Moniker);
         }
         let epochs = [
             self.storage.index_epoch_transfers,
@@ -204,12 +227,10 @@ impl Config {
             .flatten()
             .any(|bound| !(1..=1 << 24).contains(bound))
         {
-            return Err(
-                "storage.index_epoch_transfers and index_epoch_blocks must be 1..=16777216".into(),
-            );
+            return Err(InvalidConfig::IndexEpoch);
         }
         if self.runtime.worker_threads > 256 {
-            return Err("runtime.worker_threads must be 0 (one per core) to 256".into());
+            return Err(InvalidConfig::WorkerThreads);
         }
         Ok(())
     }
@@ -290,12 +311,15 @@ mod tests {
         let text = sample()
             .to_toml()
             .replace("[storage]", "[storage]\ncolour = \"blue\"");
-        let error = Config::parse(&text).unwrap_err();
+        let error = Config::parse(&text).unwrap_err().to_string();
         assert!(error.contains("colour"), "{error}");
         let text = sample()
             .to_toml()
             .replace("format = \"text\"", "format = \"xml\"");
-        assert!(Config::parse(&text).unwrap_err().contains("log.format"));
+        assert!(matches!(
+            Config::parse(&text).unwrap_err(),
+            InvalidConfig::LogFormat(_)
+        ));
         let text = sample()
             .to_toml()
             .replace("127.0.0.1:26657", "not an address");
@@ -303,7 +327,10 @@ mod tests {
         let text = sample()
             .to_toml()
             .replace("worker_threads = 0", "worker_threads = 100000");
-        assert!(Config::parse(&text).unwrap_err().contains("worker_threads"));
+        assert!(Config::parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("worker_threads"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! log). At its next start it finds the evidence and stays stopped until an operator has
 //! dealt with it (see the operator guide).
 
-use halfveil_ledger::{codec, crypto, ChainParams, Hash32, Height, SignedHeader};
+use halfveil_ledger::{codec, crypto, ChainParams, CodecError, Hash32, Height, SignedHeader};
 use halfveil_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +47,8 @@ impl Evidence {
     }
 
     /// Decodes a stored row strictly.
-    pub fn decode(bytes: &[u8]) -> Result<Evidence, String> {
-        codec::decode(bytes, EVIDENCE_BYTES_MAX).map_err(|error| error.to_string())
+    pub fn decode(bytes: &[u8]) -> Result<Evidence, CodecError> {
+        codec::decode(bytes, EVIDENCE_BYTES_MAX)
     }
 
     /// Whether this proves equivocation under `params`: one height, two different headers,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::network::Reply;
+use crate::network::{Reply, RequestError};
 use halfveil_consensus::builder::{self, Left, Origin};
 use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::pool::{Dropped, VerifiedBatch};
@@ -17,11 +17,12 @@ use halfveil_ledger::crypto::{
 };
 use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::{
-    open_account_message, AccountId, Amount, AttestationKind, AuditorSignature, BankId,
-    BatchAttestation, Block, ChainId, ChainParams, Disclosure, DisclosureOrder, Hash32, Height,
-    Issue, Op, PublicKey, RejectCode, Rejecter, Rejection, State, TimeMs, TransferOp,
+    open_account_message, AccountId, Amount, AttestationKind, AuditorId, AuditorSignature, BankId,
+    BatchAttestation, Block, ChainId, ChainParams, CodecError, CryptoError, Disclosure,
+    DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter, Rejection, State,
+    TimeMs, TransferOp,
 };
-use halfveil_store::{RocksStore, Store};
+use halfveil_store::{RocksStore, Store, StoreError};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -113,7 +114,7 @@ pub enum ImInput {
     ApprovalAnswer {
         bank: BankId,
         asked: Vec<Hash32>,
-        result: Result<Response, String>,
+        result: Result<Response, RequestError>,
     },
 }
 
@@ -190,28 +191,99 @@ impl ImRole {
         state: &State,
         params: &ChainParams,
         order: &DisclosureOrder,
-    ) -> Result<Hash32, String> {
+    ) -> Result<Hash32, DisclosureError> {
         if self.admin.len() >= ADMIN_QUEUE_MAX {
-            return Err("too many operations waiting; retry".into());
+            return Err(DisclosureError::QueueFull);
         }
         if order.version != halfveil_ledger::VERSION {
-            return Err(format!("unsupported order version {}", order.version));
+            return Err(DisclosureError::Version(order.version));
         }
         if order.chain_id != params.chain_id {
-            return Err(format!("the order is for chain {}", order.chain_id));
+            return Err(DisclosureError::OtherChain(order.chain_id.clone()));
         }
         if order.expires_at <= now_ms() {
-            return Err(format!("the order expired at {} ms", order.expires_at));
+            return Err(DisclosureError::Expired(order.expires_at));
         }
-        let order_hash = order.hash().map_err(|error| error.to_string())?;
+        let order_hash = order.hash()?;
         let queued = self.admin.iter().any(|queued| {
             matches!(&queued.op, Op::Disclosure(other) if other.order.hash().ok() == Some(order_hash))
         });
         if state.order_served(&order_hash) || queued {
-            return Err(format!("order {order_hash} was already served"));
+            return Err(DisclosureError::AlreadyServed(order_hash));
         }
         Ok(order_hash)
     }
+}
+
+/// Why the IM refuses a disclosure order (the requester sees the text).
+#[derive(Debug, thiserror::Error)]
+pub enum DisclosureError {
+    #[error("only the identity manager serves disclosures")]
+    NotIdentityManager,
+    /// [`ADMIN_QUEUE_MAX`] operations already wait for a block.
+    #[error("too many operations waiting; retry")]
+    QueueFull,
+    #[error("unsupported order version {0}")]
+    Version(u8),
+    #[error("the order is for chain {0}")]
+    OtherChain(ChainId),
+    #[error("the order expired at {0} ms")]
+    Expired(TimeMs),
+    #[error("order {0} was already served")]
+    AlreadyServed(Hash32),
+    #[error("{signatures} auditor signatures, below the threshold of {threshold}")]
+    BelowThreshold { signatures: usize, threshold: usize },
+    #[error("too many signatures")]
+    TooManySignatures,
+    #[error("auditor {0} is not in genesis")]
+    UnknownAuditor(AuditorId),
+    #[error("auditor {0} signed twice")]
+    SignedTwice(AuditorId),
+    #[error("the signature of auditor {0} does not verify")]
+    BadSignature(AuditorId),
+    #[error("transfer {0} is not on the chain")]
+    NotOnChain(Hash32),
+    #[error("the transfer's block is missing")]
+    BlockMissing,
+    #[error("the transfer's op is missing")]
+    OpMissing,
+    #[error("the payer's identity record is missing from the vault")]
+    RecordMissing,
+    /// The vault's record does not open with the escrow key.
+    #[error("the payer's identity record does not open")]
+    RecordSealed,
+    /// The order or a row does not encode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The result does not serialize as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The result cannot be sealed to the requester's key.
+    #[error(transparent)]
+    Seal(#[from] CryptoError),
+}
+
+/// Why the IM refuses an account opening a bank relays (the bank sees the text).
+#[derive(Debug, thiserror::Error)]
+pub enum OpeningRefused {
+    #[error("the account's bank is not the bank that relays it")]
+    OtherBank,
+    /// On chain, or already queued for a block.
+    #[error("the account already exists")]
+    Exists,
+    #[error("too many operations waiting; retry")]
+    QueueFull,
+    /// The identity record does not open with the escrow key.
+    #[error("the identity record does not open")]
+    RecordSealed,
+    #[error("identity key refused: {0}")]
+    WeakIdentityKey(#[source] CryptoError),
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+    #[error("the identity key's proof of possession does not verify")]
+    BadPossession,
 }
 
 fn error_response(code: RejectCode, message: impl Into<String>) -> Response {
@@ -536,7 +608,7 @@ impl Service {
         &mut self,
         bank: BankId,
         asked: Vec<Hash32>,
-        result: Result<Response, String>,
+        result: Result<Response, RequestError>,
     ) {
         let chain_id = self.params.chain_id.clone();
         let bank_key = self.params.bank_key(bank).copied();
@@ -880,7 +952,7 @@ impl Service {
             Ok(prepared) => prepared,
             Err(message) => {
                 warn!(%message, "disclosure refused");
-                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, message)));
+                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, message.to_string())));
                 return;
             }
         };
@@ -904,10 +976,10 @@ impl Service {
         &mut self,
         order: &DisclosureOrder,
         signatures: &[AuditorSignature],
-    ) -> Result<(Disclosed, Hash32), String> {
+    ) -> Result<(Disclosed, Hash32), DisclosureError> {
         let params = self.params.clone();
         let Role::IdentityManager(im) = &self.role else {
-            return Err("only the identity manager serves disclosures".into());
+            return Err(DisclosureError::NotIdentityManager);
         };
         let order_hash = im.check_order(&self.state, &params, order)?;
         check_auditor_signatures(&params, &order_hash, signatures)?;
@@ -915,11 +987,10 @@ impl Service {
         let (height, transfer) = disclosed_transfer(&store, &order.transfer)?;
         let payer = transfer.request.transfer.payer;
         let sealed = store
-            .vault_record(&payer)
-            .map_err(|error| error.to_string())?
-            .ok_or("the payer's identity record is missing from the vault")?;
+            .vault_record(&payer)?
+            .ok_or(DisclosureError::RecordMissing)?;
         let record = IdentityRecord::open(&sealed, &im.escrow, &params.chain_id, &payer)
-            .map_err(|_| "the payer's identity record does not open".to_owned())?;
+            .map_err(|_| DisclosureError::RecordSealed)?;
         let credential_verified = credential_verifies(
             &im.escrow,
             &params.chain_id,
@@ -974,27 +1045,28 @@ impl Service {
         };
         let checked = (|| {
             if open.op.bank != bank {
-                return Err("the account's bank is not the bank that relays it".to_owned());
+                return Err(OpeningRefused::OtherBank);
             }
             if exists || im.admin.iter().any(|queued| matches!(&queued.op, Op::OpenAccount(other) if other.account == open.op.account)) {
-                return Err("the account already exists".to_owned());
+                return Err(OpeningRefused::Exists);
             }
             if im.admin.len() >= ADMIN_QUEUE_MAX {
-                return Err("too many operations waiting; retry".to_owned());
+                return Err(OpeningRefused::QueueFull);
             }
             let record =
                 IdentityRecord::open(&open.record, &im.escrow, &chain_id, &open.op.account)
-                    .map_err(|_| "the identity record does not open".to_owned())?;
+                    .map_err(|_| OpeningRefused::RecordSealed)?;
             crypto::check_key_strength(&record.identity_key)
-                .map_err(|error| format!("identity key refused: {error}"))?;
-            let message = open_account_message(&chain_id, &open.op.tx_key, bank)
-                .map_err(|error| error.to_string())?;
+                .map_err(OpeningRefused::WeakIdentityKey)?;
+            let message = open_account_message(&chain_id, &open.op.tx_key, bank)?;
             crypto::verify(&record.identity_key, &message, &record.possession)
-                .map_err(|_| "the identity key's proof of possession does not verify".to_owned())?;
+                .map_err(|_| OpeningRefused::BadPossession)?;
             Ok(())
         })();
-        if let Err(message) = checked {
-            self.net.respond(channel, refuse(&message)).await;
+        if let Err(refused) = checked {
+            self.net
+                .respond(channel, refuse(&refused.to_string()))
+                .await;
             return;
         }
         let account = open.op.account;
@@ -1022,9 +1094,9 @@ fn start_admission(
                 credential_ok,
                 channel: job.context,
             },
-            Err(message) => ImInput::ForwardRefused {
+            Err(refused) => ImInput::ForwardRefused {
                 channel: job.context,
-                message,
+                message: refused.to_string(),
             },
         };
         let _ = inputs.blocking_send(Input::Im(input));
@@ -1100,48 +1172,49 @@ fn check_auditor_signatures(
     params: &ChainParams,
     order_hash: &Hash32,
     signatures: &[AuditorSignature],
-) -> Result<(), String> {
+) -> Result<(), DisclosureError> {
     let threshold = usize::from(params.disclosure_threshold);
     if signatures.len() < threshold {
-        return Err(format!(
-            "{} auditor signatures, below the threshold of {threshold}",
-            signatures.len()
-        ));
+        return Err(DisclosureError::BelowThreshold {
+            signatures: signatures.len(),
+            threshold,
+        });
     }
     if signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
-        return Err("too many signatures".into());
+        return Err(DisclosureError::TooManySignatures);
     }
     let mut seen = std::collections::HashSet::new();
     for signed in signatures {
-        let auditor = signed.auditor.0;
+        let auditor = signed.auditor;
         let key = params
             .auditor_keys
-            .get(usize::from(auditor))
-            .ok_or_else(|| format!("auditor {auditor} is not in genesis"))?;
+            .get(usize::from(auditor.0))
+            .ok_or(DisclosureError::UnknownAuditor(auditor))?;
         if !seen.insert(auditor) {
-            return Err(format!("auditor {auditor} signed twice"));
+            return Err(DisclosureError::SignedTwice(auditor));
         }
         crypto::verify(key, order_hash, &signed.signature)
-            .map_err(|_| format!("the signature of auditor {auditor} does not verify"))?;
+            .map_err(|_| DisclosureError::BadSignature(auditor))?;
     }
     Ok(())
 }
 
 /// The committed transfer `id` and the height of its block, read from the store.
-fn disclosed_transfer(store: &RocksStore, id: &Hash32) -> Result<(Height, TransferOp), String> {
+fn disclosed_transfer(
+    store: &RocksStore,
+    id: &Hash32,
+) -> Result<(Height, TransferOp), DisclosureError> {
     let location = store
-        .transfer_location(id)
-        .map_err(|error| error.to_string())?
-        .ok_or_else(|| format!("transfer {id} is not on the chain"))?;
+        .transfer_location(id)?
+        .ok_or(DisclosureError::NotOnChain(*id))?;
     let block = store
-        .block(location.height)
-        .map_err(|error| error.to_string())?
-        .ok_or("the transfer's block is missing")?;
+        .block(location.height)?
+        .ok_or(DisclosureError::BlockMissing)?;
     let Some(Op::Transfer(transfer)) = usize::try_from(location.index)
         .ok()
         .and_then(|index| block.ops.get(index))
     else {
-        return Err("the transfer's op is missing".into());
+        return Err(DisclosureError::OpMissing);
     };
     Ok((location.height, transfer.clone()))
 }
@@ -1172,15 +1245,13 @@ fn seal_result(
     order: &DisclosureOrder,
     order_hash: &Hash32,
     result: &DisclosureResult,
-) -> Result<Vec<u8>, String> {
-    let plaintext =
-        zeroize::Zeroizing::new(serde_json::to_vec(result).map_err(|error| error.to_string())?);
-    crypto::seal_disclosure_result(
+) -> Result<Vec<u8>, DisclosureError> {
+    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(result)?);
+    Ok(crypto::seal_disclosure_result(
         &order.requester_key,
         chain_id,
         order_hash,
         &plaintext,
         &mut rand_core::OsRng,
-    )
-    .map_err(|error| error.to_string())
+    )?)
 }

@@ -15,7 +15,7 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use halfveil_ledger::codec;
+use halfveil_ledger::{codec, CodecError};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -37,6 +37,20 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const COALESCE_BYTES: usize = 256 * 1024;
 const LENGTH_BYTES: usize = 4;
 
+/// Why a frame could not be encoded, or links could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The frame has no canonical encoding.
+    #[error("{0}")]
+    Encode(#[source] CodecError),
+    /// The encoded frame is larger than a peer reads.
+    #[error("a frame of {bytes} bytes is over the {FRAME_BYTES_MAX}-byte limit")]
+    TooLarge { bytes: usize },
+    /// Links on this protocol are already being accepted.
+    #[error("cannot accept links: {0}")]
+    Accept(#[source] libp2p_stream::AlreadyRegistered),
+}
+
 /// One message on a link.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Frame {
@@ -45,16 +59,15 @@ pub enum Frame {
 }
 
 /// The frame's bytes on the wire: its length, then its canonical encoding.
-pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, String> {
+pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, LinkError> {
     let mut bytes = vec![0u8; LENGTH_BYTES];
-    let body = codec::encode(frame).map_err(|error| error.to_string())?;
+    let body = codec::encode(frame).map_err(LinkError::Encode)?;
+    let too_large = || LinkError::TooLarge { bytes: body.len() };
     if body.len() > FRAME_BYTES_MAX {
-        return Err(format!(
-            "a frame of {} bytes is over the {FRAME_BYTES_MAX}-byte limit",
-            body.len()
-        ));
+        return Err(too_large());
     }
-    let length = u32::try_from(body.len()).map_err(|error| error.to_string())?;
+    // Cannot fail: FRAME_BYTES_MAX fits in a u32.
+    let length = u32::try_from(body.len()).map_err(|_| too_large())?;
     bytes[..LENGTH_BYTES].copy_from_slice(&length.to_le_bytes());
     bytes.extend_from_slice(&body);
     Ok(bytes)
@@ -86,7 +99,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     io.read_exact(buffer).await?;
     codec::decode(buffer, FRAME_BYTES_MAX)
         .map(Some)
-        .map_err(|error| WireError::Undecodable(error.to_string()).into())
+        .map_err(|error| WireError::Undecodable(error).into())
 }
 
 /// What link tasks tell the network task.
@@ -178,10 +191,8 @@ pub fn accept(
     mut control: libp2p_stream::Control,
     protocol: StreamProtocol,
     events: mpsc::Sender<LinkEvent>,
-) -> Result<(), String> {
-    let mut incoming = control
-        .accept(protocol)
-        .map_err(|error| format!("cannot accept links: {error}"))?;
+) -> Result<(), LinkError> {
+    let mut incoming = control.accept(protocol).map_err(LinkError::Accept)?;
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
             tokio::spawn(read_frames(peer, stream, events.clone()));

@@ -22,10 +22,12 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::links::{self, Frame, Link, LinkEvent};
+use crate::links::{self, Frame, Link, LinkError, LinkEvent};
 use crate::metrics::Metrics;
 use crate::peer_score::{Offence, PeerScores, Verdict};
-use crate::protocol::{self, offence_of, Request, Response, WireCodec, MESSAGE_BYTES_MAX};
+use crate::protocol::{
+    self, offence_of, ProtocolNameError, Request, Response, WireCodec, MESSAGE_BYTES_MAX,
+};
 
 /// Bound of the command and event channels.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -37,6 +39,84 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
 /// How often requests on links are checked for [`REQUEST_TIMEOUT`].
 const TIMEOUT_SWEEP: Duration = Duration::from_millis(500);
+
+/// Why the swarm task could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    ProtocolName(#[from] ProtocolNameError),
+    /// The transport stack (TCP, Noise, Yamux) could not be built.
+    #[error("cannot set up TCP/Noise/Yamux: {0}")]
+    Transport(#[source] noise::Error),
+    /// Gossipsub or another behaviour refused its configuration.
+    #[error("cannot build the network behaviour: {0}")]
+    Behaviour(#[source] libp2p::BehaviourBuilderError),
+    #[error(transparent)]
+    Links(#[from] LinkError),
+    /// The listen address could not be bound (in use, not local, ...).
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: Multiaddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listen address is not one the transport can listen on.
+    #[error("cannot listen on {address}: {source}")]
+    ListenAddress {
+        address: Multiaddr,
+        #[source]
+        source: TransportError<std::io::Error>,
+    },
+    #[error("cannot subscribe to blocks: {0}")]
+    Subscribe(#[source] gossipsub::SubscriptionError),
+}
+
+/// Why a request to a peer got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the network task has stopped")]
+    NetworkStopped,
+    #[error("the network task dropped the request")]
+    Dropped,
+    /// A request-response exchange failed.
+    #[error("request to {peer} failed: {source}")]
+    Outbound {
+        peer: PeerId,
+        #[source]
+        source: request_response::OutboundFailure,
+    },
+    /// The request could not be queued on the peer's link.
+    #[error("request to {peer} failed: {source}")]
+    Send {
+        peer: PeerId,
+        #[source]
+        source: SendError,
+    },
+    /// The link the request was written to broke.
+    #[error("request to {peer} failed: its link failed")]
+    LinkFailed { peer: PeerId },
+    #[error("request to {peer} failed: the peer disconnected")]
+    Disconnected { peer: PeerId },
+    #[error("request to {peer} failed: no response in {} s", REQUEST_TIMEOUT.as_secs())]
+    Timeout { peer: PeerId },
+}
+
+/// Why a frame could not be queued on a peer's link.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("not connected")]
+    NotConnected,
+    #[error(transparent)]
+    Frame(#[from] LinkError),
+    /// The link was opened and is already gone.
+    #[error("no link")]
+    NoLink,
+    /// [`links::LINK_QUEUE`] frames are already waiting.
+    #[error("the link is overloaded")]
+    Overloaded,
+    #[error("the link has closed")]
+    Closed,
+}
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -55,7 +135,7 @@ enum NetCommand {
     Request {
         peer: PeerId,
         request: Request,
-        reply: oneshot::Sender<Result<Response, String>>,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
     },
     Respond {
         channel: Reply,
@@ -131,7 +211,7 @@ pub struct NetworkHandle {
 
 impl NetworkHandle {
     /// Sends a request and waits for its response.
-    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, RequestError> {
         let (reply, response) = oneshot::channel();
         self.commands
             .send(NetCommand::Request {
@@ -140,10 +220,8 @@ impl NetworkHandle {
                 reply,
             })
             .await
-            .map_err(|_| "the network task has stopped".to_owned())?;
-        response
-            .await
-            .map_err(|_| "the network task dropped the request".to_owned())?
+            .map_err(|_| RequestError::NetworkStopped)?;
+        response.await.map_err(|_| RequestError::Dropped)?
     }
 
     pub async fn respond(&self, channel: Reply, response: Response) {
@@ -206,7 +284,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     setup: NetworkSetup,
     metrics: Metrics,
     events: mpsc::Sender<E>,
-) -> Result<(NetworkHandle, tokio::task::JoinHandle<()>), String> {
+) -> Result<(NetworkHandle, tokio::task::JoinHandle<()>), NetworkError> {
     let mut swarm = build_swarm(&setup)?;
     let link_protocol = protocol::link_protocol_name(&setup.genesis_hash)?;
     let (link_events, link_inbox) = mpsc::channel(CHANNEL_CAPACITY);
@@ -220,15 +298,21 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         .listen_on(setup.listen.clone())
         .map_err(|error| match error {
             // The transport's own error says nothing of the cause; the I/O error does.
-            TransportError::Other(cause) => format!("cannot listen on {}: {cause}", setup.listen),
-            other => format!("cannot listen on {}: {other}", setup.listen),
+            TransportError::Other(source) => NetworkError::Listen {
+                address: setup.listen.clone(),
+                source,
+            },
+            source => NetworkError::ListenAddress {
+                address: setup.listen.clone(),
+                source,
+            },
         })?;
     let topic = gossipsub::IdentTopic::new(protocol::blocks_topic(&setup.genesis_hash));
     swarm
         .behaviour_mut()
         .gossipsub
         .subscribe(&topic)
-        .map_err(|error| format!("cannot subscribe to blocks: {error}"))?;
+        .map_err(NetworkError::Subscribe)?;
     let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
     let task = NetworkTask {
         swarm,
@@ -258,7 +342,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     ))
 }
 
-fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
+fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, NetworkError> {
     let protocol = protocol::protocol_name(&setup.genesis_hash)?;
     let own = setup.keypair.public().to_peer_id();
     let allowed_peers = setup.allowed.clone();
@@ -270,7 +354,7 @@ fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|error| format!("cannot set up TCP/Noise/Yamux: {error}"))?
+        .map_err(NetworkError::Transport)?
         .with_behaviour(|key| {
             let mut allowed = allow_block_list::Behaviour::default();
             for peer in allowed_peers.iter().filter(|peer| **peer != own) {
@@ -319,7 +403,7 @@ fn build_swarm(setup: &NetworkSetup) -> Result<Swarm<Behaviour>, String> {
                 ping: ping::Behaviour::default(),
             })
         })
-        .map_err(|error| format!("cannot build the network behaviour: {error}"))?
+        .map_err(NetworkError::Behaviour)?
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
     Ok(swarm)
@@ -331,7 +415,7 @@ struct NetworkTask<E> {
     peers: Vec<Multiaddr>,
     commands: mpsc::Receiver<NetCommand>,
     events: mpsc::Sender<E>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, RequestError>>>,
     link_control: libp2p_stream::Control,
     link_protocol: libp2p::StreamProtocol,
     /// Link tasks report here; the receiver is `link_inbox`.
@@ -357,7 +441,7 @@ struct PendingOnLink {
     /// The link it was written to.
     link: u64,
     deadline: tokio::time::Instant,
-    reply: oneshot::Sender<Result<Response, String>>,
+    reply: oneshot::Sender<Result<Response, RequestError>>,
 }
 
 /// Requests that go on links: the ones a busy network sends many times a second.
@@ -455,7 +539,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         &mut self,
         peer: PeerId,
         request: Request,
-        reply: oneshot::Sender<Result<Response, String>>,
+        reply: oneshot::Sender<Result<Response, RequestError>>,
     ) {
         if !on_link(&request) {
             let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
@@ -476,9 +560,9 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     },
                 );
             }
-            Err(error) => {
+            Err(source) => {
                 self.count_link_request("failed");
-                let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                let _ = reply.send(Err(RequestError::Send { peer, source }));
             }
         }
     }
@@ -555,9 +639,9 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
 
     /// Queues a frame on the link to `peer`, opening the link if there is none (or the
     /// last one has ended); returns the link's id.
-    fn send_frame(&mut self, peer: PeerId, frame: &Frame) -> Result<u64, String> {
+    fn send_frame(&mut self, peer: PeerId, frame: &Frame) -> Result<u64, SendError> {
         if !self.connected.contains(&peer) {
-            return Err("not connected".to_owned());
+            return Err(SendError::NotConnected);
         }
         let bytes = links::encode_frame(frame)?;
         if self
@@ -575,13 +659,13 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             );
             self.links.insert(peer, link);
         }
-        let link = self.links.get(&peer).ok_or_else(|| "no link".to_owned())?;
+        let link = self.links.get(&peer).ok_or(SendError::NoLink)?;
         link.frames
             .try_send(bytes)
             .map(|()| link.id)
             .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => "the link is overloaded".to_owned(),
-                mpsc::error::TrySendError::Closed(_) => "the link has closed".to_owned(),
+                mpsc::error::TrySendError::Full(_) => SendError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => SendError::Closed,
             })
     }
 
@@ -603,7 +687,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                 self.fail_link_requests(
                     |pending| pending.link == link,
                     "failed",
-                    "its link failed",
+                    |peer| RequestError::LinkFailed { peer },
                 );
             }
         }
@@ -633,7 +717,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
         &mut self,
         which: impl Fn(&PendingOnLink) -> bool,
         outcome: &'static str,
-        why: &str,
+        why: impl Fn(PeerId) -> RequestError,
     ) {
         let failed: Vec<PendingOnLink> = self
             .link_pending
@@ -642,16 +726,17 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             .collect();
         for pending in failed {
             self.count_link_request(outcome);
-            let _ = pending
-                .reply
-                .send(Err(format!("request to {} failed: {why}", pending.peer)));
+            let _ = pending.reply.send(Err(why(pending.peer)));
         }
     }
 
     fn expire_link_requests(&mut self) {
         let now = tokio::time::Instant::now();
-        let why = format!("no response in {} s", REQUEST_TIMEOUT.as_secs());
-        self.fail_link_requests(|pending| pending.deadline <= now, "timeout", &why);
+        self.fail_link_requests(
+            |pending| pending.deadline <= now,
+            "timeout",
+            |peer| RequestError::Timeout { peer },
+        );
     }
 
     /// Counts `offence` against `peer`; a peer whose score falls too low is disconnected
@@ -710,7 +795,7 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
                     self.fail_link_requests(
                         |pending| pending.peer == peer_id,
                         "failed",
-                        "the peer disconnected",
+                        |peer| RequestError::Disconnected { peer },
                     );
                     info!(peer = %peer_id, "peer disconnected");
                     self.emit(NetEvent::Disconnected(peer_id));
@@ -768,7 +853,10 @@ impl<E: From<NetEvent> + Send + 'static> NetworkTask<E> {
             } => {
                 debug!(%peer, %error, "request failed");
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(format!("request to {peer} failed: {error}")));
+                    let _ = reply.send(Err(RequestError::Outbound {
+                        peer,
+                        source: error,
+                    }));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -849,7 +937,7 @@ mod tests {
             };
             match start(setup, metrics.clone(), events) {
                 Ok((handle, task)) => return (handle, task, inbox),
-                Err(error) if error.contains("Address already in use") => {
+                Err(error) if error.to_string().contains("Address already in use") => {
                     me.address = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", free_port(), me.id)
                         .parse()
                         .unwrap();
@@ -929,7 +1017,7 @@ mod tests {
             .await
             .expect("the waiting request neither failed nor timed out in 60 s")
             .unwrap();
-        let error = result.unwrap_err();
+        let error = result.unwrap_err().to_string();
         assert!(
             error.contains("disconnected") || error.contains("link"),
             "{error}"
@@ -941,7 +1029,16 @@ mod tests {
             .request(im.id, Request::Rejected(Vec::new()))
             .await
             .unwrap_err();
-        assert!(error.contains("not connected"), "{error}");
+        assert!(
+            matches!(
+                error,
+                RequestError::Send {
+                    source: SendError::NotConnected,
+                    ..
+                }
+            ),
+            "{error}"
+        );
 
         let counted = |outcome: &'static str| {
             bank_metrics

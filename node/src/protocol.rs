@@ -9,8 +9,8 @@ use std::io;
 use futures::prelude::*;
 use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::{
-    codec, AccountId, Amount, BankId, BatchAttestation, Block, Hash32, Height, OpenAccount,
-    RejectCode, Rejection, TransactionRequest,
+    codec, AccountId, Amount, BankId, BatchAttestation, Block, CodecError, Hash32, Height,
+    OpenAccount, RejectCode, Rejection, TransactionRequest,
 };
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
@@ -111,16 +111,29 @@ pub fn sender_bank(bank_peers: &[libp2p::PeerId], peer: &libp2p::PeerId) -> Opti
         .map(BankId)
 }
 
+/// A chain's protocol name that libp2p refuses (it cannot happen for a hex genesis hash).
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct ProtocolNameError {
+    /// The refused name.
+    pub name: String,
+    pub source: libp2p::swarm::InvalidProtocol,
+}
+
+/// `name` as a stream protocol.
+fn stream_protocol(name: String) -> Result<StreamProtocol, ProtocolNameError> {
+    StreamProtocol::try_from_owned(name.clone())
+        .map_err(|source| ProtocolNameError { name, source })
+}
+
 /// The request-response protocol name of a chain.
-pub fn protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, String> {
-    StreamProtocol::try_from_owned(format!("/halfveil/{}/rr/1", genesis_hash.to_hex()))
-        .map_err(|error| error.to_string())
+pub fn protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, ProtocolNameError> {
+    stream_protocol(format!("/halfveil/{}/rr/1", genesis_hash.to_hex()))
 }
 
 /// The protocol of a chain's persistent links (`links.rs`).
-pub fn link_protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, String> {
-    StreamProtocol::try_from_owned(format!("/halfveil/{}/link/1", genesis_hash.to_hex()))
-        .map_err(|error| error.to_string())
+pub fn link_protocol_name(genesis_hash: &Hash32) -> Result<StreamProtocol, ProtocolNameError> {
+    stream_protocol(format!("/halfveil/{}/link/1", genesis_hash.to_hex()))
 }
 
 /// The gossipsub topic of a chain's blocks.
@@ -138,8 +151,9 @@ pub struct WireCodec;
 pub enum WireError {
     #[error("a message over the {limit}-byte limit")]
     Oversized { limit: usize },
+    /// Not the canonical encoding of a message.
     #[error("{0}")]
-    Undecodable(String),
+    Undecodable(#[source] CodecError),
 }
 
 impl From<WireError> for io::Error {
@@ -172,8 +186,7 @@ where
         }
         .into());
     }
-    codec::decode(&bytes, MESSAGE_BYTES_MAX)
-        .map_err(|error| WireError::Undecodable(error.to_string()).into())
+    codec::decode(&bytes, MESSAGE_BYTES_MAX).map_err(|error| WireError::Undecodable(error).into())
 }
 
 async fn write_value<T, W>(io: &mut W, value: &T) -> io::Result<()>

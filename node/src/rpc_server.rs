@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halfveil_ledger::{
-    codec, AccountId, AuditorId, AuditorSignature, DisclosureOrder, Hash32, Height, Receipt,
-    Signature,
+    codec, AccountId, AuditorId, AuditorSignature, CodecError, DisclosureOrder, Hash32, Height,
+    Receipt, Signature,
 };
-use halfveil_store::{RocksStore, Store};
+use halfveil_store::{RocksStore, Store, StoreError};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{
     stop_channel, BatchRequestConfig, Methods, PendingSubscriptionSink, PingConfig, Server,
@@ -65,6 +65,27 @@ pub struct RpcContext {
     pub waiters: crate::waiters::WaiterCount,
 }
 
+/// Why a handler's read of the store failed; the caller sees it as an internal error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored block or row does not encode or decode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Why an RPC server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {what} on {address}: {source}")]
+pub struct ListenError {
+    /// Which server: `RPC` or `admin RPC`.
+    pub what: &'static str,
+    pub address: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
 fn overloaded() -> jsonrpsee::types::ErrorObjectOwned {
     rpc_error(codes::OVERLOADED, "the node is busy; retry")
 }
@@ -86,13 +107,13 @@ impl RpcContext {
 
     async fn read<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&RocksStore) -> Result<T, String> + Send + 'static,
+        read: impl FnOnce(&RocksStore) -> Result<T, ReadError> + Send + 'static,
     ) -> RpcResult<T> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || read(&store))
             .await
             .map_err(|_| internal("store read failed"))?
-            .map_err(internal)
+            .map_err(|error| internal(error.to_string()))
     }
 
     /// Turns what the service knows into a status with a receipt, reading the store when the
@@ -123,15 +144,12 @@ impl RpcContext {
             .read(move |store| {
                 let (height, index) = match location {
                     Some(location) => location,
-                    None => match store
-                        .transfer_location(&id)
-                        .map_err(|error| error.to_string())?
-                    {
+                    None => match store.transfer_location(&id)? {
                         Some(location) => (location.height, location.index),
                         None => return Ok(None),
                     },
                 };
-                let Some(block) = store.block(height).map_err(|error| error.to_string())? else {
+                let Some(block) = store.block(height)? else {
                     return Ok(None);
                 };
                 Ok(receipt_of(&block, index).map(|receipt| (height, index, receipt)))
@@ -185,11 +203,11 @@ fn parse_id(text: &str) -> RpcResult<Hash32> {
         .map_err(|_| rpc_error(codes::INVALID_INPUT, "a transfer id is 64 hex digits"))
 }
 
-fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, String> {
+fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, CodecError> {
     let header = block.header();
     Ok(BlockInfo {
         height: header.height.0,
-        hash: header.hash().map_err(|error| error.to_string())?.to_hex(),
+        hash: header.hash()?.to_hex(),
         parent: header.parent.to_hex(),
         time_ms: header.time.0,
         op_root: header.op_root.to_hex(),
@@ -201,7 +219,7 @@ fn block_info(block: &halfveil_ledger::Block) -> Result<BlockInfo, String> {
             .filter(|op| matches!(op, halfveil_ledger::Op::Transfer(_)))
             .count(),
         attestations: block.attestations.len(),
-        raw: hex::encode(block.encode().map_err(|error| error.to_string())?),
+        raw: hex::encode(block.encode()?),
     })
 }
 
@@ -368,19 +386,17 @@ impl ApiServer for RpcContext {
     async fn evidence(&self) -> RpcResult<Vec<EvidenceInfo>> {
         use crate::evidence::{Evidence, EVIDENCE_PREFIX, EVIDENCE_ROWS_MAX};
         self.read(|store| {
-            let rows = store
-                .local_scan(EVIDENCE_PREFIX, EVIDENCE_ROWS_MAX)
-                .map_err(|error| error.to_string())?;
+            let rows = store.local_scan(EVIDENCE_PREFIX, EVIDENCE_ROWS_MAX)?;
             rows.into_iter()
-                .map(|(_, raw)| {
+                .map(|(_, raw)| -> Result<EvidenceInfo, ReadError> {
                     let evidence = Evidence::decode(&raw)?;
                     let hash = |signed: &halfveil_ledger::SignedHeader| {
                         signed.header.hash().map(|hash| hash.to_hex())
                     };
                     Ok(EvidenceInfo {
                         height: evidence.height().0,
-                        first_hash: hash(&evidence.first).map_err(|error| error.to_string())?,
-                        second_hash: hash(&evidence.second).map_err(|error| error.to_string())?,
+                        first_hash: hash(&evidence.first)?,
+                        second_hash: hash(&evidence.second)?,
                         raw: hex::encode(raw),
                     })
                 })
@@ -391,7 +407,7 @@ impl ApiServer for RpcContext {
 
     async fn head(&self) -> RpcResult<HeadInfo> {
         self.read(|store| {
-            let head = store.head().map_err(|error| error.to_string())?;
+            let head = store.head()?;
             Ok(HeadInfo {
                 height: head.height.0,
                 hash: head.hash.to_hex(),
@@ -404,14 +420,9 @@ impl ApiServer for RpcContext {
     }
 
     async fn block(&self, height: u64) -> RpcResult<Option<BlockInfo>> {
-        self.read(move |store| {
-            match store
-                .block(Height(height))
-                .map_err(|error| error.to_string())?
-            {
-                Some(block) => block_info(&block).map(Some),
-                None => Ok(None),
-            }
+        self.read(move |store| match store.block(Height(height))? {
+            Some(block) => Ok(Some(block_info(&block)?)),
+            None => Ok(None),
         })
         .await
     }
@@ -708,7 +719,7 @@ pub async fn start(
     token: SecretString,
     listen: Listen,
     refused: Counter,
-) -> Result<(ServerHandle, ServerHandle), String> {
+) -> Result<(ServerHandle, ServerHandle), ListenError> {
     let admin_context = AdminContext {
         context: context.clone(),
         token: Arc::new(token),
@@ -745,14 +756,18 @@ fn limits(total: u32, per_address: u32) -> Limits {
 /// Binds `address` and serves `methods` there until the returned handle stops it.
 async fn spawn_server(
     address: SocketAddr,
-    what: &str,
+    what: &'static str,
     methods: Methods,
     limits: Limits,
     refused: Counter,
-) -> Result<ServerHandle, String> {
+) -> Result<ServerHandle, ListenError> {
     let listener = TcpListener::bind(address)
         .await
-        .map_err(|error| format!("cannot listen for {what} on {address}: {error}"))?;
+        .map_err(|source| ListenError {
+            what,
+            address,
+            source,
+        })?;
     let ping = PingConfig::new()
         .ping_interval(WS_PING_INTERVAL)
         .inactive_limit(WS_INACTIVE_LIMIT);

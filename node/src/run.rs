@@ -1,17 +1,18 @@
 //! Starting a node from its home folder: config, genesis, keys, role, store, then the
 //! network, the writer, the service, the RPC and metrics servers; and stopping it cleanly.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use halfveil_consensus::guard::SignGuard;
 use halfveil_consensus::{PoolLimits, TransferPool};
 use halfveil_genesis::file::ValidGenesis;
-use halfveil_genesis::keystore::{self, FileKind};
-use halfveil_genesis::Genesis;
+use halfveil_genesis::keystore::{self, FileKind, KeystoreError};
+use halfveil_genesis::{Genesis, GenesisError};
 use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
-use halfveil_ledger::{BankId, ChainParams, State};
-use halfveil_store::{IndexEpochs, RocksStore, Store};
+use halfveil_ledger::{BankId, ChainParams, CryptoError, State};
+use halfveil_store::{IndexEpochs, RocksStore, Store, StoreError};
 use jsonrpsee::server::ServerHandle;
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -20,15 +21,15 @@ use secrecy::SecretString;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::bank::BankRole;
-use crate::config::Config;
+use crate::bank::{BankError, BankRole};
+use crate::config::{Config, ConfigError};
 use crate::im::ImRole;
 use crate::metrics::{self, Metrics};
-use crate::network::{self, NetworkSetup};
-use crate::rpc_server::{self, RpcContext};
+use crate::network::{self, NetworkError, NetworkSetup};
+use crate::rpc_server::{self, ListenError, RpcContext};
 use crate::service::{Input, Role, Service, INPUT_CAPACITY};
 use crate::waiters::{WaiterCount, Waiters};
-use crate::writer::Writer;
+use crate::writer::{Writer, WriterError};
 
 /// Which node this home is, from genesis and the node key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,29 +38,132 @@ pub enum NodeRole {
     Bank(BankId),
 }
 
-fn io_error(path: &Path, error: impl std::fmt::Display) -> String {
-    format!("{}: {error}", path.display())
+/// Why a node could not start, or stopped on its own: what failed, with the file, address
+/// or task it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file or folder of the home could not be read or created.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `node.lock` is held by another process.
+    #[error("another halfveil node is running with the home {home}")]
+    Locked { home: PathBuf },
+    #[error("{path}: {source}")]
+    Genesis {
+        path: PathBuf,
+        #[source]
+        source: GenesisError,
+    },
+    /// A key file does not read or decrypt.
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// Genesis names more banks than a bank id counts.
+    #[error("too many banks")]
+    TooManyBanks,
+    /// The node key's peer id is neither the IM's nor a bank's in genesis.
+    #[error("this node's peer id {peer} (from {node_key}) is not in genesis {genesis}")]
+    NotInGenesis {
+        // Boxed, as in `OtherOwner`: a peer id is 80 bytes, every `Result` would carry them.
+        peer: Box<PeerId>,
+        node_key: PathBuf,
+        genesis: PathBuf,
+    },
+    #[error("{path} is not the validator key genesis names")]
+    NotGenesisValidatorKey { path: PathBuf },
+    #[error("the identity manager's config must name keys.escrow_key")]
+    NoEscrowKey,
+    #[error("{path} is not the escrow key genesis names")]
+    NotGenesisEscrowKey { path: PathBuf },
+    #[error("{path} is not the attestation key genesis names for this bank")]
+    NotGenesisBankKey { path: PathBuf },
+    /// The escrow key's public half cannot be derived.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The chain state or the IM's last signed height cannot be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data folder's owner row cannot be read or written.
+    #[error("{data_dir}: {source}")]
+    Owner {
+        data_dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// The data folder belongs to another node of the same genesis.
+    #[error(
+        "{data_dir} was written by node {other}, not by this node {own} ({role:?}); \
+         point storage.data_dir at this node's own data folder"
+    )]
+    OtherOwner {
+        data_dir: PathBuf,
+        /// The owner's peer id, or "an unreadable peer id".
+        other: String,
+        own: Box<PeerId>,
+        role: NodeRole,
+    },
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error("p2p.listen {address:?}: {source}")]
+    P2pListen {
+        address: String,
+        #[source]
+        source: libp2p::multiaddr::Error,
+    },
+    #[error("p2p.peers {address:?}: {source}")]
+    P2pPeer {
+        address: String,
+        #[source]
+        source: libp2p::multiaddr::Error,
+    },
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    #[error(transparent)]
+    Rpc(#[from] ListenError),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read equivocation evidence: {0}")]
+    ReadEvidence(#[source] StoreError),
+    /// A task the node cannot run without ended before shutdown.
+    #[error("critical task {task} stopped: {how}")]
+    CriticalTaskStopped { task: &'static str, how: String },
+}
+
+/// A failed read or write of `path`.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |source| StartError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Holds `home/node.lock` for the life of the process: one node per home.
-pub fn lock_home(home: &Path) -> Result<std::fs::File, String> {
+pub fn lock_home(home: &Path) -> Result<std::fs::File, StartError> {
     let path = home.join("node.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|error| io_error(&path, error))?;
-    file.try_lock().map_err(|_| {
-        format!(
-            "another halfveil node is running with the home {}",
-            home.display()
-        )
+        .map_err(io_error(&path))?;
+    file.try_lock().map_err(|_| StartError::Locked {
+        home: home.to_path_buf(),
     })?;
     Ok(file)
 }
 
-fn create_private_dir(path: &Path) -> Result<(), String> {
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -67,12 +171,12 @@ fn create_private_dir(path: &Path) -> Result<(), String> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(path).map_err(|error| io_error(path, error))
+    builder.create(path).map_err(io_error(path))
 }
 
 /// The password file named in a home's config, if any.
-pub fn configured_password_file(home: &Path) -> Result<Option<PathBuf>, String> {
-    let config = Config::load(home).map_err(|error| error.to_string())?;
+pub fn configured_password_file(home: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let config = Config::load(home)?;
     Ok(config
         .keys
         .password_file
@@ -87,8 +191,8 @@ pub async fn run(
     home: &Path,
     password: SecretString,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
-    let config = Config::load(home).map_err(|error| error.to_string())?;
+) -> Result<(), StartError> {
+    let config = Config::load(home)?;
     let _lock = lock_home(home)?;
     let opened = open_node(home, &config, password)?;
     let mut running = start_node(home, &config, opened).await?;
@@ -114,17 +218,18 @@ struct Identity {
 
 /// Reads genesis and the node key named in the config, and finds this node's role in
 /// genesis; a node genesis does not name is refused.
-fn identify(home: &Path, config: &Config) -> Result<Identity, String> {
+fn identify(home: &Path, config: &Config) -> Result<Identity, StartError> {
     let genesis_path = Config::resolve(home, &config.keys.genesis);
     let genesis = Arc::new(
-        Genesis::load(&genesis_path)
-            .map_err(|error| format!("{}: {error}", genesis_path.display()))?,
+        Genesis::load(&genesis_path).map_err(|source| StartError::Genesis {
+            path: genesis_path.clone(),
+            source,
+        })?,
     );
-    let genesis_text = Arc::new(
-        std::fs::read_to_string(&genesis_path).map_err(|error| io_error(&genesis_path, error))?,
-    );
+    let genesis_text =
+        Arc::new(std::fs::read_to_string(&genesis_path).map_err(io_error(&genesis_path))?);
     let node_key_path = Config::resolve(home, &config.keys.node_key);
-    let keypair = keystore::read_node_key(&node_key_path).map_err(|error| error.to_string())?;
+    let keypair = keystore::read_node_key(&node_key_path)?;
     let own_peer = keypair.public().to_peer_id();
     let role = if own_peer == genesis.im_peer_id {
         NodeRole::IdentityManager
@@ -133,13 +238,15 @@ fn identify(home: &Path, config: &Config) -> Result<Identity, String> {
         .iter()
         .position(|peer| *peer == own_peer)
     {
-        NodeRole::Bank(BankId(u16::try_from(index).map_err(|_| "too many banks")?))
+        NodeRole::Bank(BankId(
+            u16::try_from(index).map_err(|_| StartError::TooManyBanks)?,
+        ))
     } else {
-        return Err(format!(
-            "this node's peer id {own_peer} (from {}) is not in genesis {}",
-            node_key_path.display(),
-            genesis_path.display()
-        ));
+        return Err(StartError::NotInGenesis {
+            peer: Box::new(own_peer),
+            node_key: node_key_path,
+            genesis: genesis_path,
+        });
     };
     Ok(Identity {
         genesis,
@@ -162,16 +269,14 @@ struct Opened {
 
 /// Opens the node of `home`: its identity, its role's keys (checked against genesis), its
 /// data folder and the state at the stored head.
-fn open_node(home: &Path, config: &Config, password: SecretString) -> Result<Opened, String> {
+fn open_node(home: &Path, config: &Config, password: SecretString) -> Result<Opened, StartError> {
     let identity = identify(home, config)?;
     let params = identity.genesis.params.clone();
     // Keys first: a home whose keys do not match genesis never creates or touches `data/`.
     let keys = read_role_keys(home, config, &params, identity.role, &password)?;
     drop(password);
     let store = open_store(home, config, &params, identity.own_peer, identity.role)?;
-    let state = store
-        .load_state(&params)
-        .map_err(|error| error.to_string())?;
+    let state = store.load_state(&params)?;
     info!(
         height = %state.height,
         accounts = state.account_count(),
@@ -196,11 +301,11 @@ fn open_store(
     params: &ChainParams,
     own_peer: PeerId,
     role: NodeRole,
-) -> Result<Arc<RocksStore>, String> {
+) -> Result<Arc<RocksStore>, StartError> {
     let data_dir = Config::resolve(home, &config.storage.data_dir);
     create_private_dir(&data_dir)?;
     let store = RocksStore::open_with(&data_dir, params, index_epochs(config));
-    let store = Arc::new(store.map_err(|error| error.to_string())?);
+    let store = Arc::new(store?);
     check_owner(&store, &data_dir, own_peer, role)?;
     Ok(store)
 }
@@ -228,10 +333,10 @@ fn service_role(
     genesis: &ValidGenesis,
     store: &RocksStore,
     state: &State,
-) -> Result<Role, String> {
+) -> Result<Role, StartError> {
     match keys {
         RoleKeys::IdentityManager { validator, escrow } => {
-            let last_signed = store.last_signed().map_err(|error| error.to_string())?;
+            let last_signed = store.last_signed()?;
             let pool_limits = PoolLimits {
                 pending_max: crate::POOL_PENDING_MAX,
             };
@@ -265,7 +370,7 @@ struct Running {
 }
 
 /// Starts the network, the writer thread, the RPC and metrics servers and the service.
-async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Running, String> {
+async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Running, StartError> {
     let Opened {
         identity,
         params,
@@ -288,7 +393,10 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
     let (public_rpc, admin_rpc) = start_rpc(home, config, context, &metrics).await?;
     let metrics_task = metrics::serve(config.metrics.listen, metrics.clone())
         .await
-        .map_err(|error| format!("cannot serve metrics on {}: {error}", config.metrics.listen))?;
+        .map_err(|source| StartError::Metrics {
+            address: config.metrics.listen,
+            source,
+        })?;
     info!(
         moniker = %config.moniker,
         peer = %identity.own_peer,
@@ -339,19 +447,25 @@ fn network_setup(
     genesis: &ValidGenesis,
     keypair: Keypair,
     params: &ChainParams,
-) -> Result<NetworkSetup, String> {
+) -> Result<NetworkSetup, StartError> {
     let listen: Multiaddr = config
         .p2p
         .listen
         .parse()
-        .map_err(|error| format!("p2p.listen {:?}: {error}", config.p2p.listen))?;
+        .map_err(|source| StartError::P2pListen {
+            address: config.p2p.listen.clone(),
+            source,
+        })?;
     let peers = config
         .p2p
         .peers
         .iter()
         .map(|peer| {
             peer.parse::<Multiaddr>()
-                .map_err(|error| format!("p2p.peers {peer:?}: {error}"))
+                .map_err(|source| StartError::P2pPeer {
+                    address: peer.clone(),
+                    source,
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut allowed = genesis.bank_peer_ids.clone();
@@ -370,7 +484,7 @@ fn network_setup(
 fn start_writer(
     store: &Arc<RocksStore>,
     inputs: &mpsc::Sender<Input>,
-) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
+) -> Result<(Writer, std::thread::JoinHandle<()>), WriterError> {
     let written = inputs.clone();
     Writer::start(Arc::clone(store), move |block, result| {
         // The service counts its writes in flight and drains its queue, so this waits
@@ -386,12 +500,11 @@ async fn start_rpc(
     config: &Config,
     context: RpcContext,
     metrics: &Metrics,
-) -> Result<(ServerHandle, ServerHandle), String> {
+) -> Result<(ServerHandle, ServerHandle), StartError> {
     let token_path = Config::resolve(home, &config.rpc.admin_token_file);
-    let token =
-        std::fs::read_to_string(&token_path).map_err(|error| io_error(&token_path, error))?;
+    let token = std::fs::read_to_string(&token_path).map_err(io_error(&token_path))?;
     let token = SecretString::from(token.trim().to_owned());
-    rpc_server::start(
+    let servers = rpc_server::start(
         context,
         token,
         rpc_server::Listen {
@@ -402,15 +515,16 @@ async fn start_rpc(
         },
         metrics.rpc_connections_refused.clone(),
     )
-    .await
+    .await?;
+    Ok(servers)
 }
 
 /// Whether this node holds evidence of equivocation: it then does not follow the chain
 /// until an operator has dealt with it (and says so).
-fn holds_evidence(store: &RocksStore) -> Result<bool, String> {
+fn holds_evidence(store: &RocksStore) -> Result<bool, StartError> {
     let halted = !store
         .local_scan(crate::evidence::EVIDENCE_PREFIX, 1)
-        .map_err(|error| format!("cannot read equivocation evidence: {error}"))?
+        .map_err(StartError::ReadEvidence)?
         .is_empty();
     if halted {
         error!("this node holds evidence of equivocation (hv_evidence): it does not follow the chain until an operator has dealt with it");
@@ -486,7 +600,7 @@ async fn supervise(
     shutdown: impl std::future::Future<Output = ()>,
     critical: Critical<'_>,
     live: &prometheus_client::metrics::gauge::Gauge,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let stopped = tokio::select! {
         () = shutdown => None,
         result = critical.service => Some(("service", describe_end(result))),
@@ -498,7 +612,7 @@ async fn supervise(
     };
     live.set(0);
     error!(task, %how, "a critical task stopped; exiting");
-    Err(format!("critical task {task} stopped: {how}"))
+    Err(StartError::CriticalTaskStopped { task, how })
 }
 
 /// A role's secret keys, decrypted and checked against genesis.
@@ -520,43 +634,32 @@ fn read_role_keys(
     params: &ChainParams,
     role: NodeRole,
     password: &SecretString,
-) -> Result<RoleKeys, String> {
+) -> Result<RoleKeys, StartError> {
     let signing_path = Config::resolve(home, &config.keys.signing_key);
     match role {
         NodeRole::IdentityManager => {
             let validator =
-                keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, password)
-                    .map_err(|error| error.to_string())?;
+                keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, password)?;
             if crypto::public_key(&validator) != params.validator_key {
-                return Err(format!(
-                    "{} is not the validator key genesis names",
-                    signing_path.display()
-                ));
+                return Err(StartError::NotGenesisValidatorKey { path: signing_path });
             }
             let escrow_path = config
                 .keys
                 .escrow_key
                 .as_ref()
                 .map(|path| Config::resolve(home, path))
-                .ok_or("the identity manager's config must name keys.escrow_key")?;
-            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, password)
-                .map_err(|error| error.to_string())?;
-            if escrow.public_key().map_err(|error| error.to_string())? != params.escrow_key {
-                return Err(format!(
-                    "{} is not the escrow key genesis names",
-                    escrow_path.display()
-                ));
+                .ok_or(StartError::NoEscrowKey)?;
+            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, password)?;
+            if escrow.public_key()? != params.escrow_key {
+                return Err(StartError::NotGenesisEscrowKey { path: escrow_path });
             }
             Ok(RoleKeys::IdentityManager { validator, escrow })
         }
         NodeRole::Bank(id) => {
-            let key = keystore::read_signing_key(&signing_path, FileKind::AttestationKey, password)
-                .map_err(|error| error.to_string())?;
+            let key =
+                keystore::read_signing_key(&signing_path, FileKind::AttestationKey, password)?;
             if Some(&crypto::public_key(&key)) != params.bank_key(id) {
-                return Err(format!(
-                    "{} is not the attestation key genesis names for this bank",
-                    signing_path.display()
-                ));
+                return Err(StartError::NotGenesisBankKey { path: signing_path });
             }
             Ok(RoleKeys::Bank { id, key })
         }
@@ -575,10 +678,12 @@ fn check_owner(
     data_dir: &Path,
     own_peer: PeerId,
     role: NodeRole,
-) -> Result<(), String> {
-    let owner = store
-        .local_get(OWNER_KEY)
-        .map_err(|error| format!("{}: {error}", data_dir.display()))?;
+) -> Result<(), StartError> {
+    let owner_error = |source| StartError::Owner {
+        data_dir: data_dir.to_path_buf(),
+        source,
+    };
+    let owner = store.local_get(OWNER_KEY).map_err(owner_error)?;
     match owner {
         Some(owner) if owner == own_peer.to_bytes() => Ok(()),
         Some(owner) => {
@@ -586,15 +691,16 @@ fn check_owner(
                 |_| "an unreadable peer id".to_owned(),
                 |peer| peer.to_string(),
             );
-            Err(format!(
-                "{} was written by node {other}, not by this node {own_peer} ({role:?}); \
-                 point storage.data_dir at this node's own data folder",
-                data_dir.display()
-            ))
+            Err(StartError::OtherOwner {
+                data_dir: data_dir.to_path_buf(),
+                other,
+                own: Box::new(own_peer),
+                role,
+            })
         }
         None => store
             .local_put(&[(OWNER_KEY.to_vec(), own_peer.to_bytes())])
-            .map_err(|error| format!("{}: {error}", data_dir.display())),
+            .map_err(owner_error),
     }
 }
 
@@ -616,8 +722,8 @@ mod tests {
         };
         let result = supervise(std::future::pending::<()>(), critical, &live).await;
         assert_eq!(
-            result,
-            Err("critical task service stopped: it panicked".to_owned())
+            result.unwrap_err().to_string(),
+            "critical task service stopped: it panicked"
         );
         assert_eq!(live.get(), 0, "/livez fails");
         network.abort();
@@ -635,7 +741,10 @@ mod tests {
             writer: &writer,
         };
         let result = supervise(std::future::pending::<()>(), critical, &live).await;
-        assert!(result.unwrap_err().contains("writer"));
+        assert!(matches!(
+            result,
+            Err(StartError::CriticalTaskStopped { task: "writer", .. })
+        ));
         service.abort();
         network.abort();
     }
@@ -652,7 +761,7 @@ mod tests {
             network: &mut network,
             writer: &writer,
         };
-        assert_eq!(supervise(async {}, critical, &live).await, Ok(()));
+        assert!(supervise(async {}, critical, &live).await.is_ok());
         assert_eq!(live.get(), 1);
         service.abort();
         network.abort();

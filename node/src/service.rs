@@ -94,6 +94,16 @@ pub enum RpcCommand {
     },
 }
 
+/// Why asking a peer for blocks failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Request(#[from] crate::network::RequestError),
+    /// The peer answered the status request with something else.
+    #[error("unexpected answer to a status request")]
+    UnexpectedStatus,
+}
+
 /// Everything the service reacts to.
 #[derive(Debug)]
 pub enum Input {
@@ -101,7 +111,7 @@ pub enum Input {
     Rpc(RpcCommand),
     Written {
         block: Arc<Block>,
-        result: Result<Stored, String>,
+        result: Result<Stored, crate::writer::WriterError>,
     },
     Tick,
     /// A wake-up the role asked for (the IM: a block it holds back for spacing).
@@ -110,7 +120,7 @@ pub enum Input {
     Bank(crate::bank::BankInput),
     Synced {
         peer: PeerId,
-        result: Result<Response, String>,
+        result: Result<Response, SyncError>,
     },
     /// Stop after the blocks being written are on disk.
     Shutdown,
@@ -330,17 +340,18 @@ impl Service {
             let result = match net.request(peer, Request::Status).await {
                 Ok(Response::Status { height, .. }) if height >= from => {
                     let to = Height(height.0.min(from.0 + SYNC_BLOCKS_MAX - 1));
-                    net.request(peer, Request::Blocks { from, to }).await
+                    let blocks = net.request(peer, Request::Blocks { from, to }).await;
+                    blocks.map_err(SyncError::from)
                 }
                 Ok(Response::Status { .. }) => Ok(Response::Blocks(Vec::new())),
-                Ok(_) => Err("unexpected answer to a status request".into()),
-                Err(error) => Err(error),
+                Ok(_) => Err(SyncError::UnexpectedStatus),
+                Err(error) => Err(error.into()),
             };
             let _ = inputs.send(Input::Synced { peer, result }).await;
         });
     }
 
-    async fn on_synced(&mut self, peer: PeerId, result: Result<Response, String>) {
+    async fn on_synced(&mut self, peer: PeerId, result: Result<Response, SyncError>) {
         self.syncing = false;
         let blocks = match result {
             Ok(Response::Blocks(blocks)) => blocks,
@@ -553,7 +564,11 @@ impl Service {
         self.writes_in_flight < WRITE_QUEUE_MAX - 1
     }
 
-    async fn on_written(&mut self, block: Arc<Block>, result: Result<Stored, String>) {
+    async fn on_written(
+        &mut self,
+        block: Arc<Block>,
+        result: Result<Stored, crate::writer::WriterError>,
+    ) {
         self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
         let stored = match result {
             Ok(stored) => stored,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::{AccountId, Block, Hash32, Height, StateChange};
-use halfveil_store::{BlockWrite, RocksStore, Store};
+use halfveil_ledger::{AccountId, Block, CodecError, Hash32, Height, StateChange};
+use halfveil_store::{BlockWrite, RocksStore, Store, StoreError};
 use tracing::warn;
 
 /// A block write slower than this is logged at `warn`: every transfer in the block, and in
@@ -46,6 +46,31 @@ pub struct Stored {
     pub encoded: Vec<u8>,
 }
 
+/// Why the writer could not start, take a job, or store a block.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// The operating system refused the thread.
+    #[error("cannot start the writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The thread has ended: no more blocks can be written.
+    #[error("the writer thread has stopped")]
+    Stopped,
+    /// The block could not be encoded for storage.
+    #[error("cannot store block {height}: {source}")]
+    Encode {
+        height: Height,
+        #[source]
+        source: CodecError,
+    },
+    /// The synced write failed.
+    #[error("cannot store block {height}: {source}")]
+    Store {
+        height: Height,
+        #[source]
+        source: StoreError,
+    },
+}
+
 /// The writer thread's handle.
 #[derive(Debug)]
 pub struct Writer {
@@ -59,36 +84,36 @@ impl Writer {
     /// dropped and every queued job is written; join it with the returned handle.
     pub fn start(
         store: Arc<RocksStore>,
-        written: impl Fn(Arc<Block>, Result<Stored, String>) + Send + 'static,
-    ) -> Result<(Writer, std::thread::JoinHandle<()>), String> {
+        written: impl Fn(Arc<Block>, Result<Stored, WriterError>) + Send + 'static,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), WriterError> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE_MAX);
         let thread = std::thread::Builder::new()
             .name("halfveil-writer".into())
             .spawn(move || {
                 for mut job in queue {
                     let started = Instant::now();
+                    let height = job.block.height();
                     let encoded = match job.encoded.take() {
                         Some(bytes) => Ok(bytes),
-                        None => job.block.encode().map_err(|error| error.to_string()),
+                        None => job
+                            .block
+                            .encode()
+                            .map_err(|source| WriterError::Encode { height, source }),
                     };
-                    let result = encoded
-                        .and_then(|encoded| {
-                            let write = BlockWrite {
-                                block: &job.block,
-                                encoded: Some(&encoded),
-                                block_hash: job.hash,
-                                change: &job.change,
-                                last_signed: job.last_signed,
-                                vault: &job.vault,
-                            };
-                            store
-                                .commit(&write)
-                                .map(|()| encoded)
-                                .map_err(|error| error.to_string())
-                        })
-                        .map_err(|error| {
-                            format!("cannot store block {}: {error}", job.block.height())
-                        });
+                    let result = encoded.and_then(|encoded| {
+                        let write = BlockWrite {
+                            block: &job.block,
+                            encoded: Some(&encoded),
+                            block_hash: job.hash,
+                            change: &job.change,
+                            last_signed: job.last_signed,
+                            vault: &job.vault,
+                        };
+                        store
+                            .commit(&write)
+                            .map(|()| encoded)
+                            .map_err(|source| WriterError::Store { height, source })
+                    });
                     let took = started.elapsed();
                     if result.is_ok() && took >= SLOW_WRITE {
                         warn!(
@@ -106,15 +131,13 @@ impl Writer {
                     written(job.block, result);
                 }
             })
-            .map_err(|error| format!("cannot start the writer thread: {error}"))?;
+            .map_err(WriterError::Spawn)?;
         Ok((Writer { jobs }, thread))
     }
 
     /// Queues a job; blocks the caller only if [`WRITE_QUEUE_MAX`] jobs are waiting, which
     /// the node avoids by counting its writes in flight.
-    pub fn submit(&self, job: WriteJob) -> Result<(), String> {
-        self.jobs
-            .send(job)
-            .map_err(|_| "the writer thread has stopped".to_owned())
+    pub fn submit(&self, job: WriteJob) -> Result<(), WriterError> {
+        self.jobs.send(job).map_err(|_| WriterError::Stopped)
     }
 }

@@ -18,8 +18,8 @@ use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, X25519Secret};
 use halfveil_ledger::{
-    apply_blocks_pending, codec, ApplyError, Block, ChainId, ChainParams, Domain, Hash32, Op,
-    State, X25519PublicKey, VERSION,
+    apply_blocks_pending, codec, ApplyError, Block, ChainId, ChainParams, CodecError, Domain,
+    Hash32, Op, State, X25519PublicKey, VERSION,
 };
 use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
 use indicatif::ProgressBar;
@@ -271,7 +271,7 @@ impl ReplaySummary {
 
 /// A block as the decoder thread sends it: decoded, not decodable (and why), or a failure
 /// to read the source.
-type Decoded = Result<Result<Block, String>, Failure>;
+type Decoded = Result<Result<Block, CodecError>, Failure>;
 
 /// Reads and decodes `blocks` on a thread of its own, up to two windows ahead; it stops
 /// at the end of the blocks, at a failure to read them, or when the receiver is dropped.
@@ -279,7 +279,7 @@ fn spawn_decoder(mut blocks: Blocks) -> (Receiver<Decoded>, JoinHandle<()>) {
     let (sender, decoded) = std::sync::mpsc::sync_channel::<Decoded>(REPLAY_WINDOW_BLOCKS * 2);
     let reader = std::thread::spawn(move || loop {
         let next = match blocks.next_encoded() {
-            Ok(Some(bytes)) => Ok(Block::decode(&bytes).map_err(|error| error.to_string())),
+            Ok(Some(bytes)) => Ok(Block::decode(&bytes)),
             Ok(None) => return,
             Err(error) => Err(error),
         };

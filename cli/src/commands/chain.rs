@@ -233,7 +233,7 @@ impl ImportArgs {
     pub fn execute(&self, output: OutputFormat) -> CommandResult {
         let (file, home) = (&self.file, &self.home);
         let config = Config::load(home)?;
-        let _lock = halfveil_node::run::lock_home(home).map_err(Failure::error)?;
+        let _lock = halfveil_node::run::lock_home(home)?;
         let genesis_path = Config::resolve(home, &config.keys.genesis);
         let genesis = Genesis::load(&genesis_path)
             .map_err(|error| Failure::error(format!("{}: {error}", genesis_path.display())))?;

@@ -72,8 +72,7 @@ impl StartArgs {
         let home = &self.home;
         let config = Config::load(home)?;
         init_logging(&config.log)?;
-        let password_file =
-            halfveil_node::run::configured_password_file(home).map_err(Failure::error)?;
+        let password_file = halfveil_node::run::configured_password_file(home)?;
         let password = password::obtain(password_file.as_deref(), "the node's keys")?;
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if config.runtime.worker_threads > 0 {
@@ -84,9 +83,7 @@ impl StartArgs {
             .thread_name("halfveil")
             .build()
             .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-        runtime
-            .block_on(halfveil_node::run::run(home, password, shutdown_signal()))
-            .map_err(Failure::error)?;
+        runtime.block_on(halfveil_node::run::run(home, password, shutdown_signal()))?;
         // Background tasks (network, RPC) end with the runtime.
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         Ok(())
