@@ -33,7 +33,7 @@ use crate::protocol::{
     ApprovalItemWire, ForwardBatch, OpenAccountRequest, Request, Response, BATCH_TRANSFERS_MAX,
 };
 use crate::rpc::{codes, AccountInfo, BankLimits, OpenAccountParams, OpenedAccount, RpcFailure};
-use crate::service::{now_ms, AccountChange, Input, Role, Service, Track};
+use crate::service::{now_ms, AccountChange, Input, Role, Service, TransferState};
 
 /// Most accepted transfers waiting to be forwarded.
 const OUTBOX_MAX: usize = 100_000;
@@ -79,7 +79,7 @@ struct AccountRow {
 
 #[derive(Debug)]
 struct Tracked {
-    track: Track,
+    track: TransferState,
     expires_at: TimeMs,
     payer: AccountId,
     /// Counted in the payer's daily spending (0 if the bank refused it at once).
@@ -95,7 +95,7 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn new(track: Track, expires_at: TimeMs, payer: AccountId) -> Tracked {
+    fn new(track: TransferState, expires_at: TimeMs, payer: AccountId) -> Tracked {
         Tracked {
             track,
             expires_at,
@@ -239,15 +239,15 @@ fn load_refusals(store: &RocksStore) -> Result<Vec<RefusalRow>, BankError> {
 
 /// `answer`, unless it refuses a transfer found in `committed`: then where it is.
 fn on_chain_instead(
-    answer: Result<(Hash32, Track), RpcFailure>,
+    answer: Result<(Hash32, TransferState), RpcFailure>,
     committed: &[(Hash32, Location)],
-) -> Result<(Hash32, Track), RpcFailure> {
+) -> Result<(Hash32, TransferState), RpcFailure> {
     match answer {
-        Ok((id, track @ Track::Rejected(_))) => {
+        Ok((id, track @ TransferState::Rejected(_))) => {
             match committed.iter().find(|(found, _)| *found == id) {
                 Some((_, location)) => Ok((
                     id,
-                    Track::Committed {
+                    TransferState::Committed {
                         height: location.height,
                         index: location.index,
                     },
@@ -426,7 +426,7 @@ impl BankRole {
         for row in refusals {
             let id = row.rejection.transfer;
             bank.refusal_rows.insert((row.expires_at, id));
-            let track = Track::Rejected(Box::new(row.rejection));
+            let track = TransferState::Rejected(Box::new(row.rejection));
             bank.remember(id, Tracked::new(track, row.expires_at, row.payer));
         }
         info!(refusals = bank.refusal_rows.len(), "stored refusals loaded");
@@ -437,10 +437,10 @@ impl BankRole {
         self.outbox.len()
     }
 
-    pub fn track(&self, id: &Hash32) -> Track {
+    pub fn track(&self, id: &Hash32) -> TransferState {
         self.tracked
             .get(id)
-            .map_or(Track::Unknown, |tracked| tracked.track.clone())
+            .map_or(TransferState::Unknown, |tracked| tracked.track.clone())
     }
 
     /// Refuses `id` (signed by this bank); the refusal is told once stored.
@@ -462,7 +462,7 @@ impl BankRole {
         let Some(tracked) = self.tracked.get_mut(&id) else {
             return;
         };
-        if tracked.track != Track::Pending || tracked.refusing {
+        if tracked.track != TransferState::Pending || tracked.refusing {
             return;
         }
         tracked.refusing = true;
@@ -480,7 +480,7 @@ impl BankRole {
     fn forward_again(&mut self, ids: Vec<Hash32>) {
         for id in ids.into_iter().rev() {
             if let Some(tracked) = self.tracked.get_mut(&id) {
-                if tracked.track == Track::Pending && !tracked.refusing && !tracked.queued {
+                if tracked.track == TransferState::Pending && !tracked.refusing && !tracked.queued {
                     tracked.queued = true;
                     self.outbox.push_front(id);
                 }
@@ -499,7 +499,11 @@ impl BankRole {
             let stale = tracked
                 .forwarded_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= REFORWARD_AFTER);
-            if stale && !tracked.queued && !tracked.refusing && tracked.track == Track::Pending {
+            if stale
+                && !tracked.queued
+                && !tracked.refusing
+                && tracked.track == TransferState::Pending
+            {
                 tracked.queued = true;
                 self.outbox.push_back(*id);
             }
@@ -519,7 +523,7 @@ impl BankRole {
                 continue;
             };
             tracked.queued = false;
-            let forwardable = tracked.track == Track::Pending && !tracked.refusing;
+            let forwardable = tracked.track == TransferState::Pending && !tracked.refusing;
             if let (true, Some(request)) = (forwardable, &tracked.request) {
                 tracked.forwarded_at = Some(now);
                 requests.push(TransactionRequest::clone(request));
@@ -530,17 +534,17 @@ impl BankRole {
     }
 
     /// Updates a transfer this bank tracks (others are ignored).
-    pub fn set_track(&mut self, id: Hash32, track: Track) {
+    pub fn set_track(&mut self, id: Hash32, track: TransferState) {
         let Some(tracked) = self.tracked.get_mut(&id) else {
             return;
         };
-        if tracked.track != Track::Pending || track == Track::Pending {
+        if tracked.track != TransferState::Pending || track == TransferState::Pending {
             return;
         }
         self.pending_by_expiry.remove(&(tracked.expires_at, id));
         tracked.request = None;
         tracked.refusing = false;
-        if matches!(track, Track::Rejected(_)) {
+        if matches!(track, TransferState::Rejected(_)) {
             if let Some((_, spent)) = self.spent.get_mut(&tracked.payer) {
                 *spent = spent.saturating_sub(tracked.amount);
             }
@@ -578,9 +582,14 @@ impl BankRole {
 
     /// Counts an accepted transfer in its payer's daily spending and queues it for
     /// forwarding; it is pending.
-    fn queue_accepted(&mut self, id: Hash32, request: TransactionRequest, now: TimeMs) -> Track {
+    fn queue_accepted(
+        &mut self,
+        id: Hash32,
+        request: TransactionRequest,
+        now: TimeMs,
+    ) -> TransferState {
         let transfer = &request.transfer;
-        let mut tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
+        let mut tracked = Tracked::new(TransferState::Pending, transfer.expires_at, transfer.payer);
         let day = day_of(now);
         let entry = self.spent.entry(transfer.payer).or_insert((day, 0));
         if entry.0 != day {
@@ -592,7 +601,7 @@ impl BankRole {
         tracked.request = Some(Box::new(request));
         self.remember(id, tracked);
         self.outbox.push_back(id);
-        Track::Pending
+        TransferState::Pending
     }
 
     /// Refuses a transfer the payer's checks fail: signs the refusal and queues it to be
@@ -604,18 +613,18 @@ impl BankRole {
         request: &TransactionRequest,
         code: RejectCode,
         detail: &str,
-    ) -> Track {
+    ) -> TransferState {
         let transfer = &request.transfer;
-        let tracked = Tracked::new(Track::Pending, transfer.expires_at, transfer.payer);
+        let tracked = Tracked::new(TransferState::Pending, transfer.expires_at, transfer.payer);
         // Pending until the refusal is stored; the caller answers after that.
         self.remember(id, tracked);
         let rejection = self.reject(chain_id, id, code, detail);
         match rejection {
             Some(rejection) => {
                 self.pass_on_refusal(id, rejection.clone());
-                Track::Rejected(Box::new(rejection))
+                TransferState::Rejected(Box::new(rejection))
             }
-            None => Track::Unknown,
+            None => TransferState::Unknown,
         }
     }
 
@@ -680,7 +689,7 @@ impl BankRole {
                     self.pending_by_expiry
                         .remove(&(forgotten.expires_at, oldest));
                     // A stored refusal still valid: never accepted again.
-                    let refused = matches!(forgotten.track, Track::Rejected(_));
+                    let refused = matches!(forgotten.track, TransferState::Rejected(_));
                     if refused
                         && forgotten.expires_at > self.written.1
                         && self.refused_ids.len() < REFUSED_IDS_MAX
@@ -690,7 +699,7 @@ impl BankRole {
                 }
             }
         }
-        if tracked.track == Track::Pending {
+        if tracked.track == TransferState::Pending {
             self.pending_by_expiry.insert((tracked.expires_at, id));
         }
         self.tracked.insert(id, tracked);
@@ -800,7 +809,7 @@ impl Service {
     pub fn bank_submit(
         &mut self,
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<(Hash32, Track), RpcFailure>>,
+        reply: oneshot::Sender<Result<(Hash32, TransferState), RpcFailure>>,
     ) {
         let answer = self.bank_accept(&bytes);
         self.bank_store_refusals(Some(Box::new(move |committed| {
@@ -813,7 +822,7 @@ impl Service {
     pub fn bank_submit_batch(
         &mut self,
         envelopes: Vec<Vec<u8>>,
-        reply: oneshot::Sender<Vec<Result<(Hash32, Track), RpcFailure>>>,
+        reply: oneshot::Sender<Vec<Result<(Hash32, TransferState), RpcFailure>>>,
     ) {
         let answers: Vec<_> = envelopes
             .iter()
@@ -830,7 +839,7 @@ impl Service {
     }
 
     /// Opens one envelope, checks the payer, and queues the transfer for forwarding.
-    fn bank_accept(&mut self, bytes: &[u8]) -> Result<(Hash32, Track), RpcFailure> {
+    fn bank_accept(&mut self, bytes: &[u8]) -> Result<(Hash32, TransferState), RpcFailure> {
         // Fields borrowed one by one (not through `self.bank()`), so that nothing is cloned
         // per envelope.
         let chain_id = &self.params.chain_id;
@@ -972,7 +981,7 @@ impl Service {
         committed: Vec<(Hash32, Location)>,
     ) {
         for (id, location) in committed {
-            let track = Track::Committed {
+            let track = TransferState::Committed {
                 height: location.height,
                 index: location.index,
             };
@@ -986,8 +995,11 @@ impl Service {
                 return;
             };
             bank.refusal_rows.insert((refusal.expires_at, refusal.id));
-            if bank.track(&refusal.id) == Track::Pending {
-                self.resolve(refusal.id, Track::Rejected(Box::new(refusal.rejection)));
+            if bank.track(&refusal.id) == TransferState::Pending {
+                self.resolve(
+                    refusal.id,
+                    TransferState::Rejected(Box::new(refusal.rejection)),
+                );
             }
         }
     }
@@ -1119,7 +1131,7 @@ impl Service {
             }
         }
         for at in committed_now {
-            let track = Track::Committed {
+            let track = TransferState::Committed {
                 height: at.height,
                 index: at.index,
             };

@@ -33,7 +33,7 @@ use crate::protocol::{
     Response, BATCH_TRANSFERS_MAX,
 };
 use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
-use crate::service::{now_ms, Input, Role, Service, Track};
+use crate::service::{now_ms, Input, Role, Service, TransferState};
 
 /// Most account openings, issues and disclosures waiting for a block.
 const ADMIN_QUEUE_MAX: usize = 10_000;
@@ -176,11 +176,11 @@ impl ImRole {
         })
     }
 
-    pub fn track(&self, id: &Hash32) -> Track {
+    pub fn track(&self, id: &Hash32) -> TransferState {
         if self.pool.contains(id) {
-            Track::Pending
+            TransferState::Pending
         } else {
-            Track::Unknown
+            TransferState::Unknown
         }
     }
 

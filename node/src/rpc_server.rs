@@ -27,7 +27,7 @@ use crate::rpc::{
     OpenedAccount, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::rpc_listen::{self, Limits};
-use crate::service::{AccountChange, Input, RpcCommand, Track};
+use crate::service::{AccountChange, Input, RpcCommand, TransferState};
 
 /// The largest JSON-RPC request body.
 const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
@@ -118,11 +118,11 @@ impl RpcContext {
 
     /// Turns what the service knows into a status with a receipt, reading the store when the
     /// transfer is committed (or when the service does not know it).
-    async fn status_of(&self, id: Hash32, track: Track) -> RpcResult<TransferStatus> {
+    async fn status_of(&self, id: Hash32, track: TransferState) -> RpcResult<TransferStatus> {
         let hex_id = id.to_hex();
         let location = match track {
-            Track::Pending => return Ok(TransferStatus::Pending { id: hex_id }),
-            Track::Rejected(rejection) => {
+            TransferState::Pending => return Ok(TransferStatus::Pending { id: hex_id }),
+            TransferState::Rejected(rejection) => {
                 let by = match rejection.by {
                     halfveil_ledger::Rejecter::IdentityManager => "identity-manager".to_owned(),
                     halfveil_ledger::Rejecter::Bank(bank) => format!("bank {}", bank.0),
@@ -137,8 +137,8 @@ impl RpcContext {
                     ),
                 });
             }
-            Track::Committed { height, index } => Some((height, index)),
-            Track::Unknown => None,
+            TransferState::Committed { height, index } => Some((height, index)),
+            TransferState::Unknown => None,
         };
         let receipt = self
             .read(move |store| {
@@ -230,11 +230,11 @@ type Waiting = futures::stream::FuturesUnordered<Outcome>;
 /// for a batch allocates nothing per transfer).
 struct Outcome {
     id: Hash32,
-    answer: oneshot::Receiver<Track>,
+    answer: oneshot::Receiver<TransferState>,
 }
 
 impl std::future::Future for Outcome {
-    type Output = (Hash32, Result<Track, oneshot::error::RecvError>);
+    type Output = (Hash32, Result<TransferState, oneshot::error::RecvError>);
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -290,11 +290,11 @@ impl RpcContext {
                     code: failure.code,
                     message: failure.message,
                 },
-                Ok((id, Track::Committed { height, .. })) => Submitted::Committed {
+                Ok((id, TransferState::Committed { height, .. })) => Submitted::Committed {
                     id: id.to_hex(),
                     height: height.0,
                 },
-                Ok((id, Track::Rejected(rejection))) => Submitted::Rejected {
+                Ok((id, TransferState::Rejected(rejection))) => Submitted::Rejected {
                     id: id.to_hex(),
                     code: rejection.code.as_str().to_owned(),
                 },
@@ -345,13 +345,14 @@ async fn send_finals(
         };
         let mut finals = Vec::new();
         let mut push =
-            |(id, answer): (Hash32, Result<Track, oneshot::error::RecvError>)| match answer {
-                Ok(Track::Committed { height, .. }) => finals.push(Final {
+            |(id, answer): (Hash32, Result<TransferState, oneshot::error::RecvError>)| match answer
+            {
+                Ok(TransferState::Committed { height, .. }) => finals.push(Final {
                     id: id.to_hex(),
                     height: Some(height.0),
                     code: None,
                 }),
-                Ok(Track::Rejected(rejection)) => finals.push(Final {
+                Ok(TransferState::Rejected(rejection)) => finals.push(Final {
                     id: id.to_hex(),
                     height: None,
                     code: Some(rejection.code.as_str().to_owned()),
@@ -454,7 +455,9 @@ impl ApiServer for RpcContext {
 
     async fn transfer_status(&self, id: String) -> RpcResult<TransferStatus> {
         let id = parse_id(&id)?;
-        let track = self.ask(|reply| RpcCommand::Track(id, reply)).await?;
+        let track = self
+            .ask(|reply| RpcCommand::TransferState(id, reply))
+            .await?;
         self.status_of(id, track).await
     }
 

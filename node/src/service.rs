@@ -33,9 +33,9 @@ pub const INPUT_CAPACITY: usize = 4096;
 /// How often the timer fires: the longest a ready batch waits for a block or a forward.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// What the service knows of a transfer.
+/// What the service knows of a transfer: its status as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Track {
+pub enum TransferState {
     Pending,
     Committed {
         height: Height,
@@ -62,16 +62,16 @@ pub enum RpcCommand {
     Account(AccountId, oneshot::Sender<Option<AccountInfo>>),
     Submit(
         Vec<u8>,
-        oneshot::Sender<Result<(Hash32, Track), crate::rpc::RpcFailure>>,
+        oneshot::Sender<Result<(Hash32, TransferState), crate::rpc::RpcFailure>>,
     ),
     SubmitBatch(
         Vec<Vec<u8>>,
-        oneshot::Sender<Vec<Result<(Hash32, Track), crate::rpc::RpcFailure>>>,
+        oneshot::Sender<Vec<Result<(Hash32, TransferState), crate::rpc::RpcFailure>>>,
     ),
-    Track(Hash32, oneshot::Sender<Track>),
-    WaitFinal(Hash32, oneshot::Sender<Track>),
+    TransferState(Hash32, oneshot::Sender<TransferState>),
+    WaitFinal(Hash32, oneshot::Sender<TransferState>),
     /// [`RpcCommand::WaitFinal`] for many transfers at once.
-    WaitFinals(Vec<(Hash32, oneshot::Sender<Track>)>),
+    WaitFinals(Vec<(Hash32, oneshot::Sender<TransferState>)>),
     OpenAccount(
         OpenAccountParams,
         oneshot::Sender<Result<OpenedAccount, crate::rpc::RpcFailure>>,
@@ -591,7 +591,7 @@ impl Service {
             .transfers_committed
             .inc_by(stored.transfers.len() as u64);
         for (id, index) in stored.transfers {
-            let track = Track::Committed {
+            let track = TransferState::Committed {
                 height: block.height(),
                 index,
             };
@@ -604,14 +604,14 @@ impl Service {
     }
 
     /// Records a final status and wakes whoever waits for it.
-    pub fn resolve(&mut self, id: Hash32, track: Track) {
+    pub fn resolve(&mut self, id: Hash32, track: TransferState) {
         if let Role::Bank(bank) = &mut self.role {
             bank.set_track(id, track.clone());
         }
         self.waiters.resolve(&id, &track);
     }
 
-    fn track(&self, id: &Hash32) -> Track {
+    fn track(&self, id: &Hash32) -> TransferState {
         match &self.role {
             Role::Bank(bank) => bank.track(id),
             Role::IdentityManager(im) => im.track(id),
@@ -626,7 +626,7 @@ impl Service {
             RpcCommand::Account(account, reply) => {
                 let _ = reply.send(self.account_info(&account));
             }
-            RpcCommand::Track(id, reply) => {
+            RpcCommand::TransferState(id, reply) => {
                 let _ = reply.send(self.track(&id));
             }
             RpcCommand::WaitFinal(id, reply) => self.wait_final(id, reply),
@@ -658,9 +658,12 @@ impl Service {
     }
 
     /// Answers `reply` when transfer `id` is final: now, or when it commits or is refused.
-    fn wait_final(&mut self, id: Hash32, reply: oneshot::Sender<Track>) {
+    fn wait_final(&mut self, id: Hash32, reply: oneshot::Sender<TransferState>) {
         let track = self.track(&id);
-        if matches!(track, Track::Committed { .. } | Track::Rejected(_)) {
+        if matches!(
+            track,
+            TransferState::Committed { .. } | TransferState::Rejected(_)
+        ) {
             let _ = reply.send(track);
             return;
         }

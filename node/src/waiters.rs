@@ -16,7 +16,7 @@ use halfveil_ledger::fastmap::HashMap;
 use halfveil_ledger::Hash32;
 use tokio::sync::oneshot;
 
-use crate::service::Track;
+use crate::service::TransferState;
 
 /// Most waiters across every transfer and client.
 pub const WAITERS_MAX: usize = 200_000;
@@ -50,7 +50,7 @@ impl WaiterCount {
 /// The table (see the module doc).
 #[derive(Debug, Default)]
 pub struct Waiters {
-    by_transfer: HashMap<Hash32, Vec<oneshot::Sender<Track>>>,
+    by_transfer: HashMap<Hash32, Vec<oneshot::Sender<TransferState>>>,
     count: usize,
     shared: WaiterCount,
     swept_at: Option<Instant>,
@@ -74,7 +74,7 @@ impl Waiters {
 
     /// Registers `reply` for `id`. A full table first sweeps; if still full, `reply` is
     /// dropped, which ends the waiting subscription.
-    pub fn add(&mut self, id: Hash32, reply: oneshot::Sender<Track>) {
+    pub fn add(&mut self, id: Hash32, reply: oneshot::Sender<TransferState>) {
         if self.count >= WAITERS_MAX {
             self.sweep();
         }
@@ -94,7 +94,7 @@ impl Waiters {
     }
 
     /// Answers everyone waiting for `id`.
-    pub fn resolve(&mut self, id: &Hash32, track: &Track) {
+    pub fn resolve(&mut self, id: &Hash32, track: &TransferState) {
         let Some(waiters) = self.by_transfer.remove(id) else {
             return;
         };
@@ -163,9 +163,9 @@ mod tests {
             "the dropped receivers' waiters are gone"
         );
         assert_eq!(shared.get(), 128);
-        waiters.resolve(&id(0), &Track::Unknown);
+        waiters.resolve(&id(0), &TransferState::Unknown);
         assert_eq!(waiters.len(), 127);
-        assert_eq!(kept[0].try_recv().unwrap(), Track::Unknown);
+        assert_eq!(kept[0].try_recv().unwrap(), TransferState::Unknown);
     }
 
     #[test]
