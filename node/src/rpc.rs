@@ -242,6 +242,16 @@ pub struct DisclosureResult {
     pub credential_verified: bool,
 }
 
+/// The payer's name and national id are the secret a disclosure opens: wiped from memory
+/// when the result goes (SPEC: secrets zeroized), wherever it was built or opened.
+impl Drop for DisclosureResult {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.name.zeroize();
+        self.national_id.zeroize();
+    }
+}
+
 /// Evidence of equivocation, as `hv_evidence` returns it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EvidenceInfo {
