@@ -452,7 +452,8 @@ fn on_link(request: &Request) -> bool {
     )
 }
 
-fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+/// The peer id at the end of `address` (`.../p2p/<id>`).
+pub fn peer_of(address: &Multiaddr) -> Option<PeerId> {
     address.iter().find_map(|part| match part {
         libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
         _ => None,

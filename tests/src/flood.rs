@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use halfveil_ledger::Hash32;
-use libp2p::multiaddr::Protocol;
+use halfveil_node::network::peer_of;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
 
@@ -44,14 +44,6 @@ impl Counts {
             refused: self.refused.load(Ordering::Relaxed),
         }
     }
-}
-
-/// The peer id at the end of `address` (`.../p2p/<id>`).
-pub fn peer_of(address: &Multiaddr) -> Option<PeerId> {
-    address.iter().find_map(|part| match part {
-        Protocol::P2p(peer) => Some(peer),
-        _ => None,
-    })
 }
 
 /// Floods `targets` (addresses ending in `/p2p/<id>`) for `period` as the holder of
@@ -129,7 +121,8 @@ async fn write_garbage(
     counts: Arc<Counts>,
     deadline: tokio::time::Instant,
 ) {
-    let oversized = ((16u32 << 20) + 1).to_le_bytes().to_vec();
+    let limit = u32::try_from(halfveil_node::links::FRAME_BYTES_MAX).unwrap_or(u32::MAX);
+    let oversized = limit.saturating_add(1).to_le_bytes().to_vec();
     let undecodable = vec![3, 0, 0, 0, 0xff, 0xff, 0xff];
     let mut turn = 0u64;
     while tokio::time::Instant::now() < deadline {

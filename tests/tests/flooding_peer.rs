@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use halfveil_genesis::keystore;
 use halfveil_node::config::Config;
-use halfveil_tests::flood::{flood, peer_of};
+use halfveil_node::network::peer_of;
+use halfveil_tests::flood::flood;
 use halfveil_tests::net::{block_on, TestNet};
 
 #[test]
