@@ -1,12 +1,13 @@
-//! A local network of node processes for `halfveil demo` (and `halfveil bench`): each node
-//! is this same binary running `start --home DIR`, its output in `logs/NAME.log`. Nodes are
-//! asked to stop with SIGTERM; any still running when the cluster is dropped are killed.
+//! A local network of node processes for `halfveil demo`, `bench` and `chaos`: each node
+//! is this same binary running `start --home DIR` ([`halfveil_node::launch`], as in the
+//! integration tests), its output in `logs/NAME.log`. Nodes are asked to stop with
+//! SIGTERM; any still running when the cluster is dropped are killed.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use halfveil_node::launch::NodeProcess;
 use halfveil_node::rpc::{ApiClient, NodeStatus};
 
 use halfveil_node::config::Config;
@@ -37,53 +38,10 @@ pub fn prepare_dir(dir: &Path, command: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch, the chain's clock.
-pub fn now_ms() -> u64 {
-    halfveil_node::service::now_ms().0
-}
-
-/// One running node.
-#[derive(Debug)]
-pub struct NodeProcess {
-    pub name: String,
-    pub home: PathBuf,
-    pub rpc: String,
-    pub log: PathBuf,
-    child: Option<Child>,
-}
-
-impl NodeProcess {
-    /// Starts `halfveil start --home HOME`, appending its output to its log.
-    fn spawn(&mut self) -> Result<(), Failure> {
-        let binary = std::env::current_exe()
-            .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
-        let out = File::options().create(true).append(true).open(&self.log)?;
-        let err = out.try_clone()?;
-        let child = Command::new(&binary)
-            .arg("start")
-            .arg("--home")
-            .arg(&self.home)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|error| Failure::error(format!("cannot start node {}: {error}", self.name)))?;
-        self.child = Some(child);
-        Ok(())
-    }
-}
-
 /// The nodes of a testnet, started from its homes.
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
-}
-
-/// The last lines of a log, to explain why a node stopped.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// How many networks `Cluster::launch` writes before giving up on free ports.
@@ -144,34 +102,30 @@ impl Cluster {
     /// Starts every node of `network`, logging into `logs`.
     pub fn start(network: &InitSummary, logs: &Path) -> Result<Cluster, Failure> {
         std::fs::create_dir_all(logs)?;
+        let program = std::env::current_exe()
+            .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
         let mut cluster = Cluster { nodes: Vec::new() };
         for summary in &network.nodes {
-            let mut node = NodeProcess {
-                name: summary.name.clone(),
-                home: PathBuf::from(&summary.home),
-                rpc: summary.rpc.clone(),
-                log: logs.join(format!("{}.log", summary.name)),
-                child: None,
-            };
-            node.spawn()?;
+            let home = PathBuf::from(&summary.home);
+            let log = logs.join(format!("{}.log", summary.name));
+            let node = NodeProcess::new(&summary.name, &home, &summary.rpc, &log, &program);
             cluster.nodes.push(node);
+            cluster.restart(&summary.name)?;
         }
         Ok(cluster)
     }
 
     /// Kills node `name` without warning (SIGKILL: a crash).
     pub fn kill(&mut self, name: &str) -> Result<(), Failure> {
-        let node = self.node_mut(name)?;
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.node_mut(name)?.kill();
         Ok(())
     }
 
-    /// Starts node `name` again from its home (its log goes on).
+    /// Starts node `name` (again) from its home; its log goes on.
     pub fn restart(&mut self, name: &str) -> Result<(), Failure> {
-        self.node_mut(name)?.spawn()
+        let node = self.node_mut(name)?;
+        node.spawn()
+            .map_err(|error| Failure::error(format!("cannot start node {name}: {error}")))
     }
 
     fn node_mut(&mut self, name: &str) -> Result<&mut NodeProcess, Failure> {
@@ -191,16 +145,13 @@ impl Cluster {
     /// Fails if a node has exited.
     pub fn check_alive(&mut self) -> Result<(), Failure> {
         for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    node.child = None;
-                    return Err(Failure::error(format!(
-                        "node {} stopped ({status}); last lines of {}:\n{}",
-                        node.name,
-                        node.log.display(),
-                        tail(&node.log, 15)
-                    )));
-                }
+            if let Some(status) = node.exited() {
+                return Err(Failure::error(format!(
+                    "node {} stopped ({status}); last lines of {}:\n{}",
+                    node.name,
+                    node.log.display(),
+                    node.log_tail(15)
+                )));
             }
         }
         Ok(())
@@ -273,46 +224,12 @@ impl Cluster {
     /// Asks every node to stop (SIGTERM) and waits; returns each node's exit status.
     pub fn stop(&mut self, limit: Duration) -> Vec<(String, Option<ExitStatus>)> {
         for node in &self.nodes {
-            if let Some(child) = &node.child {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(child.id().to_string())
-                    .status();
-            }
+            node.signal("TERM");
         }
         let deadline = Instant::now() + limit;
-        let mut results = Vec::new();
-        for node in &mut self.nodes {
-            let Some(mut child) = node.child.take() else {
-                results.push((node.name.clone(), None));
-                continue;
-            };
-            let status = loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break Some(status),
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break None;
-                    }
-                }
-            };
-            results.push((node.name.clone(), status));
-        }
-        results
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.nodes
+            .iter_mut()
+            .map(|node| (node.name.clone(), node.wait_until(deadline)))
+            .collect()
     }
 }

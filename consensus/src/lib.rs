@@ -8,6 +8,10 @@
 //! - [`guard`]: the validator's last-signed-height guard.
 //! - [`follower`]: what a replica does with a block it receives (apply, ignore, fetch the
 //!   gap, or keep evidence of equivocation).
+//! - [`bank`]: a bank's payer checks, limits, outbox and forwarding, payee approvals and
+//!   refusals, as inputs in and [`bank::Effect`]s out.
+//! - [`sync`]: catching up with the chain, one peer at a time, blocks ahead held.
+//! - [`transfer`], [`clock`]: a transfer's status, and the time as the machines are told it.
 
 // Arithmetic that could overflow and indexing that could panic are refused here outside
 // tests: these machines decide what goes on chain (checked_*, saturating_*, get()).
@@ -16,9 +20,15 @@
     deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)
 )]
 
+pub mod bank;
 pub mod builder;
+pub mod clock;
 pub mod follower;
 pub mod guard;
 pub mod pool;
+pub mod sync;
+pub mod transfer;
 
+pub use clock::Now;
 pub use pool::{Admission, ApprovalItem, PoolLimits, TransferPool};
+pub use transfer::TransferState;

@@ -461,6 +461,11 @@ impl TransferPool {
         let entry = self.entries.remove(id)?;
         let transfer = &entry.request.transfer;
         if let Some(reserved) = self.reserved.get_mut(&transfer.payer) {
+            // Each pooled transfer's amount was added to its payer's reservation once.
+            debug_assert!(
+                *reserved >= transfer.amount.0,
+                "more released than reserved"
+            );
             *reserved = reserved.saturating_sub(transfer.amount.0);
             if *reserved == 0 {
                 self.reserved.remove(&transfer.payer);

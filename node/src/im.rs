@@ -28,12 +28,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::admission::{self, Admission};
+use crate::clock::now_ms;
 use crate::protocol::{
     sender_bank, ApprovalItemWire, CommittedAt, ForwardBatch, OpenAccountRequest, Request,
     Response, BATCH_TRANSFERS_MAX,
 };
 use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
-use crate::service::{now_ms, Input, Role, Service, TransferState};
+use crate::service::{Input, Role, Service, TransferState};
 
 /// Most account openings, issues and disclosures waiting for a block.
 const ADMIN_QUEUE_MAX: usize = 10_000;

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 /// The largest request or response on the wire (a sync response of several blocks).
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Most transfers in one forwarded or approval batch.
-pub const BATCH_TRANSFERS_MAX: usize = 4096;
+/// Most transfers in one forwarded or approval batch (the bank's machine makes them).
+pub const BATCH_TRANSFERS_MAX: usize = halfveil_consensus::bank::BATCH_TRANSFERS_MAX;
 /// Most blocks in one sync response.
 pub const SYNC_BLOCKS_MAX: u64 = 64;
 

@@ -82,13 +82,7 @@ pub struct BlockInfo {
     pub raw: String,
 }
 
-/// A bank's limits on one account, in the smallest unit; 0 means no limit.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct BankLimits {
-    pub payment_max: u64,
-    pub daily_max: u64,
-    pub receive_max: u64,
-}
+pub use halfveil_consensus::bank::BankLimits;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccountInfo {

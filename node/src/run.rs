@@ -349,7 +349,8 @@ fn service_role(
         }
         RoleKeys::Bank { id, key } => {
             let name = genesis.bank_name(id).unwrap_or("bank").to_owned();
-            Ok(Role::Bank(Box::new(BankRole::load(id, name, key, store)?)))
+            let role = BankRole::load(id, name, key, &genesis.params, store)?;
+            Ok(Role::Bank(Box::new(role)))
         }
     }
 }
@@ -421,10 +422,9 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         writes_in_flight: 0,
         waiters: Waiters::new(waiter_count),
         halted,
-        syncing: false,
         stopping: false,
         role,
-        ahead: Default::default(),
+        sync: Default::default(),
     };
     let service_task = tokio::spawn(service.run(input_queue));
     Ok(Running {

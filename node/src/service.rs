@@ -6,15 +6,13 @@
 //!
 //! The role-specific halves are in [`crate::im`] and [`crate::bank`].
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::network::Reply;
+use halfveil_consensus::sync::BlockSync;
 use halfveil_genesis::file::ValidGenesis;
-use halfveil_ledger::{
-    AccountId, Block, ChainParams, Hash32, Height, Rejection, State, StateChange, TimeMs,
-};
+use halfveil_ledger::{AccountId, Block, ChainParams, Hash32, Height, State, StateChange};
 use halfveil_store::{RocksStore, Store};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
@@ -33,19 +31,7 @@ pub const INPUT_CAPACITY: usize = 4096;
 /// How often the timer fires: the longest a ready batch waits for a block or a forward.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// What the service knows of a transfer: its status as this node sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TransferState {
-    Pending,
-    Committed {
-        height: Height,
-        index: u32,
-    },
-    /// Boxed: a tracked transfer is kept for every recent submission, and most are never
-    /// refused, so the map holds 16 bytes for this instead of a whole signed refusal.
-    Rejected(Box<Rejection>),
-    Unknown,
-}
+pub use halfveil_consensus::TransferState;
 
 /// A change an operator makes to a bank account.
 #[derive(Clone, Copy, Debug)]
@@ -156,19 +142,10 @@ pub struct Service {
     pub writes_in_flight: usize,
     pub waiters: crate::waiters::Waiters,
     pub halted: bool,
-    pub syncing: bool,
     pub stopping: bool,
     pub role: Role,
-    /// Blocks received ahead of the head while syncing, applied when the gap closes.
-    pub ahead: VecDeque<Arc<Block>>,
-}
-
-pub fn now_ms() -> TimeMs {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis())
-        .unwrap_or(0);
-    TimeMs(u64::try_from(millis).unwrap_or(u64::MAX))
+    /// Catching up: one peer asked at a time, blocks ahead of the head held meanwhile.
+    pub sync: BlockSync<Arc<Block>>,
 }
 
 impl Service {
@@ -327,23 +304,25 @@ impl Service {
         });
     }
 
-    /// Asks `peer` for its head, then for the blocks this node lacks.
+    /// Asks `peer` for its head, then for the blocks this node lacks (one sync at a time).
     pub fn start_sync(&mut self, peer: PeerId) {
-        if self.syncing || self.halted {
+        if self.halted || !self.sync.start() {
             return;
         }
-        self.syncing = true;
         let net = self.net.clone();
         let inputs = self.inputs.clone();
-        let from = Height(self.state.height.0 + 1);
+        let head = self.state.height;
         tokio::spawn(async move {
             let result = match net.request(peer, Request::Status).await {
-                Ok(Response::Status { height, .. }) if height >= from => {
-                    let to = Height(height.0.min(from.0 + SYNC_BLOCKS_MAX - 1));
-                    let blocks = net.request(peer, Request::Blocks { from, to }).await;
-                    blocks.map_err(SyncError::from)
+                Ok(Response::Status { height, .. }) => {
+                    match halfveil_consensus::sync::range(head, height, SYNC_BLOCKS_MAX) {
+                        Some((from, to)) => net
+                            .request(peer, Request::Blocks { from, to })
+                            .await
+                            .map_err(SyncError::from),
+                        None => Ok(Response::Blocks(Vec::new())),
+                    }
                 }
-                Ok(Response::Status { .. }) => Ok(Response::Blocks(Vec::new())),
                 Ok(_) => Err(SyncError::UnexpectedStatus),
                 Err(error) => Err(error.into()),
             };
@@ -351,36 +330,26 @@ impl Service {
         });
     }
 
+    /// A sync ended: apply what continues the head, and ask again while the peer had more.
     async fn on_synced(&mut self, peer: PeerId, result: Result<Response, SyncError>) {
-        self.syncing = false;
-        let blocks = match result {
-            Ok(Response::Blocks(blocks)) => blocks,
+        let fetched = match result {
+            Ok(Response::Blocks(blocks)) => Some(blocks.into_iter().map(Arc::new).collect()),
             Ok(_) => {
                 warn!(%peer, "unexpected answer to a block request");
-                return;
+                None
             }
             Err(error) => {
                 warn!(%peer, %error, "sync failed; retrying on the next block");
-                return;
+                None
             }
         };
-        let fetched = blocks.len();
-        for block in blocks {
-            if block.height() != Height(self.state.height.0 + 1) {
-                continue;
-            }
-            if !self.accept_block(Arc::new(block), None).await {
+        let catchup = self.sync.on_fetched(self.state.height, fetched);
+        for block in catchup.apply {
+            if !self.accept_block(block, None).await {
                 return;
             }
         }
-        while let Some(block) = self.ahead.pop_front() {
-            if block.height() == Height(self.state.height.0 + 1)
-                && !self.accept_block(block, None).await
-            {
-                return;
-            }
-        }
-        if fetched > 0 {
+        if catchup.ask_again {
             self.start_sync(peer);
         }
     }
@@ -420,9 +389,7 @@ impl Service {
             }
             halfveil_consensus::follower::Decision::Known => BlockVerdict::Drop,
             halfveil_consensus::follower::Decision::Fetch { .. } => {
-                if self.ahead.len() < 64 {
-                    self.ahead.push_back(block);
-                }
+                self.sync.hold(block);
                 // The peer that relayed the block has the ones before it.
                 self.start_sync(peer);
                 BlockVerdict::Drop
@@ -499,7 +466,12 @@ impl Service {
     /// `encoded` is the block's canonical bytes when they came with it (gossip), so the
     /// writer stores them instead of encoding the block again.
     pub async fn accept_block(&mut self, block: Arc<Block>, encoded: Option<Vec<u8>>) -> bool {
-        let ahead_ms = block.signed.header.time.0.saturating_sub(now_ms().0);
+        let ahead_ms = block
+            .signed
+            .header
+            .time
+            .0
+            .saturating_sub(crate::clock::now_ms().0);
         if ahead_ms > self.params.limits.block_time_ahead_ms_max {
             // Not applied now (it would expire transfers before their time); the block is
             // asked for again once this node's clock has caught up.
@@ -606,14 +578,14 @@ impl Service {
     /// Records a final status and wakes whoever waits for it.
     pub fn resolve(&mut self, id: Hash32, track: TransferState) {
         if let Role::Bank(bank) = &mut self.role {
-            bank.set_track(id, track.clone());
+            bank.core.settle(id, track.clone());
         }
         self.waiters.resolve(&id, &track);
     }
 
     fn track(&self, id: &Hash32) -> TransferState {
         match &self.role {
-            Role::Bank(bank) => bank.track(id),
+            Role::Bank(bank) => bank.core.state(id),
             Role::IdentityManager(im) => im.track(id),
         }
     }
@@ -660,10 +632,7 @@ impl Service {
     /// Answers `reply` when transfer `id` is final: now, or when it commits or is refused.
     fn wait_final(&mut self, id: Hash32, reply: oneshot::Sender<TransferState>) {
         let track = self.track(&id);
-        if matches!(
-            track,
-            TransferState::Committed { .. } | TransferState::Rejected(_)
-        ) {
+        if track.is_final() {
             let _ = reply.send(track);
             return;
         }
@@ -673,7 +642,11 @@ impl Service {
     fn status(&self) -> NodeStatus {
         let (role, pending, bank) = match &self.role {
             Role::IdentityManager(im) => ("identity-manager", im.pool.len(), None),
-            Role::Bank(bank) => ("account-manager", bank.outbox_len(), Some(bank.id.0)),
+            Role::Bank(bank) => (
+                "account-manager",
+                bank.core.outbox_len(),
+                Some(bank.core.id.0),
+            ),
         };
         NodeStatus {
             moniker: self.moniker.clone(),
@@ -698,7 +671,7 @@ impl Service {
     pub fn account_info(&self, id: &AccountId) -> Option<AccountInfo> {
         let account = self.state.account(id)?;
         let (frozen, limits) = match &self.role {
-            Role::Bank(bank) => match bank.accounts.get(id) {
+            Role::Bank(bank) => match bank.core.account(id) {
                 Some(local) => (Some(local.frozen), Some(local.limits)),
                 None => (None, None),
             },

@@ -2,16 +2,16 @@
 //! then one `halfveil start` process per node on 127.0.0.1 with free ports. Nodes are killed
 //! when the network is dropped, so a failing test leaves no process behind.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_genesis::Genesis;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, SigningKey};
 use halfveil_ledger::{AccountId, Amount, BankId, Hash32, Memo, Nonce, TimeMs, Transfer, VERSION};
+use halfveil_node::launch::NodeProcess;
 use halfveil_node::rpc::{AccountInfo, ApiClient, HeadInfo, NodeStatus, TransferStatus};
 use jsonrpsee::core::client::Error as ClientError;
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
@@ -41,25 +41,13 @@ pub async fn client(url: &str) -> Result<WsClient, ClientError> {
         .await
 }
 
+/// Milliseconds since the Unix epoch, the chain's clock (the node's one clock helper).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+    halfveil_node::clock::now_ms().0
 }
 
-/// One node of the test network.
-#[derive(Debug)]
-pub struct TestNode {
-    pub name: String,
-    pub home: PathBuf,
-    pub rpc: String,
-    pub p2p: String,
-    pub log: PathBuf,
-    /// A command that `halfveil start` runs under (`ip netns exec NS`), or empty.
-    pub wrapper: Vec<String>,
-    child: Option<Child>,
-}
+/// One node of the test network: the same launcher as `halfveil demo`, `bench` and `chaos`.
+pub type TestNode = NodeProcess;
 
 /// The decrypted keys of one wallet account, for crafting envelopes in tests.
 #[derive(Debug)]
@@ -144,16 +132,13 @@ impl TestNet {
             .expect("nodes")
             .iter()
             .map(|node| {
-                let name = node["name"].as_str().expect("name").to_owned();
-                TestNode {
-                    log: logs.join(format!("{name}.log")),
-                    name,
-                    home: PathBuf::from(node["home"].as_str().expect("home")),
-                    rpc: node["rpc"].as_str().expect("rpc").to_owned(),
-                    p2p: node["p2p"].as_str().expect("p2p").to_owned(),
-                    wrapper: Vec::new(),
-                    child: None,
-                }
+                let name = node["name"].as_str().expect("name");
+                let home = Path::new(node["home"].as_str().expect("home"));
+                let rpc = node["rpc"].as_str().expect("rpc");
+                let log = logs.join(format!("{name}.log"));
+                NodeProcess::new(name, home, rpc, &log, &crate::halfveil_bin())
+                    .env_remove("HALFVEIL_PASSWORD")
+                    .env("RUST_LOG", "info")
             })
             .collect();
         TestNet {
@@ -181,88 +166,40 @@ impl TestNet {
 
     /// The process id of a running node (to stop and continue it with signals).
     pub fn pid(&self, name: &str) -> Option<u32> {
-        self.node(name).child.as_ref().map(Child::id)
+        self.node(name).pid()
     }
 
     /// Sends `signal` (`STOP`, `CONT`, ...) to a running node with `kill`.
     pub fn signal(&self, name: &str, signal: &str) {
-        let pid = self
-            .pid(name)
-            .unwrap_or_else(|| panic!("{name} is not running"));
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal} {pid} ({name}): {status}");
+        let node = self.node(name);
+        assert!(node.is_running(), "{name} is not running");
+        assert!(node.signal(signal), "kill -{signal} {name} failed");
     }
 
     /// Starts (or restarts) a node process; its output is appended to its log.
     pub fn start_node(&mut self, name: &str) {
         let index = self.index(name);
-        let node = &mut self.nodes[index];
-        assert!(node.child.is_none(), "{name} is already running");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .expect("log file");
-        let mut command = match node.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(crate::halfveil_bin());
-                command
-            }
-            None => Command::new(crate::halfveil_bin()),
-        };
-        let child = command
-            .arg("start")
-            .arg("--home")
-            .arg(&node.home)
-            .env_remove("HALFVEIL_PASSWORD")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start node");
-        node.child = Some(child);
+        if let Err(error) = self.nodes[index].spawn() {
+            panic!("cannot start {name}: {error}");
+        }
     }
 
     /// Kills a node without warning (a crash).
     pub fn kill_node(&mut self, name: &str) {
         let index = self.index(name);
-        if let Some(mut child) = self.nodes[index].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.nodes[index].kill();
     }
 
     /// Asks a node to stop (SIGTERM) and checks that it exits cleanly.
     pub fn stop_node(&mut self, name: &str) {
         let index = self.index(name);
-        let Some(mut child) = self.nodes[index].child.take() else {
+        let node = &mut self.nodes[index];
+        if !node.is_running() {
             return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let started = Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    assert!(status.success(), "{name} exited with {status}");
-                    return;
-                }
-                Ok(None) if started.elapsed() < STEP_LIMIT => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!("{name} did not stop within {STEP_LIMIT:?}");
-                }
-            }
+        }
+        match node.stop(STEP_LIMIT) {
+            Some(status) => assert!(status.success(), "{name} exited with {status}"),
+            None => panic!("{name} did not stop within {STEP_LIMIT:?}"),
         }
     }
 
@@ -283,12 +220,9 @@ impl TestNet {
     /// Fails with the log of a node that has exited.
     fn alive(&mut self) -> Result<(), String> {
         for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    node.child = None;
-                    let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-                    return Err(format!("node {} exited ({status}); log:\n{log}", node.name));
-                }
+            if let Some(status) = node.exited() {
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                return Err(format!("node {} exited ({status}); log:\n{log}", node.name));
             }
         }
         Ok(())
@@ -336,7 +270,7 @@ impl TestNet {
             let running: Vec<String> = self
                 .nodes
                 .iter()
-                .filter(|node| node.child.is_some())
+                .filter(|node| node.is_running())
                 .map(|node| node.name.clone())
                 .collect();
             let ready = running.iter().all(|name| {
@@ -367,7 +301,7 @@ impl TestNet {
             let same = self
                 .nodes
                 .iter()
-                .filter(|node| node.child.is_some())
+                .filter(|node| node.is_running())
                 .all(|node| self.head(&node.name) == im);
             if same {
                 return im;
@@ -487,7 +421,7 @@ impl TestNet {
         let seen: Vec<(String, u64)> = self
             .nodes
             .iter()
-            .filter(|node| node.child.is_some())
+            .filter(|node| node.is_running())
             .map(|node| (node.name.clone(), self.balance_at(&node.name, account)))
             .collect();
         assert!(
@@ -607,10 +541,7 @@ impl TestNet {
 impl Drop for TestNet {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            node.kill();
         }
         // A failed test keeps the nodes' logs for the person who reads the failure.
         if std::thread::panicking() {

@@ -315,7 +315,6 @@ impl NsNet {
             let node = &mut net.nodes[index];
             config.save(&node.home).expect("save config");
             node.rpc = format!("http://{}", config.rpc.listen);
-            node.p2p = config.p2p.listen.clone();
             node.wrapper = ["ip", "netns", "exec", hosts.namespace(index)]
                 .map(str::to_owned)
                 .to_vec();

@@ -445,7 +445,8 @@ fn a_node_not_in_genesis_cannot_connect() {
     let mut stranger = TestNet::start(1);
     let im_address = {
         let status = net.status("im").unwrap();
-        format!("{}/p2p/{}", net.node("im").p2p, status.peer_id)
+        let config = halfveil_node::config::Config::load(&net.node("im").home).unwrap();
+        format!("{}/p2p/{}", config.p2p.listen, status.peer_id)
     };
     // Point the stranger's bank at our identity manager and restart it.
     stranger.stop_node("bank-1");

@@ -675,7 +675,9 @@ impl OrderNewArgs {
             basis_hash: Domain::DisclosureBasis.hash(self.basis.as_bytes()),
             requester_key: requester.public_key()?,
             expires_at: halfveil_ledger::TimeMs(
-                crate::cluster::now_ms().saturating_add(self.expires_in.saturating_mul(1_000)),
+                halfveil_node::clock::now_ms()
+                    .0
+                    .saturating_add(self.expires_in.saturating_mul(1_000)),
             ),
         };
         let file = OrderFile {

@@ -566,7 +566,7 @@ impl PayerTask {
             payee,
             amount: Amount(1),
             nonce: Nonce(account.next_nonce),
-            expires_at: TimeMs(crate::cluster::now_ms() + EXPIRY.as_millis() as u64),
+            expires_at: TimeMs(halfveil_node::clock::now_ms().0 + EXPIRY.as_millis() as u64),
             memo: Memo(Vec::new()),
         };
         account.next_nonce += 1;

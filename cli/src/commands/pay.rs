@@ -221,7 +221,7 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         payee,
         amount: Amount(order.amount),
         nonce,
-        expires_at: TimeMs(crate::cluster::now_ms().saturating_add(expires_ms)),
+        expires_at: TimeMs(halfveil_node::clock::now_ms().0.saturating_add(expires_ms)),
         memo: Memo(order.memo.as_bytes().to_vec()),
     };
     let id = transfer.id()?;

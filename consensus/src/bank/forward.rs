@@ -1,0 +1,103 @@
+//! Forwarding to the IM: attested batches out, the IM's answers in.
+
+use std::time::Instant;
+
+use halfveil_ledger::{AttestationKind, Hash32};
+use halfveil_ledger::{PublicKey, Rejecter, Rejection};
+
+use super::{Bank, Effect, ForwardAnswer, BATCH_TRANSFERS_MAX};
+
+impl Bank {
+    /// Forwards the outbox at once if no forward is out: at low load each accepted batch
+    /// goes without waiting for the tick; under load what arrives while a forward is out
+    /// waits for its answer and goes as one larger batch (fewer, larger batches cost less
+    /// CPU), and the tick still sends up to [`super::outbox::FORWARDS_IN_FLIGHT_MAX`].
+    pub(super) fn forward_if_idle(&mut self, now: Instant) {
+        if self.outbox.in_flight() == 0 {
+            self.forward(now);
+        }
+    }
+
+    /// Sends the outbox to the IM in attested batches, as many as may be out at once.
+    pub(super) fn forward(&mut self, now: Instant) {
+        while self.outbox.may_send(now) {
+            let (ids, requests) =
+                self.outbox
+                    .next_batch(&mut self.tracker, now, BATCH_TRANSFERS_MAX);
+            if ids.is_empty() {
+                continue;
+            }
+            let Some(attestation) = self.attest(AttestationKind::PayerOk, ids.clone()) else {
+                // Cannot happen for ids the bank encoded itself; they wait for the sweep.
+                self.outbox.answered();
+                continue;
+            };
+            self.effects.push(Effect::Forward {
+                ids,
+                requests,
+                attestation,
+            });
+        }
+    }
+
+    /// The IM's answer to the batch `ids`.
+    pub fn on_forward_answer(&mut self, ids: Vec<Hash32>, answer: ForwardAnswer, now: Instant) {
+        self.outbox.answered();
+        match answer {
+            ForwardAnswer::Taken {
+                rejected,
+                committed,
+            } => {
+                for rejection in rejected {
+                    let valid = rejection.by == Rejecter::IdentityManager
+                        && ids.contains(&rejection.transfer)
+                        && rejection
+                            .verify(&self.keys.chain_id, &self.keys.validator)
+                            .is_ok();
+                    if valid {
+                        self.pass_on_refusal(rejection.transfer, rejection);
+                    }
+                }
+                // Committed before (this bank forwarded it again): final once the block is
+                // on this bank's disk; a block still to come settles it when written.
+                for at in committed {
+                    if ids.contains(&at.id) && at.height <= self.written.0 {
+                        let state = at.state();
+                        self.effects.push(Effect::Resolve {
+                            id: at.id,
+                            state: state.clone(),
+                        });
+                        self.settle(at.id, state);
+                    }
+                }
+            }
+            ForwardAnswer::Again => self.outbox.forward_again(ids, &mut self.tracker, now),
+            ForwardAnswer::Refused { code, message } => {
+                for id in ids {
+                    self.refuse(id, code, &message);
+                }
+            }
+            ForwardAnswer::Unexpected => {}
+        }
+        self.flush_refusals();
+        // What queued while this forward was out goes now, as one batch.
+        self.forward_if_idle(now);
+    }
+
+    /// The IM reports transfers refused after it accepted them (signed by the IM or by the
+    /// payee's bank); those whose signature verifies are passed on to the payers.
+    pub fn on_rejected(&mut self, rejections: Vec<Rejection>) {
+        for rejection in rejections.into_iter().take(BATCH_TRANSFERS_MAX) {
+            let key: Option<PublicKey> = match rejection.by {
+                Rejecter::IdentityManager => Some(self.keys.validator),
+                Rejecter::Bank(bank) => self.keys.banks.get(usize::from(bank.0)).copied(),
+            };
+            let verified =
+                key.is_some_and(|key| rejection.verify(&self.keys.chain_id, &key).is_ok());
+            if verified {
+                self.pass_on_refusal(rejection.transfer, rejection);
+            }
+        }
+        self.flush_refusals();
+    }
+}
