@@ -208,37 +208,9 @@ impl TransferPool {
         request: &TransactionRequest,
         credential_ok: bool,
     ) -> Result<BankId, (RejectCode, String)> {
+        check_fields(params, now, request)?;
         let transfer = &request.transfer;
         let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
-        if transfer.version != VERSION || request.identity_credential.0[0] != VERSION {
-            return invalid("unsupported version");
-        }
-        if transfer.chain_id != params.chain_id {
-            return invalid("wrong chain");
-        }
-        let memo_limit = usize::from(params.limits.memo_bytes_max).min(MEMO_BYTES_MAX);
-        if transfer.memo.0.len() > memo_limit {
-            return invalid("memo too long");
-        }
-        if transfer.amount.0 == 0 {
-            return invalid("amount must be positive");
-        }
-        if transfer.payer == transfer.payee {
-            return invalid("payer and payee are the same account");
-        }
-        if transfer.expires_at <= now {
-            return Err((
-                RejectCode::Expired,
-                format!("expired at {}", transfer.expires_at),
-            ));
-        }
-        // After the check above, `expires_at > now`.
-        if transfer.expires_at.0.saturating_sub(now.0) > params.limits.transfer_expiry_ms_max {
-            return Err((
-                RejectCode::Expired,
-                "expires further ahead than the chain allows".into(),
-            ));
-        }
         let payer = state
             .account(&transfer.payer)
             .filter(|account| !account.closed)
@@ -483,6 +455,47 @@ impl TransferPool {
             detail,
         })
     }
+}
+
+/// A request's own fields, in the order they are checked: versions, chain, memo length, a
+/// non-zero amount, two different accounts, an expiry after `now` and not too far ahead.
+fn check_fields(
+    params: &ChainParams,
+    now: TimeMs,
+    request: &TransactionRequest,
+) -> Result<(), (RejectCode, String)> {
+    let transfer = &request.transfer;
+    let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
+    if transfer.version != VERSION || request.identity_credential.0[0] != VERSION {
+        return invalid("unsupported version");
+    }
+    if transfer.chain_id != params.chain_id {
+        return invalid("wrong chain");
+    }
+    let memo_limit = usize::from(params.limits.memo_bytes_max).min(MEMO_BYTES_MAX);
+    if transfer.memo.0.len() > memo_limit {
+        return invalid("memo too long");
+    }
+    if transfer.amount.0 == 0 {
+        return invalid("amount must be positive");
+    }
+    if transfer.payer == transfer.payee {
+        return invalid("payer and payee are the same account");
+    }
+    if transfer.expires_at <= now {
+        return Err((
+            RejectCode::Expired,
+            format!("expired at {}", transfer.expires_at),
+        ));
+    }
+    // After the check above, `expires_at > now`.
+    if transfer.expires_at.0.saturating_sub(now.0) > params.limits.transfer_expiry_ms_max {
+        return Err((
+            RejectCode::Expired,
+            "expires further ahead than the chain allows".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
