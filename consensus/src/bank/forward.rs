@@ -2,10 +2,11 @@
 
 use std::time::Instant;
 
+use halfveil_ledger::fastmap::HashSet;
 use halfveil_ledger::{AttestationKind, Hash32};
 use halfveil_ledger::{PublicKey, Rejecter, Rejection};
 
-use super::{Bank, Effect, ForwardAnswer, BATCH_TRANSFERS_MAX};
+use super::{Bank, Effect, ForwardAnswer, OnChain, BATCH_TRANSFERS_MAX};
 
 impl Bank {
     /// Forwards the outbox at once if no forward is out: at low load each accepted batch
@@ -47,30 +48,7 @@ impl Bank {
             ForwardAnswer::Taken {
                 rejected,
                 committed,
-            } => {
-                for rejection in rejected {
-                    let valid = rejection.by == Rejecter::IdentityManager
-                        && ids.contains(&rejection.transfer)
-                        && rejection
-                            .verify(&self.keys.chain_id, &self.keys.validator)
-                            .is_ok();
-                    if valid {
-                        self.pass_on_refusal(rejection.transfer, rejection);
-                    }
-                }
-                // Committed before (this bank forwarded it again): final once the block is
-                // on this bank's disk; a block still to come settles it when written.
-                for at in committed {
-                    if ids.contains(&at.id) && at.height <= self.written.0 {
-                        let state = at.state();
-                        self.effects.push(Effect::Resolve {
-                            id: at.id,
-                            state: state.clone(),
-                        });
-                        self.settle(at.id, state);
-                    }
-                }
-            }
+            } => self.on_taken(&ids, rejected, committed),
             ForwardAnswer::Again => self.outbox.forward_again(ids, &mut self.tracker, now),
             ForwardAnswer::Refused { code, message } => {
                 for id in ids {
@@ -82,6 +60,28 @@ impl Bank {
         self.flush_refusals();
         // What queued while this forward was out goes now, as one batch.
         self.forward_if_idle(now);
+    }
+
+    /// The IM took the batch `ids`: its refusals (signed by it, of this batch) are passed
+    /// on; transfers it had committed before (this bank forwarded them again) are final
+    /// once their block is on this bank's disk; a block still to come settles them.
+    fn on_taken(&mut self, ids: &[Hash32], rejected: Vec<Rejection>, committed: Vec<OnChain>) {
+        let sent: HashSet<Hash32> = ids.iter().copied().collect();
+        for rejection in rejected {
+            let valid = rejection.by == Rejecter::IdentityManager
+                && sent.contains(&rejection.transfer)
+                && rejection
+                    .verify(&self.keys.chain_id, &self.keys.validator)
+                    .is_ok();
+            if valid {
+                self.pass_on_refusal(rejection.transfer, rejection);
+            }
+        }
+        for at in committed {
+            if sent.contains(&at.id) && at.height <= self.written.0 {
+                self.tell_committed(at);
+            }
+        }
     }
 
     /// The IM reports transfers refused after it accepted them (signed by the IM or by the

@@ -62,11 +62,7 @@ impl Bank {
     /// chain holds (`committed`): record and tell them, and commit the others.
     pub fn on_refusals_stored(&mut self, refusals: Vec<Refusal>, committed: Vec<OnChain>) {
         for at in committed {
-            self.effects.push(Effect::Resolve {
-                id: at.id,
-                state: at.state(),
-            });
-            self.settle(at.id, at.state());
+            self.tell_committed(at);
         }
         for refusal in refusals {
             self.refusal_rows.insert((refusal.expires_at, refusal.id));
@@ -78,6 +74,15 @@ impl Bank {
                 });
             }
         }
+    }
+
+    /// The chain holds `at`: its waiters are told, whether or not this bank tracked it.
+    pub(super) fn tell_committed(&mut self, at: OnChain) {
+        self.settle(at.id, at.state());
+        self.effects.push(Effect::Resolve {
+            id: at.id,
+            state: at.state(),
+        });
     }
 
     /// A transfer this bank tracks is final: a block on this bank's disk commits it, or its
