@@ -251,7 +251,7 @@ fn check_invariants(world: &World, before: &State, block: &Block, change: &State
         let receipt = Receipt::for_op(block, change, *index as usize).expect("a receipt");
         assert_eq!(receipt.transfer_id, *id);
         receipt
-            .verify(&world.params.validator_key)
+            .verify(&world.params.validator_keys)
             .expect("the receipt of an accepted block verifies");
     }
     let bytes = block.encode().expect("encode");
@@ -433,11 +433,15 @@ impl<'w, 'd> Program<'w, 'd> {
                     attestation_root: Hash32::default(),
                     state_root: Hash32::default(),
                     op_count: ops.len() as u32,
-                    proposer: params.validator_key,
                 };
                 let signature = crypto::sign(&world.validator, &header.hash().expect("hash"));
+                let signer = world.validator_key();
                 let block = Block {
-                    signed: SignedHeader { header, signature },
+                    signed: SignedHeader {
+                        header,
+                        signer,
+                        signature,
+                    },
                     attestations,
                     ops,
                 };

@@ -201,7 +201,9 @@ pub fn rejection(data: &[u8]) {
     assert_canonical(&rejection, data);
     let world = world();
     let chain_id = &world.params.chain_id;
-    let _ = rejection.verify(chain_id, &world.params.validator_key);
+    for key in &world.params.validator_keys {
+        let _ = rejection.verify(chain_id, key);
+    }
     for key in &world.params.bank_keys {
         let _ = rejection.verify(chain_id, key);
     }
@@ -214,8 +216,11 @@ pub fn receipt(data: &[u8]) {
     };
     assert_canonical(&receipt, data);
     let world = world();
-    for key in [world.params.validator_key, receipt.header.header.proposer] {
-        if receipt.verify(&key).is_ok() {
+    for keys in [
+        world.params.validator_keys.clone(),
+        vec![receipt.header.signer],
+    ] {
+        if receipt.verify(&keys).is_ok() {
             let Op::Transfer(transfer) = &receipt.op else {
                 panic!("a receipt of another op verifies");
             };

@@ -14,6 +14,8 @@ use rand_chacha::ChaCha20Rng;
 
 /// The most banks and auditors a genesis is re-signed for (see [`genesis`]).
 const RESIGN_SIGNERS_MAX: usize = 16;
+/// The most IM replicas genesis allows.
+const REPLICAS_MAX: usize = 5;
 
 /// A genesis file, as a node loads it: parsed, validated, checked canonical. Since a fuzzer
 /// cannot sign, the same bytes are also read as a genesis whose keys are swapped for keys
@@ -29,22 +31,32 @@ pub fn genesis(data: &[u8]) {
     };
     let banks = genesis.body.banks.len();
     let auditors = genesis.body.auditors.members.len();
-    if banks > RESIGN_SIGNERS_MAX || auditors > RESIGN_SIGNERS_MAX {
+    let replicas = genesis.body.identity_manager_replicas.len() + 1;
+    if banks > RESIGN_SIGNERS_MAX || auditors > RESIGN_SIGNERS_MAX || replicas > REPLICAS_MAX {
         return;
     }
     let keys = signers();
     let mut body = genesis.body;
-    body.identity_manager.validator_key = crypto::public_key(&keys[0]).to_hex();
-    let bank_keys: Vec<&SigningKey> = keys[1..=banks].iter().collect();
-    let auditor_keys: Vec<&SigningKey> =
-        keys[1 + RESIGN_SIGNERS_MAX..][..auditors].iter().collect();
+    let validators: Vec<&SigningKey> = keys[..replicas].iter().collect();
+    body.identity_manager.validator_key = crypto::public_key(validators[0]).to_hex();
+    for (replica, key) in body
+        .identity_manager_replicas
+        .iter_mut()
+        .zip(&validators[1..])
+    {
+        replica.validator_key = crypto::public_key(key).to_hex();
+    }
+    let bank_keys: Vec<&SigningKey> = keys[REPLICAS_MAX..][..banks].iter().collect();
+    let auditor_keys: Vec<&SigningKey> = keys[REPLICAS_MAX + RESIGN_SIGNERS_MAX..][..auditors]
+        .iter()
+        .collect();
     for (bank, key) in body.banks.iter_mut().zip(&bank_keys) {
         bank.attestation_key = crypto::public_key(key).to_hex();
     }
     for (auditor, key) in body.auditors.members.iter_mut().zip(&auditor_keys) {
         auditor.key = crypto::public_key(key).to_hex();
     }
-    let Ok(signed) = Genesis::sign(body, &keys[0], &bank_keys, &auditor_keys) else {
+    let Ok(signed) = Genesis::sign(body, &validators, &bank_keys, &auditor_keys) else {
         return;
     };
     let Ok(valid) = signed.validate() else {
@@ -59,12 +71,12 @@ pub fn genesis(data: &[u8]) {
     assert_eq!(parsed.genesis, valid.genesis);
 }
 
-/// Keys the genesis target signs with: the IM's, then 16 banks', then 16 auditors'.
+/// Keys the genesis target signs with: 5 IM replicas', then 16 banks', then 16 auditors'.
 fn signers() -> &'static [SigningKey] {
     static KEYS: OnceLock<Vec<SigningKey>> = OnceLock::new();
     KEYS.get_or_init(|| {
         let mut rng = ChaCha20Rng::seed_from_u64(0x0067_656e_6573_6973);
-        (0..1 + 2 * RESIGN_SIGNERS_MAX)
+        (0..REPLICAS_MAX + 2 * RESIGN_SIGNERS_MAX)
             .map(|_| crypto::generate_signing_key(&mut rng))
             .collect()
     })
@@ -76,6 +88,9 @@ fn check_valid(valid: &ValidGenesis) {
     assert_eq!(valid.hash, body.hash().expect("hash"));
     assert_eq!(valid.params.genesis_hash, valid.hash);
     assert_eq!(valid.params.bank_keys.len(), body.banks.len());
+    let replicas = body.identity_manager_replicas.len() + 1;
+    assert_eq!(valid.params.validator_keys.len(), replicas);
+    assert_eq!(valid.im_peer_ids.len(), replicas);
     assert_eq!(valid.bank_peer_ids.len(), body.banks.len());
     assert_eq!(valid.params.auditor_keys.len(), body.auditors.members.len());
     let threshold = usize::from(valid.params.disclosure_threshold);

@@ -280,11 +280,7 @@ fn ledger_seeds(world: &World, seeds: &mut Seeds) {
 
     seeds.add("text_ids", "account-id", holders[0].id.to_string());
     seeds.add("text_ids", "hash", id.to_hex());
-    seeds.add(
-        "text_ids",
-        "public-key",
-        world.params.validator_key.to_hex(),
-    );
+    seeds.add("text_ids", "public-key", world.validator_key().to_hex());
     seeds.add("text_ids", "signature", by_im.signature.to_hex());
     seeds.add("text_ids", "chain-id", chain_id.as_str());
 }
@@ -485,6 +481,7 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
     for (banks, auditors, threshold) in [(1, 1, 1), (2, 3, 2)] {
         let spec = TestnetSpec {
             chain_id: "halfveil-fuzz".into(),
+            im_replicas: 1,
             banks,
             auditors,
             threshold,
@@ -512,7 +509,8 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
                 .collect();
             let bank_keys: Vec<_> = net.banks.iter().map(|bank| &bank.attestation).collect();
             let auditor_keys: Vec<_> = net.auditors.iter().map(|auditor| &auditor.key).collect();
-            let genesis = Genesis::sign(body, &net.im.validator, &bank_keys, &auditor_keys)
+            let validators: Vec<_> = net.im.iter().map(|replica| &replica.validator).collect();
+            let genesis = Genesis::sign(body, &validators, &bank_keys, &auditor_keys)
                 .expect("sign")
                 .validate()
                 .expect("valid");

@@ -299,6 +299,6 @@ impl World {
     }
 
     pub fn validator_key(&self) -> PublicKey {
-        self.params.validator_key
+        crypto::public_key(&self.validator)
     }
 }

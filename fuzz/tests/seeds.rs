@@ -37,15 +37,11 @@ fn accepted(target: &str, name: &str, bytes: &[u8]) -> bool {
         "op" => codec::decode::<Op>(bytes, 1 << 20).is_ok(),
         "rejection" => codec::decode::<Rejection>(bytes, REJECTION_BYTES_MAX).is_ok_and(|r| {
             let chain = &world.params.chain_id;
-            r.verify(chain, &world.params.validator_key).is_ok()
-                || world
-                    .params
-                    .bank_keys
-                    .iter()
-                    .any(|key| r.verify(chain, key).is_ok())
+            r.verify_by(chain, &world.params.validator_keys, &world.params.bank_keys)
+                .is_ok()
         }),
         "receipt" => codec::decode::<Receipt>(bytes, RECEIPT_BYTES_MAX)
-            .is_ok_and(|receipt| receipt.verify(&world.params.validator_key).is_ok()),
+            .is_ok_and(|receipt| receipt.verify(&world.params.validator_keys).is_ok()),
         "disclosure_order" => codec::decode::<DisclosureOrder>(bytes, ORDER_BYTES_MAX).is_ok(),
         "identity_record" => codec::decode::<IdentityRecord>(bytes, 1024).is_ok(),
         "text_ids" => std::str::from_utf8(bytes).is_ok(),
@@ -139,11 +135,11 @@ fn the_targets_seal_like_the_product() {
         request
     );
     let record = IdentityRecord {
-        version: 1,
+        version: halfveil_ledger::VERSION,
         name: "n".into(),
         national_id: "i".into(),
         fields: Vec::new(),
-        identity_key: world.params.validator_key,
+        identity_key: world.validator_key(),
         possession: halfveil_ledger::Signature([1; 64]),
     };
     let mut padded = codec::encode(&record).unwrap();

@@ -65,17 +65,31 @@ fn field_error(field: impl Into<String>, reason: impl Into<String>) -> GenesisEr
     }
 }
 
-/// The identity manager's entry.
+/// The identity manager's entry: its first (or only) replica, and the escrow key all its
+/// replicas share.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityManagerEntry {
-    /// The libp2p peer id of the IM node.
+    /// The libp2p peer id of the IM node (replica 1).
     pub peer_id: String,
     /// Ed25519 key that signs blocks and receipts (hex).
     pub validator_key: String,
     /// X25519 key that identity credentials and records are sealed to (hex).
     pub escrow_key: String,
 }
+
+/// Another replica of a replicated IM (replicas 2 to 5): a node of its own with its own
+/// validator key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImReplicaEntry {
+    pub peer_id: String,
+    /// Ed25519 key with which this replica signs the blocks it commits (hex).
+    pub validator_key: String,
+}
+
+/// How many replicas an IM may have: one, or an odd group that survives one or two crashes.
+pub const IM_REPLICA_COUNTS: [usize; 3] = [1, 3, 5];
 
 /// One bank (account manager).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +160,9 @@ impl Default for LimitsEntry {
 #[serde(deny_unknown_fields)]
 pub struct GenesisSignatures {
     pub identity_manager: String,
+    /// By each of `identity_manager_replicas`, in order; absent for a single IM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_manager_replicas: Vec<String>,
     pub banks: Vec<String>,
     pub auditors: Vec<String>,
 }
@@ -158,6 +175,10 @@ pub struct GenesisBody {
     pub chain_id: String,
     pub genesis_time_ms: u64,
     pub identity_manager: IdentityManagerEntry,
+    /// Replicas 2 to n of a replicated IM; absent for a single IM, whose genesis (text and
+    /// hash) is then the same as before replicas existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_manager_replicas: Vec<ImReplicaEntry>,
     pub banks: Vec<BankEntry>,
     pub auditors: Auditors,
     pub initial_accounts: Vec<InitialAccountEntry>,
@@ -178,11 +199,22 @@ pub struct ValidGenesis {
     pub genesis: Genesis,
     pub hash: Hash32,
     pub params: ChainParams,
-    pub im_peer_id: libp2p_identity::PeerId,
+    /// The IM replicas' peer ids, in genesis order (`params.validator_keys` has their keys).
+    pub im_peer_ids: Vec<libp2p_identity::PeerId>,
     pub bank_peer_ids: Vec<libp2p_identity::PeerId>,
 }
 
 impl ValidGenesis {
+    /// The IM replica that `peer` is (0-based), if it is one.
+    pub fn im_replica(&self, peer: &libp2p_identity::PeerId) -> Option<usize> {
+        self.im_peer_ids.iter().position(|id| id == peer)
+    }
+
+    /// Whether the IM is a replicated group rather than one process.
+    pub fn im_replicated(&self) -> bool {
+        self.im_peer_ids.len() > 1
+    }
+
     pub fn bank_id(&self, name: &str) -> Option<BankId> {
         self.genesis
             .body
@@ -210,18 +242,26 @@ impl GenesisBody {
 }
 
 impl Genesis {
-    /// Signs `body` with every key it names (a testnet or ceremony tool holds them all).
+    /// Signs `body` with every key it names (a testnet or ceremony tool holds them all):
+    /// `validators` are the IM replicas' keys in genesis order.
     pub fn sign(
         body: GenesisBody,
-        validator: &SigningKey,
+        validators: &[&SigningKey],
         banks: &[&SigningKey],
         auditors: &[&SigningKey],
     ) -> Result<Genesis, GenesisError> {
         let hash = body.hash()?;
         let sign = |key: &SigningKey| crypto::sign(key, &hash).to_hex();
+        let Some((first, replicas)) = validators.split_first() else {
+            return Err(field_error(
+                "identity_manager",
+                "no validator key to sign with",
+            ));
+        };
         Ok(Genesis {
             signatures: GenesisSignatures {
-                identity_manager: sign(validator),
+                identity_manager: sign(first),
+                identity_manager_replicas: replicas.iter().map(|key| sign(key)).collect(),
                 banks: banks.iter().map(|key| sign(key)).collect(),
                 auditors: auditors.iter().map(|key| sign(key)).collect(),
             },
@@ -300,9 +340,7 @@ impl Genesis {
             ));
         }
         let im = &body.identity_manager;
-        let im_peer_id = parse_peer_id("identity_manager.peer_id", &im.peer_id)?;
-        let validator_key =
-            parse_signing_public("identity_manager.validator_key", &im.validator_key)?;
+        let (im_peer_ids, validator_keys) = validate_replicas(body)?;
         let escrow_key = X25519PublicKey::from_hex(&im.escrow_key)
             .map_err(|error| field_error("identity_manager.escrow_key", error.to_string()))?;
         if escrow_key.0 == [0u8; 32] {
@@ -311,17 +349,17 @@ impl Genesis {
                 "the all-zero key is not a key",
             ));
         }
-        let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_id)?;
+        let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_ids)?;
         let auditor_keys = validate_auditors(&body.auditors)?;
         let limits = validate_limits(&body.limits)?;
         let initial_accounts = validate_initial_accounts(body)?;
         let hash = body.hash()?;
-        verify_signatures(&self, &hash, &validator_key, &bank_keys, &auditor_keys)?;
+        verify_signatures(&self, &hash, &validator_keys, &bank_keys, &auditor_keys)?;
         let params = ChainParams {
             chain_id,
             genesis_hash: hash,
             genesis_time: TimeMs(body.genesis_time_ms),
-            validator_key,
+            validator_keys,
             escrow_key,
             bank_keys,
             auditor_keys,
@@ -333,7 +371,7 @@ impl Genesis {
             genesis: self,
             hash,
             params,
-            im_peer_id,
+            im_peer_ids,
             bank_peer_ids,
         })
     }
@@ -385,11 +423,62 @@ fn check_name(field: &str, name: &str) -> Result<(), GenesisError> {
     Ok(())
 }
 
+type NodeKeys = (Vec<libp2p_identity::PeerId>, Vec<PublicKey>);
+
+/// The IM replicas' peer ids and validator keys: 1, 3 or 5 of them, all distinct.
+fn validate_replicas(body: &GenesisBody) -> Result<NodeKeys, GenesisError> {
+    let count = body.identity_manager_replicas.len().saturating_add(1);
+    if !IM_REPLICA_COUNTS.contains(&count) {
+        return Err(field_error(
+            "identity_manager_replicas",
+            format!("an IM has 1, 3 or 5 replicas, not {count}: list 0, 2 or 4 here"),
+        ));
+    }
+    let im = &body.identity_manager;
+    let first = (
+        "identity_manager".to_owned(),
+        im.peer_id.as_str(),
+        im.validator_key.as_str(),
+    );
+    let others = body
+        .identity_manager_replicas
+        .iter()
+        .enumerate()
+        .map(|(index, replica)| {
+            (
+                format!("identity_manager_replicas[{index}]"),
+                replica.peer_id.as_str(),
+                replica.validator_key.as_str(),
+            )
+        });
+    let mut peers = Vec::with_capacity(count);
+    let mut keys: Vec<PublicKey> = Vec::with_capacity(count);
+    for (field, peer_text, key_text) in std::iter::once(first).chain(others) {
+        let peer = parse_peer_id(&format!("{field}.peer_id"), peer_text)?;
+        let key = parse_signing_public(&format!("{field}.validator_key"), key_text)?;
+        if peers.contains(&peer) {
+            return Err(field_error(
+                format!("{field}.peer_id"),
+                "peer id used by another replica",
+            ));
+        }
+        if keys.contains(&key) {
+            return Err(field_error(
+                format!("{field}.validator_key"),
+                "validator key used by another replica",
+            ));
+        }
+        peers.push(peer);
+        keys.push(key);
+    }
+    Ok((peers, keys))
+}
+
 type BankKeys = (Vec<PublicKey>, Vec<libp2p_identity::PeerId>);
 
 fn validate_banks(
     banks: &[BankEntry],
-    im_peer: &libp2p_identity::PeerId,
+    im_peers: &[libp2p_identity::PeerId],
 ) -> Result<BankKeys, GenesisError> {
     if banks.is_empty() || banks.len() > BANKS_MAX {
         return Err(field_error(
@@ -398,7 +487,7 @@ fn validate_banks(
         ));
     }
     let mut names = HashSet::new();
-    let mut peers = HashSet::from([*im_peer]);
+    let mut peers: HashSet<libp2p_identity::PeerId> = im_peers.iter().copied().collect();
     let mut keys = HashSet::new();
     let mut bank_keys = Vec::with_capacity(banks.len());
     let mut peer_ids = Vec::with_capacity(banks.len());
@@ -578,11 +667,17 @@ fn validate_initial_accounts(body: &GenesisBody) -> Result<Vec<InitialAccount>, 
 fn verify_signatures(
     genesis: &Genesis,
     hash: &Hash32,
-    validator: &PublicKey,
+    validators: &[PublicKey],
     banks: &[PublicKey],
     auditors: &[PublicKey],
 ) -> Result<(), GenesisError> {
     let signatures = &genesis.signatures;
+    if signatures.identity_manager_replicas.len() != validators.len().saturating_sub(1) {
+        return Err(field_error(
+            "signatures.identity_manager_replicas",
+            format!("expected {} signatures", validators.len().saturating_sub(1)),
+        ));
+    }
     if signatures.banks.len() != banks.len() {
         return Err(field_error(
             "signatures.banks",
@@ -595,11 +690,16 @@ fn verify_signatures(
             format!("expected {} signatures", auditors.len()),
         ));
     }
-    let mut expected = vec![(
-        "identity manager".to_owned(),
-        *validator,
-        &signatures.identity_manager,
-    )];
+    let replica_signatures =
+        std::iter::once(&signatures.identity_manager).chain(&signatures.identity_manager_replicas);
+    let mut expected = Vec::new();
+    for (index, (key, signature)) in validators.iter().zip(replica_signatures).enumerate() {
+        let signer = match index {
+            0 => "identity manager".to_owned(),
+            _ => format!("identity manager replica {}", index.saturating_add(1)),
+        };
+        expected.push((signer, *key, signature));
+    }
     for (index, (key, signature)) in banks.iter().zip(&signatures.banks).enumerate() {
         expected.push((
             format!("bank {}", genesis.body.banks[index].name),

@@ -1,18 +1,20 @@
-//! Every key and the signed genesis of a local network: one IM, `banks` banks, `auditors`
-//! auditors. The caller writes them to disk (the CLI's `testnet init`).
+//! Every key and the signed genesis of a local network: an IM of 1, 3 or 5 replicas, `banks`
+//! banks, `auditors` auditors. The caller writes them to disk (the CLI's `testnet init`).
 
 use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
 use rand_core::OsRng;
 
 use crate::file::{
     AuditorEntry, Auditors, BankEntry, Genesis, GenesisBody, GenesisError, IdentityManagerEntry,
-    LimitsEntry, ValidGenesis, GENESIS_VERSION,
+    ImReplicaEntry, LimitsEntry, ValidGenesis, GENESIS_VERSION,
 };
 
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct TestnetSpec {
     pub chain_id: String,
+    /// How many IM replicas: 1 (a single IM), 3 or 5.
+    pub im_replicas: usize,
     pub banks: usize,
     pub auditors: usize,
     pub threshold: u16,
@@ -20,11 +22,11 @@ pub struct TestnetSpec {
     pub limits: LimitsEntry,
 }
 
+/// One IM replica's own keys.
 #[derive(Debug)]
 pub struct ImKeys {
     pub node_key: libp2p_identity::Keypair,
     pub validator: SigningKey,
-    pub escrow: X25519Secret,
 }
 
 #[derive(Debug)]
@@ -44,7 +46,10 @@ pub struct AuditorKeys {
 #[derive(Debug)]
 pub struct Testnet {
     pub genesis: ValidGenesis,
-    pub im: ImKeys,
+    /// The IM replicas, in genesis order.
+    pub im: Vec<ImKeys>,
+    /// The escrow key every IM replica holds.
+    pub escrow: X25519Secret,
     pub banks: Vec<BankKeys>,
     pub auditors: Vec<AuditorKeys>,
 }
@@ -52,11 +57,13 @@ pub struct Testnet {
 /// Generates keys and signs a genesis for `spec`.
 pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
     let mut rng = OsRng;
-    let im = ImKeys {
-        node_key: libp2p_identity::Keypair::generate_ed25519(),
-        validator: crypto::generate_signing_key(&mut rng),
-        escrow: X25519Secret::generate(&mut rng),
-    };
+    let im: Vec<ImKeys> = (0..spec.im_replicas)
+        .map(|_| ImKeys {
+            node_key: libp2p_identity::Keypair::generate_ed25519(),
+            validator: crypto::generate_signing_key(&mut rng),
+        })
+        .collect();
+    let escrow = X25519Secret::generate(&mut rng);
     let banks: Vec<BankKeys> = (1..=spec.banks)
         .map(|number| BankKeys {
             name: format!("bank-{number}"),
@@ -70,27 +77,61 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
             key: crypto::generate_signing_key(&mut rng),
         })
         .collect();
-    let escrow_public = im
-        .escrow
-        .public_key()
-        .map_err(|error| GenesisError::Field {
-            field: "identity_manager.escrow_key".into(),
-            reason: error.to_string(),
-        })?;
-    let body = GenesisBody {
+    let body = body_of(spec, &im, &escrow, &banks, &auditors)?;
+    let bank_keys: Vec<&SigningKey> = banks.iter().map(|bank| &bank.attestation).collect();
+    let auditor_keys: Vec<&SigningKey> = auditors.iter().map(|auditor| &auditor.key).collect();
+    let validators: Vec<&SigningKey> = im.iter().map(|replica| &replica.validator).collect();
+    let genesis = Genesis::sign(body, &validators, &bank_keys, &auditor_keys)?;
+    let genesis = genesis.validate()?;
+    Ok(Testnet {
+        genesis,
+        im,
+        escrow,
+        banks,
+        auditors,
+    })
+}
+
+/// The genesis body that names these keys.
+fn body_of(
+    spec: &TestnetSpec,
+    im: &[ImKeys],
+    escrow: &X25519Secret,
+    banks: &[BankKeys],
+    auditors: &[AuditorKeys],
+) -> Result<GenesisBody, GenesisError> {
+    let Some((first, replicas)) = im.split_first() else {
+        return Err(GenesisError::Field {
+            field: "identity_manager".into(),
+            reason: "an IM has at least one replica".into(),
+        });
+    };
+    let escrow_public = escrow.public_key().map_err(|error| GenesisError::Field {
+        field: "identity_manager.escrow_key".into(),
+        reason: error.to_string(),
+    })?;
+    let peer_id = |key: &libp2p_identity::Keypair| key.public().to_peer_id().to_string();
+    Ok(GenesisBody {
         version: GENESIS_VERSION,
         chain_id: spec.chain_id.clone(),
         genesis_time_ms: spec.genesis_time_ms,
         identity_manager: IdentityManagerEntry {
-            peer_id: im.node_key.public().to_peer_id().to_string(),
-            validator_key: crypto::public_key(&im.validator).to_hex(),
+            peer_id: peer_id(&first.node_key),
+            validator_key: crypto::public_key(&first.validator).to_hex(),
             escrow_key: escrow_public.to_hex(),
         },
+        identity_manager_replicas: replicas
+            .iter()
+            .map(|replica| ImReplicaEntry {
+                peer_id: peer_id(&replica.node_key),
+                validator_key: crypto::public_key(&replica.validator).to_hex(),
+            })
+            .collect(),
         banks: banks
             .iter()
             .map(|bank| BankEntry {
                 name: bank.name.clone(),
-                peer_id: bank.node_key.public().to_peer_id().to_string(),
+                peer_id: peer_id(&bank.node_key),
                 attestation_key: crypto::public_key(&bank.attestation).to_hex(),
             })
             .collect(),
@@ -106,16 +147,6 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
         },
         initial_accounts: Vec::new(),
         limits: spec.limits.clone(),
-    };
-    let bank_keys: Vec<&SigningKey> = banks.iter().map(|bank| &bank.attestation).collect();
-    let auditor_keys: Vec<&SigningKey> = auditors.iter().map(|auditor| &auditor.key).collect();
-    let genesis = Genesis::sign(body, &im.validator, &bank_keys, &auditor_keys)?;
-    let genesis = genesis.validate()?;
-    Ok(Testnet {
-        genesis,
-        im,
-        banks,
-        auditors,
     })
 }
 
@@ -128,6 +159,7 @@ mod tests {
     fn spec() -> TestnetSpec {
         TestnetSpec {
             chain_id: "halfveil-test".into(),
+            im_replicas: 1,
             banks: 2,
             auditors: 3,
             threshold: 2,
@@ -205,10 +237,107 @@ mod tests {
         let mut genesis = testnet.genesis.genesis.clone();
         genesis.body = body.clone();
         let hash = body.hash().unwrap();
-        genesis.signatures.identity_manager = crypto::sign(&testnet.im.validator, &hash).to_hex();
+        genesis.signatures.identity_manager =
+            crypto::sign(&testnet.im[0].validator, &hash).to_hex();
         let error = genesis.validate().unwrap_err();
         assert!(
             matches!(error, GenesisError::BadSignature { ref signer } if signer == "bank bank-1"),
+            "{error}"
+        );
+    }
+
+    fn replicated(count: usize) -> Testnet {
+        generate(&TestnetSpec {
+            im_replicas: count,
+            ..spec()
+        })
+        .unwrap()
+    }
+
+    /// A genesis written before replicas existed (one IM) still reads, with the same hash:
+    /// the replicas' fields are absent from its text and from its hashed encoding.
+    #[test]
+    fn a_single_im_genesis_is_unchanged_by_replicas() {
+        let text = include_bytes!("../tests/fixtures/single-im-before-replicas.json");
+        let genesis = Genesis::parse(text).unwrap();
+        assert_eq!(
+            genesis.hash.to_hex(),
+            "1ccd72bd8ce20e4165ab89ad828ffbffb51d4fa48cc3f4d42cc534ccf740d3c1"
+        );
+        assert_eq!(genesis.params.validator_keys.len(), 1);
+        assert!(!genesis.im_replicated());
+        let written = generate(&spec())
+            .unwrap()
+            .genesis
+            .genesis
+            .to_canonical_json();
+        assert!(!written.contains("identity_manager_replicas"));
+    }
+
+    #[test]
+    fn three_and_five_replicas_each_sign_and_round_trip() {
+        for count in [3, 5] {
+            let testnet = replicated(count);
+            let text = testnet.genesis.genesis.to_canonical_json();
+            let parsed = Genesis::parse(text.as_bytes()).unwrap();
+            assert_eq!(parsed.hash, testnet.genesis.hash);
+            assert_eq!(parsed.params.validator_keys.len(), count);
+            assert_eq!(parsed.im_peer_ids.len(), count);
+            assert!(parsed.im_replicated());
+            for (index, replica) in testnet.im.iter().enumerate() {
+                let peer = replica.node_key.public().to_peer_id();
+                assert_eq!(parsed.im_replica(&peer), Some(index));
+                assert_eq!(
+                    parsed.params.validator_keys[index],
+                    crypto::public_key(&replica.validator)
+                );
+            }
+            let bank_peer = testnet.banks[0].node_key.public().to_peer_id();
+            assert_eq!(parsed.im_replica(&bank_peer), None);
+        }
+    }
+
+    #[test]
+    fn replica_sets_are_checked() {
+        let testnet = replicated(3);
+        let field_of = |genesis: Genesis| match genesis.validate().unwrap_err() {
+            GenesisError::Field { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        // 2 or 4 replicas: no majority that survives a crash for the price.
+        let mut two = testnet.genesis.genesis.clone();
+        two.body.identity_manager_replicas.pop();
+        assert_eq!(field_of(two), "identity_manager_replicas");
+        let mut four = testnet.genesis.genesis.clone();
+        let extra = four.body.identity_manager_replicas[0].clone();
+        four.body.identity_manager_replicas.push(extra);
+        assert_eq!(field_of(four), "identity_manager_replicas");
+
+        let mut same_key = testnet.genesis.genesis.clone();
+        same_key.body.identity_manager_replicas[1].validator_key =
+            same_key.body.identity_manager.validator_key.clone();
+        assert_eq!(
+            field_of(same_key),
+            "identity_manager_replicas[1].validator_key"
+        );
+        let mut same_peer = testnet.genesis.genesis.clone();
+        same_peer.body.identity_manager_replicas[0].peer_id =
+            same_peer.body.identity_manager.peer_id.clone();
+        assert_eq!(field_of(same_peer), "identity_manager_replicas[0].peer_id");
+        let mut bank_peer = testnet.genesis.genesis.clone();
+        bank_peer.body.banks[0].peer_id =
+            bank_peer.body.identity_manager_replicas[1].peer_id.clone();
+        assert_eq!(field_of(bank_peer), "banks[0].peer_id");
+
+        // Every replica signs: a missing or a wrong replica signature is refused.
+        let mut missing = testnet.genesis.genesis.clone();
+        missing.signatures.identity_manager_replicas.pop();
+        assert_eq!(field_of(missing), "signatures.identity_manager_replicas");
+        let mut wrong = testnet.genesis.genesis.clone();
+        wrong.signatures.identity_manager_replicas.swap(0, 1);
+        let error = wrong.validate().unwrap_err();
+        assert!(
+            matches!(&error, GenesisError::BadSignature { signer } if signer == "identity manager replica 2"),
             "{error}"
         );
     }

@@ -134,7 +134,6 @@ fn header_of(
         state_root: change.state_root,
         // Bounded by the block op limit, far below u32::MAX.
         op_count: u32::try_from(op_count).unwrap_or(u32::MAX),
-        proposer: params.validator_key,
     }
 }
 
@@ -149,6 +148,7 @@ impl Proposal {
         let block = Block {
             signed: SignedHeader {
                 header: self.header,
+                signer: crypto::public_key(validator),
                 signature,
             },
             attestations: self.attestations,

@@ -76,8 +76,8 @@ pub enum Violation {
     WrongParent { found: Hash32, expected: Hash32 },
     #[error("block time {time} is not after the previous block time {previous}")]
     TimeNotIncreasing { time: TimeMs, previous: TimeMs },
-    #[error("proposer is not the identity manager's validator key")]
-    WrongProposer,
+    #[error("the block's signer is not one of the identity manager's validator keys")]
+    UnknownSigner,
     #[error("the identity manager's block signature does not verify")]
     BadBlockSignature,
     #[error("header says {header} ops, body has {body}")]

@@ -1,5 +1,5 @@
-//! Receipts: a payer's proof that a transfer was committed, checkable with only the IM's
-//! public key from genesis.
+//! Receipts: a payer's proof that a transfer was committed, checkable with only the IM
+//! replicas' public keys from genesis.
 
 use crate::crypto;
 use crate::error::{CodecError, ProofError};
@@ -17,8 +17,8 @@ pub enum ReceiptError {
     WrongTransfer { found: Hash32, expected: Hash32 },
     #[error("the receipt's header is not signed by the identity manager")]
     BadSignature,
-    #[error("the receipt's header is by another proposer")]
-    WrongProposer,
+    #[error("the receipt's header is signed by a key that is not one of the identity manager's")]
+    UnknownSigner,
     #[error("the inclusion proof does not lead to the header's op root")]
     NotIncluded,
     #[error(transparent)]
@@ -43,8 +43,8 @@ impl Receipt {
         })
     }
 
-    /// Checks the receipt against the IM's validator key.
-    pub fn verify(&self, validator_key: &PublicKey) -> Result<(), ReceiptError> {
+    /// Checks the receipt against the IM replicas' validator keys (genesis order).
+    pub fn verify(&self, validator_keys: &[PublicKey]) -> Result<(), ReceiptError> {
         if self.version != VERSION {
             return Err(ReceiptError::Version {
                 version: self.version,
@@ -60,11 +60,11 @@ impl Receipt {
                 expected: self.transfer_id,
             });
         }
-        if self.header.header.proposer != *validator_key {
-            return Err(ReceiptError::WrongProposer);
+        if !validator_keys.contains(&self.header.signer) {
+            return Err(ReceiptError::UnknownSigner);
         }
         let header_hash = self.header.header.hash()?;
-        crypto::verify(validator_key, &header_hash, &self.header.signature)
+        crypto::verify(&self.header.signer, &header_hash, &self.header.signature)
             .map_err(|_| ReceiptError::BadSignature)?;
         // The leaf count must be the block's op count: a proof re-shaped for another tree size
         // can reach the same root with another index, and the index is part of the receipt.

@@ -49,7 +49,9 @@ pub struct ChainParams {
     pub chain_id: ChainId,
     pub genesis_hash: Hash32,
     pub genesis_time: TimeMs,
-    pub validator_key: PublicKey,
+    /// The IM replicas' validator keys, in genesis order (one for a single IM): any of them
+    /// may sign a block.
+    pub validator_keys: Vec<PublicKey>,
     pub escrow_key: X25519PublicKey,
     /// Each bank's attestation key, by [`BankId`].
     pub bank_keys: Vec<PublicKey>,
@@ -63,6 +65,11 @@ pub struct ChainParams {
 impl ChainParams {
     pub fn bank_key(&self, bank: BankId) -> Option<&PublicKey> {
         self.bank_keys.get(usize::from(bank.0))
+    }
+
+    /// Whether `key` is one of the IM replicas' validator keys.
+    pub fn is_validator(&self, key: &PublicKey) -> bool {
+        self.validator_keys.contains(key)
     }
 }
 

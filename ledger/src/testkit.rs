@@ -75,7 +75,7 @@ impl TestChain {
             chain_id: ChainId::new("halfveil-test").unwrap_or_else(|_| unreachable!()),
             genesis_hash: crate::hash::Domain::Genesis.hash(&seed.to_le_bytes()),
             genesis_time: GENESIS_TIME,
-            validator_key: crypto::public_key(&validator),
+            validator_keys: vec![crypto::public_key(&validator)],
             escrow_key: escrow.public_key().unwrap_or_else(|_| unreachable!()),
             bank_keys: bank_keys.iter().map(crypto::public_key).collect(),
             auditor_keys: auditor_keys.iter().map(crypto::public_key).collect(),

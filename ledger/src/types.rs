@@ -13,8 +13,10 @@ use crate::codec::{self, byte_array};
 use crate::error::{CodecError, ParseError};
 use crate::hash::{Domain, Hash32};
 
-/// The wire version of every versioned structure in this release.
-pub const VERSION: u8 = 1;
+/// The wire version of every versioned structure in this release. Version 2: a block's
+/// signer moved from the hashed header into [`SignedHeader`], so that each replica of a
+/// replicated IM can sign the same block.
+pub const VERSION: u8 = 2;
 
 /// Hard caps that hold whatever genesis says: they bound decoding before genesis limits apply.
 pub const CHAIN_ID_BYTES_MAX: usize = 32;
@@ -510,7 +512,9 @@ impl Op {
     }
 }
 
-/// A block's header; the IM signs its hash.
+/// A block's header; an IM replica signs its hash. The hash does not name the signer: every
+/// replica of a replicated IM signs the same committed header with its own key, and all those
+/// signed copies are one block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockHeader {
     pub version: u8,
@@ -527,8 +531,6 @@ pub struct BlockHeader {
     /// Commitment to all state after the block.
     pub state_root: Hash32,
     pub op_count: u32,
-    /// The validator key that signs this block.
-    pub proposer: PublicKey,
 }
 
 impl BlockHeader {
@@ -537,10 +539,12 @@ impl BlockHeader {
     }
 }
 
-/// A header with the IM's signature over its hash.
+/// A header with one IM replica's signature over its hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedHeader {
     pub header: BlockHeader,
+    /// The genesis IM validator key that made `signature`.
+    pub signer: PublicKey,
     pub signature: Signature,
 }
 
@@ -712,5 +716,28 @@ impl Rejection {
         let message =
             rejection_message(chain_id, &self.transfer, self.by, self.code, &self.detail)?;
         crate::crypto::verify(key, &message, &self.signature)
+    }
+
+    /// Checks the signature against the keys of whom it names: an IM refusal carries no
+    /// replica number, so each IM replica key (`validators`) is tried; a bank's, against
+    /// that bank's key in `banks`.
+    pub fn verify_by(
+        &self,
+        chain_id: &ChainId,
+        validators: &[PublicKey],
+        banks: &[PublicKey],
+    ) -> Result<(), crate::error::CryptoError> {
+        let keys = match self.by {
+            Rejecter::IdentityManager => validators,
+            Rejecter::Bank(bank) => banks
+                .get(usize::from(bank.0))
+                .map(std::slice::from_ref)
+                .unwrap_or_default(),
+        };
+        let message =
+            rejection_message(chain_id, &self.transfer, self.by, self.code, &self.detail)?;
+        keys.iter()
+            .find_map(|key| crate::crypto::verify(key, &message, &self.signature).ok())
+            .ok_or(crate::error::CryptoError::BadSignature)
     }
 }

@@ -266,8 +266,8 @@ fn every_header_field_is_checked() {
     let head = chain.state.height;
 
     let mut block = base.clone();
-    block.signed.header.version = 2;
-    assert_rejected!(fixture, block, None, Violation::BlockVersion { version: 2 });
+    block.signed.header.version = 9;
+    assert_rejected!(fixture, block, None, Violation::BlockVersion { version: 9 });
 
     let mut block = base.clone();
     block.signed.header.chain_id = ChainId::new("halfveil-other").unwrap();
@@ -351,14 +351,14 @@ fn every_header_field_is_checked() {
         );
     }
 
-    // Another key as proposer, even with that key's valid signature.
+    // A signer that is not a genesis IM key, even with that key's valid signature.
     let impostor = crypto::generate_signing_key(&mut fixture.chain.rng.clone());
     let chain = &fixture.chain;
     let mut block = base.clone();
-    block.signed.header.proposer = crypto::public_key(&impostor);
-    assert_rejected!(fixture, block, None, Violation::WrongProposer);
+    block.signed.signer = crypto::public_key(&impostor);
+    assert_rejected!(fixture, block, None, Violation::UnknownSigner);
     block.signed.signature = crypto::sign(&impostor, &block.header().hash().unwrap());
-    assert_rejected!(fixture, block, None, Violation::WrongProposer);
+    assert_rejected!(fixture, block, None, Violation::UnknownSigner);
 
     let mut block = base.clone();
     block.signed.signature.0[7] ^= 0x40;
@@ -390,12 +390,12 @@ fn every_transfer_field_is_checked() {
         block
     };
 
-    let block = altered(&|transfer| transfer.version = 2);
+    let block = altered(&|transfer| transfer.version = 9);
     assert_rejected!(
         fixture,
         block,
         Some(0),
-        Violation::TransferVersion { version: 2 }
+        Violation::TransferVersion { version: 9 }
     );
 
     let block = altered(&|transfer| transfer.chain_id = ChainId::new("halfveil-other").unwrap());
@@ -514,13 +514,13 @@ fn credentials_of_a_transfer_are_checked() {
     assert_rejected!(fixture, block, Some(1), Violation::BadTxCredential);
 
     let mut block = base.clone();
-    transfer_op_mut(&mut block, 0).request.identity_credential.0[0] = 2;
+    transfer_op_mut(&mut block, 0).request.identity_credential.0[0] = 9;
     reseal(chain, &mut block);
     assert_rejected!(
         fixture,
         block,
         Some(0),
-        Violation::IdentityCredentialVersion { version: 2 }
+        Violation::IdentityCredentialVersion { version: 9 }
     );
 
     // The sealed part of the identity credential is opaque to every node but the IM: an

@@ -465,10 +465,10 @@ fn identity_credential_opens_only_in_its_context() {
         Err(CryptoError::OpenFailed)
     );
     let mut versioned = credential;
-    versioned.0[0] = 2;
+    versioned.0[0] = 9;
     assert_eq!(
         open_identity_credential(&escrow.secret, &chain_id(), &transfer_id, &versioned),
-        Err(CryptoError::UnsupportedVersion { version: 2 })
+        Err(CryptoError::UnsupportedVersion { version: 9 })
     );
 }
 
@@ -578,7 +578,7 @@ fn envelope_round_trips_and_every_failure_is_the_same() {
     let mut truncated = envelope.clone();
     truncated.ciphertext.truncate(10);
     let mut versioned = envelope.clone();
-    versioned.version = 2;
+    versioned.version = 9;
     let failures = [
         ("wrong key", envelope.open(&other_key, &chain_id(), bank)),
         ("wrong chain", envelope.open(&key, &other_chain, bank)),
@@ -764,7 +764,7 @@ fn identity_record_seals_to_one_length_and_opens_only_for_its_account() {
 #[test]
 fn a_receipt_cannot_claim_another_position() {
     let (chain, block, change) = receipt_fixture();
-    let validator = chain.params.validator_key;
+    let validator = chain.params.validator_keys.clone();
     assert_eq!(block.header().op_count, 3);
     let receipt = Receipt::for_op(&block, &change, 2).unwrap();
     assert_eq!((receipt.proof.index, receipt.proof.leaf_count), (2, 3));
@@ -798,7 +798,7 @@ fn receipt_fixture() -> (
 #[test]
 fn receipts_verify_against_the_validator_key() {
     let (chain, block, change) = receipt_fixture();
-    let validator = chain.params.validator_key;
+    let validator = chain.params.validator_keys.clone();
     for index in 0..block.ops.len() {
         let receipt = Receipt::for_op(&block, &change, index).unwrap();
         assert_eq!(receipt.transfer_id, change.transfers[index].0);
@@ -808,13 +808,39 @@ fn receipts_verify_against_the_validator_key() {
     // Another validator key is refused.
     let other = crypto::public_key(&crypto::generate_signing_key(&mut rng(11)));
     let receipt = Receipt::for_op(&block, &change, 1).unwrap();
-    assert_eq!(receipt.verify(&other), Err(ReceiptError::WrongProposer));
+    assert_eq!(receipt.verify(&[other]), Err(ReceiptError::UnknownSigner));
+}
+
+/// With three IM replicas, a header signed by any of their keys makes a valid receipt; a
+/// signature by one replica presented as another's, or by a key not in genesis, does not.
+#[test]
+fn receipts_verify_against_any_replica_key() {
+    let (chain, block, change) = receipt_fixture();
+    let replicas: Vec<SigningKey> = (0..2)
+        .map(|seed| crypto::generate_signing_key(&mut rng(20 + seed)))
+        .collect();
+    let mut keys = chain.params.validator_keys.clone();
+    keys.extend(replicas.iter().map(crypto::public_key));
+    let receipt = Receipt::for_op(&block, &change, 1).unwrap();
+    let hash = block.header().hash().unwrap();
+    let mut third = receipt.clone();
+    third.header.signer = keys[2];
+    third.header.signature = crypto::sign(&replicas[1], &hash);
+    assert_eq!(third.verify(&keys), Ok(()));
+    assert_eq!(receipt.verify(&keys), Ok(()));
+    // The block hash does not cover the signer: both signed copies are one block.
+    assert_eq!(third.header.header.hash().unwrap(), hash);
+
+    let mut swapped = third.clone();
+    swapped.header.signer = keys[1];
+    assert_eq!(swapped.verify(&keys), Err(ReceiptError::BadSignature));
+    assert_eq!(third.verify(&keys[..2]), Err(ReceiptError::UnknownSigner));
 }
 
 #[test]
 fn receipts_fail_when_header_proof_or_op_change() {
     let (chain, block, change) = receipt_fixture();
-    let validator = chain.params.validator_key;
+    let validator = chain.params.validator_keys.clone();
     let receipt = Receipt::for_op(&block, &change, 1).unwrap();
 
     let mut header = receipt.clone();

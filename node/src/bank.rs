@@ -386,7 +386,7 @@ impl BankRole {
         let head = store.head().map_err(BankError::Head)?;
         let keys = Keys {
             chain_id: params.chain_id.clone(),
-            validator: params.validator_key,
+            validators: params.validator_keys.clone(),
             banks: params.bank_keys.clone(),
         };
         let written = (head.height, head.time);

@@ -76,6 +76,9 @@ pub enum StartError {
     },
     #[error("{path} is not the validator key genesis names")]
     NotGenesisValidatorKey { path: PathBuf },
+    /// This node is a replica of a replicated IM, which the node does not run yet.
+    #[error("this node is replica {replica} of a replicated identity manager ({count} replicas); this build runs a single identity manager only: use a genesis with one (`testnet init --im-replicas 1`)")]
+    ReplicatedIm { replica: usize, count: usize },
     #[error("the identity manager's config must name keys.escrow_key")]
     NoEscrowKey,
     #[error("{path} is not the escrow key genesis names")]
@@ -231,7 +234,13 @@ fn identify(home: &Path, config: &Config) -> Result<Identity, StartError> {
     let node_key_path = Config::resolve(home, &config.keys.node_key);
     let keypair = keystore::read_node_key(&node_key_path)?;
     let own_peer = keypair.public().to_peer_id();
-    let role = if own_peer == genesis.im_peer_id {
+    let role = if let Some(replica) = genesis.im_replica(&own_peer) {
+        if genesis.im_replicated() {
+            return Err(StartError::ReplicatedIm {
+                replica: replica.saturating_add(1),
+                count: genesis.im_peer_ids.len(),
+            });
+        }
         NodeRole::IdentityManager
     } else if let Some(index) = genesis
         .bank_peer_ids
@@ -469,7 +478,7 @@ fn network_setup(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut allowed = genesis.bank_peer_ids.clone();
-    allowed.push(genesis.im_peer_id);
+    allowed.extend(&genesis.im_peer_ids);
     Ok(NetworkSetup {
         keypair,
         listen,
@@ -640,7 +649,8 @@ fn read_role_keys(
         NodeRole::IdentityManager => {
             let validator =
                 keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, password)?;
-            if crypto::public_key(&validator) != params.validator_key {
+            // A single IM: its key is the only one (replicas refuse to start, above).
+            if params.validator_keys.first() != Some(&crypto::public_key(&validator)) {
                 return Err(StartError::NotGenesisValidatorKey { path: signing_path });
             }
             let escrow_path = config

@@ -149,8 +149,14 @@ pub struct Service {
 }
 
 impl Service {
+    /// The IM's peer: a single IM's only replica.
     pub fn im_peer(&self) -> PeerId {
-        self.genesis.im_peer_id
+        // Genesis validation requires at least one replica.
+        self.genesis
+            .im_peer_ids
+            .first()
+            .copied()
+            .unwrap_or_else(PeerId::random)
     }
 
     pub fn bank_peers(&self) -> &[PeerId] {
@@ -419,15 +425,12 @@ impl Service {
     }
 
     /// Two IM-signed blocks at one height: keep both as evidence and stop following.
-    /// Returns false if the conflicting block is not even signed by the IM (an invalid block,
-    /// not evidence).
+    /// Returns false if the conflicting block is not even signed by an IM replica key (an
+    /// invalid block, not evidence).
     async fn on_conflict(&mut self, block: Arc<Block>, hash: Hash32, stored: Hash32) -> bool {
-        let signed = halfveil_ledger::crypto::verify(
-            &self.params.validator_key,
-            &hash,
-            &block.signed.signature,
-        )
-        .is_ok();
+        let signer = &block.signed.signer;
+        let signed = self.params.is_validator(signer)
+            && halfveil_ledger::crypto::verify(signer, &hash, &block.signed.signature).is_ok();
         if !signed {
             warn!(height = %block.height(), "conflicting block with a bad signature ignored");
             return false;

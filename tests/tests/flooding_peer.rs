@@ -30,7 +30,7 @@ fn a_flooding_genesis_peer_is_banned_and_payments_go_on() {
     let home = net.node("bank-3").home.clone();
     let config = Config::load(&home).unwrap();
     let keypair = keystore::read_node_key(&Config::resolve(&home, &config.keys.node_key)).unwrap();
-    let im_peer = net.genesis.im_peer_id;
+    let im_peer = net.genesis.im_peer_ids[0];
     let bank_1_peer = net.genesis.bank_peer_ids[0];
     let targets: Vec<libp2p::Multiaddr> = config
         .p2p

@@ -63,6 +63,7 @@ fn testnet_init_output_validates_and_a_changed_byte_is_refused() {
     assert!(output.status.success(), "{}", describe(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["valid"], true);
+    assert_eq!(report["im_replicas"], 1);
     assert_eq!(report["banks"].as_array().unwrap().len(), 2);
     let hash = run_bounded(halfveil().args(["genesis", "hash"]).arg(&genesis), LIMIT);
     assert_eq!(
@@ -103,6 +104,74 @@ fn testnet_init_output_validates_and_a_changed_byte_is_refused() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("is not a valid genesis:"), "{stderr}");
     }
+}
+
+/// `--im-replicas 3` writes three IM homes, each with its own node and validator key and the
+/// shared escrow key, in a genesis that lists them all; 2 replicas is a usage error.
+#[test]
+fn testnet_init_writes_a_replicated_identity_manager() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("net");
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "testnet", "init", "--im-replicas", "3"])
+            .arg("--dir")
+            .arg(&dir),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["im-1", "im-2", "im-3", "bank-1", "bank-2"]);
+    let json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let genesis = json(dir.join("genesis.json"));
+    let body = &genesis["body"];
+    let replicas = body["identity_manager_replicas"].as_array().unwrap();
+    let genesis_keys: Vec<&serde_json::Value> = std::iter::once(&body["identity_manager"])
+        .chain(replicas)
+        .map(|replica| &replica["validator_key"])
+        .collect();
+    for (index, home) in ["im-1", "im-2", "im-3"].iter().enumerate() {
+        for file in ["validator_key.json", "escrow_key.json", "node_key.json"] {
+            assert!(dir.join(home).join(file).exists(), "{home}/{file} missing");
+        }
+        // Each replica holds its own validator key, the one genesis lists at its place.
+        let key_file = json(dir.join(home).join("validator_key.json"));
+        assert_eq!(
+            &key_file["header"]["public_key"], genesis_keys[index],
+            "{home}"
+        );
+        let config = std::fs::read_to_string(dir.join(home).join("config.toml")).unwrap();
+        // Each replica dials the other replicas and both banks.
+        assert_eq!(config.matches("/p2p/").count(), 4, "{config}");
+    }
+    assert!(genesis_keys[0] != genesis_keys[1] && genesis_keys[1] != genesis_keys[2]);
+    assert!(!dir.join("im").exists());
+
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "genesis", "validate"])
+            .arg(dir.join("genesis.json")),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["im_replicas"], 3);
+
+    let two = run_bounded(
+        halfveil()
+            .args(["testnet", "init", "--im-replicas", "2", "--dir"])
+            .arg(temp.path().join("two")),
+        LIMIT,
+    );
+    assert_eq!(two.status.code(), Some(2), "{}", describe(&two));
 }
 
 #[test]

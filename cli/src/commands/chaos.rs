@@ -653,5 +653,5 @@ fn verified(receipt: &str, id: &Hash32, genesis: &ValidGenesis) -> bool {
     let Ok(receipt) = codec::decode::<Receipt>(&bytes, 1 << 20) else {
         return false;
     };
-    receipt.transfer_id == *id && receipt.verify(&genesis.params.validator_key).is_ok()
+    receipt.transfer_id == *id && receipt.verify(&genesis.params.validator_keys).is_ok()
 }

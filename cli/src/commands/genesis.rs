@@ -40,6 +40,8 @@ struct Validated {
     file: String,
     chain_id: String,
     hash: String,
+    /// The identity manager's replicas: 1 for a single IM, else 3 or 5.
+    im_replicas: usize,
     banks: Vec<String>,
     auditors: usize,
     disclosure_threshold: u16,
@@ -65,16 +67,18 @@ fn validate(file: &Path, output: OutputFormat) -> CommandResult {
         file: file.display().to_string(),
         chain_id: body.chain_id.clone(),
         hash: genesis.hash.to_hex(),
+        im_replicas: genesis.im_peer_ids.len(),
         banks: body.banks.iter().map(|bank| bank.name.clone()).collect(),
         auditors: body.auditors.members.len(),
         disclosure_threshold: body.auditors.threshold,
     };
     emit(output, &report, || {
         format!(
-            "{} is a valid genesis\n  chain id   {}\n  hash       {}\n  banks      {}\n  auditors   {} (disclosure threshold {})",
+            "{} is a valid genesis\n  chain id   {}\n  hash       {}\n  IM         {} replica(s)\n  banks      {}\n  auditors   {} (disclosure threshold {})",
             report.file,
             report.chain_id,
             report.hash,
+            report.im_replicas,
             report.banks.join(", "),
             report.auditors,
             report.disclosure_threshold

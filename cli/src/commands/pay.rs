@@ -141,7 +141,7 @@ fn check_receipt(
     let decoded: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
         .map_err(|error| Failure::verification(format!("the receipt is malformed: {error}")))?;
     decoded
-        .verify(&genesis.params.validator_key)
+        .verify(&genesis.params.validator_keys)
         .map_err(|error| Failure::verification(format!("the receipt does not verify: {error}")))?;
     if decoded.transfer_id != *id || decoded.header.header.height.0 != height {
         return Err(Failure::verification(
@@ -162,16 +162,15 @@ fn check_refusal(genesis: &ValidGenesis, id: &Hash32, rejection: &str) -> Result
     if decoded.transfer != *id {
         return Err(Failure::verification("the refusal is for another transfer"));
     }
-    let (by, key) = match decoded.by {
-        Rejecter::IdentityManager => ("identity manager".to_owned(), Some(params.validator_key)),
-        Rejecter::Bank(bank) => (
-            genesis.bank_name(bank).unwrap_or("unknown bank").to_owned(),
-            params.bank_key(bank).copied(),
-        ),
+    let by = match decoded.by {
+        Rejecter::IdentityManager => "identity manager".to_owned(),
+        Rejecter::Bank(bank) => match genesis.bank_name(bank) {
+            Some(name) => name.to_owned(),
+            None => return Err(Failure::verification("the refusal names no known signer")),
+        },
     };
-    let key = key.ok_or_else(|| Failure::verification("the refusal names no known signer"))?;
     decoded
-        .verify(&params.chain_id, &key)
+        .verify_by(&params.chain_id, &params.validator_keys, &params.bank_keys)
         .map_err(|_| Failure::verification("the refusal's signature does not verify"))?;
     Ok(Outcome::Rejected {
         transfer: id.to_hex(),

@@ -79,7 +79,7 @@ impl VerifyArgs {
         let receipt: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
             .map_err(|error| Failure::verification(format!("the receipt is malformed: {error}")))?;
         receipt
-            .verify(&genesis.params.validator_key)
+            .verify(&genesis.params.validator_keys)
             .map_err(|error| {
                 Failure::verification(format!("the receipt does not verify: {error}"))
             })?;

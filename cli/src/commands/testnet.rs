@@ -4,7 +4,7 @@
 //! ```text
 //! DIR/genesis.json
 //! DIR/im/      config.toml genesis.json node_key.json validator_key.json escrow_key.json
-//!              admin_token [password]
+//!              admin_token [password]    (with --im-replicas 3 or 5: DIR/im-1/, DIR/im-2/, ...)
 //! DIR/bank-N/  config.toml genesis.json node_key.json attestation_key.json admin_token [password]
 //! DIR/auditors/auditor-N.json [password]
 //! ```
@@ -16,9 +16,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use halfveil_genesis::file::LimitsEntry;
+use halfveil_genesis::file::{LimitsEntry, IM_REPLICA_COUNTS};
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::testnet::{generate, AuditorKeys, BankKeys, ImKeys, Testnet, TestnetSpec};
+use halfveil_ledger::crypto::X25519Secret;
 use halfveil_node::config::{
     Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
     StorageConfig, CONFIG_FILE,
@@ -52,6 +53,10 @@ impl TestnetCommand {
 pub struct InitArgs {
     #[arg(long)]
     pub dir: PathBuf,
+    /// Identity manager replicas: 1 (a single IM), or 3 or 5 (a replicated IM, in folders
+    /// im-1 .. im-N, each with its own node and validator key and the shared escrow key).
+    #[arg(long, default_value_t = 1)]
+    pub im_replicas: usize,
     #[arg(long, default_value_t = 2)]
     pub banks: usize,
     #[arg(long, default_value_t = 3)]
@@ -74,6 +79,7 @@ impl InitArgs {
     pub fn execute(&self, output: OutputFormat) -> CommandResult {
         let options = InitOptions {
             dir: self.dir.clone(),
+            im_replicas: self.im_replicas,
             banks: self.banks,
             auditors: self.auditors,
             threshold: self.threshold,
@@ -92,6 +98,8 @@ impl InitArgs {
 #[derive(Debug)]
 pub struct InitOptions {
     pub dir: PathBuf,
+    /// 1, 3 or 5.
+    pub im_replicas: usize,
     pub banks: usize,
     pub auditors: usize,
     pub threshold: u16,
@@ -109,6 +117,7 @@ impl InitOptions {
     pub fn local(dir: PathBuf, chain_id: &str) -> InitOptions {
         InitOptions {
             dir,
+            im_replicas: 1,
             banks: 2,
             auditors: 3,
             threshold: 2,
@@ -120,6 +129,9 @@ impl InitOptions {
 
     /// Checks the counts, and that `dir` holds no network yet.
     fn check(&self) -> Result<(), Failure> {
+        if !IM_REPLICA_COUNTS.contains(&self.im_replicas) {
+            return Err(Failure::usage("--im-replicas must be 1, 3 or 5"));
+        }
         if self.banks == 0 || self.banks > 64 {
             return Err(Failure::usage("--banks must be between 1 and 64"));
         }
@@ -321,13 +333,15 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
     let given = given_password(options)?;
     let testnet = generate(&TestnetSpec {
         chain_id: options.chain_id.clone(),
+        im_replicas: options.im_replicas,
         banks: options.banks,
         auditors: options.auditors,
         threshold: options.threshold,
         genesis_time_ms: genesis_time_ms()?,
         limits: LimitsEntry::default(),
     })?;
-    let ports = allocate_ports(options.banks + 1, options.base_port)?;
+    let replicas = testnet.im.len();
+    let ports = allocate_ports(replicas + options.banks, options.base_port)?;
     let genesis_text = testnet.genesis.genesis.to_canonical_json();
     create_private_dir(&options.dir)?;
     keystore::write_new_private(&options.dir.join("genesis.json"), genesis_text.as_bytes())?;
@@ -337,9 +351,28 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
         genesis_text: &genesis_text,
         given: &given,
     };
-    let mut nodes = vec![home.write_im(&options.dir, &testnet.im, ports[0], &addresses)?];
+    let mut nodes = Vec::with_capacity(ports.len());
+    for (index, replica) in testnet.im.iter().enumerate() {
+        let name = match replicas {
+            1 => "im".to_owned(),
+            _ => format!("im-{}", index + 1),
+        };
+        let node = NodeSlot {
+            name: &name,
+            index,
+            ports: &ports,
+            addresses: &addresses,
+        };
+        nodes.push(home.write_im(&options.dir, &node, replica, &testnet.escrow)?);
+    }
     for (index, bank) in testnet.banks.iter().enumerate() {
-        nodes.push(home.write_bank(&options.dir, bank, index + 1, &ports, &addresses)?);
+        let node = NodeSlot {
+            name: &bank.name,
+            index: replicas + index,
+            ports: &ports,
+            addresses: &addresses,
+        };
+        nodes.push(home.write_bank(&options.dir, &node, bank)?);
     }
     let auditors = write_auditor_keys(&options.dir.join("auditors"), &testnet.auditors, &given)?;
 
@@ -377,10 +410,12 @@ fn genesis_time_ms() -> Result<u64, Failure> {
     .map_err(|_| Failure::error("the system clock is out of range"))
 }
 
-/// The p2p address of every node, the identity manager first, then the banks.
+/// The p2p address of every node, the identity manager's replicas first, then the banks.
 fn peer_addresses(testnet: &Testnet, ports: &[Ports]) -> Vec<String> {
-    let im_peer = testnet.im.node_key.public().to_peer_id();
-    std::iter::once(im_peer)
+    testnet
+        .im
+        .iter()
+        .map(|replica| replica.node_key.public().to_peer_id())
         .chain(
             testnet
                 .banks
@@ -402,6 +437,15 @@ fn peers_except(addresses: &[String], index: usize) -> Vec<String> {
         .collect()
 }
 
+/// A node's place in the network: its folder name, its index in `ports` and `addresses`.
+#[derive(Debug)]
+struct NodeSlot<'a> {
+    name: &'a str,
+    index: usize,
+    ports: &'a [Ports],
+    addresses: &'a [String],
+}
+
 /// What every node's home gets: the genesis, and the password given for the keys (or
 /// none, for a random one per home).
 #[derive(Debug)]
@@ -411,15 +455,16 @@ struct Home<'a> {
 }
 
 impl Home<'_> {
-    /// Writes `DIR/im`: the identity manager's keys, config, genesis and admin token.
+    /// Writes `DIR/im` (or `DIR/im-N`): an identity manager replica's keys, config, genesis
+    /// and admin token.
     fn write_im(
         &self,
         dir: &Path,
+        node: &NodeSlot<'_>,
         im: &ImKeys,
-        ports: Ports,
-        addresses: &[String],
+        escrow: &X25519Secret,
     ) -> Result<NodeSummary, Failure> {
-        let home = dir.join("im");
+        let home = dir.join(node.name);
         create_private_dir(&home)?;
         let (password, password_file) = folder_password(&home, self.given)?;
         keystore::write_node_key(&home.join("node_key.json"), &im.node_key)?;
@@ -431,37 +476,36 @@ impl Home<'_> {
             &password,
             KdfParams::DEFAULT,
         )?;
-        let escrow_public = im.escrow.public_key()?;
+        let escrow_public = escrow.public_key()?;
         keystore::write_key_file(
             &home.join("escrow_key.json"),
             FileKind::EscrowKey,
-            im.escrow.as_bytes(),
+            escrow.as_bytes(),
             &escrow_public.0,
             &password,
             KdfParams::DEFAULT,
         )?;
+        let ports = node.ports[node.index];
         let config = node_config(
-            "im",
+            node.name,
             ports,
-            peers_except(addresses, 0),
+            peers_except(node.addresses, node.index),
             "validator_key.json",
             true,
             password_file,
         );
         write_home_files(&home, &config, self.genesis_text)?;
         let peer = im.node_key.public().to_peer_id().to_string();
-        Ok(summary("im", "identity-manager", &home, &peer, ports))
+        Ok(summary(node.name, "identity-manager", &home, &peer, ports))
     }
 
-    /// Writes `DIR/bank-N` for the bank that is node `index`: its keys, config, genesis
-    /// and admin token.
+    /// Writes `DIR/bank-N` for the bank in `node`: its keys, config, genesis and admin
+    /// token.
     fn write_bank(
         &self,
         dir: &Path,
+        node: &NodeSlot<'_>,
         bank: &BankKeys,
-        index: usize,
-        ports: &[Ports],
-        addresses: &[String],
     ) -> Result<NodeSummary, Failure> {
         let home = dir.join(&bank.name);
         create_private_dir(&home)?;
@@ -475,23 +519,18 @@ impl Home<'_> {
             &password,
             KdfParams::DEFAULT,
         )?;
+        let ports = node.ports[node.index];
         let config = node_config(
             &bank.name,
-            ports[index],
-            peers_except(addresses, index),
+            ports,
+            peers_except(node.addresses, node.index),
             "attestation_key.json",
             false,
             password_file,
         );
         write_home_files(&home, &config, self.genesis_text)?;
         let peer = bank.node_key.public().to_peer_id().to_string();
-        Ok(summary(
-            &bank.name,
-            "account-manager",
-            &home,
-            &peer,
-            ports[index],
-        ))
+        Ok(summary(&bank.name, "account-manager", &home, &peer, ports))
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use halfveil_ledger::fastmap::HashSet;
 use halfveil_ledger::{AttestationKind, Hash32};
-use halfveil_ledger::{PublicKey, Rejecter, Rejection};
+use halfveil_ledger::{Rejecter, Rejection};
 
 use super::{Bank, Effect, ForwardAnswer, OnChain, BATCH_TRANSFERS_MAX};
 
@@ -70,9 +70,7 @@ impl Bank {
         for rejection in rejected {
             let valid = rejection.by == Rejecter::IdentityManager
                 && sent.contains(&rejection.transfer)
-                && rejection
-                    .verify(&self.keys.chain_id, &self.keys.validator)
-                    .is_ok();
+                && self.keys.signed(&rejection);
             if valid {
                 self.pass_on_refusal(rejection.transfer, rejection);
             }
@@ -88,13 +86,7 @@ impl Bank {
     /// payee's bank); those whose signature verifies are passed on to the payers.
     pub fn on_rejected(&mut self, rejections: Vec<Rejection>) {
         for rejection in rejections.into_iter().take(BATCH_TRANSFERS_MAX) {
-            let key: Option<PublicKey> = match rejection.by {
-                Rejecter::IdentityManager => Some(self.keys.validator),
-                Rejecter::Bank(bank) => self.keys.banks.get(usize::from(bank.0)).copied(),
-            };
-            let verified =
-                key.is_some_and(|key| rejection.verify(&self.keys.chain_id, &key).is_ok());
-            if verified {
+            if self.keys.signed(&rejection) {
                 self.pass_on_refusal(rejection.transfer, rejection);
             }
         }

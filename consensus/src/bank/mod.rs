@@ -165,9 +165,20 @@ impl Default for Bounds {
 #[derive(Clone, Debug)]
 pub struct Keys {
     pub chain_id: ChainId,
-    pub validator: PublicKey,
+    /// The IM replicas' validator keys: any of them may sign an IM refusal.
+    pub validators: Vec<PublicKey>,
     /// Each bank's attestation key, by [`BankId`].
     pub banks: Vec<PublicKey>,
+}
+
+impl Keys {
+    /// Whether `rejection` is signed by whom it names: an IM replica (a refusal carries no
+    /// replica number, so each replica key is tried) or the bank.
+    pub fn signed(&self, rejection: &Rejection) -> bool {
+        rejection
+            .verify_by(&self.chain_id, &self.validators, &self.banks)
+            .is_ok()
+    }
 }
 
 /// A bank's state and decisions.

@@ -48,7 +48,7 @@ fn world_with(bounds: Bounds) -> World {
     let (payee, _) = chain.new_account(BankId(1));
     let keys = Keys {
         chain_id: chain.params.chain_id.clone(),
-        validator: chain.params.validator_key,
+        validators: chain.params.validator_keys.clone(),
         banks: chain.params.bank_keys.clone(),
     };
     let key = SigningKey::from_bytes(&chain.banks[0].to_bytes());

@@ -5,7 +5,7 @@ use crate::state::{ChainParams, State, StateChange};
 use crate::types::{Block, BlockHeader, VERSION};
 
 /// The header's rules that need no signature and no body run, in the order they are
-/// checked: version, chain, height, parent, time, proposer, op count.
+/// checked: version, chain, height, parent, time, signer, op count.
 pub(super) fn check_header(
     params: &ChainParams,
     state: &State,
@@ -41,8 +41,8 @@ pub(super) fn check_header(
             previous: state.time,
         });
     }
-    if header.proposer != params.validator_key {
-        return Err(Violation::WrongProposer);
+    if !params.is_validator(&block.signed.signer) {
+        return Err(Violation::UnknownSigner);
     }
     if usize::try_from(header.op_count).ok() != Some(block.ops.len()) {
         return Err(Violation::OpCountMismatch {

@@ -74,7 +74,7 @@ pub fn apply_deferred(
                 let mut batch = SignatureBatch::with_capacity(body.len().saturating_add(1));
                 batch.push(
                     SigCheck::Block,
-                    &params.validator_key,
+                    &block.signed.signer,
                     &hash,
                     &block.signed.signature,
                 );
@@ -166,7 +166,7 @@ fn apply_inner(
     header::check_header(params, state, block).map_err(at_header)?;
     if signatures == Signatures::Now {
         let block_hash = header.hash().map_err(|error| at_header(error.into()))?;
-        crypto::verify(&params.validator_key, &block_hash, &block.signed.signature)
+        crypto::verify(&block.signed.signer, &block_hash, &block.signed.signature)
             .map_err(|_| at_header(Violation::BadBlockSignature))?;
     }
 

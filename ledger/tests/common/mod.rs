@@ -61,11 +61,11 @@ pub fn forge(
         attestation_root: merkle_root(&attestation_hashes(&attestations)),
         state_root,
         op_count: u32::try_from(ops.len()).unwrap(),
-        proposer: chain.params.validator_key,
     };
     let mut block = Block {
         signed: SignedHeader {
             header,
+            signer: crypto::public_key(&chain.validator),
             signature: Signature([0; 64]),
         },
         attestations,
