@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod network;
 pub mod peer_score;
 pub mod protocol;
+pub mod replica;
 pub mod rpc;
 pub mod rpc_listen;
 pub mod rpc_server;

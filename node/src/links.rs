@@ -44,8 +44,8 @@ pub enum LinkError {
     #[error("{0}")]
     Encode(#[source] CodecError),
     /// The encoded frame is larger than a peer reads.
-    #[error("a frame of {bytes} bytes is over the {FRAME_BYTES_MAX}-byte limit")]
-    TooLarge { bytes: usize },
+    #[error("a frame of {bytes} bytes is over the {limit}-byte limit")]
+    TooLarge { bytes: usize, limit: usize },
     /// Links on this protocol are already being accepted.
     #[error("cannot accept links: {0}")]
     Accept(#[source] libp2p_stream::AlreadyRegistered),
@@ -60,17 +60,7 @@ pub enum Frame {
 
 /// The frame's bytes on the wire: its length, then its canonical encoding.
 pub fn encode_frame(frame: &Frame) -> Result<Vec<u8>, LinkError> {
-    let mut bytes = vec![0u8; LENGTH_BYTES];
-    let body = codec::encode(frame).map_err(LinkError::Encode)?;
-    let too_large = || LinkError::TooLarge { bytes: body.len() };
-    if body.len() > FRAME_BYTES_MAX {
-        return Err(too_large());
-    }
-    // Cannot fail: FRAME_BYTES_MAX fits in a u32.
-    let length = u32::try_from(body.len()).map_err(|_| too_large())?;
-    bytes[..LENGTH_BYTES].copy_from_slice(&length.to_le_bytes());
-    bytes.extend_from_slice(&body);
-    Ok(bytes)
+    encode_framed(frame, FRAME_BYTES_MAX)
 }
 
 /// Reads one frame; `None` when the stream ends cleanly between frames.
@@ -78,6 +68,38 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     io: &mut R,
     buffer: &mut Vec<u8>,
 ) -> io::Result<Option<Frame>> {
+    read_framed(io, buffer, FRAME_BYTES_MAX).await
+}
+
+/// Any value's bytes on a stream: its length (4 bytes, little-endian), then its canonical
+/// encoding of at most `limit` bytes. Links and the IM replicas' raft streams use it.
+pub fn encode_framed<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, LinkError> {
+    let mut bytes = vec![0u8; LENGTH_BYTES];
+    let body = codec::encode(value).map_err(LinkError::Encode)?;
+    let too_large = || LinkError::TooLarge {
+        bytes: body.len(),
+        limit,
+    };
+    if body.len() > limit {
+        return Err(too_large());
+    }
+    let length = u32::try_from(body.len()).map_err(|_| too_large())?;
+    bytes[..LENGTH_BYTES].copy_from_slice(&length.to_le_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+/// Reads one value framed by [`encode_framed`], strictly, refusing a length over `limit`
+/// before reading it; `None` when the stream ends cleanly between frames.
+pub async fn read_framed<T, R>(
+    io: &mut R,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<T>>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
     let mut length = [0u8; LENGTH_BYTES];
     let mut got = 0;
     while got < LENGTH_BYTES {
@@ -88,16 +110,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
     }
     let length = u32::from_le_bytes(length) as usize;
-    if length > FRAME_BYTES_MAX {
-        return Err(WireError::Oversized {
-            limit: FRAME_BYTES_MAX,
-        }
-        .into());
+    if length > limit {
+        return Err(WireError::Oversized { limit }.into());
     }
     buffer.clear();
     buffer.resize(length, 0);
     io.read_exact(buffer).await?;
-    codec::decode(buffer, FRAME_BYTES_MAX)
+    codec::decode(buffer, limit)
         .map(Some)
         .map_err(|error| WireError::Undecodable(error).into())
 }

@@ -108,6 +108,7 @@ impl Writer {
                             change: &job.change,
                             last_signed: job.last_signed,
                             vault: &job.vault,
+                            local: &[],
                         };
                         store
                             .commit(&write)

@@ -316,6 +316,7 @@ fn import_blocks(
             change: &change,
             last_signed: None,
             vault: &[],
+            local: &[],
         })?;
         state.commit(&change, block_hash);
         imported += 1;

@@ -65,6 +65,7 @@ fn commit_again(store: &RocksStore, block: &mut Block, block_hash: Hash32, chang
             change,
             last_signed: Some(block.height()),
             vault: &[],
+            local: &[],
         })
         .unwrap();
 }

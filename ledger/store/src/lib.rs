@@ -10,6 +10,7 @@
 
 mod error;
 mod index;
+mod raft_log;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ const CF_ORDERS: &str = "orders";
 const CF_VAULT: &str = "vault";
 /// Node-local rows outside the chain (a bank's accounts and limits, equivocation evidence).
 const CF_LOCAL: &str = "local";
+/// A replicated IM's raft log (`raft_log.rs`): entries by big-endian index.
+const CF_RAFT_LOG: &str = "raft_log";
 /// Families never read by key while the node runs: accounts, nonces and served orders are
 /// loaded into memory by one scan at start.
 const WRITE_ONLY_FAMILIES: [&str; 3] = [CF_ACCOUNTS, CF_NONCES, CF_ORDERS];
@@ -60,7 +63,7 @@ const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// once every family with rows in it has flushed; above this total RocksDB flushes the
 /// families holding the oldest file, however little they hold (see `db_options`).
 pub const WAL_BYTES_MAX: u64 = 32 << 20;
-const COLUMN_FAMILIES: [&str; 9] = [
+const COLUMN_FAMILIES: [&str; 10] = [
     CF_META,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
@@ -70,6 +73,7 @@ const COLUMN_FAMILIES: [&str; 9] = [
     CF_ORDERS,
     CF_VAULT,
     CF_LOCAL,
+    CF_RAFT_LOG,
 ];
 
 const KEY_SCHEMA: &[u8] = b"schema_version";
@@ -109,6 +113,9 @@ pub struct BlockWrite<'a> {
     pub last_signed: Option<Height>,
     /// The IM's identity vault entries for accounts this block opens.
     pub vault: &'a [(AccountId, SealedIdentityRecord)],
+    /// Node-local rows that must be durable with the block (an IM replica's applied raft
+    /// log id).
+    pub local: &'a [LocalRow],
 }
 
 /// What the node needs from storage. One implementation ([`RocksStore`]); the trait keeps the
@@ -765,6 +772,10 @@ impl Store for RocksStore {
             .map_err(|_| corrupt("nonce rows lock poisoned"))?;
         let (forgotten, added) = batch_nonces(&mut batch, nonces, &nonce_rows, change, height);
         self.batch_orders_and_vault(&mut batch, write, height_key)?;
+        let local = self.cf(CF_LOCAL)?;
+        for (key, value) in write.local {
+            batch.put_cf(local, key, value);
+        }
         let new_head = Head {
             height,
             hash: write.block_hash,

@@ -111,6 +111,7 @@ impl Writer {
                 change: &change,
                 last_signed: Some(block.height()),
                 vault,
+                local: &[],
             })
             .unwrap();
         self.chain.state.commit(&change, block_hash);
@@ -285,6 +286,7 @@ fn a_store_takes_only_the_next_height() {
             change,
             last_signed: None,
             vault: &[],
+            local: &[],
         }
     }
     for height in [Height(1), Height(2), Height(4), Height(100)] {
@@ -328,6 +330,7 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
             change: &change,
             last_signed: Some(Height(1)),
             vault: &vault,
+            local: &[],
         })
         .unwrap();
     writer.chain.state.commit(&change, hash);
@@ -344,6 +347,7 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
             change: &change,
             last_signed: None,
             vault: &[],
+            local: &[],
         })
         .unwrap();
     drop(store);
@@ -545,6 +549,7 @@ fn commit_empty_block_after(writer: &mut Writer, store: &RocksStore, step_ms: u6
             change: &change,
             last_signed: Some(block.height()),
             vault: &[],
+            local: &[],
         })
         .unwrap();
     writer.chain.state.commit(&change, hash);

@@ -1,0 +1,304 @@
+//! A replicated identity manager: 3 or 5 replicas that order blocks through openraft, so
+//! that one crash (two of five) stops nothing. This module is the only one that names
+//! openraft (pinned `=0.9.25`); docs/design/ha-im-openraft.md says why it is built so.
+//!
+//! - The leader builds a block as a single IM does, but does not sign it: it proposes the
+//!   unsigned block ([`Proposed`]) as one raft log entry.
+//! - Once a majority holds the entry, every replica applies it in log order
+//!   ([`machine`]): it checks that the block is the next one and keeps the rules, signs the
+//!   header with its own validator key (the header's hash does not name the signer, so all
+//!   replicas' copies are one block), and writes the block, its state and the applied log id
+//!   in one synced batch. A block is signed only after it is committed, and each key signs a
+//!   height once: the store's last-signed height is written in that same batch.
+//! - An entry that is not the next block (a proposal made on a head another entry moved) or
+//!   that breaks a rule is skipped by every replica alike, so no two blocks are ever
+//!   committed at one height.
+//! - The raft log lives in the replica's RocksDB, every write synced before openraft is told
+//!   ([`log_store`]); votes and appends travel on their own libp2p stream protocol
+//!   ([`transport`]), so heartbeats never queue behind payment traffic.
+//! - Membership comes from genesis only: replica `i` (0-based, genesis order) is raft node
+//!   `i + 1`, and the group is formed once, by every replica alike, at first start.
+
+mod log_store;
+mod machine;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use halfveil_ledger::crypto::{SealedIdentityRecord, SigningKey};
+use halfveil_ledger::{
+    AccountId, BatchAttestation, BlockHeader, ChainParams, Hash32, Height, Op, State,
+    BLOCK_BYTES_MAX,
+};
+use halfveil_store::RocksStore;
+use libp2p::PeerId;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{EmptyNode, Raft, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use machine::Machine;
+pub use transport::raft_protocol;
+
+use log_store::LogStore;
+use transport::ReplicaNet;
+
+openraft::declare_raft_types!(
+    /// The IM replicas' raft types.
+    pub ImRaft:
+        D = Proposed,
+        R = Applied,
+        NodeId = u64,
+        Node = EmptyNode,
+        SnapshotData = ChainPoint,
+);
+
+/// The largest raft entry or message: a block at its hard cap, and room for the rest.
+pub const RAFT_BYTES_MAX: usize = BLOCK_BYTES_MAX + (1 << 20);
+/// Raft timings (ms): a heartbeat every 100 ms; a follower that hears none for 400 to
+/// 700 ms (after the leader's lease) stands for election.
+const HEARTBEAT_MS: u64 = 100;
+const ELECTION_MIN_MS: u64 = 400;
+const ELECTION_MAX_MS: u64 = 700;
+/// At most this many blocks in one append: blocks are large, and an append must arrive
+/// within a heartbeat.
+const PAYLOAD_ENTRIES_MAX: u64 = 16;
+/// How long a proposal may wait to be committed and applied: a leader cut off from the
+/// majority learns it no other way.
+const PROPOSE_TIMEOUT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS + 600);
+/// Blocks applied and not yet taken by a subscriber.
+const APPLIED_QUEUE: usize = 1024;
+
+/// A block as the leader proposes it: everything but the signature, which each replica adds
+/// once the entry is committed; and the identity records of the accounts it opens, which
+/// every replica keeps in its vault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposed {
+    pub header: BlockHeader,
+    pub attestations: Vec<BatchAttestation>,
+    pub ops: Vec<Op>,
+    pub vault: Vec<(AccountId, SealedIdentityRecord)>,
+}
+
+/// What applying one committed entry did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// The block at `height` with this hash is on this replica's disk, signed by it.
+    Block { height: Height, hash: Hash32 },
+    /// The entry was not the next block, or broke a rule: every replica skipped it.
+    Skipped { height: Height, reason: String },
+    /// A raft entry of its own (blank or membership).
+    Nothing,
+}
+
+/// Where a replica's chain is: what a snapshot would name (the blocks themselves stay in
+/// the store). Replicas keep their whole log ([`SnapshotPolicy::Never`]), so no snapshot
+/// is sent today.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPoint {
+    pub height: Height,
+    pub hash: Hash32,
+}
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("replica {id} is not among the {count} replicas genesis names")]
+    NotAReplica { id: u64, count: usize },
+    #[error("raft configuration: {0}")]
+    Config(String),
+    #[error("raft: {0}")]
+    Fatal(String),
+    #[error("store: {0}")]
+    Store(#[from] halfveil_store::StoreError),
+    #[error("cannot accept raft streams: {0}")]
+    Accept(#[from] crate::links::LinkError),
+}
+
+/// Why a proposal did not become a block.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This replica is not the leader; `leader` is the one it knows of (raft node id).
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// Not committed within the time a leader with a majority needs: cut off, or stepping
+    /// down. The block may still commit later (a new leader keeps it) or never.
+    #[error("not committed within {0:?}")]
+    Timeout(Duration),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// What a replica needs to start.
+pub struct ReplicaSetup {
+    /// This replica's raft node id: its genesis index + 1.
+    pub id: u64,
+    pub params: Arc<ChainParams>,
+    /// This replica's validator key (genesis `validator_keys[id - 1]`).
+    pub key: SigningKey,
+    pub store: Arc<RocksStore>,
+    /// The state at the store's head.
+    pub state: State,
+    /// Every replica's peer id, in genesis order.
+    pub peers: Vec<PeerId>,
+    pub control: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for ReplicaSetup {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReplicaSetup")
+            .field("id", &self.id)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running replica.
+pub struct Replica {
+    id: u64,
+    raft: Raft<ImRaft>,
+    state: Arc<Mutex<State>>,
+    applied: broadcast::Sender<Arc<halfveil_ledger::Block>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Replica")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Starts the raft node over the replica's store and the network's stream control, and
+    /// forms the group on first start.
+    pub async fn start(setup: ReplicaSetup) -> Result<Replica, ReplicaError> {
+        let count = setup.peers.len();
+        if setup.id == 0 || setup.id > count as u64 {
+            return Err(ReplicaError::NotAReplica {
+                id: setup.id,
+                count,
+            });
+        }
+        let config = Arc::new(raft_config(&setup.params.genesis_hash)?);
+        let (applied, _) = broadcast::channel(APPLIED_QUEUE);
+        let state = Arc::new(Mutex::new(setup.state));
+        let machine = Machine::open(
+            setup.params.clone(),
+            setup.key,
+            setup.store.clone(),
+            state.clone(),
+            applied.clone(),
+        )?;
+        let protocol = raft_protocol(&setup.params.genesis_hash);
+        let network = ReplicaNet::new(setup.control.clone(), protocol.clone(), setup.peers.clone());
+        let raft = Raft::new(
+            setup.id,
+            config,
+            network,
+            LogStore::new(setup.store),
+            machine,
+        )
+        .await
+        .map_err(|error| ReplicaError::Fatal(error.to_string()))?;
+        let server = transport::serve(setup.control, protocol, setup.peers.clone(), raft.clone())?;
+        let replica = Replica {
+            id: setup.id,
+            raft,
+            state,
+            applied,
+            server,
+        };
+        replica.form(count).await?;
+        Ok(replica)
+    }
+
+    /// Forms the group from genesis on a replica that never joined it; a no-op after.
+    async fn form(&self, count: usize) -> Result<(), ReplicaError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|error| ReplicaError::Fatal(error.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, EmptyNode> =
+            (1..=count as u64).map(|id| (id, EmptyNode {})).collect();
+        match self.raft.initialize(members).await {
+            // Another replica's vote or entries reached this one first: it is formed.
+            Ok(()) | Err(RaftError::APIError(_)) => Ok(()),
+            Err(error) => Err(ReplicaError::Fatal(error.to_string())),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state at this replica's applied head. The leader builds on it; hold the lock
+    /// only to read.
+    pub fn state(&self) -> &Arc<Mutex<State>> {
+        &self.state
+    }
+
+    /// Every block this replica applies, signed by it, in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<halfveil_ledger::Block>> {
+        self.applied.subscribe()
+    }
+
+    /// The raft node's metrics: role, term, leader, log and applied indexes.
+    pub fn metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, EmptyNode>> {
+        self.raft.metrics()
+    }
+
+    /// The leader this replica knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Proposes a block; returns once it is committed and applied here, or why not.
+    pub async fn propose(&self, proposed: Proposed) -> Result<Applied, ProposeError> {
+        let write = self.raft.client_write(proposed);
+        let response = tokio::time::timeout(PROPOSE_TIMEOUT, write)
+            .await
+            .map_err(|_| ProposeError::Timeout(PROPOSE_TIMEOUT))?;
+        match response {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ProposeError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Err(error) => Err(ProposeError::Raft(error.to_string())),
+        }
+    }
+
+    /// Stops the raft node and its stream server.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not shut down cleanly");
+        }
+    }
+}
+
+/// The raft configuration of the IM replicas of the chain `genesis_hash`.
+fn raft_config(genesis_hash: &Hash32) -> Result<openraft::Config, ReplicaError> {
+    openraft::Config {
+        cluster_name: genesis_hash.to_hex(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_MIN_MS,
+        election_timeout_max: ELECTION_MAX_MS,
+        max_payload_entries: PAYLOAD_ENTRIES_MAX,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|error| ReplicaError::Config(error.to_string()))
+}
