@@ -41,6 +41,8 @@ struct Inner {
     state: Arc<Mutex<State>>,
     applied: Mutex<AppliedState>,
     published: broadcast::Sender<Arc<Block>>,
+    /// The last snapshot built or installed (kept in memory: a snapshot is only a point).
+    snapshot: Mutex<Option<(SnapshotMeta<u64, EmptyNode>, ChainPoint)>>,
 }
 
 fn store_error(verb: ErrorVerb, error: &dyn std::error::Error) -> StorageError<u64> {
@@ -94,6 +96,7 @@ impl Machine {
                 state,
                 applied: Mutex::new(applied),
                 published,
+                snapshot: Mutex::new(None),
             }),
         })
     }
@@ -212,14 +215,18 @@ impl Inner {
 impl RaftSnapshotBuilder<ImRaft> for Machine {
     /// The applied point; the blocks stay in the store.
     async fn build_snapshot(&mut self) -> Result<Snapshot<ImRaft>> {
-        let (last_log_id, last_membership) = locked(&self.inner.applied)?.clone();
+        let applied = locked(&self.inner.applied)?;
+        let (last_log_id, last_membership) = applied.clone();
         let point = self.inner.point()?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id: format!("{}-{}", point.height, point.hash),
+        };
+        *locked(&self.inner.snapshot)? = Some((meta.clone(), point));
+        drop(applied);
         Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id,
-                last_membership,
-                snapshot_id: format!("{}-{}", point.height, point.hash),
-            },
+            meta,
             snapshot: Box::new(point),
         })
     }
@@ -256,24 +263,41 @@ impl RaftStateMachine<ImRaft> for Machine {
         Ok(Box::default())
     }
 
-    /// Replicas keep their whole log (`SnapshotPolicy::Never`), so a leader never sends a
-    /// snapshot; one that arrives anyway is refused rather than half installed.
+    /// A snapshot names a chain point, not the blocks: it installs only on a replica whose
+    /// head is that point (it then takes the snapshot's applied log id and membership).
+    /// Replicas keep their whole log (`SnapshotPolicy::Never`), so a leader sends none
+    /// today; one ahead of this replica's head is refused rather than half installed.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, EmptyNode>,
-        _snapshot: Box<ChainPoint>,
+        snapshot: Box<ChainPoint>,
     ) -> Result<()> {
-        let reason = format!(
-            "snapshot {} refused: replicas catch up from the log",
-            meta.snapshot_id
-        );
-        Err(store_error(
-            ErrorVerb::Write,
-            &std::io::Error::other(reason),
-        ))
+        let mut applied = locked(&self.inner.applied)?;
+        let own = self.inner.point()?;
+        if own != *snapshot {
+            let reason = format!(
+                "snapshot {} is at height {}, this replica at {}: it catches up from the log",
+                meta.snapshot_id, snapshot.height, own.height
+            );
+            return Err(store_error(
+                ErrorVerb::Write,
+                &std::io::Error::other(reason),
+            ));
+        }
+        let next = (meta.last_log_id, meta.last_membership.clone());
+        let row = codec::encode(&next).map_err(|error| store_error(ErrorVerb::Write, &error))?;
+        self.inner.write_local((KEY_APPLIED.to_vec(), row))?;
+        *applied = next;
+        *locked(&self.inner.snapshot)? = Some((meta.clone(), *snapshot));
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ImRaft>>> {
-        Ok(None)
+        Ok(locked(&self.inner.snapshot)?
+            .as_ref()
+            .map(|(meta, point)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(*point),
+            }))
     }
 }

@@ -302,3 +302,42 @@ fn raft_config(genesis_hash: &Hash32) -> Result<openraft::Config, ReplicaError> 
     .validate()
     .map_err(|error| ReplicaError::Config(error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use halfveil_ledger::testkit::TestChain;
+    use halfveil_store::Store;
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    use super::*;
+
+    /// A fresh store, log store and machine; the folder lives as long as they do.
+    struct Fresh;
+
+    impl StoreBuilder<ImRaft, LogStore, Machine, tempfile::TempDir> for Fresh {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, Machine), StorageError<u64>> {
+            let dir = tempfile::tempdir().unwrap();
+            let chain = TestChain::new(5, 1, 1, 1);
+            let store = Arc::new(RocksStore::open(dir.path(), &chain.params).unwrap());
+            let state = store.load_state(&chain.params).unwrap();
+            let machine = Machine::open(
+                Arc::new(chain.params.clone()),
+                chain.validator.clone(),
+                store.clone(),
+                Arc::new(Mutex::new(state)),
+                broadcast::channel(8).0,
+            )
+            .unwrap();
+            Ok((dir, LogStore::new(store), machine))
+        }
+    }
+
+    /// openraft's own suite for log stores and state machines: votes, appends, truncation,
+    /// purges, the log state, and the applied state and membership after a restart.
+    #[test]
+    fn the_log_store_and_machine_pass_openraft_suite() {
+        Suite::test_all(Fresh).unwrap();
+    }
+}
