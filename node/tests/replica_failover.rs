@@ -1,8 +1,13 @@
 //! Three IM replicas on openraft, in one process, over real libp2p connections on
-//! 127.0.0.1, each with its own RocksDB: the leader commits blocks of real ops; when it
-//! stops, another replica is elected and commits the next blocks, with no gap and no height
-//! twice; the stopped replica restarts from its folder and catches up to the same head. Every
-//! replica holds its own signature on every block, and all their copies are one block.
+//! 127.0.0.1, each with its own RocksDB:
+//! - the leader commits blocks of real ops; when it stops, another replica is elected and
+//!   commits the next blocks, with no gap and no height twice; the stopped replica restarts
+//!   from its folder and catches up to the same head;
+//! - of two blocks proposed for one height, the second is skipped by every replica; a
+//!   replica whose folder was deleted rejoins from the log;
+//! - a leader cut off from the others (its peers blocked) does not commit and says so within
+//!   its limit; the others elect a leader and go on; linked again, it catches up.
+//! Every replica holds its own signature on every block, and all their copies are one block.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,9 +26,19 @@ const REPLICAS: usize = 3;
 const BLOCKS_PER_LEADER: u64 = 20;
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// A replica's libp2p behaviour: raft streams, and a block list to cut it off.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Behaviour {
+    blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
+    stream: libp2p_stream::Behaviour,
+}
+
 /// One replica's host: its libp2p swarm (stream protocols only) on 127.0.0.1.
 struct Host {
     control: libp2p_stream::Control,
+    /// `true` cuts the host off from every peer (connections closed, none accepted or
+    /// dialed), `false` links it again.
+    cut: tokio::sync::mpsc::UnboundedSender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,7 +58,10 @@ async fn host(key: &Keypair, address: &Multiaddr, peers: &[(PeerId, Multiaddr)])
             libp2p::yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .with_behaviour(|_| Behaviour {
+            blocked: Default::default(),
+            stream: libp2p_stream::Behaviour::new(),
+        })
         .unwrap()
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
@@ -53,29 +71,46 @@ async fn host(key: &Keypair, address: &Multiaddr, peers: &[(PeerId, Multiaddr)])
             break;
         }
     }
-    let control = swarm.behaviour().new_control();
-    let peers = peers.to_vec();
-    let task = tokio::spawn(async move {
-        // Dials every peer it is not connected to, four times a second (as a node dials
-        // the peers of its config).
-        let mut redial = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                _ = swarm.select_next_some() => {}
-                _ = redial.tick() => {
-                    for (peer, address) in &peers {
-                        if !swarm.is_connected(peer) {
-                            let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
-                                .addresses(vec![address.clone()])
-                                .build();
-                            let _ = swarm.dial(dial);
-                        }
+    let control = swarm.behaviour().stream.new_control();
+    let (cut, commands) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(run_host(swarm, peers.to_vec(), commands));
+    Host { control, cut, task }
+}
+
+/// Drives the swarm: dials every peer it is not connected to, four times a second (as a
+/// node dials the peers of its config), unless cut off.
+async fn run_host(
+    mut swarm: libp2p::Swarm<Behaviour>,
+    peers: Vec<(PeerId, Multiaddr)>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<bool>,
+) {
+    let mut redial = tokio::time::interval(Duration::from_millis(250));
+    let mut cut = false;
+    loop {
+        tokio::select! {
+            _ = swarm.select_next_some() => {}
+            Some(command) = commands.recv() => {
+                cut = command;
+                for (peer, _) in &peers {
+                    if cut {
+                        swarm.behaviour_mut().blocked.block_peer(*peer);
+                    } else {
+                        swarm.behaviour_mut().blocked.unblock_peer(*peer);
+                    }
+                }
+            }
+            _ = redial.tick(), if !cut => {
+                for (peer, address) in &peers {
+                    if !swarm.is_connected(peer) {
+                        let dial = libp2p::swarm::dial_opts::DialOpts::peer_id(*peer)
+                            .addresses(vec![address.clone()])
+                            .build();
+                        let _ = swarm.dial(dial);
                     }
                 }
             }
         }
-    });
-    Host { control, task }
+    }
 }
 
 /// A free port on 127.0.0.1.
@@ -91,7 +126,7 @@ fn free_port() -> u16 {
 struct Node {
     replica: Replica,
     store: Arc<RocksStore>,
-    _host: Host,
+    host: Host,
 }
 
 struct Cluster {
@@ -174,7 +209,7 @@ impl Cluster {
         Node {
             replica,
             store,
-            _host: host,
+            host,
         }
     }
 
@@ -187,8 +222,17 @@ impl Cluster {
 
     /// The replica every running replica agrees leads, once there is one.
     async fn leader(&self) -> usize {
+        let all: Vec<usize> = (0..REPLICAS).collect();
+        self.leader_among(&all).await
+    }
+
+    /// The replica the running replicas of `among` agree leads, once there is one.
+    async fn leader_among(&self, among: &[usize]) -> usize {
         loop {
-            let running: Vec<&Node> = self.nodes.iter().flatten().collect();
+            let running: Vec<&Node> = among
+                .iter()
+                .filter_map(|index| self.nodes[*index].as_ref())
+                .collect();
             let leaders: Vec<Option<u64>> =
                 running.iter().map(|node| node.replica.leader()).collect();
             if let Some(Some(leader)) = leaders.first() {
@@ -463,6 +507,60 @@ async fn one_block_per_height_and_disk_loss() {
 async fn one_block_per_height_and_a_wiped_replica_rejoins_from_the_log() {
     logs();
     tokio::time::timeout(LIMIT, one_block_per_height_and_disk_loss())
+        .await
+        .expect("the scenario finished within its limit");
+}
+
+/// The leader cut off from both others: its proposal is not committed and it says so
+/// within its limit; the two others elect a leader and go on; once linked again, the old
+/// leader drops what it alone held, catches up, and signs the same chain.
+async fn cut_off_leader() {
+    let mut cluster = Cluster::new();
+    cluster.start_all().await;
+    let cut = cluster.leader().await;
+    let mut accounts = open_accounts(&mut cluster, cut).await;
+    commit_blocks(&mut cluster, cut, &mut accounts, 3).await;
+    cluster.nodes[cut]
+        .as_ref()
+        .unwrap()
+        .host
+        .cut
+        .send(true)
+        .unwrap();
+
+    let ops = cluster.chain.transfer_block_ops(&mut accounts, 4, 1);
+    let answer = cluster.propose_next(cut, ops).await;
+    assert!(
+        matches!(
+            answer,
+            Err(ProposeError::Timeout(_) | ProposeError::NotLeader { .. })
+        ),
+        "{answer:?}"
+    );
+    let others: Vec<usize> = (0..REPLICAS).filter(|index| *index != cut).collect();
+    let leader = cluster.leader_among(&others).await;
+    commit_blocks(&mut cluster, leader, &mut accounts, 3).await;
+
+    cluster.nodes[cut]
+        .as_ref()
+        .unwrap()
+        .host
+        .cut
+        .send(false)
+        .unwrap();
+    for index in 0..REPLICAS {
+        caught_up(&cluster, index).await;
+    }
+    check_stores(&cluster);
+    for index in 0..REPLICAS {
+        cluster.stop(index).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_leader_stops_committing_and_rejoins() {
+    logs();
+    tokio::time::timeout(LIMIT, cut_off_leader())
         .await
         .expect("the scenario finished within its limit");
 }
