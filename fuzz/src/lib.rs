@@ -31,7 +31,7 @@ pub use decoders::{
 };
 pub use files::{config, genesis, key_file};
 pub use sigbatch::sigbatch_differential;
-pub use wire::{link_frame, node_request, node_response};
+pub use wire::{link_frame, node_request, node_response, raft_frame};
 
 /// A target's body.
 pub type Target = fn(&[u8]);
@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("node_request", node_request),
     ("node_response", node_response),
     ("link_frame", link_frame),
+    ("raft_frame", raft_frame),
     ("apply", apply),
     ("sigbatch_differential", sigbatch_differential),
 ];

@@ -17,10 +17,11 @@ use halfveil_node::config::{
     Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
     StorageConfig,
 };
-use halfveil_node::links::{encode_frame, Frame};
+use halfveil_node::links::{encode_frame, encode_framed, Frame};
 use halfveil_node::protocol::{
     ApprovalItemWire, CommittedAt, ForwardBatch, OpenAccountRequest, Request, Response,
 };
+use halfveil_node::replica::{ChainPoint, Proposed, RaftRequest, RaftResponse, RAFT_BYTES_MAX};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use secrecy::SecretString;
@@ -59,6 +60,7 @@ pub fn seeds() -> Vec<Seed> {
     sigbatch_seeds(&mut seeds);
     file_seeds(world, &mut seeds);
     wire_seeds(world, &mut seeds);
+    raft_frames(&mut seeds, world, &world.setup[1].0);
     seeds.0
 }
 
@@ -738,4 +740,70 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
         }
     }
     seeds.add("link_frame", "stream", stream);
+}
+
+/// Raft streams between IM replicas: requests (an append carrying a proposed block, a vote,
+/// a snapshot point) and their answers, each side as one stream.
+fn raft_frames(seeds: &mut Seeds, world: &World, block: &Block) {
+    use openraft::raft::{
+        AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    };
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, SnapshotMeta, Vote};
+    let log_id = |index| LogId::new(CommittedLeaderId::new(2, 1), index);
+    let proposed = Proposed {
+        header: block.signed.header.clone(),
+        attestations: block.attestations.clone(),
+        ops: block.ops.clone(),
+        vault: Vec::new(),
+    };
+    let requests = vec![
+        RaftRequest::Append(AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(log_id(4)),
+            entries: vec![
+                Entry {
+                    log_id: log_id(5),
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: log_id(6),
+                    payload: EntryPayload::Normal(proposed),
+                },
+            ],
+            leader_commit: Some(log_id(4)),
+        }),
+        RaftRequest::Vote(VoteRequest {
+            vote: Vote::new(3, 2),
+            last_log_id: Some(log_id(6)),
+        }),
+        RaftRequest::Snapshot {
+            vote: Vote::new_committed(2, 1),
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(6)),
+                last_membership: Default::default(),
+                snapshot_id: "2-x".into(),
+            },
+            point: ChainPoint {
+                height: Height(2),
+                hash: world.state.head_hash,
+            },
+        },
+    ];
+    let responses = vec![
+        RaftResponse::Append(AppendEntriesResponse::Success),
+        RaftResponse::Append(AppendEntriesResponse::HigherVote(Vote::new(4, 3))),
+        RaftResponse::Vote(VoteResponse::new(Vote::new(3, 2), Some(log_id(6)), true)),
+        RaftResponse::Snapshot(SnapshotResponse::new(Vote::new_committed(2, 1))),
+        RaftResponse::Failed("shutting down".into()),
+    ];
+    let mut stream = vec![0u8];
+    for request in &requests {
+        stream.extend(encode_framed(request, RAFT_BYTES_MAX).expect("frame"));
+    }
+    seeds.add("raft_frame", "requests", stream);
+    let mut stream = vec![1u8];
+    for response in &responses {
+        stream.extend(encode_framed(response, RAFT_BYTES_MAX).expect("frame"));
+    }
+    seeds.add("raft_frame", "responses", stream);
 }

@@ -6,8 +6,9 @@ use futures::executor::block_on;
 use futures::io::Cursor;
 use halfveil_ledger::{crypto, Hash32};
 use halfveil_node::admission::{check_jobs, Job};
-use halfveil_node::links::{encode_frame, read_frame, Frame};
+use halfveil_node::links::{encode_frame, encode_framed, read_frame, read_framed, Frame};
 use halfveil_node::protocol::{protocol_name, ForwardBatch, Request, WireCodec};
+use halfveil_node::replica::{RaftRequest, RaftResponse, RAFT_BYTES_MAX};
 use libp2p::request_response::Codec;
 
 use crate::assert_canonical;
@@ -119,6 +120,52 @@ pub fn link_frame(data: &[u8]) {
                 {
                     admit(batch);
                 }
+            }
+            Ok(None) => {
+                assert_eq!(start, data.len(), "a clean end inside the stream");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A raft stream between IM replicas: the first byte says which side reads it (even: the
+/// requests a replica's server reads, odd: the answers its client reads), then frames back
+/// to back, read as the replica reads them; each frame read is its own encoding.
+pub fn raft_frame(data: &[u8]) {
+    let Some((side, stream)) = data.split_first() else {
+        return;
+    };
+    if side % 2 == 0 {
+        read_raft_stream::<RaftRequest>(stream);
+    } else {
+        read_raft_stream::<RaftResponse>(stream);
+    }
+}
+
+fn read_raft_stream<T>(data: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut cursor = Cursor::new(data);
+    let mut buffer = Vec::new();
+    loop {
+        let start = cursor.position() as usize;
+        match block_on(read_framed::<T, _>(
+            &mut cursor,
+            &mut buffer,
+            RAFT_BYTES_MAX,
+        )) {
+            Ok(Some(message)) => {
+                let end = cursor.position() as usize;
+                let encoded =
+                    encode_framed(&message, RAFT_BYTES_MAX).expect("a frame read encodes");
+                assert_eq!(
+                    encoded,
+                    data[start..end],
+                    "a raft frame re-encodes to other bytes"
+                );
             }
             Ok(None) => {
                 assert_eq!(start, data.len(), "a clean end inside the stream");

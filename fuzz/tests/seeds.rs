@@ -15,8 +15,9 @@ use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_ledger::crypto::{Envelope, IdentityRecord, ENVELOPE_BYTES_MAX};
 use halfveil_ledger::{codec, Block, DisclosureOrder, Op, Receipt, Rejection, TransactionRequest};
 use halfveil_node::config::Config;
-use halfveil_node::links::read_frame;
+use halfveil_node::links::{read_frame, read_framed};
 use halfveil_node::protocol::{Request, Response, MESSAGE_BYTES_MAX};
+use halfveil_node::replica::{RaftRequest, RaftResponse, RAFT_BYTES_MAX};
 
 /// Whether the decoder behind `target` accepts `bytes` (and, where it can, verifies them).
 fn accepted(target: &str, name: &str, bytes: &[u8]) -> bool {
@@ -62,6 +63,33 @@ fn accepted(target: &str, name: &str, bytes: &[u8]) -> bool {
                 frames += 1;
             }
             frames > 0 && cursor.position() as usize == bytes.len()
+        }
+        "raft_frame" => {
+            let mut cursor = Cursor::new(&bytes[1..]);
+            let mut buffer = Vec::new();
+            let mut frames = 0;
+            loop {
+                let read = if bytes[0] == 0 {
+                    block_on(read_framed::<RaftRequest, _>(
+                        &mut cursor,
+                        &mut buffer,
+                        RAFT_BYTES_MAX,
+                    ))
+                    .map(|frame| frame.is_some())
+                } else {
+                    block_on(read_framed::<RaftResponse, _>(
+                        &mut cursor,
+                        &mut buffer,
+                        RAFT_BYTES_MAX,
+                    ))
+                    .map(|frame| frame.is_some())
+                };
+                match read {
+                    Ok(true) => frames += 1,
+                    _ => break,
+                }
+            }
+            frames > 1 && cursor.position() as usize == bytes.len() - 1
         }
         "sigbatch_differential" => !items(bytes).is_empty(),
         "apply" => true,

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 pub use machine::Machine;
-pub use transport::raft_protocol;
+pub use transport::{raft_protocol, RaftRequest, RaftResponse};
 
 use log_store::LogStore;
 use transport::ReplicaNet;

@@ -38,7 +38,7 @@ pub fn raft_protocol(genesis_hash: &Hash32) -> StreamProtocol {
 
 /// One request on a raft stream.
 #[derive(Debug, Serialize, Deserialize)]
-enum RaftRequest {
+pub enum RaftRequest {
     Append(AppendEntriesRequest<ImRaft>),
     Vote(VoteRequest<u64>),
     Snapshot {
@@ -50,7 +50,7 @@ enum RaftRequest {
 
 /// Its answer.
 #[derive(Debug, Serialize, Deserialize)]
-enum RaftResponse {
+pub enum RaftResponse {
     Append(AppendEntriesResponse<u64>),
     Vote(VoteResponse<u64>),
     Snapshot(SnapshotResponse<u64>),
