@@ -7,6 +7,7 @@
 //!   replica whose folder was deleted rejoins from the log;
 //! - a leader cut off from the others (its peers blocked) does not commit and says so within
 //!   its limit; the others elect a leader and go on; linked again, it catches up.
+//!
 //! Every replica holds its own signature on every block, and all their copies are one block.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
