@@ -1,7 +1,8 @@
-//! The replicas' state machine: the chain. Each committed entry is applied in log order, on a
-//! blocking thread; a proposed block that is the next one and keeps the rules is signed with
-//! this replica's key and written with its state and the applied log id in one synced
-//! batch, so a crash at any point neither loses an applied block nor applies one twice.
+//! The replicas' state machine. Each committed entry is applied in log order, on a blocking
+//! thread, by the replica's [`Chain`]: a proposed block that is the next one and keeps the
+//! rules is signed with this replica's key and written with its state and the applied log
+//! id in one synced batch, so a crash at any point neither loses an applied block nor
+//! applies one twice. Raft's own entries (blank, membership) record the applied log id.
 
 // openraft's traits return its `StorageError` (224 bytes); the helpers here return it too
 // rather than convert at every call.
@@ -9,17 +10,15 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use halfveil_ledger::crypto::{self, SigningKey};
-use halfveil_ledger::{apply_deferred, codec, Block, ChainParams, PublicKey, SignedHeader, State};
-use halfveil_store::{BlockWrite, LocalRow, RocksStore, Store, StoreError};
+use super::chain::{Chain, ChainError};
+use super::{Applied, ChainPoint, ImRaft};
+use halfveil_ledger::codec;
+use halfveil_store::{LocalRow, Store, StoreError};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EmptyNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
     RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use tokio::sync::broadcast;
-
-use super::{Applied, ChainPoint, ImRaft, Proposed};
 
 /// The applied log id and membership, written with every applied entry.
 const KEY_APPLIED: &[u8] = b"raft/applied";
@@ -34,13 +33,8 @@ pub struct Machine {
 }
 
 struct Inner {
-    params: Arc<ChainParams>,
-    key: SigningKey,
-    signer: PublicKey,
-    store: Arc<RocksStore>,
-    state: Arc<Mutex<State>>,
+    chain: Arc<dyn Chain>,
     applied: Mutex<AppliedState>,
-    published: broadcast::Sender<Arc<Block>>,
     /// The last snapshot built or installed (kept in memory: a snapshot is only a point).
     snapshot: Mutex<Option<(SnapshotMeta<u64, EmptyNode>, ChainPoint)>>,
 }
@@ -52,6 +46,10 @@ fn store_error(verb: ErrorVerb, error: &dyn std::error::Error) -> StorageError<u
         AnyError::error(error.to_string()),
     )
     .into()
+}
+
+fn chain_error(error: ChainError) -> StorageError<u64> {
+    store_error(ErrorVerb::Write, &error)
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
@@ -67,21 +65,15 @@ fn locked<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 
 impl std::fmt::Debug for Machine {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Machine")
-            .field("signer", &self.inner.signer)
-            .finish_non_exhaustive()
+        formatter.debug_struct("Machine").finish_non_exhaustive()
     }
 }
 
 impl Machine {
-    /// The machine over `store`, whose head `state` is; reads the applied log id.
+    /// The machine over `chain`, reading the applied log id from `store`.
     pub fn open(
-        params: Arc<ChainParams>,
-        key: SigningKey,
-        store: Arc<RocksStore>,
-        state: Arc<Mutex<State>>,
-        published: broadcast::Sender<Arc<Block>>,
+        chain: Arc<dyn Chain>,
+        store: &dyn Store,
     ) -> std::result::Result<Machine, StoreError> {
         let applied = match store.local_get(KEY_APPLIED)? {
             None => AppliedState::default(),
@@ -89,17 +81,18 @@ impl Machine {
         };
         Ok(Machine {
             inner: Arc::new(Inner {
-                params,
-                signer: crypto::public_key(&key),
-                key,
-                store,
-                state,
+                chain,
                 applied: Mutex::new(applied),
-                published,
                 snapshot: Mutex::new(None),
             }),
         })
     }
+}
+
+/// The applied-log-id row for `state`.
+fn applied_row(state: &AppliedState) -> Result<LocalRow> {
+    let value = codec::encode(state).map_err(|error| store_error(ErrorVerb::Write, &error))?;
+    Ok((KEY_APPLIED.to_vec(), value))
 }
 
 impl Inner {
@@ -113,14 +106,13 @@ impl Inner {
             _ => applied.1.clone(),
         };
         let next = (Some(entry.log_id), membership);
-        let row = (
-            KEY_APPLIED.to_vec(),
-            codec::encode(&next).map_err(|error| store_error(ErrorVerb::Write, &error))?,
-        );
+        let row = applied_row(&next)?;
         let outcome = match entry.payload {
-            EntryPayload::Normal(proposed) => self.apply_block(proposed, row)?,
+            EntryPayload::Normal(proposed) => {
+                self.chain.apply(proposed, row).map_err(chain_error)?
+            }
             EntryPayload::Blank | EntryPayload::Membership(_) => {
-                self.write_local(row)?;
+                self.chain.record(row).map_err(chain_error)?;
                 Applied::Nothing
             }
         };
@@ -128,87 +120,8 @@ impl Inner {
         Ok(outcome)
     }
 
-    fn write_local(&self, row: LocalRow) -> Result<()> {
-        self.store
-            .local_put(&[row])
-            .map_err(|error| store_error(ErrorVerb::Write, &error))
-    }
-
-    /// Signs and writes the proposed block if it is the next one and keeps the rules;
-    /// otherwise skips it (as every replica does) and records only the applied log id.
-    fn apply_block(&self, proposed: Proposed, row: LocalRow) -> Result<Applied> {
-        let mut state = locked(&self.state)?;
-        let height = proposed.header.height;
-        let skip = |reason: String| -> Result<Applied> {
-            self.write_local(row.clone())?;
-            tracing::info!(%height, %reason, "committed entry skipped");
-            Ok(Applied::Skipped { height, reason })
-        };
-        if Some(height) != state.height.next() || proposed.header.parent != state.head_hash {
-            return skip(format!("not the block after {}", state.height));
-        }
-        let hash = proposed
-            .header
-            .hash()
-            .map_err(|error| store_error(ErrorVerb::Write, &error))?;
-        self.check_guard(height)?;
-        let block = Block {
-            signed: SignedHeader {
-                header: proposed.header,
-                signer: self.signer,
-                signature: crypto::sign(&self.key, &hash),
-            },
-            attestations: proposed.attestations,
-            ops: proposed.ops,
-        };
-        // The leader checked the credentials; the rules and roots are checked here.
-        let change = match apply_deferred(&self.params, &state, &block) {
-            Ok((change, _signatures)) => change,
-            Err(error) => return skip(error.to_string()),
-        };
-        let encoded = block
-            .encode()
-            .map_err(|error| store_error(ErrorVerb::Write, &error))?;
-        self.store
-            .commit(&BlockWrite {
-                block: &block,
-                encoded: Some(&encoded),
-                block_hash: hash,
-                change: &change,
-                last_signed: Some(height),
-                vault: &proposed.vault,
-                local: std::slice::from_ref(&row),
-            })
-            .map_err(|error| store_error(ErrorVerb::Write, &error))?;
-        state.commit(&change, hash);
-        // Nobody listening is fine.
-        let _ = self.published.send(Arc::new(block));
-        Ok(Applied::Block { height, hash })
-    }
-
-    /// This key never signs a height twice: the store's last-signed height, written with
-    /// every block it signs, must be below `height`.
-    fn check_guard(&self, height: halfveil_ledger::Height) -> Result<()> {
-        let last = self
-            .store
-            .last_signed()
-            .map_err(|error| store_error(ErrorVerb::Read, &error))?;
-        if last >= height {
-            let reason = format!("refusing to sign height {height}: this key signed {last}");
-            return Err(store_error(
-                ErrorVerb::Write,
-                &std::io::Error::other(reason),
-            ));
-        }
-        Ok(())
-    }
-
     fn point(&self) -> Result<ChainPoint> {
-        let state = locked(&self.state)?;
-        Ok(ChainPoint {
-            height: state.height,
-            hash: state.head_hash,
-        })
+        self.chain.point().map_err(chain_error)
     }
 }
 
@@ -285,8 +198,10 @@ impl RaftStateMachine<ImRaft> for Machine {
             ));
         }
         let next = (meta.last_log_id, meta.last_membership.clone());
-        let row = codec::encode(&next).map_err(|error| store_error(ErrorVerb::Write, &error))?;
-        self.inner.write_local((KEY_APPLIED.to_vec(), row))?;
+        self.inner
+            .chain
+            .record(applied_row(&next)?)
+            .map_err(chain_error)?;
         *applied = next;
         *locked(&self.inner.snapshot)? = Some((meta.clone(), *snapshot));
         Ok(())

@@ -19,6 +19,7 @@
 //! - Membership comes from genesis only: replica `i` (0-based, genesis order) is raft node
 //!   `i + 1`, and the group is formed once, by every replica alike, at first start.
 
+mod chain;
 mod log_store;
 mod machine;
 mod transport;
@@ -39,6 +40,7 @@ use openraft::{EmptyNode, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+pub use chain::{check_guard, decide, Chain, ChainError, StoreChain};
 pub use machine::Machine;
 pub use transport::{raft_protocol, RaftRequest, RaftResponse};
 
@@ -188,13 +190,14 @@ impl Replica {
         let config = Arc::new(raft_config(&setup.params.genesis_hash)?);
         let (applied, _) = broadcast::channel(APPLIED_QUEUE);
         let state = Arc::new(Mutex::new(setup.state));
-        let machine = Machine::open(
+        let chain = StoreChain::new(
             setup.params.clone(),
             setup.key,
             setup.store.clone(),
             state.clone(),
             applied.clone(),
-        )?;
+        );
+        let machine = Machine::open(Arc::new(chain), setup.store.as_ref())?;
         let protocol = raft_protocol(&setup.params.genesis_hash);
         let network = ReplicaNet::new(setup.control.clone(), protocol.clone(), setup.peers.clone());
         let raft = Raft::new(
@@ -322,14 +325,14 @@ mod tests {
             let chain = TestChain::new(5, 1, 1, 1);
             let store = Arc::new(RocksStore::open(dir.path(), &chain.params).unwrap());
             let state = store.load_state(&chain.params).unwrap();
-            let machine = Machine::open(
+            let keeper = StoreChain::new(
                 Arc::new(chain.params.clone()),
                 chain.validator.clone(),
                 store.clone(),
                 Arc::new(Mutex::new(state)),
                 broadcast::channel(8).0,
-            )
-            .unwrap();
+            );
+            let machine = Machine::open(Arc::new(keeper), store.as_ref()).unwrap();
             Ok((dir, LogStore::new(store), machine))
         }
     }
