@@ -15,7 +15,7 @@ mod wallet;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::failure::CommandResult;
 use crate::output::OutputFormat;
@@ -79,6 +79,10 @@ enum Command {
     /// The payer's encrypted wallet.
     #[command(subcommand)]
     Wallet(commands::wallet::WalletCommand),
+    /// Print a shell completion script
+    Completions(commands::shell::CompletionsArgs),
+    /// Write the man pages
+    Man(commands::shell::ManArgs),
 }
 
 impl Command {
@@ -101,6 +105,8 @@ impl Command {
             Command::Testnet(command) => command.execute(output),
             Command::Genesis(command) => command.execute(output),
             Command::Wallet(command) => command.execute(output),
+            Command::Completions(args) => args.execute(Cli::command()),
+            Command::Man(args) => args.execute(Cli::command(), output),
         }
     }
 }

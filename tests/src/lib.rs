@@ -37,17 +37,29 @@ pub fn halfveil() -> Command {
     command
 }
 
-/// Runs `command`, killing it after `limit`.
+/// Runs `command`, killing it after `limit`. Its output is read while it runs, so a command
+/// that prints more than a pipe holds (64 KiB) does not stall.
 pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+    let stderr = drain(child.stderr.take().map(|pipe| Box::new(pipe) as _));
     let started = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
                 panic!("{command:?} did not finish within {limit:?}");
@@ -55,10 +67,12 @@ pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(error) => panic!("waiting for {command:?}: {error}"),
         }
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
-    child
-        .wait_with_output()
-        .unwrap_or_else(|error| panic!("collecting output of {command:?}: {error}"))
 }
 
 /// The text of a process' stdout and stderr, for assertion messages.

@@ -368,3 +368,56 @@ fn commands_exit_cleanly_when_their_output_pipe_is_closed() {
     assert_ne!(run_into_closed_pipe(&mut refused, true), Some(101));
     assert_ne!(run_into_closed_pipe(&mut refused, true), Some(0));
 }
+
+/// `halfveil completions SHELL` prints a script for that shell naming the subcommands, even
+/// into a closed pipe; `halfveil man --dir` writes a page per command at every depth.
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    for (shell, marker) in [
+        ("bash", "_halfveil()"),
+        ("zsh", "#compdef halfveil"),
+        ("fish", "complete -c halfveil"),
+    ] {
+        let output = run_bounded(halfveil().args(["completions", shell]), LIMIT);
+        assert!(output.status.success(), "{}", describe(&output));
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        assert!(
+            script.contains("testnet") && script.contains("im-replicas"),
+            "{shell}"
+        );
+        let code = run_into_closed_pipe(halfveil().args(["completions", shell]), true);
+        assert_eq!(code, Some(0), "{shell} into a closed pipe");
+    }
+    let unknown = run_bounded(halfveil().args(["completions", "tcsh"]), LIMIT);
+    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
+
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("man");
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "man", "--dir"])
+            .arg(&dir),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["pages"].as_array().unwrap().len() > 20, "{report}");
+    for page in [
+        "halfveil.1",
+        "halfveil-pay.1",
+        "halfveil-testnet-init.1",
+        "halfveil-audit.1",
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: {text:.200}"
+        );
+    }
+    let testnet_init = std::fs::read_to_string(dir.join("halfveil-testnet-init.1")).unwrap();
+    assert!(
+        testnet_init.contains("im\\-replicas"),
+        "{testnet_init:.400}"
+    );
+}

@@ -12,6 +12,7 @@ pub mod genesis;
 pub mod node;
 pub mod pay;
 pub mod receipt;
+pub mod shell;
 pub mod status;
 pub mod testnet;
 pub mod transfer;
