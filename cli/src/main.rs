@@ -79,6 +79,8 @@ enum Command {
     /// The payer's encrypted wallet.
     #[command(subcommand)]
     Wallet(commands::wallet::WalletCommand),
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Print a shell completion script
     Completions(commands::shell::CompletionsArgs),
     /// Write the man pages
@@ -105,6 +107,7 @@ impl Command {
             Command::Testnet(command) => command.execute(output),
             Command::Genesis(command) => command.execute(output),
             Command::Wallet(command) => command.execute(output),
+            Command::Config(command) => command.execute(output),
             Command::Completions(args) => args.execute(Cli::command()),
             Command::Man(args) => args.execute(Cli::command(), output),
         }

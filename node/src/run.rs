@@ -177,25 +177,26 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
     builder.create(path).map_err(io_error(path))
 }
 
-/// The password file named in a home's config, if any.
-pub fn configured_password_file(home: &Path) -> Result<Option<PathBuf>, ConfigError> {
-    let config = Config::load(home)?;
-    Ok(config
+/// The password file `config` names, resolved against `home`, if any.
+pub fn configured_password_file(home: &Path, config: &Config) -> Option<PathBuf> {
+    config
         .keys
         .password_file
-        .map(|path| Config::resolve(home, &path)))
+        .as_ref()
+        .map(|path| Config::resolve(home, path))
 }
 
 /// How long shutdown waits for the last user of the database to finish.
 const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs the node of `home` until `shutdown` resolves.
+/// Runs the node of `home` with `config` (its effective configuration) until `shutdown`
+/// resolves.
 pub async fn run(
     home: &Path,
+    config: Config,
     password: SecretString,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let config = Config::load(home)?;
     let _lock = lock_home(home)?;
     let opened = open_node(home, &config, password)?;
     let mut running = start_node(home, &config, opened).await?;

@@ -421,3 +421,53 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
         "{testnet_init:.400}"
     );
 }
+
+/// `halfveil config show` prints the configuration a node would run with and where each
+/// value came from: the file, a `HALFVEIL_*` variable or a default; `config validate`
+/// refuses a variable of no section with exit 3.
+#[test]
+fn config_show_names_each_value_and_its_source() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("net");
+    init(&dir);
+    let home = dir.join("bank-1");
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "config", "show", "--home"])
+            .arg(&home)
+            .env("HALFVEIL_RPC__CONNECTIONS_MAX", "77"),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let values = &shown["values"];
+    assert_eq!(values["rpc.connections_max"]["value"], 77);
+    assert_eq!(
+        values["rpc.connections_max"]["source"]["env"],
+        "HALFVEIL_RPC__CONNECTIONS_MAX"
+    );
+    assert_eq!(values["moniker"]["value"], "bank-1");
+    assert_eq!(values["moniker"]["source"], "file");
+
+    let text = run_bounded(
+        halfveil().args(["config", "show", "--home"]).arg(&home),
+        LIMIT,
+    );
+    assert!(text.status.success(), "{}", describe(&text));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("# config.toml"));
+
+    let valid = run_bounded(
+        halfveil().args(["config", "validate", "--home"]).arg(&home),
+        LIMIT,
+    );
+    assert!(valid.status.success(), "{}", describe(&valid));
+    let typo = run_bounded(
+        halfveil()
+            .args(["config", "validate", "--home"])
+            .arg(&home)
+            .env("HALFVEIL_RCP__LISTEN", "127.0.0.1:1"),
+        LIMIT,
+    );
+    assert_eq!(typo.status.code(), Some(3), "{}", describe(&typo));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("HALFVEIL_RCP__LISTEN"));
+}

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod chain;
 pub mod chaos;
+pub mod config;
 pub mod demo;
 pub mod genesis;
 pub mod node;

@@ -16,6 +16,21 @@ use crate::password;
 pub struct StartArgs {
     #[arg(long)]
     pub home: PathBuf,
+    /// Overrides `moniker` (and `HALFVEIL_MONIKER`).
+    #[arg(long)]
+    pub moniker: Option<String>,
+    /// Overrides `p2p.listen` (and `HALFVEIL_P2P__LISTEN`).
+    #[arg(long)]
+    pub p2p_listen: Option<String>,
+    /// Overrides `rpc.listen` (and `HALFVEIL_RPC__LISTEN`).
+    #[arg(long)]
+    pub rpc_listen: Option<String>,
+    /// Overrides `metrics.listen` (and `HALFVEIL_METRICS__LISTEN`).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Overrides `log.format`: text or json (and `HALFVEIL_LOG__FORMAT`).
+    #[arg(long)]
+    pub log_format: Option<String>,
 }
 
 /// Logs to stderr as the config says; `RUST_LOG` overrides the filter.
@@ -70,9 +85,9 @@ impl StartArgs {
     /// Runs the node until SIGINT or SIGTERM.
     pub fn execute(&self) -> CommandResult {
         let home = &self.home;
-        let config = Config::load(home)?;
+        let config = Config::effective(home, &config_variables(), &self.flags())?.config;
         init_logging(&config.log)?;
-        let password_file = halfveil_node::run::configured_password_file(home)?;
+        let password_file = halfveil_node::run::configured_password_file(home, &config);
         let password = password::obtain(password_file.as_deref(), "the node's keys")?;
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if config.runtime.worker_threads > 0 {
@@ -83,9 +98,38 @@ impl StartArgs {
             .thread_name("halfveil")
             .build()
             .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-        runtime.block_on(halfveil_node::run::run(home, password, shutdown_signal()))?;
+        runtime.block_on(halfveil_node::run::run(
+            home,
+            config,
+            password,
+            shutdown_signal(),
+        ))?;
         // Background tasks (network, RPC) end with the runtime.
         runtime.shutdown_timeout(std::time::Duration::from_secs(5));
         Ok(())
     }
+}
+
+impl StartArgs {
+    /// The flags given, as dotted config keys and values.
+    pub fn flags(&self) -> Vec<(String, String)> {
+        let quoted = |value: &String| format!("{value:?}");
+        [
+            ("moniker", self.moniker.as_ref()),
+            ("p2p.listen", self.p2p_listen.as_ref()),
+            ("rpc.listen", self.rpc_listen.as_ref()),
+            ("metrics.listen", self.metrics_listen.as_ref()),
+            ("log.format", self.log_format.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|value| (key.to_owned(), quoted(value))))
+        .collect()
+    }
+}
+
+/// The process's `HALFVEIL_*` variables (the loader keeps those that are configuration).
+pub fn config_variables() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with(halfveil_node::config::ENV_PREFIX))
+        .collect()
 }

@@ -4,8 +4,12 @@
 //! relative to the node's home folder. The role is not configured: it follows from which
 //! keys the home holds and where the node's peer id appears in genesis.
 
+mod layers;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+pub use layers::{env_name, Effective, Source, ENV_PREFIX};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -57,6 +61,12 @@ pub enum InvalidConfig {
     IndexEpoch,
     #[error("runtime.worker_threads must be 0 (one per core) to 256")]
     WorkerThreads,
+    /// A `HALFVEIL_<TABLE>__<KEY>` variable whose table does not exist.
+    #[error("{0} names no section of the config (p2p, rpc, metrics, storage, keys, log, runtime)")]
+    Variable(String),
+    /// The file, the variables and the flags together: an unknown key or a wrong type.
+    #[error("{0}")]
+    Layered(String),
 }
 
 /// The whole file.
@@ -172,25 +182,31 @@ impl Default for LogConfig {
     }
 }
 
+/// The text of the config file at `path`, refused over [`CONFIG_BYTES_MAX`].
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let display = path.display().to_string();
+    let read_error = |source| ConfigError::Read {
+        path: display.clone(),
+        source,
+    };
+    let bytes = std::fs::metadata(path).map_err(read_error)?.len();
+    if bytes > CONFIG_BYTES_MAX {
+        return Err(ConfigError::TooLarge {
+            path: display,
+            bytes,
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_error)
+}
+
 impl Config {
-    /// Reads and checks `home/config.toml`.
+    /// Reads and checks `home/config.toml` alone (what tools that edit or read a home's
+    /// file use; a node runs with [`Config::effective`]).
     pub fn load(home: &Path) -> Result<Config, ConfigError> {
         let path = home.join(CONFIG_FILE);
-        let display = path.display().to_string();
-        let read_error = |source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        };
-        let bytes = std::fs::metadata(&path).map_err(read_error)?.len();
-        if bytes > CONFIG_BYTES_MAX {
-            return Err(ConfigError::TooLarge {
-                path: display,
-                bytes,
-            });
-        }
-        let text = std::fs::read_to_string(&path).map_err(read_error)?;
+        let text = read_config_text(&path)?;
         Config::parse(&text).map_err(|reason| ConfigError::Invalid {
-            path: display,
+            path: path.display().to_string(),
             reason,
         })
     }
@@ -238,7 +254,7 @@ impl Config {
     /// Writes this config to `home/config.toml` (private: it names key files).
     pub fn save(&self, home: &Path) -> Result<(), ConfigError> {
         let path = home.join(CONFIG_FILE);
-        std::fs::write(&path, self.to_toml()).map_err(|source| ConfigError::Read {
+        std::fs::write(&path, self.to_toml()).map_err(|source| ConfigError::Write {
             path: path.display().to_string(),
             source,
         })
@@ -339,5 +355,81 @@ mod tests {
         let start = text.find("[runtime]").unwrap();
         let config = Config::parse(&text[..start]).unwrap();
         assert_eq!(config.runtime.worker_threads, 0);
+    }
+
+    fn home_with(config: &Config) -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        config.save(home.path()).unwrap();
+        home
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    /// Flags beat variables, variables beat the file, the file beats defaults; each value
+    /// says where it came from.
+    #[test]
+    fn layers_override_in_order_and_name_their_source() {
+        let mut file = sample();
+        file.runtime.worker_threads = 3;
+        let text = file.to_toml();
+        let start = text.find("[runtime]").unwrap();
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(CONFIG_FILE), &text[..start]).unwrap();
+        let variables = pairs(&[
+            ("HALFVEIL_RPC__LISTEN", "127.0.0.1:4000"),
+            ("HALFVEIL_MONIKER", "from-env"),
+            ("HALFVEIL_P2P__CONNECTIONS_MAX", "32"),
+            ("HALFVEIL_PASSWORD", "not configuration"),
+            ("HALFVEIL_DEMO_DIR", "/tmp/x"),
+        ]);
+        let flags = pairs(&[("moniker", "\"from-flag\"")]);
+        let effective = Config::effective(home.path(), &variables, &flags).unwrap();
+        let config = &effective.config;
+        assert_eq!(config.moniker, "from-flag");
+        assert_eq!(config.rpc.listen, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(config.p2p.connections_max, 32);
+        assert_eq!(config.rpc.admin_listen, sample().rpc.admin_listen);
+        assert_eq!(config.runtime.worker_threads, 0);
+        let source = |key: &str| effective.sources.get(key).cloned();
+        assert_eq!(source("moniker"), Some(Source::Flag));
+        assert_eq!(
+            source("rpc.listen"),
+            Some(Source::Env("HALFVEIL_RPC__LISTEN".into()))
+        );
+        assert_eq!(source("rpc.admin_listen"), Some(Source::File));
+        assert_eq!(source("runtime.worker_threads"), Some(Source::Default));
+        // Without overrides, the file as it is.
+        let plain = Config::effective(home.path(), &[], &[]).unwrap();
+        assert_eq!(plain.config.moniker, sample().moniker);
+    }
+
+    /// A variable of no section, an unknown key in any layer, or a value the checks refuse
+    /// is an error naming it.
+    #[test]
+    fn unknown_and_bad_overrides_are_refused() {
+        let home = home_with(&sample());
+        let refused = |variables: &[(&str, &str)], flags: &[(&str, &str)]| {
+            Config::effective(home.path(), &pairs(variables), &pairs(flags))
+                .unwrap_err()
+                .to_string()
+        };
+        let error = refused(&[("HALFVEIL_RCP__LISTEN", "127.0.0.1:1")], &[]);
+        assert!(error.contains("HALFVEIL_RCP__LISTEN"), "{error}");
+        let error = refused(&[("HALFVEIL_RPC__LISTN", "127.0.0.1:1")], &[]);
+        assert!(error.contains("listn"), "{error}");
+        let error = refused(&[("HALFVEIL_P2P__CONNECTIONS_MAX", "0")], &[]);
+        assert!(error.contains("p2p.connections_max"), "{error}");
+        let error = refused(&[], &[("log.format", "\"xml\"")]);
+        assert!(error.contains("log.format"), "{error}");
+        let error = refused(&[("HALFVEIL_RPC__LISTEN", "not an address")], &[]);
+        assert!(
+            error.contains("rpc") || error.contains("address"),
+            "{error}"
+        );
     }
 }
