@@ -12,14 +12,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use halfveil_ledger::crypto::{self, SigningKey};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
-use halfveil_ledger::{Amount, BankId, BatchAttestation, Height, Issue, Op};
-use halfveil_node::replica::{Applied, ProposeError, Proposed, Replica, ReplicaSetup};
+use halfveil_ledger::{Amount, BankId, BatchAttestation, Height, Issue, Op, State};
+use halfveil_node::replica::{Applied, ProposeError, Proposed, Replica, ReplicaSetup, StoreChain};
 use halfveil_store::{RocksStore, Store};
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 
@@ -126,6 +126,8 @@ fn free_port() -> u16 {
 /// A replica and what it runs on.
 struct Node {
     replica: Replica,
+    /// The state at the replica's applied head.
+    state: Arc<Mutex<State>>,
     store: Arc<RocksStore>,
     host: Host,
 }
@@ -197,18 +199,26 @@ impl Cluster {
         let host = host(&self.node_keys[index], &self.addresses[index], &others).await;
         let store =
             Arc::new(RocksStore::open(self.dirs[index].path(), &self.chain.params).unwrap());
+        let params = Arc::new(self.chain.params.clone());
+        let state = Arc::new(Mutex::new(store.load_state(&params).unwrap()));
+        let chain = StoreChain::new(
+            params.clone(),
+            self.keys[index].clone(),
+            store.clone(),
+            state.clone(),
+        );
         let setup = ReplicaSetup {
             id: index as u64 + 1,
-            params: Arc::new(self.chain.params.clone()),
-            key: self.keys[index].clone(),
-            state: store.load_state(&self.chain.params).unwrap(),
+            params,
             store: store.clone(),
+            chain: Arc::new(chain),
             peers,
             control: host.control.clone(),
         };
         let replica = Replica::start(setup).await.unwrap();
         Node {
             replica,
+            state,
             store,
             host,
         }
@@ -347,7 +357,7 @@ async fn caught_up(cluster: &Cluster, index: usize) {
         let running = node.replica.metrics().borrow().running_state.clone();
         assert_eq!(running, Ok(()), "replica {}'s raft node stopped", index + 1);
         let head = {
-            let state = node.replica.state().lock().unwrap();
+            let state = node.state.lock().unwrap();
             (state.height, state.head_hash)
         };
         if head == (cluster.chain.state.height, cluster.chain.state.head_hash) {

@@ -10,7 +10,6 @@ use halfveil_ledger::{
     apply_deferred, Block, ChainParams, Hash32, Height, PublicKey, SignedHeader, State, StateChange,
 };
 use halfveil_store::{BlockWrite, LocalRow, RocksStore, Store};
-use tokio::sync::broadcast;
 
 use super::{Applied, ChainPoint, Proposed};
 
@@ -85,7 +84,6 @@ pub struct StoreChain {
     signer: PublicKey,
     store: Arc<RocksStore>,
     state: Arc<Mutex<State>>,
-    published: broadcast::Sender<Arc<Block>>,
 }
 
 impl StoreChain {
@@ -94,7 +92,6 @@ impl StoreChain {
         key: SigningKey,
         store: Arc<RocksStore>,
         state: Arc<Mutex<State>>,
-        published: broadcast::Sender<Arc<Block>>,
     ) -> StoreChain {
         StoreChain {
             params,
@@ -102,7 +99,6 @@ impl StoreChain {
             key,
             store,
             state,
-            published,
         }
     }
 
@@ -149,8 +145,6 @@ impl Chain for StoreChain {
             })
             .map_err(ChainError::of)?;
         state.commit(&change, hash);
-        // Nobody listening is fine.
-        let _ = self.published.send(Arc::new(block));
         Ok(Applied::Block { height, hash })
     }
 

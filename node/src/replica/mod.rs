@@ -25,20 +25,18 @@ mod machine;
 mod transport;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use halfveil_ledger::crypto::{SealedIdentityRecord, SigningKey};
+use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::{
-    AccountId, BatchAttestation, BlockHeader, ChainParams, Hash32, Height, Op, State,
-    BLOCK_BYTES_MAX,
+    AccountId, BatchAttestation, BlockHeader, ChainParams, Hash32, Height, Op, BLOCK_BYTES_MAX,
 };
 use halfveil_store::RocksStore;
 use libp2p::PeerId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{EmptyNode, Raft, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 pub use chain::{check_guard, decide, Chain, ChainError, StoreChain};
 pub use machine::Machine;
@@ -70,8 +68,6 @@ const PAYLOAD_ENTRIES_MAX: u64 = 16;
 /// How long a proposal may wait to be committed and applied: a leader cut off from the
 /// majority learns it no other way.
 const PROPOSE_TIMEOUT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS + 600);
-/// Blocks applied and not yet taken by a subscriber.
-const APPLIED_QUEUE: usize = 1024;
 
 /// A block as the leader proposes it: everything but the signature, which each replica adds
 /// once the entry is committed; and the identity records of the accounts it opens, which
@@ -138,11 +134,10 @@ pub struct ReplicaSetup {
     /// This replica's raft node id: its genesis index + 1.
     pub id: u64,
     pub params: Arc<ChainParams>,
-    /// This replica's validator key (genesis `validator_keys[id - 1]`).
-    pub key: SigningKey,
+    /// The replica's store: its raft log and applied log id (the blocks go to `chain`).
     pub store: Arc<RocksStore>,
-    /// The state at the store's head.
-    pub state: State,
+    /// Where committed blocks go: a [`StoreChain`], or the node's service.
+    pub chain: Arc<dyn Chain>,
     /// Every replica's peer id, in genesis order.
     pub peers: Vec<PeerId>,
     pub control: libp2p_stream::Control,
@@ -162,8 +157,6 @@ impl std::fmt::Debug for ReplicaSetup {
 pub struct Replica {
     id: u64,
     raft: Raft<ImRaft>,
-    state: Arc<Mutex<State>>,
-    applied: broadcast::Sender<Arc<halfveil_ledger::Block>>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -188,16 +181,7 @@ impl Replica {
             });
         }
         let config = Arc::new(raft_config(&setup.params.genesis_hash)?);
-        let (applied, _) = broadcast::channel(APPLIED_QUEUE);
-        let state = Arc::new(Mutex::new(setup.state));
-        let chain = StoreChain::new(
-            setup.params.clone(),
-            setup.key,
-            setup.store.clone(),
-            state.clone(),
-            applied.clone(),
-        );
-        let machine = Machine::open(Arc::new(chain), setup.store.as_ref())?;
+        let machine = Machine::open(setup.chain, setup.store.as_ref())?;
         let protocol = raft_protocol(&setup.params.genesis_hash);
         let network = ReplicaNet::new(setup.control.clone(), protocol.clone(), setup.peers.clone());
         let raft = Raft::new(
@@ -213,8 +197,6 @@ impl Replica {
         let replica = Replica {
             id: setup.id,
             raft,
-            state,
-            applied,
             server,
         };
         replica.form(count).await?;
@@ -244,17 +226,6 @@ impl Replica {
         self.id
     }
 
-    /// The state at this replica's applied head. The leader builds on it; hold the lock
-    /// only to read.
-    pub fn state(&self) -> &Arc<Mutex<State>> {
-        &self.state
-    }
-
-    /// Every block this replica applies, signed by it, in order.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<halfveil_ledger::Block>> {
-        self.applied.subscribe()
-    }
-
     /// The raft node's metrics: role, term, leader, log and applied indexes.
     pub fn metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, EmptyNode>> {
         self.raft.metrics()
@@ -263,6 +234,13 @@ impl Replica {
     /// The leader this replica knows of, if any.
     pub fn leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this replica leads now (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == openraft::ServerState::Leader && metrics.current_leader == Some(self.id)
     }
 
     /// Proposes a block; returns once it is committed and applied here, or why not.
@@ -310,6 +288,8 @@ fn raft_config(genesis_hash: &Hash32) -> Result<openraft::Config, ReplicaError> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use halfveil_ledger::testkit::TestChain;
+    use std::sync::Mutex;
+
     use halfveil_store::Store;
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::StorageError;
@@ -330,7 +310,6 @@ mod tests {
                 chain.validator.clone(),
                 store.clone(),
                 Arc::new(Mutex::new(state)),
-                broadcast::channel(8).0,
             );
             let machine = Machine::open(Arc::new(keeper), store.as_ref()).unwrap();
             Ok((dir, LogStore::new(store), machine))
