@@ -353,6 +353,8 @@ fn forward_answer(result: Result<Response, RequestError>, transfers: usize) -> F
             warn!(%message, transfers, "the identity manager is busy; forwarding again shortly");
             ForwardAnswer::Again
         }
+        // The replica asked does not lead; the next forward goes to the one it named.
+        Ok(Response::NotLeader { .. }) => ForwardAnswer::Again,
         Ok(Response::Error { code, message }) => {
             warn!(?code, %message, "the identity manager refused a forwarded batch");
             ForwardAnswer::Refused { code, message }
@@ -577,6 +579,13 @@ impl Service {
     pub async fn on_bank_input(&mut self, input: BankInput) {
         match input {
             BankInput::ForwardAnswer { ids, result } => {
+                match &result {
+                    Ok(Response::NotLeader { leader }) => self.im_not_leader(*leader),
+                    // An IM replica that cannot be reached may be a leader that died: ask
+                    // the next one (a single IM is asked again).
+                    Err(_) => self.im_not_leader(None),
+                    Ok(_) => {}
+                }
                 let answer = forward_answer(result, ids.len());
                 if let Some(bank) = self.bank() {
                     bank.core.on_forward_answer(ids, answer, Instant::now());
@@ -608,7 +617,7 @@ impl Service {
         rejections: Vec<Rejection>,
         channel: Reply,
     ) {
-        let from_im = peer == self.im_peer();
+        let from_im = self.is_im_peer(&peer);
         let response = match self.bank() {
             Some(bank) if from_im => {
                 bank.core.on_rejected(rejections);
@@ -630,7 +639,7 @@ impl Service {
         items: Vec<ApprovalItemWire>,
         channel: Reply,
     ) {
-        let from_im = peer == self.im_peer() && !self.halted;
+        let from_im = self.is_im_peer(&peer) && !self.halted;
         let response = match self.bank() {
             Some(bank) if from_im && items.len() <= BATCH_TRANSFERS_MAX => {
                 let items = items.into_iter().map(|item| PayeeItem {
@@ -743,8 +752,15 @@ impl Service {
                 height,
             }) if opened == account => Ok(height),
             Ok(Response::Error { message, .. }) => Err(message),
+            Ok(Response::NotLeader { leader }) => {
+                self.im_not_leader(leader);
+                Err("the replica asked does not lead; retry".to_owned())
+            }
             Ok(_) => Err("unexpected answer from the identity manager".to_owned()),
-            Err(error) => Err(error.to_string()),
+            Err(error) => {
+                self.im_not_leader(None);
+                Err(error.to_string())
+            }
         };
         let height = match height {
             Ok(height) => height,

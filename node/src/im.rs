@@ -2,6 +2,8 @@
 //! for approval in batches, builds, signs and persists blocks, keeps the identity vault,
 //! and tells payer banks about refusals.
 
+mod replica;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ use crate::protocol::{
 };
 use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
 use crate::service::{Input, Role, Service, TransferState};
+
+pub use replica::{ReplicaHalf, ReplicaInput, ServiceChain};
 
 /// Most account openings, issues and disclosures waiting for a block.
 const ADMIN_QUEUE_MAX: usize = 10_000;
@@ -139,6 +143,8 @@ pub struct ImRole {
     /// The transfers of blocks signed but not yet written (so not yet in the store's
     /// index), by height: a forward of one of them again is answered with where it is.
     unwritten: VecDeque<(Height, Vec<(Hash32, u32)>)>,
+    /// A replica of a replicated IM: its raft node and its blocks in flight.
+    pub replicated: ReplicaHalf,
 }
 
 impl ImRole {
@@ -160,6 +166,7 @@ impl ImRole {
             block_wanted: false,
             admission: None,
             unwritten: VecDeque::new(),
+            replicated: ReplicaHalf::default(),
         }
     }
 
@@ -305,6 +312,10 @@ impl Service {
     /// A bank forwards a batch: check its shape, then queue it for the admission thread,
     /// which verifies the attestation and every credential off the executor.
     pub async fn im_on_forward(&mut self, peer: PeerId, batch: ForwardBatch, channel: Reply) {
+        if let Some(not_leading) = self.im_not_leading() {
+            self.net.respond(channel, not_leading).await;
+            return;
+        }
         let bank = match self.im_check_forward(&peer, &batch) {
             Ok(bank) => bank,
             Err(refusal) => {
@@ -768,6 +779,9 @@ impl Service {
 
     /// Whether the last block is at least [`BLOCK_SPACING_MIN`] old.
     fn im_block_due(&self) -> bool {
+        if !self.im_may_build() {
+            return false;
+        }
         match &self.role {
             Role::IdentityManager(im) => im
                 .last_block_at
@@ -811,7 +825,10 @@ impl Service {
             im.pool.undraft(&outcome.returned);
         }
         let dropped = im_refuse_left_out(&mut im.pool, outcome.refused);
+        let replicated =
+            matches!(&self.role, Role::IdentityManager(im) if im.replicated.replica.is_some());
         match outcome.proposal {
+            Some(proposal) if replicated => self.replica_propose(proposal, outcome.included),
             Some(proposal) => self.im_sign_and_write(proposal, outcome.included),
             None => debug!("no block built"),
         }
@@ -824,18 +841,7 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
-        let mut transfer_ids = Vec::new();
-        let mut waiters = Vec::new();
-        let mut vault = Vec::new();
-        for origin in included {
-            match origin {
-                Origin::Transfer(id) => transfer_ids.push(id),
-                Origin::Admin((waiter, entry)) => {
-                    waiters.push(waiter);
-                    vault.extend(entry);
-                }
-            }
-        }
+        let (transfer_ids, waiters, vault) = replica::split_origins(included);
         let height = proposal.header.height;
         if let Err(error) = im.guard.check(height) {
             warn!(%error, "not signing");
@@ -875,23 +881,11 @@ impl Service {
             return;
         };
         im.unwritten.retain(|(unwritten, _)| *unwritten > height);
-        for waiter in im.block_waiters.remove(&height).unwrap_or_default() {
-            match waiter {
-                AdminWaiter::Rpc(reply) => {
-                    let _ = reply.send(Ok(height));
-                }
-                AdminWaiter::Peer(channel, account) => {
-                    self.net
-                        .respond(channel, Response::Opened { account, height })
-                        .await;
-                }
-                AdminWaiter::Disclosure(reply, mut disclosed) => {
-                    disclosed.height = height.0;
-                    info!(order = %disclosed.order_hash, %height, "disclosure recorded");
-                    let _ = reply.send(Ok(disclosed));
-                }
-            }
+        let waiters = im.block_waiters.remove(&height).unwrap_or_default();
+        for waiter in waiters {
+            self.answer_admin_waiter(waiter, Ok(height)).await;
         }
+        self.replica_written(height);
         if height.0.is_multiple_of(1000) {
             info!(%height, "block stored");
         }
@@ -905,6 +899,10 @@ impl Service {
         reference: u64,
         reply: oneshot::Sender<Result<Height, RpcFailure>>,
     ) {
+        if let Some(failure) = self.im_not_leading_failure() {
+            let _ = reply.send(Err(failure));
+            return;
+        }
         let Role::IdentityManager(im) = &mut self.role else {
             let _ = reply.send(Err(RpcFailure::new(
                 codes::WRONG_ROLE,
@@ -948,6 +946,10 @@ impl Service {
         signatures: Vec<AuditorSignature>,
         reply: oneshot::Sender<Result<Disclosed, RpcFailure>>,
     ) {
+        if let Some(failure) = self.im_not_leading_failure() {
+            let _ = reply.send(Err(failure));
+            return;
+        }
         let prepared = self.prepare_disclosure(&order, &signatures);
         let (disclosed, result_hash) = match prepared {
             Ok(prepared) => prepared,
@@ -1029,6 +1031,10 @@ impl Service {
         open: OpenAccountRequest,
         channel: Reply,
     ) {
+        if let Some(not_leading) = self.im_not_leading() {
+            self.net.respond(channel, not_leading).await;
+            return;
+        }
         let refuse = |message: &str| error_response(RejectCode::Invalid, message);
         let Some(bank) = sender_bank(self.bank_peers(), &peer) else {
             self.net

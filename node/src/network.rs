@@ -204,9 +204,20 @@ pub enum NetEvent {
 }
 
 /// The node's way to the swarm task.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NetworkHandle {
     commands: mpsc::Sender<NetCommand>,
+    /// Opens and accepts streams of other protocols on the swarm's connections (the IM
+    /// replicas' raft).
+    pub streams: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for NetworkHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NetworkHandle")
+            .finish_non_exhaustive()
+    }
 }
 
 impl NetworkHandle {
@@ -314,6 +325,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
         .subscribe(&topic)
         .map_err(NetworkError::Subscribe)?;
     let (command_sender, commands) = mpsc::channel(CHANNEL_CAPACITY);
+    let streams = link_control.clone();
     let task = NetworkTask {
         swarm,
         topic,
@@ -337,6 +349,7 @@ pub fn start<E: From<NetEvent> + Send + 'static>(
     Ok((
         NetworkHandle {
             commands: command_sender,
+            streams,
         },
         join,
     ))

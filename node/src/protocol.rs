@@ -100,6 +100,11 @@ pub enum Response {
         code: RejectCode,
         message: String,
     },
+    /// A replica of a replicated IM that does not lead: ask `leader` (a genesis replica
+    /// index), or another replica if it names none.
+    NotLeader {
+        leader: Option<u16>,
+    },
 }
 
 /// Bank id of the sender, as the IM knows it from genesis; for messages only banks send.

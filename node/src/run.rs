@@ -34,7 +34,10 @@ use crate::writer::{Writer, WriterError};
 /// Which node this home is, from genesis and the node key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeRole {
-    IdentityManager,
+    /// The identity manager, or replica `replica` (genesis index) of a replicated one.
+    IdentityManager {
+        replica: usize,
+    },
     Bank(BankId),
 }
 
@@ -76,9 +79,9 @@ pub enum StartError {
     },
     #[error("{path} is not the validator key genesis names")]
     NotGenesisValidatorKey { path: PathBuf },
-    /// This node is a replica of a replicated IM, which the node does not run yet.
-    #[error("this node is replica {replica} of a replicated identity manager ({count} replicas); this build runs a single identity manager only: use a genesis with one (`testnet init --im-replicas 1`)")]
-    ReplicatedIm { replica: usize, count: usize },
+    /// The IM replicas' raft node could not start.
+    #[error("cannot start the identity manager replica: {0}")]
+    Replica(#[from] crate::replica::ReplicaError),
     #[error("the identity manager's config must name keys.escrow_key")]
     NoEscrowKey,
     #[error("{path} is not the escrow key genesis names")]
@@ -236,13 +239,7 @@ fn identify(home: &Path, config: &Config) -> Result<Identity, StartError> {
     let keypair = keystore::read_node_key(&node_key_path)?;
     let own_peer = keypair.public().to_peer_id();
     let role = if let Some(replica) = genesis.im_replica(&own_peer) {
-        if genesis.im_replicated() {
-            return Err(StartError::ReplicatedIm {
-                replica: replica.saturating_add(1),
-                count: genesis.im_peer_ids.len(),
-            });
-        }
-        NodeRole::IdentityManager
+        NodeRole::IdentityManager { replica }
     } else if let Some(index) = genesis
         .bank_peer_ids
         .iter()
@@ -380,6 +377,41 @@ struct Running {
     store_alive: Weak<RocksStore>,
 }
 
+/// A replica of a replicated IM starts its raft node, which hands committed blocks to the
+/// service (`im::ServiceChain`); a single IM or a bank starts none.
+async fn start_replica(
+    identity: &Identity,
+    params: &ChainParams,
+    store: &Arc<RocksStore>,
+    inputs: &mpsc::Sender<Input>,
+    net: &crate::network::NetworkHandle,
+    role: &mut Role,
+) -> Result<(), StartError> {
+    let genesis = &identity.genesis;
+    let (NodeRole::IdentityManager { replica }, Role::IdentityManager(im)) = (identity.role, role)
+    else {
+        return Ok(());
+    };
+    if !genesis.im_replicated() {
+        return Ok(());
+    }
+    let setup = crate::replica::ReplicaSetup {
+        id: replica as u64 + 1,
+        params: Arc::new(params.clone()),
+        store: Arc::clone(store),
+        chain: Arc::new(crate::im::ServiceChain::new(
+            inputs.clone(),
+            Arc::clone(store),
+        )),
+        peers: genesis.im_peer_ids.clone(),
+        control: net.streams.clone(),
+    };
+    let started = crate::replica::Replica::start(setup).await?;
+    info!(replica = replica + 1, "identity manager replica started");
+    im.replicated.replica = Some(Arc::new(started));
+    Ok(())
+}
+
 /// Starts the network, the writer thread, the RPC and metrics servers and the service.
 async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Running, StartError> {
     let Opened {
@@ -387,13 +419,14 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         params,
         store,
         state,
-        role,
+        mut role,
     } = opened;
     let metrics = Metrics::new();
     let (inputs, input_queue) = mpsc::channel(INPUT_CAPACITY);
-    let setup = network_setup(config, &identity.genesis, identity.keypair, &params)?;
+    let setup = network_setup(config, &identity.genesis, identity.keypair.clone(), &params)?;
     let (net, network_task) = network::start(setup, metrics.clone(), inputs.clone())?;
     let (writer, writer_thread) = start_writer(&store, &inputs)?;
+    start_replica(&identity, &params, &store, &inputs, &net, &mut role).await?;
     let waiter_count = WaiterCount::default();
     let context = RpcContext {
         inputs: inputs.clone(),
@@ -433,6 +466,7 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         waiters: Waiters::new(waiter_count),
         halted,
         stopping: false,
+        im_target: 0,
         role,
         sync: Default::default(),
     };
@@ -647,11 +681,11 @@ fn read_role_keys(
 ) -> Result<RoleKeys, StartError> {
     let signing_path = Config::resolve(home, &config.keys.signing_key);
     match role {
-        NodeRole::IdentityManager => {
+        NodeRole::IdentityManager { replica } => {
             let validator =
                 keystore::read_signing_key(&signing_path, FileKind::ValidatorKey, password)?;
-            // A single IM: its key is the only one (replicas refuse to start, above).
-            if params.validator_keys.first() != Some(&crypto::public_key(&validator)) {
+            // Each replica signs with its own key, the one genesis lists at its place.
+            if params.validator_keys.get(replica) != Some(&crypto::public_key(&validator)) {
                 return Err(StartError::NotGenesisValidatorKey { path: signing_path });
             }
             let escrow_path = config

@@ -103,6 +103,8 @@ pub enum Input {
     /// A wake-up the role asked for (the IM: a block it holds back for spacing).
     Wake,
     Im(crate::im::ImInput),
+    /// A replica's raft node: a committed block to apply, or a proposal's fate.
+    Replica(crate::im::ReplicaInput),
     Bank(crate::bank::BankInput),
     Synced {
         peer: PeerId,
@@ -143,20 +145,48 @@ pub struct Service {
     pub waiters: crate::waiters::Waiters,
     pub halted: bool,
     pub stopping: bool,
+    /// Which IM replica this node asks (an index into genesis's replicas).
+    pub im_target: usize,
     pub role: Role,
     /// Catching up: one peer asked at a time, blocks ahead of the head held meanwhile.
     pub sync: BlockSync<Arc<Block>>,
 }
 
 impl Service {
-    /// The IM's peer: a single IM's only replica.
+    /// The IM replica this node asks: a single IM's only one; of a replicated IM, the
+    /// leader as last learned (see [`Service::im_not_leader`]).
     pub fn im_peer(&self) -> PeerId {
+        let replicas = &self.genesis.im_peer_ids;
         // Genesis validation requires at least one replica.
-        self.genesis
-            .im_peer_ids
-            .first()
+        replicas
+            .get(self.im_target % replicas.len().max(1))
             .copied()
             .unwrap_or_else(PeerId::random)
+    }
+
+    /// Whether `peer` is one of the IM's replicas.
+    pub fn is_im_peer(&self, peer: &PeerId) -> bool {
+        self.genesis.im_replica(peer).is_some()
+    }
+
+    /// The replica asked answered that it does not lead: ask `leader` from now on, or the
+    /// next replica if it named none.
+    pub fn im_not_leader(&mut self, leader: Option<u16>) {
+        let count = self.genesis.im_peer_ids.len();
+        if count < 2 {
+            return;
+        }
+        let before = self.im_target;
+        self.im_target = match leader {
+            Some(leader) => usize::from(leader) % count,
+            None => (self.im_target + 1) % count,
+        };
+        if self.im_target != before {
+            tracing::info!(
+                replica = self.im_target + 1,
+                "asking another identity manager replica"
+            );
+        }
     }
 
     pub fn bank_peers(&self) -> &[PeerId] {
@@ -198,6 +228,7 @@ impl Service {
             Input::Tick => self.on_tick().await,
             Input::Wake => self.im_wake(),
             Input::Im(input) => self.on_im_input(input).await,
+            Input::Replica(input) => self.on_replica_input(input).await,
             Input::Bank(input) => self.on_bank_input(input).await,
             Input::Synced { peer, result } => self.on_synced(peer, result).await,
             Input::Shutdown => {
@@ -527,7 +558,35 @@ impl Service {
             change,
             last_signed,
             vault,
+            local: Vec::new(),
         };
+        self.submit_write(job);
+    }
+
+    /// [`Service::queue_write`] of a block a replica applied, with `local` rows (raft's
+    /// applied log id) in the same synced batch.
+    pub fn queue_write_with(
+        &mut self,
+        block: Arc<Block>,
+        hash: Hash32,
+        change: StateChange,
+        last_signed: Option<Height>,
+        vault: Vec<(AccountId, halfveil_ledger::crypto::SealedIdentityRecord)>,
+        local: Vec<halfveil_store::LocalRow>,
+    ) {
+        let job = WriteJob {
+            block,
+            encoded: None,
+            hash,
+            change,
+            last_signed,
+            vault,
+            local,
+        };
+        self.submit_write(job);
+    }
+
+    fn submit_write(&mut self, job: WriteJob) {
         self.writes_in_flight += 1;
         if let Err(error) = self.writer.submit(job) {
             error!(%error, "fatal: cannot write blocks");

@@ -31,6 +31,8 @@ pub struct WriteJob {
     pub change: StateChange,
     pub last_signed: Option<Height>,
     pub vault: Vec<(AccountId, SealedIdentityRecord)>,
+    /// Node-local rows written in the same batch (a replica's applied raft log id).
+    pub local: Vec<halfveil_store::LocalRow>,
 }
 
 /// What the writer reports once a block is on disk.
@@ -108,7 +110,7 @@ impl Writer {
                             change: &job.change,
                             last_signed: job.last_signed,
                             vault: &job.vault,
-                            local: &[],
+                            local: &job.local,
                         };
                         store
                             .commit(&write)

@@ -74,9 +74,15 @@ impl TestNet {
     /// when the testnet is written, so another process may take one before the node binds
     /// it; such a network is thrown away and a new one written (at most three times).
     pub fn start(banks: usize) -> TestNet {
+        TestNet::start_replicated(banks, 1)
+    }
+
+    /// [`TestNet::start`] with an IM of `replicas` replicas (`im-1` .. `im-N` when more
+    /// than one).
+    pub fn start_replicated(banks: usize, replicas: usize) -> TestNet {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match TestNet::start_once(banks) {
+            match TestNet::start_once(banks, replicas) {
                 Ok(net) => return net,
                 Err(failure) if failure.contains("Address already in use") => {
                     failures.push(failure)
@@ -87,8 +93,8 @@ impl TestNet {
         panic!("no free ports in three attempts:\n{}", failures.join("\n"))
     }
 
-    fn start_once(banks: usize) -> Result<TestNet, String> {
-        let mut net = TestNet::write(banks);
+    fn start_once(banks: usize, replicas: usize) -> Result<TestNet, String> {
+        let mut net = TestNet::write_replicated(banks, replicas);
         let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
         for name in &names {
             net.start_node(name);
@@ -99,6 +105,11 @@ impl TestNet {
 
     /// Writes a testnet with `banks` banks (`halfveil testnet init`) and starts no node.
     pub fn write(banks: usize) -> TestNet {
+        TestNet::write_replicated(banks, 1)
+    }
+
+    /// [`TestNet::write`] with an IM of `replicas` replicas.
+    pub fn write_replicated(banks: usize, replicas: usize) -> TestNet {
         let dir = tempfile::tempdir().expect("tempdir");
         let network = dir.path().join("network");
         let output = run_bounded(
@@ -106,6 +117,8 @@ impl TestNet {
                 .args(["--output", "json", "testnet", "init", "--dir"])
                 .arg(&network)
                 .args([
+                    "--im-replicas",
+                    &replicas.to_string(),
                     "--banks",
                     &banks.to_string(),
                     "--auditors",
@@ -297,7 +310,8 @@ impl TestNet {
         let started = Instant::now();
         loop {
             self.check_alive();
-            let im = self.head("im");
+            let first_im = self.im_nodes().first().map(|node| node.name.clone());
+            let im = self.head(first_im.as_deref().unwrap_or("im"));
             let same = self
                 .nodes
                 .iter()
@@ -333,18 +347,28 @@ impl TestNet {
     /// Opens an account at `bank` for `holder` with the CLI; returns the account id.
     pub fn open_account(&self, bank: &str, holder: &str, national_id: &str) -> String {
         let wallet = self.wallet_path(holder);
-        let output = self.run(&[
-            "account",
-            "open",
-            "--bank",
-            &self.rpc(bank),
-            "--wallet",
-            wallet.to_str().expect("utf-8 path"),
-            "--name",
-            holder,
-            "--national-id",
-            national_id,
-        ]);
+        let open = || {
+            self.run(&[
+                "account",
+                "open",
+                "--bank",
+                &self.rpc(bank),
+                "--wallet",
+                wallet.to_str().expect("utf-8 path"),
+                "--name",
+                holder,
+                "--national-id",
+                national_id,
+            ])
+        };
+        // A bank that asked an IM replica which does not lead asks the leader next time.
+        let mut output = open();
+        for _ in 0..3 {
+            if output.status.success() || !describe(&output).contains("does not lead") {
+                break;
+            }
+            output = open();
+        }
         assert!(
             output.status.success(),
             "account open: {}",
@@ -356,19 +380,46 @@ impl TestNet {
         account
     }
 
-    /// Issues money with the CLI, as the IM's operator.
+    /// Issues money with the CLI, as the IM's operator: at the IM, or at each running
+    /// replica of a replicated IM until the leader takes it (the others say they do not
+    /// lead).
     pub fn issue(&self, account: &str, amount: u64) {
-        let home = self.node("im").home.clone();
-        let output = self.run(&[
-            "issue",
-            "--home",
-            home.to_str().expect("utf-8 path"),
-            "--to",
-            account,
-            "--amount",
-            &amount.to_string(),
-        ]);
-        assert!(output.status.success(), "issue: {}", describe(&output));
+        let started = Instant::now();
+        loop {
+            let mut answers = Vec::new();
+            for node in self.im_nodes() {
+                let output = self.run(&[
+                    "issue",
+                    "--home",
+                    node.home.to_str().expect("utf-8 path"),
+                    "--to",
+                    account,
+                    "--amount",
+                    &amount.to_string(),
+                ]);
+                if output.status.success() {
+                    return;
+                }
+                answers.push(describe(&output));
+            }
+            assert!(
+                started.elapsed() < STEP_LIMIT
+                    && answers
+                        .iter()
+                        .all(|answer| answer.contains("does not lead")),
+                "issue: {answers:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The IM's running nodes: `im`, or the replicas `im-1` .. `im-N`.
+    pub fn im_nodes(&self) -> Vec<&TestNode> {
+        self.nodes
+            .iter()
+            .filter(|node| node.name == "im" || node.name.starts_with("im-"))
+            .filter(|node| node.is_running())
+            .collect()
     }
 
     /// A bank operator command with the CLI (`freeze`, `unfreeze`).

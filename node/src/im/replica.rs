@@ -1,0 +1,340 @@
+//! The IM as one replica of a replicated identity manager (`crate::replica`). The leader
+//! builds blocks as a single IM does but proposes them unsigned through raft instead of
+//! signing them; every replica (the leader too) applies each committed block here: checked
+//! as the next block, signed with its own key, applied to the service's state and written by
+//! the writer thread with raft's applied log id in the same synced batch. Replicas that do
+//! not lead build nothing and send forwards on to the leader.
+
+use std::sync::Arc;
+
+use halfveil_consensus::builder::Origin;
+use halfveil_ledger::build::Proposal;
+use halfveil_ledger::{Hash32, Height, RejectCode};
+use halfveil_store::{LocalRow, RocksStore, Store};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{AdminOrigin, AdminWaiter};
+use crate::protocol::Response;
+use crate::replica::{
+    decide, Applied, Chain, ChainError, ChainPoint, ProposeError, Proposed, Replica,
+};
+use crate::rpc::{codes, RpcFailure};
+use crate::service::{Input, Role, Service};
+
+/// Inputs of a replica's IM half.
+#[derive(Debug)]
+pub enum ReplicaInput {
+    /// A committed block to apply; the state machine waits for `reply`.
+    Apply {
+        proposed: Box<Proposed>,
+        applied: LocalRow,
+        reply: oneshot::Sender<Result<Applied, ChainError>>,
+    },
+    /// What became of this replica's own proposal `hash`.
+    Proposed {
+        hash: Hash32,
+        result: Result<Applied, ProposeError>,
+    },
+}
+
+/// This replica's proposal waiting to be committed: what to do when it is, or is not.
+#[derive(Debug)]
+pub struct InFlight {
+    hash: Hash32,
+    transfer_ids: Vec<Hash32>,
+    waiters: Vec<AdminWaiter>,
+}
+
+/// A replica's IM half: its raft node and what is in flight.
+#[derive(Debug, Default)]
+pub struct ReplicaHalf {
+    pub replica: Option<Arc<Replica>>,
+    pub in_flight: Option<InFlight>,
+    /// Blocks applied and queued for writing: the state machine's answer once written.
+    pub applying:
+        std::collections::BTreeMap<Height, (Hash32, oneshot::Sender<Result<Applied, ChainError>>)>,
+}
+
+/// The chain the node's replica hands committed blocks to: the service task.
+#[derive(Debug)]
+pub struct ServiceChain {
+    inputs: mpsc::Sender<Input>,
+    store: Arc<RocksStore>,
+}
+
+impl ServiceChain {
+    pub fn new(inputs: mpsc::Sender<Input>, store: Arc<RocksStore>) -> ServiceChain {
+        ServiceChain { inputs, store }
+    }
+}
+
+impl Chain for ServiceChain {
+    fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError> {
+        let (reply, answer) = oneshot::channel();
+        let input = ReplicaInput::Apply {
+            proposed: Box::new(proposed),
+            applied,
+            reply,
+        };
+        self.inputs
+            .blocking_send(Input::Replica(input))
+            .map_err(|_| ChainError("the service has stopped".into()))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| ChainError("the service dropped the block".into()))?
+    }
+
+    fn record(&self, applied: LocalRow) -> Result<(), ChainError> {
+        self.store.local_put(&[applied]).map_err(ChainError::of)
+    }
+
+    fn point(&self) -> Result<ChainPoint, ChainError> {
+        let head = self.store.head().map_err(ChainError::of)?;
+        Ok(ChainPoint {
+            height: head.height,
+            hash: head.hash,
+        })
+    }
+}
+
+/// The transfer ids, the waiters and the vault records of a block's ops, by origin.
+pub(super) fn split_origins(
+    included: Vec<Origin<AdminOrigin>>,
+) -> (
+    Vec<Hash32>,
+    Vec<AdminWaiter>,
+    Vec<(
+        halfveil_ledger::AccountId,
+        halfveil_ledger::crypto::SealedIdentityRecord,
+    )>,
+) {
+    let mut transfer_ids = Vec::new();
+    let mut waiters = Vec::new();
+    let mut vault = Vec::new();
+    for origin in included {
+        match origin {
+            Origin::Transfer(id) => transfer_ids.push(id),
+            Origin::Admin((waiter, entry)) => {
+                waiters.push(waiter);
+                vault.extend(entry);
+            }
+        }
+    }
+    (transfer_ids, waiters, vault)
+}
+
+impl Service {
+    pub async fn on_replica_input(&mut self, input: ReplicaInput) {
+        match input {
+            ReplicaInput::Apply {
+                proposed,
+                applied,
+                reply,
+            } => self.replica_apply(*proposed, applied, reply),
+            ReplicaInput::Proposed { hash, result } => self.replica_on_proposed(hash, result).await,
+        }
+    }
+
+    /// This node's raft node, if it is a replica of a replicated IM.
+    pub fn im_replica(&self) -> Option<&Arc<Replica>> {
+        match &self.role {
+            Role::IdentityManager(im) => im.replicated.replica.as_ref(),
+            Role::Bank(_) => None,
+        }
+    }
+
+    /// Whether this node may build blocks: a single IM, or the leading replica.
+    pub fn im_may_build(&self) -> bool {
+        match &self.role {
+            Role::IdentityManager(im) => match &im.replicated.replica {
+                None => true,
+                Some(replica) => replica.is_leader() && im.replicated.in_flight.is_none(),
+            },
+            Role::Bank(_) => false,
+        }
+    }
+
+    /// The answer to a bank's request at a replica that does not lead.
+    pub fn im_not_leading(&self) -> Option<Response> {
+        let replica = self.im_replica()?;
+        if replica.is_leader() {
+            return None;
+        }
+        let leader = replica
+            .leader()
+            .and_then(|id| u16::try_from(id.saturating_sub(1)).ok());
+        Some(Response::NotLeader { leader })
+    }
+
+    /// The operator's answer at a replica that does not lead: which one does.
+    pub fn im_not_leading_failure(&self) -> Option<RpcFailure> {
+        let Some(Response::NotLeader { leader }) = self.im_not_leading() else {
+            return None;
+        };
+        let leader = leader.map_or_else(
+            || "none yet".to_owned(),
+            |index| format!("replica {}", index + 1),
+        );
+        Some(RpcFailure::new(
+            codes::WRONG_ROLE,
+            format!(
+                "this identity manager replica does not lead (leader: {leader}); ask the leader"
+            ),
+        ))
+    }
+
+    /// Applies a committed block (see the module doc); the state machine hears once it is
+    /// written.
+    fn replica_apply(
+        &mut self,
+        proposed: Proposed,
+        applied: LocalRow,
+        reply: oneshot::Sender<Result<Applied, ChainError>>,
+    ) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            let _ = reply.send(Err(ChainError("not an identity manager".into())));
+            return;
+        };
+        let height = proposed.header.height;
+        let vault = proposed.vault.clone();
+        let (block, hash, change) = match decide(&self.params, &self.state, &im.validator, proposed)
+        {
+            Ok(decided) => decided,
+            Err(reason) => {
+                info!(%height, %reason, "committed entry skipped");
+                let store = Arc::clone(&self.store);
+                tokio::task::spawn_blocking(move || {
+                    let written = store.local_put(&[applied]).map_err(ChainError::of);
+                    let _ = reply.send(written.map(|()| Applied::Skipped { height, reason }));
+                });
+                return;
+            }
+        };
+        if let Err(error) = im.guard.check(height) {
+            let _ = reply.send(Err(ChainError::of(error)));
+            return;
+        }
+        im.guard.signed(height);
+        im.replicated.applying.insert(height, (hash, reply));
+        self.state.commit(&change, hash);
+        self.queue_write_with(
+            Arc::new(block),
+            hash,
+            change,
+            Some(height),
+            vault,
+            vec![applied],
+        );
+    }
+
+    /// A block this replica applied is on disk: its state machine may go on.
+    pub(super) fn replica_written(&mut self, height: Height) {
+        if let Role::IdentityManager(im) = &mut self.role {
+            if let Some((hash, reply)) = im.replicated.applying.remove(&height) {
+                let _ = reply.send(Ok(Applied::Block { height, hash }));
+            }
+        }
+    }
+
+    /// Proposes a built block through raft instead of signing it; one at a time.
+    pub(super) fn replica_propose(
+        &mut self,
+        proposal: Proposal,
+        included: Vec<Origin<AdminOrigin>>,
+    ) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        let (transfer_ids, waiters, vault) = split_origins(included);
+        let (Some(replica), Ok(hash)) = (im.replicated.replica.clone(), proposal.header.hash())
+        else {
+            im.pool.undraft(&transfer_ids);
+            return;
+        };
+        im.replicated.in_flight = Some(InFlight {
+            hash,
+            transfer_ids,
+            waiters,
+        });
+        im.last_block_at = Some(tokio::time::Instant::now());
+        let proposed = Proposed {
+            header: proposal.header,
+            attestations: proposal.attestations,
+            ops: proposal.ops,
+            vault,
+        };
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            let result = replica.propose(proposed).await;
+            let _ = inputs
+                .send(Input::Replica(ReplicaInput::Proposed { hash, result }))
+                .await;
+        });
+    }
+
+    /// The proposal `hash` was committed (its transfers leave the pool, its callers hear the
+    /// height) or not (its transfers go back to the pool, its callers hear why).
+    async fn replica_on_proposed(&mut self, hash: Hash32, result: Result<Applied, ProposeError>) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        let Some(flight) = im
+            .replicated
+            .in_flight
+            .take_if(|flight| flight.hash == hash)
+        else {
+            return;
+        };
+        let outcome = match result {
+            Ok(Applied::Block { height, .. }) => {
+                im.pool.committed(&flight.transfer_ids);
+                Ok(height)
+            }
+            other => {
+                warn!(
+                    ?other,
+                    "proposed block not committed; its transfers go back to the pool"
+                );
+                im.pool.undraft(&flight.transfer_ids);
+                Err(format!("the block was not committed: {other:?}"))
+            }
+        };
+        for waiter in flight.waiters {
+            self.answer_admin_waiter(waiter, outcome.clone()).await;
+        }
+    }
+
+    /// Tells an admin op's caller its block's height, or why it has none.
+    pub(super) async fn answer_admin_waiter(
+        &mut self,
+        waiter: AdminWaiter,
+        outcome: Result<Height, String>,
+    ) {
+        match (waiter, outcome) {
+            (AdminWaiter::Rpc(reply), outcome) => {
+                let _ = reply.send(outcome.map_err(|why| RpcFailure::new(codes::REFUSED, why)));
+            }
+            (AdminWaiter::Peer(channel, account), Ok(height)) => {
+                self.net
+                    .respond(channel, Response::Opened { account, height })
+                    .await;
+            }
+            (AdminWaiter::Peer(channel, _), Err(message)) => {
+                let response = Response::Error {
+                    code: RejectCode::Overloaded,
+                    message,
+                };
+                self.net.respond(channel, response).await;
+            }
+            (AdminWaiter::Disclosure(reply, mut disclosed), Ok(height)) => {
+                disclosed.height = height.0;
+                info!(order = %disclosed.order_hash, %height, "disclosure recorded");
+                let _ = reply.send(Ok(disclosed));
+            }
+            (AdminWaiter::Disclosure(reply, _), Err(why)) => {
+                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, why)));
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! A replicated identity manager as processes on 127.0.0.1: three IM replicas (`halfveil
+//! testnet init --im-replicas 3`) and two banks. Accounts, issues and payments go through
+//! whichever replica leads (the others answer that they do not lead, and banks ask the
+//! next). The leader is killed with SIGKILL: the two others elect a new one and payments go
+//! on, each committed once; the killed replica restarts from its folder and catches up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use halfveil_tests::describe;
+use halfveil_tests::net::TestNet;
+
+/// The replica that takes an issue now: the leader.
+fn leader(net: &TestNet, account: &str) -> String {
+    for _ in 0..50 {
+        for node in net.im_nodes() {
+            let home = node.home.to_str().unwrap().to_owned();
+            let output = net.run(&["issue", "--home", &home, "--to", account, "--amount", "1"]);
+            if output.status.success() {
+                return node.name.clone();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("no replica leads");
+}
+
+/// Pays and requires the payment committed with a verified receipt (exit 0).
+fn pay(net: &TestNet, from: &str, to: &str, amount: u64) {
+    let output = net.pay(from, to, amount);
+    assert!(output.status.success(), "pay: {}", describe(&output));
+}
+
+#[test]
+fn payments_go_on_when_the_leading_replica_is_killed() {
+    let mut net = TestNet::start_replicated(2, 3);
+    let alice = net.open_account("bank-1", "alice", "A-1");
+    let bob = net.open_account("bank-2", "bob", "B-2");
+    net.issue(&alice, 1_000);
+    for _ in 0..3 {
+        pay(&net, "alice", &bob, 10);
+    }
+    let first = leader(&net, &alice);
+
+    net.kill_node(&first);
+    let killed = Instant::now();
+    pay(&net, "alice", &bob, 10);
+    println!(
+        "first payment after the leader's SIGKILL committed in {:?}",
+        killed.elapsed()
+    );
+    for _ in 0..2 {
+        pay(&net, "alice", &bob, 10);
+    }
+    let second = leader(&net, &alice);
+    assert_ne!(first, second);
+
+    net.start_node(&first);
+    net.wait_connected();
+    pay(&net, "alice", &bob, 10);
+    // Every node, the restarted replica too, holds one chain with each payment once.
+    assert_eq!(net.balance(&bob), 70);
+    assert_eq!(net.balance(&alice), 1_000 + 2 - 70);
+    net.stop_all();
+}
