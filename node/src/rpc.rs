@@ -56,6 +56,25 @@ pub struct NodeStatus {
     /// User and system CPU seconds of the node's process (Linux; 0 elsewhere).
     #[serde(default)]
     pub cpu_seconds: f64,
+    /// A replica of a replicated IM: its raft role, term, leader and log indexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaStatus>,
+}
+
+/// A replica's raft state, as `hv_status` reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// This replica's number (genesis order, from 1).
+    pub replica: u64,
+    /// `leader`, `follower`, `candidate` or `learner`; `stopped` if its raft node stopped.
+    pub role: String,
+    pub term: u64,
+    /// The replica that leads, as far as this one knows.
+    pub leader: Option<u64>,
+    /// The last raft log index this replica holds.
+    pub last_log_index: Option<u64>,
+    /// The last raft log index it applied (its blocks are written up to there).
+    pub last_applied: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

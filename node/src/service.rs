@@ -727,6 +727,7 @@ impl Service {
             blocks_committed: self.metrics.blocks_committed.get(),
             fsyncs: self.metrics.fsyncs.get(),
             cpu_seconds: crate::metrics::process_cpu_seconds().unwrap_or(0.0),
+            replica: self.im_replica().map(|replica| replica.status()),
         }
     }
 

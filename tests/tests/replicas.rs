@@ -26,6 +26,27 @@ fn leader(net: &TestNet, account: &str) -> String {
     panic!("no replica leads");
 }
 
+/// Every running replica's `hv_status`: exactly one says it leads, it is `leader`, and the
+/// others name it as their leader.
+fn check_status(net: &TestNet, leader: &str) {
+    let number: u64 = leader.trim_start_matches("im-").parse().unwrap();
+    for node in net.im_nodes() {
+        let status = net.status(&node.name).unwrap();
+        let replica = status.replica.expect("a replica reports its raft state");
+        assert_eq!(replica.leader, Some(number), "{}: {replica:?}", node.name);
+        let role = if node.name == leader {
+            "leader"
+        } else {
+            "follower"
+        };
+        assert_eq!(replica.role, role, "{}: {replica:?}", node.name);
+        assert!(
+            replica.term >= 1 && replica.last_applied.is_some(),
+            "{replica:?}"
+        );
+    }
+}
+
 /// Pays and requires the payment committed with a verified receipt (exit 0).
 fn pay(net: &TestNet, from: &str, to: &str, amount: u64) {
     let output = net.pay(from, to, amount);
@@ -42,6 +63,7 @@ fn payments_go_on_when_the_leading_replica_is_killed() {
         pay(&net, "alice", &bob, 10);
     }
     let first = leader(&net, &alice);
+    check_status(&net, &first);
 
     net.kill_node(&first);
     let killed = Instant::now();
@@ -55,6 +77,7 @@ fn payments_go_on_when_the_leading_replica_is_killed() {
     }
     let second = leader(&net, &alice);
     assert_ne!(first, second);
+    check_status(&net, &second);
 
     net.start_node(&first);
     net.wait_connected();

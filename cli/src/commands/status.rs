@@ -25,7 +25,7 @@ impl StatusArgs {
                 .map_err(|error| node.failure(error))
         })??;
         emit(output, &status, || {
-            format!(
+            let mut text = format!(
                 "{} ({})  chain {}  height {}  peers {}  accounts {}  supply {}  pending {}",
                 status.moniker,
                 status.role,
@@ -35,7 +35,22 @@ impl StatusArgs {
                 status.accounts,
                 status.supply,
                 status.pool_pending
-            )
+            );
+            if let Some(replica) = &status.replica {
+                let leader = replica
+                    .leader
+                    .map_or_else(|| "none".to_owned(), |leader| format!("replica {leader}"));
+                text.push_str(&format!(
+                    "\n  replica {}: {}  term {}  leader {}  log {}  applied {}",
+                    replica.replica,
+                    replica.role,
+                    replica.term,
+                    leader,
+                    replica.last_log_index.unwrap_or(0),
+                    replica.last_applied.unwrap_or(0)
+                ));
+            }
+            text
         });
         Ok(())
     }

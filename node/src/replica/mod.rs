@@ -236,6 +236,28 @@ impl Replica {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// Its raft state for `hv_status`.
+    pub fn status(&self) -> crate::rpc::ReplicaStatus {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let role = match (&metrics.running_state, metrics.state) {
+            (Err(_), _) => "stopped",
+            (Ok(()), openraft::ServerState::Leader) => "leader",
+            (Ok(()), openraft::ServerState::Follower) => "follower",
+            (Ok(()), openraft::ServerState::Candidate) => "candidate",
+            (Ok(()), openraft::ServerState::Learner) => "learner",
+            (Ok(()), openraft::ServerState::Shutdown) => "stopped",
+        };
+        crate::rpc::ReplicaStatus {
+            replica: self.id,
+            role: role.to_owned(),
+            term: metrics.current_term,
+            leader: metrics.current_leader,
+            last_log_index: metrics.last_log_index,
+            last_applied: metrics.last_applied.map(|log_id| log_id.index),
+        }
+    }
+
     /// Whether this replica leads now (as far as it knows).
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
