@@ -216,6 +216,10 @@ impl Service {
             return;
         }
         im.guard.signed(height);
+        // A transfer this replica held from a term it led is on chain now: it must never be
+        // proposed again (nor refused as a replay) if this replica leads again.
+        let committed: Vec<Hash32> = change.transfers.iter().map(|(id, _)| *id).collect();
+        im.pool.committed(&committed);
         im.replicated.applying.insert(height, (hash, reply));
         self.state.commit(&change, hash);
         self.queue_write_with(
