@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::network::{Reply, RequestError};
+use crate::network::{NetworkHandle, Reply, RequestError};
+use halfveil_consensus::bank::outbox::REDIRECT_RETRY;
 use halfveil_consensus::bank::{
     Bank, BankLimits, Bounds, Effect, ForwardAnswer, Keys, LocalAccount, OnChain, Opening,
     OpeningError, PayeeItem, Refusal, SubmitError,
@@ -329,8 +330,47 @@ fn opening_failure(error: OpeningError) -> RpcFailure {
     RpcFailure::new(code, error.to_string())
 }
 
-/// The IM's answer to a forward, as the bank's machine takes it (and logged).
-fn forward_answer(result: Result<Response, RequestError>, transfers: usize) -> ForwardAnswer {
+/// Sends an opening to the IM replica `first`, then, while the one asked does not lead or
+/// cannot be reached, to the one it names or the next, for at most [`RELAY_LIMIT`] (a
+/// leader election takes about 1.5 s); a single IM is asked once.
+async fn relay_to_leader(
+    net: &NetworkHandle,
+    replicas: &[PeerId],
+    first: usize,
+    request: OpenAccountRequest,
+) -> Result<Response, RequestError> {
+    let started = Instant::now();
+    let mut target = first;
+    loop {
+        let peer = replicas[target % replicas.len().max(1)];
+        let result = net
+            .request(peer, Request::OpenAccount(request.clone()))
+            .await;
+        let next = match &result {
+            Ok(Response::NotLeader {
+                leader: Some(leader),
+            }) => usize::from(*leader),
+            Ok(Response::NotLeader { leader: None }) | Err(_) => target + 1,
+            Ok(_) => return result,
+        };
+        if replicas.len() < 2 || started.elapsed() > RELAY_LIMIT {
+            return result;
+        }
+        target = next % replicas.len();
+        tokio::time::sleep(REDIRECT_RETRY).await;
+    }
+}
+
+/// The longest a bank looks for the leading IM replica for one opening.
+const RELAY_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The IM's answer to a forward, as the bank's machine takes it (and logged); `replicated`:
+/// the IM has replicas, and a failed request goes to the next one.
+fn forward_answer(
+    result: Result<Response, RequestError>,
+    transfers: usize,
+    replicated: bool,
+) -> ForwardAnswer {
     match result {
         Ok(Response::Forwarded {
             rejected,
@@ -354,7 +394,7 @@ fn forward_answer(result: Result<Response, RequestError>, transfers: usize) -> F
             ForwardAnswer::Again
         }
         // The replica asked does not lead; the next forward goes to the one it named.
-        Ok(Response::NotLeader { .. }) => ForwardAnswer::Again,
+        Ok(Response::NotLeader { .. }) => ForwardAnswer::Elsewhere,
         Ok(Response::Error { code, message }) => {
             warn!(?code, %message, "the identity manager refused a forwarded batch");
             ForwardAnswer::Refused { code, message }
@@ -365,6 +405,10 @@ fn forward_answer(result: Result<Response, RequestError>, transfers: usize) -> F
         }
         // The IM may or may not have the batch: forwarding it again is safe (it answers a
         // transfer it holds or committed with its status, never a second admission).
+        Err(error) if replicated => {
+            warn!(%error, transfers, "forwarding failed; asking another replica");
+            ForwardAnswer::Elsewhere
+        }
         Err(error) => {
             warn!(%error, transfers, "forwarding failed; forwarding again shortly");
             ForwardAnswer::Again
@@ -586,7 +630,8 @@ impl Service {
                     Err(_) => self.im_not_leader(None),
                     Ok(_) => {}
                 }
-                let answer = forward_answer(result, ids.len());
+                let replicated = self.genesis.im_replicated();
+                let answer = forward_answer(result, ids.len(), replicated);
                 if let Some(bank) = self.bank() {
                     bank.core.on_forward_answer(ids, answer, Instant::now());
                 }
@@ -723,12 +768,13 @@ impl Service {
         request: OpenAccountRequest,
         reply: oneshot::Sender<Result<OpenedAccount, RpcFailure>>,
     ) {
-        let im_peer = self.im_peer();
+        let replicas = self.genesis.im_peer_ids.clone();
+        let first = self.im_target;
         let net = self.net.clone();
         let inputs = self.inputs.clone();
         let account = request.op.account;
         tokio::spawn(async move {
-            let result = net.request(im_peer, Request::OpenAccount(request)).await;
+            let result = relay_to_leader(&net, &replicas, first, request).await;
             let relayed = BankInput::OpenRelayed {
                 account,
                 result,

@@ -217,6 +217,11 @@ impl Service {
                 break;
             }
         }
+        // Inputs still queued (a replica's block to apply among them) are dropped with their
+        // reply channels, so nothing waits on this task while the raft node stops.
+        inputs.close();
+        while inputs.try_recv().is_ok() {}
+        self.stop_replica().await;
         info!("service stopped");
     }
 

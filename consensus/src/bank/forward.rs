@@ -6,6 +6,7 @@ use halfveil_ledger::fastmap::HashSet;
 use halfveil_ledger::{AttestationKind, Hash32};
 use halfveil_ledger::{Rejecter, Rejection};
 
+use super::outbox::{FORWARD_RETRY, REDIRECT_RETRY};
 use super::{Bank, Effect, ForwardAnswer, OnChain, BATCH_TRANSFERS_MAX};
 
 impl Bank {
@@ -49,7 +50,14 @@ impl Bank {
                 rejected,
                 committed,
             } => self.on_taken(&ids, rejected, committed),
-            ForwardAnswer::Again => self.outbox.forward_again(ids, &mut self.tracker, now),
+            ForwardAnswer::Again => {
+                self.outbox
+                    .forward_again(ids, &mut self.tracker, now, FORWARD_RETRY)
+            }
+            ForwardAnswer::Elsewhere => {
+                self.outbox
+                    .forward_again(ids, &mut self.tracker, now, REDIRECT_RETRY)
+            }
             ForwardAnswer::Refused { code, message } => {
                 for id in ids {
                     self.refuse(id, code, &message);

@@ -107,6 +107,9 @@ pub enum ForwardAnswer {
     /// The IM is busy, did not answer, or could not be reached: it may or may not hold the
     /// batch, so it goes again shortly (the IM never admits a transfer twice).
     Again,
+    /// The IM replica asked does not lead, or could not be reached: the batch goes to
+    /// another replica after a short hold-off.
+    Elsewhere,
     /// The IM refused the batch as a whole.
     Refused { code: RejectCode, message: String },
     /// An answer that makes no sense for a forward: the transfers wait for the sweep.

@@ -13,6 +13,10 @@ use super::tracker::Tracker;
 pub const FORWARDS_IN_FLIGHT_MAX: usize = 4;
 /// How long forwarding waits after the IM could not be reached or was busy.
 pub const FORWARD_RETRY: Duration = Duration::from_secs(1);
+/// The hold-off before a batch goes to another IM replica (the one asked does not lead, or
+/// could not be reached): short, so a leader change costs little more than the election,
+/// and not zero, so replicas that all answer at once are not asked in a tight loop.
+pub const REDIRECT_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -48,8 +52,14 @@ impl Outbox {
     }
 
     /// Puts a batch the IM did not take back at the front (the transfers still pending),
-    /// and holds forwarding back for [`FORWARD_RETRY`].
-    pub fn forward_again(&mut self, ids: Vec<Hash32>, tracker: &mut Tracker, now: Instant) {
+    /// and holds forwarding back for `hold_off`.
+    pub fn forward_again(
+        &mut self,
+        ids: Vec<Hash32>,
+        tracker: &mut Tracker,
+        now: Instant,
+        hold_off: Duration,
+    ) {
         for id in ids.into_iter().rev() {
             if let Some(tracked) = tracker.get_mut(&id) {
                 if tracked.forwardable() && !tracked.queued {
@@ -58,7 +68,7 @@ impl Outbox {
                 }
             }
         }
-        self.retry_at = now.checked_add(FORWARD_RETRY);
+        self.retry_at = now.checked_add(hold_off);
     }
 
     /// Whether a batch may go now: fewer than [`FORWARDS_IN_FLIGHT_MAX`] out, something

@@ -12,7 +12,7 @@ use halfveil_ledger::{
 };
 use rand::RngCore;
 
-use super::outbox::{FORWARDS_IN_FLIGHT_MAX, FORWARD_RETRY};
+use super::outbox::{FORWARDS_IN_FLIGHT_MAX, FORWARD_RETRY, REDIRECT_RETRY};
 use super::*;
 use crate::clock::Now;
 
@@ -314,6 +314,31 @@ fn a_busy_or_unreachable_im_gets_the_batch_again_after_the_hold_off() {
     );
     w.bank.tick(w.at(FORWARD_RETRY.as_secs()));
     assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![id]]);
+}
+
+/// A replica that does not lead (or is gone) costs only the short hold-off: the batch goes
+/// to another replica after [`REDIRECT_RETRY`], not [`FORWARD_RETRY`].
+#[test]
+fn a_batch_for_another_replica_goes_again_after_the_short_hold_off() {
+    let mut w = world();
+    let (id, _) = w.submit(0, 10, 0);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![id]]);
+    w.bank
+        .on_forward_answer(vec![id], ForwardAnswer::Elsewhere, w.at(0).mono);
+    assert!(forwarded(&w.bank.take_effects()).is_empty(), "held off");
+    let base = w.at(0);
+    let at = |after: Duration| Now {
+        mono: base.mono + after,
+        ..base
+    };
+    w.bank.tick(at(REDIRECT_RETRY - Duration::from_millis(1)));
+    assert!(
+        forwarded(&w.bank.take_effects()).is_empty(),
+        "still held off"
+    );
+    w.bank.tick(at(REDIRECT_RETRY));
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![id]]);
+    assert!(REDIRECT_RETRY < FORWARD_RETRY);
 }
 
 #[test]

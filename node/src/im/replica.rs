@@ -136,6 +136,17 @@ impl Service {
         }
     }
 
+    /// Stops this node's raft node, if it has one, after dropping what waits on the
+    /// service: the raft node then lets go of the store.
+    pub async fn stop_replica(&mut self) {
+        if let Role::IdentityManager(im) = &mut self.role {
+            im.replicated.applying.clear();
+            if let Some(replica) = im.replicated.replica.take() {
+                replica.shutdown().await;
+            }
+        }
+    }
+
     /// This node's raft node, if it is a replica of a replicated IM.
     pub fn im_replica(&self) -> Option<&Arc<Replica>> {
         match &self.role {

@@ -65,6 +65,8 @@ const ELECTION_MAX_MS: u64 = 700;
 /// At most this many blocks in one append: blocks are large, and an append must arrive
 /// within a heartbeat.
 const PAYLOAD_ENTRIES_MAX: u64 = 16;
+/// How long stopping the raft node may take.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 /// How long a proposal may wait to be committed and applied: a leader cut off from the
 /// majority learns it no other way.
 const PROPOSE_TIMEOUT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS + 600);
@@ -282,11 +284,13 @@ impl Replica {
         }
     }
 
-    /// Stops the raft node and its stream server.
-    pub async fn shutdown(self) {
+    /// Stops the raft node and its stream server (within [`SHUTDOWN_LIMIT`]).
+    pub async fn shutdown(&self) {
         self.server.abort();
-        if let Err(error) = self.raft.shutdown().await {
-            tracing::warn!(%error, "raft did not shut down cleanly");
+        match tokio::time::timeout(SHUTDOWN_LIMIT, self.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "raft did not shut down cleanly"),
+            Err(_) => tracing::warn!("raft did not shut down within {SHUTDOWN_LIMIT:?}"),
         }
     }
 }
