@@ -224,6 +224,12 @@ impl Cluster {
         }
     }
 
+    async fn stop_all(&mut self) {
+        for index in 0..REPLICAS {
+            self.stop(index).await;
+        }
+    }
+
     /// Stops replica `index` (its raft node and its connections).
     async fn stop(&mut self, index: usize) {
         if let Some(node) = self.nodes[index].take() {
@@ -428,24 +434,23 @@ async fn scenario() {
         caught_up(&cluster, index).await;
     }
     check_stores(&cluster);
-    for index in 0..REPLICAS {
-        cluster.stop(index).await;
-    }
+    cluster.stop_all().await;
 }
 
-fn logs() {
+/// Runs a scenario within [`LIMIT`], with logs as `RUST_LOG` asks.
+async fn bounded(scenario: impl std::future::Future<Output = ()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+    tokio::time::timeout(LIMIT, scenario)
+        .await
+        .expect("the scenario finished within its limit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_commits_after_the_leader_stops_and_the_old_one_catches_up() {
-    logs();
-    tokio::time::timeout(LIMIT, scenario())
-        .await
-        .expect("the scenario finished within its limit");
+    bounded(scenario()).await;
 }
 
 /// Two blocks proposed for one height (the second built on the head the first moves): the
@@ -509,17 +514,12 @@ async fn one_block_per_height_and_disk_loss() {
         caught_up(&cluster, index).await;
     }
     check_stores(&cluster);
-    for index in 0..REPLICAS {
-        cluster.stop(index).await;
-    }
+    cluster.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_block_per_height_and_a_wiped_replica_rejoins_from_the_log() {
-    logs();
-    tokio::time::timeout(LIMIT, one_block_per_height_and_disk_loss())
-        .await
-        .expect("the scenario finished within its limit");
+    bounded(one_block_per_height_and_disk_loss()).await;
 }
 
 /// The leader cut off from both others: its proposal is not committed and it says so
@@ -563,15 +563,10 @@ async fn cut_off_leader() {
         caught_up(&cluster, index).await;
     }
     check_stores(&cluster);
-    for index in 0..REPLICAS {
-        cluster.stop(index).await;
-    }
+    cluster.stop_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_leader_stops_committing_and_rejoins() {
-    logs();
-    tokio::time::timeout(LIMIT, cut_off_leader())
-        .await
-        .expect("the scenario finished within its limit");
+    bounded(cut_off_leader()).await;
 }
