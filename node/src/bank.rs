@@ -342,6 +342,7 @@ async fn relay_to_leader(
     let started = Instant::now();
     let mut target = first;
     loop {
+        // Genesis validation requires at least one replica, so the index is in range.
         let peer = replicas[target % replicas.len().max(1)];
         let result = net
             .request(peer, Request::OpenAccount(request.clone()))

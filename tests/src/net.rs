@@ -347,28 +347,18 @@ impl TestNet {
     /// Opens an account at `bank` for `holder` with the CLI; returns the account id.
     pub fn open_account(&self, bank: &str, holder: &str, national_id: &str) -> String {
         let wallet = self.wallet_path(holder);
-        let open = || {
-            self.run(&[
-                "account",
-                "open",
-                "--bank",
-                &self.rpc(bank),
-                "--wallet",
-                wallet.to_str().expect("utf-8 path"),
-                "--name",
-                holder,
-                "--national-id",
-                national_id,
-            ])
-        };
-        // A bank that asked an IM replica which does not lead asks the leader next time.
-        let mut output = open();
-        for _ in 0..3 {
-            if output.status.success() || !describe(&output).contains("does not lead") {
-                break;
-            }
-            output = open();
-        }
+        let output = self.run(&[
+            "account",
+            "open",
+            "--bank",
+            &self.rpc(bank),
+            "--wallet",
+            wallet.to_str().expect("utf-8 path"),
+            "--name",
+            holder,
+            "--national-id",
+            national_id,
+        ]);
         assert!(
             output.status.success(),
             "account open: {}",
