@@ -42,6 +42,8 @@ pub fn prepare_dir(dir: &Path, command: &str) -> Result<(), Failure> {
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
+    /// The names of the identity manager's nodes: `im`, or its replicas `im-1` to `im-N`.
+    pub ims: Vec<String>,
 }
 
 /// How many networks `Cluster::launch` writes before giving up on free ports.
@@ -104,8 +106,14 @@ impl Cluster {
         std::fs::create_dir_all(logs)?;
         let program = std::env::current_exe()
             .map_err(|error| Failure::error(format!("cannot find this program: {error}")))?;
-        let mut cluster = Cluster { nodes: Vec::new() };
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            ims: Vec::new(),
+        };
         for summary in &network.nodes {
+            if summary.role == "identity-manager" {
+                cluster.ims.push(summary.name.clone());
+            }
             let home = PathBuf::from(&summary.home);
             let log = logs.join(format!("{}.log", summary.name));
             let node = NodeProcess::new(&summary.name, &home, &summary.rpc, &log, &program);
@@ -140,6 +148,57 @@ impl Cluster {
             .iter()
             .find(|node| node.name == name)
             .ok_or_else(|| Failure::error(format!("no node named {name}")))
+    }
+
+    /// The identity manager's node that leads now: the only one, or the replica that says it
+    /// leads and that every running replica names as leader. Waits up to `limit` for one.
+    pub async fn im_leader(&self, limit: Duration) -> Result<&NodeProcess, Failure> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let [only] = self.ims.as_slice() {
+                return self.node(only);
+            }
+            if let Some(name) = self.agreed_leader().await {
+                return self.node(&name);
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::error(format!(
+                    "no identity manager replica led within {} s",
+                    limit.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The replica every answering replica names as leader, if that one says it leads.
+    async fn agreed_leader(&self) -> Option<String> {
+        let mut named = None;
+        for name in &self.ims {
+            let Ok(node) = self.node(name) else { continue };
+            let Ok(client) = Node::connect(&node.rpc).await else {
+                continue;
+            };
+            let Ok(status) = client.client.status().await else {
+                continue;
+            };
+            let replica = status.replica?;
+            let leader = replica.leader?;
+            if named.is_some_and(|named| named != leader) {
+                return None;
+            }
+            named = Some(leader);
+        }
+        let name = format!("im-{}", named?);
+        let node = self.node(&name).ok()?;
+        let status = Node::connect(&node.rpc)
+            .await
+            .ok()?
+            .client
+            .status()
+            .await
+            .ok()?;
+        (status.replica?.role == "leader").then_some(name)
     }
 
     /// Fails if a node has exited.

@@ -14,7 +14,11 @@
 //! - the supply equals what was issued.
 //!
 //! At the end `audit replay` verifies the whole chain from genesis. The seed is printed
-//! first: `--seed` replays the same choices of nodes and moments.
+//! first: `--seed` replays the same choices of nodes and moments (with replicas, which one
+//! leads at a kill is the election's choice, not the seed's).
+//!
+//! With `--im-replicas 3` (or 5) the identity manager is a raft group: an IM kill hits the
+//! leading replica two times in three, and payments go on through the others meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -48,8 +52,8 @@ use crate::output::{emit, OutputFormat};
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
 /// How far ahead a payment expires.
 const EXPIRY: Duration = Duration::from_secs(120);
-/// The nodes of the network, by name.
-const NODE_NAMES: [&str; 3] = ["im", "bank-1", "bank-2"];
+/// How long a cycle waits for a replica to lead.
+const LEADER_LIMIT: Duration = Duration::from_secs(30);
 
 /// `halfveil chaos`: crash cycles (see the module doc).
 #[derive(Debug, Args)]
@@ -72,6 +76,10 @@ pub struct ChaosArgs {
     /// The longest the nodes may take to agree again after a restart, in seconds.
     #[arg(long, default_value_t = 60)]
     pub converge_limit: u64,
+    /// How many identity manager replicas (1, 3 or 5). With replicas, two of three IM
+    /// kills hit the leading replica, the others a replica chosen at random.
+    #[arg(long, default_value_t = 1)]
+    pub im_replicas: usize,
 }
 
 /// What a chaos run found.
@@ -80,6 +88,8 @@ pub struct ChaosReport {
     pub seed: u64,
     pub cycles: u32,
     pub im_kills: u32,
+    /// IM kills that hit the leading replica (all of them with a single IM).
+    pub leader_kills: u32,
     pub bank_kills: u32,
     /// Kills of a node again while it caught up after its restart.
     pub catch_up_kills: u32,
@@ -118,7 +128,7 @@ impl ChaosArgs {
         let result = runtime.block_on(self.run(seed, &mut cluster));
         let im_rpc = cluster
             .as_ref()
-            .and_then(|cluster: &Cluster| cluster.node("im").ok())
+            .and_then(|cluster: &Cluster| cluster.node(cluster.ims.first()?).ok())
             .map(|node| node.rpc.clone());
         let mut report = result.map_err(|failure| {
             failure.context(format!("seed {seed}; node logs are in {}", logs.display()))
@@ -141,17 +151,20 @@ impl ChaosArgs {
     }
 
     async fn run(&self, seed: u64, slot: &mut Option<Cluster>) -> Result<ChaosReport, Failure> {
-        let network = InitOptions::local(self.dir.join("network"), "halfveil-chaos");
+        let network = InitOptions {
+            im_replicas: self.im_replicas,
+            ..InitOptions::local(self.dir.join("network"), "halfveil-chaos")
+        };
         let logs = self.dir.join("logs");
         let (summary, launched, _) =
             Cluster::launch_with(&network, &logs, Duration::from_secs(60), small_epochs).await?;
         let cluster = slot.insert(launched);
-        let im = cluster.node("im")?;
-        let im_url = im.rpc.clone();
+        // Blocks are read from the first IM node: every check runs once all nodes agree.
+        let im_url = cluster.node(&cluster.ims[0])?.rpc.clone();
         let im_node = Node::connect(&im_url).await?;
         let genesis = im_node.genesis(None).await?;
         let banks = bank_urls(&summary)?;
-        let im_admin = AdminAccess::from_home(&im.home)?;
+        let im_admin = AdminAccess::from_home(&cluster.im_leader(LEADER_LIMIT).await?.home)?;
         let supply_before = im_node
             .client
             .head()
@@ -214,20 +227,10 @@ impl ChaosArgs {
         cluster: &mut Cluster,
         payers: &Payers,
         report: &mut ChaosReport,
-    ) -> Result<&'static str, Failure> {
+    ) -> Result<String, Failure> {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3_000))).await;
-        // The IM in at least a third of the cycles: forced when it falls behind that share.
-        let im_due = report.im_kills * 3 < cycle + 1;
-        let victim = if im_due {
-            "im"
-        } else {
-            NODE_NAMES[rng.gen_range(0..NODE_NAMES.len())]
-        };
-        if victim == "im" {
-            report.im_kills += 1;
-        } else {
-            report.bank_kills += 1;
-        }
+        let victim = choose_victim(cycle, rng, cluster, report).await?;
+        let victim = victim.as_str();
         cluster.kill(victim)?;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..2_000))).await;
         cluster.restart(victim)?;
@@ -243,8 +246,37 @@ impl ChaosArgs {
         let converged = wait_converged(cluster, limit).await;
         payers.pause(false);
         report.convergence_ms.push(converged?);
-        Ok(victim)
+        Ok(victim.to_owned())
     }
+}
+
+/// The node a cycle kills: an IM node in at least a third of the cycles (forced when the
+/// IM falls behind that share), else any node. With replicas, an IM kill hits the leading
+/// replica two times in three.
+async fn choose_victim(
+    cycle: u32,
+    rng: &mut ChaCha20Rng,
+    cluster: &Cluster,
+    report: &mut ChaosReport,
+) -> Result<String, Failure> {
+    let im_due = report.im_kills * 3 < cycle + 1;
+    let pick = rng.gen_range(0..cluster.nodes.len());
+    let chosen = &cluster.nodes[pick].name;
+    if !im_due && !cluster.ims.contains(chosen) {
+        report.bank_kills += 1;
+        return Ok(chosen.clone());
+    }
+    report.im_kills += 1;
+    let leader = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
+    if rng.gen_bool(2.0 / 3.0) || cluster.ims.len() == 1 {
+        report.leader_kills += 1;
+        return Ok(leader);
+    }
+    let replica = cluster.ims[rng.gen_range(0..cluster.ims.len())].clone();
+    if replica == leader {
+        report.leader_kills += 1;
+    }
+    Ok(replica)
 }
 
 /// The banks of a network as `testnet init` wrote it, with their RPC URLs, in genesis order.
@@ -267,11 +299,13 @@ fn small_epochs(config: &mut halfveil_node::config::Config) {
 
 fn summary_line(report: &ChaosReport) -> String {
     format!(
-        "{} cycles ({} IM kills, {} bank kills, {} during catch-up), {} transfers acknowledged, \
+        "{} cycles ({} IM kills, {} of the leader, {} bank kills, {} during catch-up), {} \
+         transfers acknowledged, \
          {} resubmitted, {} lost, {} doubled, worst convergence {:.1} s, supply conserved: {}, \
          replay: {}",
         report.convergence_ms.len().min(report.cycles as usize),
         report.im_kills,
+        report.leader_kills,
         report.bank_kills,
         report.catch_up_kills,
         report.acknowledged,

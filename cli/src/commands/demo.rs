@@ -3,9 +3,12 @@
 //! both banks, issues money, pays across banks, prints every receipt (verified against the
 //! IM's key in genesis) and the balances as every node sees them, shows a frozen account's
 //! payment refused, and stops the nodes cleanly. The data folder stays for inspection.
+//! With `--im-replicas 3` (or 5) the identity manager is a group of replicas: the demo
+//! kills the leading one (SIGKILL) after the first payment, the others go on, and the
+//! killed replica is restarted and catches up before the balances are compared.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use halfveil_genesis::keystore;
@@ -29,10 +32,17 @@ pub struct DemoArgs {
     /// The data folder, left for inspection (replaced if an earlier demo made it).
     #[arg(long, default_value = "halfveil-demo")]
     pub dir: PathBuf,
+    /// How many identity manager replicas (1, 3 or 5). With more than one, the demo kills
+    /// the leading replica midway through its payments, shows payments go on, and
+    /// restarts it to catch up.
+    #[arg(long, default_value_t = 1)]
+    pub im_replicas: usize,
 }
 
 const READY_LIMIT: Duration = Duration::from_secs(60);
 const STOP_LIMIT: Duration = Duration::from_secs(20);
+/// How long the demo waits for a leading replica.
+const LEADER_LIMIT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Serialize)]
 struct Balance {
@@ -50,6 +60,9 @@ struct DemoReport {
     genesis_hash: String,
     accounts: Vec<OpenedReport>,
     payments: Vec<Outcome>,
+    /// With replicas: the leading replica killed after the first payment, as receipts name
+    /// it (`IM replica N`).
+    killed_replica: Option<String>,
     balances: Vec<Balance>,
     frozen_payment: Outcome,
     nodes_stopped_cleanly: bool,
@@ -90,10 +103,10 @@ impl DemoArgs {
             }
         };
         crate::cluster::prepare_dir(dir, "demo")?;
-        let (network, mut cluster) = launch(dir, &say)?;
+        let (network, mut cluster) = launch(dir, self.im_replicas, &say)?;
         let result = block_on(run_demo(&mut cluster, dir, &say))?;
         let clean = stop(&mut cluster, &say);
-        let (accounts, payments, balances, frozen_payment) = result?;
+        let (accounts, (payments, killed_replica), balances, frozen_payment) = result?;
         say(format!(
             "== done. Data, logs, wallets and keys are in {} for inspection.",
             dir.display()
@@ -104,6 +117,7 @@ impl DemoArgs {
             genesis_hash: network.genesis_hash.clone(),
             accounts,
             payments,
+            killed_replica,
             balances,
             frozen_payment,
             nodes_stopped_cleanly: clean,
@@ -119,10 +133,25 @@ impl DemoArgs {
 }
 
 /// Writes the demo's network under `dir` and starts its nodes; says where they listen.
-fn launch(dir: &Path, say: &impl Fn(String)) -> Result<(InitSummary, Cluster), Failure> {
+fn launch(
+    dir: &Path,
+    im_replicas: usize,
+    say: &impl Fn(String),
+) -> Result<(InitSummary, Cluster), Failure> {
     let network_dir = dir.join("network");
-    let network_options = InitOptions::local(network_dir.clone(), "halfveil-demo");
-    say("== writing a network; starting the identity manager and two banks on 127.0.0.1".into());
+    let network_options = InitOptions {
+        im_replicas,
+        ..InitOptions::local(network_dir.clone(), "halfveil-demo")
+    };
+    say(match im_replicas {
+        1 => {
+            "== writing a network; starting the identity manager and two banks on 127.0.0.1".into()
+        }
+        n => format!(
+            "== writing a network; starting {n} identity manager replicas and two banks on \
+             127.0.0.1"
+        ),
+    });
     let (network, cluster, statuses) = block_on(Cluster::launch(
         &network_options,
         &dir.join("logs"),
@@ -163,7 +192,9 @@ fn stop(cluster: &mut Cluster, say: &impl Fn(String)) -> bool {
     clean
 }
 
-type DemoResult = (Vec<OpenedReport>, Vec<Outcome>, Vec<Balance>, Outcome);
+/// The demo's payments, and the replica killed among them (as receipts name it).
+type Payments = (Vec<Outcome>, Option<String>);
+type DemoResult = (Vec<OpenedReport>, Payments, Vec<Balance>, Outcome);
 
 /// The demo's steps against the running `cluster`, in order.
 async fn run_demo(
@@ -174,7 +205,7 @@ async fn run_demo(
     let (opened, mut wallets) = open_accounts(cluster, dir, say).await?;
     let accounts: Vec<String> = opened.iter().map(|report| report.account.clone()).collect();
     issue_funds(cluster, &accounts, say).await?;
-    let payments = pay_across_banks(&mut wallets, &accounts, say).await?;
+    let payments = pay_across_banks(cluster, &mut wallets, &accounts, say).await?;
     let frozen_payment = pay_while_frozen(cluster, &mut wallets[2], &accounts, say).await?;
     let balances = balances_everywhere(cluster, &accounts, say).await?;
     Ok((opened, payments, balances, frozen_payment))
@@ -236,7 +267,7 @@ async fn issue_funds(
     say: &impl Fn(String),
 ) -> Result<(), Failure> {
     say("== the identity manager issues money".into());
-    let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
+    let im_admin = AdminAccess::from_home(&cluster.im_leader(LEADER_LIMIT).await?.home)?;
     for (index, amount) in [(0usize, 1_000u64), (2, 300)] {
         let issued = issue_with(&im_admin, &accounts[index], amount, None).await?;
         say(format!(
@@ -259,15 +290,24 @@ fn demo_order(to: &str, amount: u64) -> PayOrder {
     }
 }
 
-/// Payments between people at different banks; each must commit.
+/// Payments between people at different banks; each must commit. With replicas, the
+/// leading one is killed after the first payment and restarted after the last.
 async fn pay_across_banks(
+    cluster: &mut Cluster,
     wallets: &mut [Wallet],
     accounts: &[String],
     say: &impl Fn(String),
-) -> Result<Vec<Outcome>, Failure> {
+) -> Result<Payments, Failure> {
     say("== payments across banks".into());
     let mut payments = Vec::new();
-    for (from, to, amount) in [(0usize, 1usize, 250u64), (1, 0, 40), (0, 2, 10)] {
+    let mut killed = None;
+    for (step, (from, to, amount)) in [(0usize, 1usize, 250u64), (1, 0, 40), (0, 2, 10)]
+        .into_iter()
+        .enumerate()
+    {
+        if step == 1 && cluster.ims.len() > 1 {
+            killed = Some(kill_leader(cluster, say).await?);
+        }
         say(format!(
             "-- {} pays {} {amount}",
             PEOPLE[from].name, PEOPLE[to].name
@@ -282,7 +322,31 @@ async fn pay_across_banks(
         }
         payments.push(outcome);
     }
-    Ok(payments)
+    let Some((name, at)) = killed else {
+        return Ok((payments, None));
+    };
+    say(format!(
+        "== {} payments committed in {:.1} s without {name}; restarting it: it catches up \
+         from the others' log",
+        payments.len() - 1,
+        at.elapsed().as_secs_f64()
+    ));
+    cluster.restart(&name)?;
+    let number = name.trim_start_matches("im-");
+    Ok((payments, Some(format!("IM replica {number}"))))
+}
+
+/// Kills the leading replica without warning (SIGKILL); returns its name and when.
+async fn kill_leader(
+    cluster: &mut Cluster,
+    say: &impl Fn(String),
+) -> Result<(String, Instant), Failure> {
+    let name = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
+    cluster.kill(&name)?;
+    say(format!(
+        "== killing the leading replica {name} (SIGKILL); the others elect a new leader"
+    ));
+    Ok((name, Instant::now()))
 }
 
 /// The third person's bank freezes their account; a payment from it must be refused.
@@ -314,7 +378,7 @@ async fn balances_everywhere(
     say: &impl Fn(String),
 ) -> Result<Vec<Balance>, Failure> {
     say("== balances as every node sees them".into());
-    let im_rpc = cluster.node("im")?.rpc.clone();
+    let im_rpc = cluster.im_leader(LEADER_LIMIT).await?.rpc.clone();
     let head = crate::client::Node::connect(&im_rpc).await?;
     let height = halfveil_node::rpc::ApiClient::head(&head.client)
         .await

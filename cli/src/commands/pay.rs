@@ -84,6 +84,8 @@ pub enum Outcome {
         /// The receipt's canonical encoding, hex: anyone with the genesis can check it.
         receipt: String,
         receipt_verified: bool,
+        /// Whose key signed the block: `identity manager`, or `IM replica N` (genesis order).
+        signed_by: String,
     },
     Rejected {
         transfer: String,
@@ -109,7 +111,7 @@ fn check_status(
             receipt,
             ..
         } => {
-            check_receipt(genesis, id, height, &receipt)?;
+            let signed_by = check_receipt(genesis, id, height, &receipt)?;
             Ok(Outcome::Committed {
                 transfer: id.to_hex(),
                 payer: transfer.payer.to_string(),
@@ -120,6 +122,7 @@ fn check_status(
                 block_hash,
                 receipt,
                 receipt_verified: true,
+                signed_by,
             })
         }
         TransferStatus::Rejected { rejection, .. } => check_refusal(genesis, id, &rejection),
@@ -129,13 +132,14 @@ fn check_status(
     }
 }
 
-/// Checks a receipt's hex: signed by the IM's validator key, for transfer `id` at `height`.
+/// Checks a receipt's hex: signed by an IM validator key of genesis, for transfer `id` at
+/// `height`. Returns whose key signed it.
 fn check_receipt(
     genesis: &ValidGenesis,
     id: &Hash32,
     height: u64,
     receipt: &str,
-) -> Result<(), Failure> {
+) -> Result<String, Failure> {
     let bytes =
         hex::decode(receipt).map_err(|_| Failure::verification("the receipt is not hex"))?;
     let decoded: Receipt = codec::decode(&bytes, RECEIPT_BYTES_MAX)
@@ -148,7 +152,13 @@ fn check_receipt(
             "the receipt is for another transfer or height",
         ));
     }
-    Ok(())
+    let keys = &genesis.params.validator_keys;
+    Ok(
+        match keys.iter().position(|key| *key == decoded.header.signer) {
+            Some(index) if keys.len() > 1 => format!("IM replica {}", index + 1),
+            _ => "identity manager".to_owned(),
+        },
+    )
 }
 
 /// Checks a signed refusal's hex against its signer's key in genesis, and turns it into
@@ -294,9 +304,10 @@ pub fn render(outcome: &Outcome) -> String {
             height,
             index,
             block_hash,
+            signed_by,
             ..
         } => format!(
-            "committed  transfer {transfer}\n  {amount} from {payer}\n  to {payee}\n  block {height} (op {index}, hash {block_hash})\n  receipt verified against the identity manager's key in genesis"
+            "committed  transfer {transfer}\n  {amount} from {payer}\n  to {payee}\n  block {height} (op {index}, hash {block_hash})\n  receipt verified: signed by the {signed_by}, whose key genesis lists"
         ),
         Outcome::Rejected {
             transfer,
