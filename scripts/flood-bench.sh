@@ -61,7 +61,7 @@ python3 - "$work" "$rounds" <<'PY'
 import json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
 def rates(side):
-    return [json.load(open(f"{work}/{side}-{r}.json"))["runs"][0]["committed_rate"] for r in range(1, rounds + 1)]
+    return [json.load(open(f"{work}/{side}-{r}.json"))["networks"][0]["runs"][0]["committed_rate"] for r in range(1, rounds + 1)]
 quiet, flood = statistics.median(rates("quiet")), statistics.median(rates("flood"))
 sig = statistics.median(json.load(open(f"{work}/quiet-{r}.json"))["signature_check_us"] for r in range(1, rounds + 1))
 print(f"median committed: {quiet:.0f}/s quiet, {flood:.0f}/s beside the flood: {100 * flood / quiet:.1f} % kept (signature check {sig:.1f} us)")

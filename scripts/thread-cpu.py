@@ -102,7 +102,7 @@ def main():
             with open(log_path) as log:
                 sys.exit("the bench failed:\n" + log.read())
         with open(report) as file:
-            run = json.load(file)["runs"][0]
+            run = json.load(file)["networks"][0]["runs"][0]
     latency = run["latency"]
     print(f"{rate}/s offered, {run['committed_rate']:.0f}/s committed, "
           f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "

@@ -22,7 +22,7 @@ fn a_short_bench_commits_and_every_node_agrees() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["nodes_agree"], true, "{report}");
     assert_eq!(report["supply_conserved"], true, "{report}");
-    let run = &report["runs"][0];
+    let run = &report["networks"][0]["runs"][0];
     assert_eq!(run["offered"], 400, "{report}");
     assert!(run["committed"].as_u64().unwrap() > 0, "{report}");
     assert!(run["latency"]["p50_ms"].as_f64().unwrap() > 0.0, "{report}");
@@ -54,7 +54,7 @@ fn a_bench_attaches_to_running_nodes_and_reports_their_cpu() {
     assert_eq!(report["attached"], true, "{report}");
     assert_eq!(report["nodes_agree"], true, "{report}");
     assert_eq!(report["supply_conserved"], true, "{report}");
-    let run = &report["runs"][0];
+    let run = &report["networks"][0]["runs"][0];
     assert!(run["committed"].as_u64().unwrap() > 0, "{report}");
     assert!(run["blocks"].as_u64().unwrap() > 0, "{report}");
     let cpu = run["cpu"].as_array().unwrap();
@@ -142,7 +142,7 @@ fn an_attached_bench_survives_a_bank_restart() {
     assert!(output.status.success(), "bench: {said}");
     let report = std::fs::read(out_dir.join("bench.json")).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
-    let run = &report["runs"][0];
+    let run = &report["networks"][0]["runs"][0];
     assert_eq!(run["offered"], 600, "{report}");
     assert_eq!(run["unanswered"], 0, "{report}");
     assert!(run["reconnections"].as_u64().unwrap() >= 1, "{report}");
@@ -159,4 +159,39 @@ fn an_attached_bench_survives_a_bank_restart() {
     assert_eq!(report["nodes_agree"], true, "{report}");
     assert_eq!(report["supply_conserved"], true, "{report}");
     net.stop_all();
+}
+
+/// `--im-replicas 1,3 --failover`: a network per count, each with a run in which the IM's
+/// leader is killed halfway and restarted; every transfer still gets its final answer and
+/// the nodes of both networks agree afterwards.
+#[test]
+fn a_bench_compares_one_im_with_three_replicas_through_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_bounded(
+        halfveil()
+            .args(["--output", "json", "bench", "--dir"])
+            .arg(dir.path().join("bench"))
+            .args(["--rate", "200", "--duration", "4", "--accounts", "20"])
+            .args(["--im-replicas", "1,3", "--failover"]),
+        Duration::from_secs(300),
+    );
+    assert!(output.status.success(), "bench: {}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["nodes_agree"], true, "{report}");
+    assert_eq!(report["supply_conserved"], true, "{report}");
+    assert!(report["reference_rate"].as_f64().unwrap() > 0.0, "{report}");
+    let networks = report["networks"].as_array().unwrap();
+    assert_eq!(networks.len(), 2, "{report}");
+    for (network, replicas, killed) in [(&networks[0], 1, "im"), (&networks[1], 3, "im-")] {
+        assert_eq!(network["im_replicas"], replicas, "{report}");
+        assert!(network["runs"][0]["reference_fraction"].as_f64().unwrap() > 0.0);
+        let failover = &network["failover"];
+        assert!(
+            failover["killed"].as_str().unwrap().starts_with(killed),
+            "{report}"
+        );
+        assert_eq!(failover["run"]["unanswered"], 0, "{report}");
+        assert!(failover["gap_ms"].as_f64().unwrap() > 0.0, "{report}");
+        assert_eq!(network["nodes_agree"], true, "{report}");
+    }
 }

@@ -44,6 +44,39 @@ pub(crate) fn signature_check_us() -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
 }
 
+/// This machine's reference rate: the transfers per second its cores could check the three
+/// signatures of (payer, identity, bank), in ZIP-215 batches as the nodes check them. A
+/// committed rate divided by it compares runs across machines of different speeds.
+pub(crate) fn reference_rate() -> f64 {
+    const TRANSFERS: usize = 2_048;
+    const ROUNDS: u32 = 4;
+    let items: Vec<_> = (0..3 * TRANSFERS)
+        .map(|index| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(index as u64).to_le_bytes());
+            let key = SigningKey::from_bytes(&seed);
+            let message = halfveil_ledger::Hash32(seed);
+            (
+                crypto::public_key(&key),
+                message,
+                crypto::sign(&key, &message),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        let mut batch = crypto::SignatureBatch::with_capacity(items.len());
+        for (index, (key, message, signature)) in items.iter().enumerate() {
+            batch.push(index, key, message, signature);
+        }
+        if batch.verify().is_err() {
+            return 0.0;
+        }
+    }
+    let per_round = started.elapsed().as_secs_f64() / f64::from(ROUNDS);
+    TRANSFERS as f64 / per_round.max(f64::EPSILON)
+}
+
 /// Opens `count` accounts, alternating banks, and funds each.
 pub(crate) async fn open_accounts(
     genesis: &ValidGenesis,

@@ -23,6 +23,9 @@ pub(super) struct Tally {
     pub(super) examples: BTreeMap<String, (usize, String)>,
     pub(super) committed: u64,
     pub(super) last_final: Option<Instant>,
+    /// When each notification that committed transfers arrived, in arrival order per
+    /// batch: the longest pause between two is how long nothing committed.
+    pub(super) commit_times: Vec<Instant>,
     pub(super) unanswered: u64,
     pub(super) reconnections: u64,
 }
@@ -60,6 +63,19 @@ pub(super) async fn rejection_examples(
         explained.insert(code.clone(), example);
     }
     explained
+}
+
+/// The longest time between two commit notifications of `tally`, in milliseconds.
+pub(super) fn longest_pause_ms(tally: &Tally) -> f64 {
+    let mut times = tally.commit_times.clone();
+    times.sort_unstable();
+    times
+        .windows(2)
+        .map(|pair| pair[1].duration_since(pair[0]))
+        .max()
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
 }
 
 /// Offers `envelopes` (per bank) at `rate` per second, open-loop, and measures outcomes.
@@ -206,6 +222,7 @@ pub(super) async fn watch_batch(
         let latency =
             u64::try_from(now.duration_since(record.sent).as_micros()).unwrap_or(u64::MAX);
         let mut tally = record.tally();
+        let committed_before = tally.committed;
         for outcome in finals {
             if waiting.remove(&outcome.id).is_none() {
                 continue;
@@ -217,6 +234,9 @@ pub(super) async fn watch_batch(
                 }
                 Some(code) => tally.reject(record.bank, outcome.id, code),
             }
+        }
+        if tally.committed > committed_before {
+            tally.commit_times.push(now);
         }
         tally.last_final = Some(now);
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_node::metrics::process_cpu_seconds;
-use halfveil_node::rpc::ApiClient;
+use halfveil_node::rpc::{ApiClient, NodeStatus};
 
 use crate::client::AdminAccess;
 use crate::cluster::Cluster;
@@ -36,11 +36,12 @@ use crate::commands::testnet::InitOptions;
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
 
+use accounts::reference_rate;
 pub(crate) use accounts::{open_accounts, signature_check_us, BenchAccount, FUNDS_PER_ACCOUNT};
-use report::{BenchReport, RunReport};
+use report::{BenchReport, FailoverReport, NetworkReport, RunReport};
 
 use envelopes::prepare_envelopes;
-use load::offer;
+use load::{longest_pause_ms, offer, Tally};
 use report::{latency_of, render_report, render_run, timeline_of};
 use targets::{node_costs, settle, Targets};
 
@@ -50,6 +51,11 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 const SETUP_CONCURRENCY: usize = 64;
 /// How long the bench waits for a node that went away (restarted) to take connections again.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// How long the bench waits for a leading replica.
+const LEADER_LIMIT: Duration = Duration::from_secs(30);
+/// How long a killed replica stays down in a failover run (a single IM restarts at once:
+/// nothing commits until it does).
+const REPLICA_DOWN: Duration = Duration::from_secs(2);
 
 /// `halfveil bench`: load at one rate or rising rates (see the module doc).
 #[derive(Debug, Clone, Args)]
@@ -76,9 +82,22 @@ pub struct BenchArgs {
     #[arg(long, requires = "im_home")]
     pub rpc: Vec<String>,
     /// With --rpc: the identity manager's home folder (its admin endpoint and token fund
-    /// the bench's accounts).
+    /// the bench's accounts; with replicas, the leading replica's).
     #[arg(long)]
     pub im_home: Option<PathBuf>,
+    /// The identity manager's replica counts to bench, each on a network of its own, in
+    /// turn (1, 3 or 5; e.g. `1,3` for the single IM and three replicas side by side).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1",
+        conflicts_with = "rpc"
+    )]
+    pub im_replicas: Vec<usize>,
+    /// After the runs, one more at --rate during which the IM's leader (the IM itself with
+    /// one replica) is killed with SIGKILL halfway and restarted: the failover gap.
+    #[arg(long, conflicts_with = "rpc")]
+    pub failover: bool,
 }
 
 impl BenchArgs {
@@ -97,9 +116,30 @@ impl BenchArgs {
             .enable_all()
             .build()
             .map_err(|error| Failure::error(format!("cannot start the async runtime: {error}")))?;
-        let report = match attach_home {
-            Some(im_home) => self.run_attached(&runtime, im_home, &say)?,
-            None => self.run_local(&runtime, &say)?,
+        let signature_check_us = signature_check_us();
+        let reference = reference_rate();
+        say(format!(
+            "one signature check takes {signature_check_us:.1} µs on this machine; its cores \
+             check the signatures of {reference:.0} transfers/s in batches (the reference rate)"
+        ));
+        let networks = match attach_home {
+            Some(im_home) => vec![self.run_attached(&runtime, im_home, reference, &say)?],
+            None => self
+                .im_replicas
+                .iter()
+                .map(|replicas| self.run_local(&runtime, *replicas, reference, &say))
+                .collect::<Result<_, _>>()?,
+        };
+        let report = BenchReport {
+            dir: self.dir.display().to_string(),
+            attached: attach_home.is_some(),
+            accounts: self.accounts,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            nodes_agree: networks.iter().all(|network| network.nodes_agree),
+            supply_conserved: networks.iter().all(|network| network.supply_conserved),
+            networks,
+            signature_check_us,
+            reference_rate: reference,
         };
         let out = self
             .out
@@ -128,6 +168,14 @@ impl BenchArgs {
         if self.rate == 0 || self.duration == 0 {
             return Err(Failure::usage("--rate and --duration must be positive"));
         }
+        if self.im_replicas.is_empty()
+            || self
+                .im_replicas
+                .iter()
+                .any(|count| !halfveil_genesis::file::IM_REPLICA_COUNTS.contains(count))
+        {
+            return Err(Failure::usage("--im-replicas takes counts of 1, 3 or 5"));
+        }
         match (self.rpc.is_empty(), &self.im_home) {
             (true, _) => Ok(None),
             (false, Some(home)) => Ok(Some(home.as_path())),
@@ -142,33 +190,45 @@ impl BenchArgs {
         &self,
         runtime: &tokio::runtime::Runtime,
         im_home: &Path,
+        reference: f64,
         say: &impl Fn(String),
-    ) -> Result<BenchReport, Failure> {
+    ) -> Result<NetworkReport, Failure> {
         let im_admin = AdminAccess::from_home(im_home)?;
         runtime.block_on(async {
             let targets = Targets::discover(&self.rpc, im_admin).await?;
-            run_bench(&targets, self, say).await
+            run_bench(&targets, self, reference, None, say).await
         })
     }
 
-    /// The bench on a network it starts in `DIR/network` and stops afterwards; a node that
-    /// does not stop cleanly fails it.
+    /// The bench on a network with `replicas` IM replicas that it starts in `DIR/network`
+    /// (`DIR/network-N` when several counts are benched; logs beside it) and stops
+    /// afterwards; a node that does not stop cleanly fails it.
     fn run_local(
         &self,
         runtime: &tokio::runtime::Runtime,
+        replicas: usize,
+        reference: f64,
         say: &impl Fn(String),
-    ) -> Result<BenchReport, Failure> {
-        let network = InitOptions::local(self.dir.join("network"), "halfveil-bench");
-        let logs = self.dir.join("logs");
+    ) -> Result<NetworkReport, Failure> {
+        let suffix = match self.im_replicas.len() {
+            1 => String::new(),
+            _ => format!("-{replicas}"),
+        };
+        let network = InitOptions {
+            im_replicas: replicas,
+            ..InitOptions::local(self.dir.join(format!("network{suffix}")), "halfveil-bench")
+        };
+        let logs = self.dir.join(format!("logs{suffix}"));
+        say(format!("== {replicas} IM replica(s), two banks"));
         let mut cluster = None;
         let report = runtime.block_on(async {
             let (_, launched, _) =
                 Cluster::launch(&network, &logs, Duration::from_secs(60)).await?;
             let cluster = cluster.insert(launched);
             let urls: Vec<String> = cluster.nodes.iter().map(|node| node.rpc.clone()).collect();
-            let im_admin = AdminAccess::from_home(&cluster.node("im")?.home)?;
+            let im_admin = AdminAccess::from_home(&cluster.im_leader(LEADER_LIMIT).await?.home)?;
             let targets = Targets::discover(&urls, im_admin).await?;
-            run_bench(&targets, self, say).await
+            run_bench(&targets, self, reference, Some(cluster), say).await
         });
         let stopped = cluster
             .as_mut()
@@ -206,16 +266,15 @@ impl BenchArgs {
 }
 
 /// Opens and funds the accounts, offers each rate in turn (stopping a ramp once the
-/// network falls behind), then checks that the nodes agree and the supply is conserved.
+/// network falls behind), kills the leader in one more run with `--failover` (a network
+/// the bench started), then checks that the nodes agree and the supply is conserved.
 async fn run_bench(
     targets: &Targets,
     options: &BenchArgs,
+    reference: f64,
+    cluster: Option<&mut Cluster>,
     say: &impl Fn(String),
-) -> Result<BenchReport, Failure> {
-    let signature_check_us = signature_check_us();
-    say(format!(
-        "one signature check takes {signature_check_us:.1} µs on this machine"
-    ));
+) -> Result<NetworkReport, Failure> {
     let im_node = targets.im();
     let genesis = im_node.current().1.genesis(None).await?;
     let supply_before = im_node
@@ -236,8 +295,15 @@ async fn run_bench(
         setup.elapsed().as_secs_f64()
     ));
     let mut runs = Vec::new();
+    let mut load = Load {
+        targets,
+        genesis: &genesis,
+        accounts: &mut accounts,
+        options,
+        reference,
+    };
     for rate in options.rates() {
-        let run = run_rate(targets, &genesis, &mut accounts, rate, options, say).await?;
+        let (run, _) = load.run(rate, None).await?;
         say(render_run(&run));
         let behind = run.committed_rate < 0.9 * rate as f64 || run.latency.p99_ms > 1_000.0;
         runs.push(run);
@@ -245,52 +311,128 @@ async fn run_bench(
             break;
         }
     }
+    let failover = match cluster.filter(|_| options.failover) {
+        Some(cluster) => Some(load.failover(cluster, say).await?),
+        None => None,
+    };
     let settled = settle(targets, &accounts).await?;
     let issued = FUNDS_PER_ACCOUNT * accounts.len() as u64;
-    Ok(BenchReport {
-        dir: options.dir.display().to_string(),
-        attached: !options.rpc.is_empty(),
-        accounts: accounts.len(),
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
+    Ok(NetworkReport {
+        im_replicas: targets.im_replicas,
         runs,
+        failover,
         head_height: settled.head.height,
         nodes_agree: settled.nodes_agree,
         supply_conserved: settled.balances_total == issued
             && settled.head.supply == supply_before + issued,
-        signature_check_us,
     })
 }
 
-/// One offered rate for `--duration` seconds: prepares its envelopes, offers them, and
-/// reports what committed, how fast, and what it cost each node.
-async fn run_rate(
+/// A leader killed during a run: who, when, and how long it stayed down.
+struct Killed {
+    name: String,
+    at: Instant,
+    down: Duration,
+}
+
+/// Waits `after`, kills the IM's leader with SIGKILL, and restarts it: at once when it is
+/// the only replica, else after [`REPLICA_DOWN`].
+async fn kill_leader_after(cluster: &mut Cluster, after: Duration) -> Result<Killed, Failure> {
+    tokio::time::sleep(after).await;
+    let name = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
+    cluster.kill(&name)?;
+    let at = Instant::now();
+    let down = if cluster.ims.len() == 1 {
+        Duration::ZERO
+    } else {
+        REPLICA_DOWN
+    };
+    tokio::time::sleep(down).await;
+    cluster.restart(&name)?;
+    Ok(Killed { name, at, down })
+}
+
+/// What every run of one network shares.
+struct Load<'a> {
+    targets: &'a Targets,
+    genesis: &'a ValidGenesis,
+    accounts: &'a mut [BenchAccount],
+    options: &'a BenchArgs,
+    reference: f64,
+}
+
+impl Load<'_> {
+    /// The failover run: `--rate` with the leader killed halfway.
+    async fn failover(
+        &mut self,
+        cluster: &mut Cluster,
+        say: &impl Fn(String),
+    ) -> Result<FailoverReport, Failure> {
+        let rate = self.options.rate;
+        say(format!(
+            "failover: {rate}/s for {} s, the leader killed halfway",
+            self.options.duration
+        ));
+        let (run, killed) = self.run(rate, Some(cluster)).await?;
+        let (killed, started) = killed.ok_or_else(|| Failure::error("no node was killed"))?;
+        say(render_run(&run));
+        Ok(FailoverReport {
+            killed_at_s: killed.at.duration_since(started).as_secs_f64(),
+            restarted_after_s: killed.down.as_secs_f64(),
+            killed: killed.name,
+            gap_ms: run.longest_pause_ms,
+            run,
+        })
+    }
+
+    /// One offered rate for `--duration` seconds: prepares its envelopes, offers them
+    /// (killing the leader halfway when given the `cluster`), and reports what committed,
+    /// how fast, and what it cost each node; with the kill, and when the run started.
+    async fn run(
+        &mut self,
+        rate: u64,
+        cluster: Option<&mut Cluster>,
+    ) -> Result<(RunReport, Option<(Killed, Instant)>), Failure> {
+        let (targets, options) = (self.targets, self.options);
+        let count = usize::try_from(rate * options.duration.max(1)).unwrap_or(usize::MAX);
+        let prepared = Instant::now();
+        let envelopes = prepare_envelopes(self.genesis, self.accounts, count, &targets.banks)?;
+        crate::output::note!(
+            "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
+            prepared.elapsed().as_secs_f64(),
+            options.duration
+        );
+        let duration = Duration::from_secs(options.duration);
+        let before = targets.statuses().await?;
+        let client_before = process_cpu_seconds().unwrap_or(0.0);
+        let started = Instant::now();
+        let (offered, killed) =
+            tokio::join!(offer(&targets.banks, envelopes, rate, duration), async {
+                match cluster {
+                    Some(cluster) => kill_leader_after(cluster, duration / 2).await.map(Some),
+                    None => Ok(None),
+                }
+            });
+        let (tally, measured, rejection_examples) = offered?;
+        let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
+        let after = targets.statuses().await?;
+        let mut run = figures(targets, rate, count, &tally, measured, (&before, &after))?;
+        run.rejection_examples = rejection_examples;
+        run.client_cpu_seconds = client_cpu_seconds;
+        run.reference_fraction = run.committed_rate / self.reference.max(f64::EPSILON);
+        Ok((run, killed?.map(|killed| (killed, started))))
+    }
+}
+
+/// A run's figures from its tally and the nodes' statuses before and after it.
+fn figures(
     targets: &Targets,
-    genesis: &ValidGenesis,
-    accounts: &mut [BenchAccount],
     rate: u64,
-    options: &BenchArgs,
-    say: &impl Fn(String),
+    count: usize,
+    tally: &Tally,
+    measured: Duration,
+    (before, after): (&[NodeStatus], &[NodeStatus]),
 ) -> Result<RunReport, Failure> {
-    let banks = &targets.banks;
-    let count = usize::try_from(rate * options.duration.max(1)).unwrap_or(usize::MAX);
-    let prepared = Instant::now();
-    let envelopes = prepare_envelopes(genesis, accounts, count, banks)?;
-    say(format!(
-        "prepared {count} envelopes in {:.1} s; offering {rate}/s for {} s",
-        prepared.elapsed().as_secs_f64(),
-        options.duration
-    ));
-    let before = targets.statuses().await?;
-    let client_before = process_cpu_seconds().unwrap_or(0.0);
-    let (tally, measured, rejection_examples) = offer(
-        banks,
-        envelopes,
-        rate,
-        Duration::from_secs(options.duration),
-    )
-    .await?;
-    let client_cpu_seconds = process_cpu_seconds().unwrap_or(0.0) - client_before;
-    let after = targets.statuses().await?;
     let seconds = measured.as_secs_f64().max(f64::EPSILON);
     let (im_before, im_after) = (&before[targets.im], &after[targets.im]);
     let blocks = im_after
@@ -305,8 +447,8 @@ async fn run_rate(
         committed_rate: tally.committed as f64 / seconds,
         latency: latency_of(tally.latencies_us.iter().map(|(_, latency)| *latency))?,
         timeline: timeline_of(&tally.latencies_us)?,
-        rejected: tally.rejected,
-        rejection_examples,
+        rejected: tally.rejected.clone(),
+        rejection_examples: Default::default(),
         unanswered: tally.unanswered,
         reconnections: tally.reconnections,
         blocks,
@@ -317,7 +459,9 @@ async fn run_rate(
         } else {
             0.0
         },
-        cpu: node_costs(targets, &before, &after),
-        client_cpu_seconds,
+        cpu: node_costs(targets, before, after),
+        client_cpu_seconds: 0.0,
+        reference_fraction: 0.0,
+        longest_pause_ms: longest_pause_ms(tally),
     })
 }

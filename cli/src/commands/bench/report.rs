@@ -57,6 +57,37 @@ pub struct RunReport {
     pub cpu: Vec<NodeCost>,
     /// The load generator's own CPU on the same machine.
     pub client_cpu_seconds: f64,
+    /// `committed_rate` over this machine's reference rate (see [`BenchReport`]).
+    pub reference_fraction: f64,
+    /// The longest time between two commit notifications, in milliseconds.
+    pub longest_pause_ms: f64,
+}
+
+/// A run during which the identity manager's leader (the IM itself, with one replica) was
+/// killed with SIGKILL halfway through, and restarted.
+#[derive(Debug, Serialize, Clone)]
+pub struct FailoverReport {
+    /// The node killed.
+    pub killed: String,
+    /// When, in seconds from the run's start.
+    pub killed_at_s: f64,
+    /// How long after the kill it was started again.
+    pub restarted_after_s: f64,
+    /// The failover gap: the longest time no transfer committed, in milliseconds.
+    pub gap_ms: f64,
+    pub run: RunReport,
+}
+
+/// The bench of one network: its identity manager's replica count, its runs, and the
+/// checks after.
+#[derive(Debug, Serialize)]
+pub struct NetworkReport {
+    pub im_replicas: usize,
+    pub runs: Vec<RunReport>,
+    pub failover: Option<FailoverReport>,
+    pub head_height: u64,
+    pub nodes_agree: bool,
+    pub supply_conserved: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -74,13 +105,19 @@ pub struct BenchReport {
     pub attached: bool,
     pub accounts: usize,
     pub cores: usize,
-    pub runs: Vec<RunReport>,
-    pub head_height: u64,
+    /// One network per `--im-replicas` count, in the order given.
+    pub networks: Vec<NetworkReport>,
+    /// Whether the nodes of every network agreed after the load.
     pub nodes_agree: bool,
+    /// Whether every network's supply equals what was issued.
     pub supply_conserved: bool,
     /// One signature check on this machine, in µs, measured before the runs: machines
     /// differ by a third in speed, so rates are compared beside it.
     pub signature_check_us: f64,
+    /// Transfers per second this machine's cores could check the three signatures of, in
+    /// batches as the nodes do: each run's `reference_fraction` is its committed rate over
+    /// this.
+    pub reference_rate: f64,
 }
 
 pub(super) fn latency_of(latencies_us: impl Iterator<Item = u64>) -> Result<Latency, Failure> {
@@ -126,9 +163,10 @@ pub(super) fn render_run(run: &RunReport) -> String {
         .map(|(code, count)| format!("{code}={count}"))
         .collect();
     format!(
-        "{:>8} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8.0}  {}{}",
+        "{:>8} {:>10.0} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8.0}  {}{}",
         run.offered_rate,
         run.committed_rate,
+        run.reference_fraction,
         run.latency.p50_ms,
         run.latency.p90_ms,
         run.latency.p99_ms,
@@ -152,12 +190,13 @@ pub(super) fn render_run(run: &RunReport) -> String {
     )
 }
 
-/// The bench's text report: a table of the runs, example refusals, and the checks after.
-pub(super) fn render_report(report: &BenchReport, out: &Path) -> String {
-    let mut lines = vec![format!(
-        "{:>8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8}  cpu",
+/// The column titles of [`render_run`]'s lines.
+fn run_header() -> String {
+    format!(
+        "{:>8} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8}  cpu",
         "offered",
         "committed",
+        "of ref",
         "p50 ms",
         "p90 ms",
         "p99 ms",
@@ -165,9 +204,25 @@ pub(super) fn render_report(report: &BenchReport, out: &Path) -> String {
         "max ms",
         "blk/s",
         "tx/blk"
-    )];
-    lines.extend(report.runs.iter().map(render_run));
-    for run in &report.runs {
+    )
+}
+
+/// "1 identity manager" or "3 IM replicas".
+fn network_name(replicas: usize) -> String {
+    match replicas {
+        1 => "1 identity manager".to_owned(),
+        n => format!("{n} IM replicas"),
+    }
+}
+
+/// One network's table, refusal examples, failover run and checks.
+fn render_network(network: &NetworkReport) -> Vec<String> {
+    let mut lines = vec![
+        format!("== {}", network_name(network.im_replicas)),
+        run_header(),
+    ];
+    lines.extend(network.runs.iter().map(render_run));
+    for run in &network.runs {
         for (code, example) in &run.rejection_examples {
             lines.push(format!(
                 "at {}/s, {code}: {} ({} by {})",
@@ -175,13 +230,79 @@ pub(super) fn render_report(report: &BenchReport, out: &Path) -> String {
             ));
         }
     }
+    if let Some(failover) = &network.failover {
+        lines.push(format!(
+            "failover at {}/s: {} killed at {:.1} s, restarted {:.1} s later; nothing \
+             committed for {:.0} ms (longest pause without a kill: {:.0} ms); p99 {:.1} ms, \
+             {} unanswered",
+            failover.run.offered_rate,
+            failover.killed,
+            failover.killed_at_s,
+            failover.restarted_after_s,
+            failover.gap_ms,
+            network
+                .runs
+                .iter()
+                .map(|run| run.longest_pause_ms)
+                .fold(0.0, f64::max),
+            failover.run.latency.p99_ms,
+            failover.run.unanswered,
+        ));
+    }
     lines.push(format!(
-        "{} accounts; head {}; nodes agree: {}; supply conserved: {}; signature check {:.1} µs; report in {}",
+        "head {}; nodes agree: {}; supply conserved: {}",
+        network.head_height, network.nodes_agree, network.supply_conserved
+    ));
+    lines
+}
+
+/// The networks side by side at the rates all of them ran: committed rate, its fraction
+/// of the reference, p50 and p99.
+fn render_side_by_side(networks: &[NetworkReport]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:>8} {}",
+        "offered",
+        networks
+            .iter()
+            .map(|network| format!("| {:<35}", network_name(network.im_replicas)))
+            .collect::<String>()
+    )];
+    let rates = networks[0].runs.iter().map(|run| run.offered_rate);
+    for rate in rates {
+        let cells: Option<String> = networks
+            .iter()
+            .map(|network| {
+                let run = network.runs.iter().find(|run| run.offered_rate == rate)?;
+                Some(format!(
+                    "| {:>7.0}/s {:>4.2} p50 {:>6.1} p99 {:>7.1} ",
+                    run.committed_rate,
+                    run.reference_fraction,
+                    run.latency.p50_ms,
+                    run.latency.p99_ms
+                ))
+            })
+            .collect();
+        if let Some(cells) = cells {
+            lines.push(format!("{rate:>8} {cells}"));
+        }
+    }
+    lines
+}
+
+/// The bench's text report: each network's table, the networks side by side, and the
+/// machine's reference figures.
+pub(super) fn render_report(report: &BenchReport, out: &Path) -> String {
+    let mut lines: Vec<String> = report.networks.iter().flat_map(render_network).collect();
+    if report.networks.len() > 1 {
+        lines.extend(render_side_by_side(&report.networks));
+    }
+    lines.push(format!(
+        "{} accounts; signature check {:.1} µs; reference rate {:.0}/s on {} cores (\"of \
+         ref\" is the committed rate over it); report in {}",
         report.accounts,
-        report.head_height,
-        report.nodes_agree,
-        report.supply_conserved,
         report.signature_check_us,
+        report.reference_rate,
+        report.cores,
         out.display()
     ));
     lines.join("\n")

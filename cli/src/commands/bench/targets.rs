@@ -17,8 +17,10 @@ use crate::failure::Failure;
 pub(super) struct Targets {
     /// Every node with its moniker: the IM and the banks.
     pub(super) nodes: Vec<(String, Reconnecting)>,
-    /// Which of `nodes` is the identity manager.
+    /// Which of `nodes` is the identity manager (its first replica, if it has several).
     pub(super) im: usize,
+    /// How many of `nodes` are the identity manager's replicas.
+    pub(super) im_replicas: usize,
     pub(super) banks: Vec<(BankId, String)>,
     pub(super) im_admin: AdminAccess,
 }
@@ -28,7 +30,7 @@ impl Targets {
         urls: &[String],
         im_admin: AdminAccess,
     ) -> Result<Targets, Failure> {
-        let mut im = None;
+        let mut ims = Vec::new();
         let mut banks = Vec::new();
         let mut nodes = Vec::with_capacity(urls.len());
         for url in urls {
@@ -38,12 +40,13 @@ impl Targets {
                 .await?;
             match status.bank {
                 Some(bank) => banks.push((BankId(bank), url.clone())),
-                None if im.is_none() => im = Some(nodes.len()),
-                None => return Err(Failure::usage("more than one --rpc is an identity manager")),
+                None => ims.push(nodes.len()),
             }
             nodes.push((status.moniker, node));
         }
-        let im = im.ok_or_else(|| Failure::usage("no --rpc is the identity manager"))?;
+        let im = *ims
+            .first()
+            .ok_or_else(|| Failure::usage("no --rpc is the identity manager"))?;
         if banks.len() < 2 {
             return Err(Failure::usage(
                 "the bench needs two banks among the --rpc nodes",
@@ -53,6 +56,7 @@ impl Targets {
         Ok(Targets {
             nodes,
             im,
+            im_replicas: ims.len(),
             banks,
             im_admin,
         })
