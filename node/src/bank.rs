@@ -412,7 +412,7 @@ fn forward_answer(
         }
         Err(error) => {
             warn!(%error, transfers, "forwarding failed; forwarding again shortly");
-            ForwardAnswer::Again
+            ForwardAnswer::Lost
         }
     }
 }

@@ -49,12 +49,21 @@ impl Bank {
             ForwardAnswer::Taken {
                 rejected,
                 committed,
-            } => self.on_taken(&ids, rejected, committed),
+            } => {
+                self.on_taken(&ids, rejected, committed);
+                self.forward_again_after_interruption(now);
+            }
             ForwardAnswer::Again => {
                 self.outbox
                     .forward_again(ids, &mut self.tracker, now, FORWARD_RETRY)
             }
+            ForwardAnswer::Lost => {
+                self.im_interrupted.get_or_insert(now);
+                self.outbox
+                    .forward_again(ids, &mut self.tracker, now, FORWARD_RETRY)
+            }
             ForwardAnswer::Elsewhere => {
+                self.im_interrupted.get_or_insert(now);
                 self.outbox
                     .forward_again(ids, &mut self.tracker, now, REDIRECT_RETRY)
             }
@@ -68,6 +77,20 @@ impl Bank {
         self.flush_refusals();
         // What queued while this forward was out goes now, as one batch.
         self.forward_if_idle(now);
+    }
+
+    /// An IM takes batches again after it was interrupted (a leader change, a restart):
+    /// everything forwarded before the interruption and still without an outcome goes
+    /// again now. The IM answers what it holds or committed with its status, so nothing
+    /// is admitted twice.
+    fn forward_again_after_interruption(&mut self, now: Instant) {
+        let Some(since) = self.im_interrupted.take() else {
+            return;
+        };
+        let forwarded_before = now.saturating_duration_since(since);
+        for id in self.tracker.take_stale(now, forwarded_before) {
+            self.outbox.push(id);
+        }
     }
 
     /// The IM took the batch `ids`: its refusals (signed by it, of this batch) are passed

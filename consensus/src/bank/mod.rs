@@ -104,9 +104,12 @@ pub enum ForwardAnswer {
         rejected: Vec<Rejection>,
         committed: Vec<OnChain>,
     },
-    /// The IM is busy, did not answer, or could not be reached: it may or may not hold the
-    /// batch, so it goes again shortly (the IM never admits a transfer twice).
+    /// The IM is busy: it may or may not hold the batch, so it goes again shortly (the IM
+    /// never admits a transfer twice).
     Again,
+    /// The IM could not be reached or did not answer: as [`ForwardAnswer::Again`], and it
+    /// may have restarted and lost what it held (see [`Bank`]'s `im_interrupted`).
+    Lost,
     /// The IM replica asked does not lead, or could not be reached: the batch goes to
     /// another replica after a short hold-off.
     Elsewhere,
@@ -203,6 +206,11 @@ pub struct Bank {
     /// a block at or after its expiry never will be.
     written: (Height, TimeMs),
     last_sweep: Option<Instant>,
+    /// Since when the IM (or the replica forwarded to) has not taken a batch: it did not
+    /// lead, could not be reached, or restarted. What it held but had not committed may be
+    /// gone with it, so once an IM takes a batch again, everything forwarded before this
+    /// moment goes again at once rather than after [`REFORWARD_AFTER`].
+    im_interrupted: Option<Instant>,
     effects: Vec<Effect>,
 }
 
@@ -230,6 +238,7 @@ impl Bank {
             refusal_rows: BTreeSet::new(),
             written,
             last_sweep: None,
+            im_interrupted: None,
             effects: Vec::new(),
         };
         for refusal in refusals {

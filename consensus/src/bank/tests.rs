@@ -341,6 +341,60 @@ fn a_batch_for_another_replica_goes_again_after_the_short_hold_off() {
     assert!(REDIRECT_RETRY < FORWARD_RETRY);
 }
 
+/// A leader change: the replica that took a batch goes away before committing it. Once
+/// another replica takes a batch, what the first held goes again at once, not after
+/// [`REFORWARD_AFTER`]; what was forwarded after the interruption does not.
+#[test]
+fn after_a_leader_change_what_the_old_leader_held_goes_again_at_once() {
+    let mut w = world();
+    let taken = || ForwardAnswer::Taken {
+        rejected: Vec::new(),
+        committed: Vec::new(),
+    };
+    let (held, _) = w.submit(0, 10, 0);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
+    w.bank.on_forward_answer(vec![held], taken(), w.at(0).mono);
+    let (redirected, _) = w.submit(0, 10, 1);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![redirected]]);
+    w.bank
+        .on_forward_answer(vec![redirected], ForwardAnswer::Elsewhere, w.at(1).mono);
+    w.bank.tick(w.at(2));
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![redirected]]);
+    w.bank
+        .on_forward_answer(vec![redirected], taken(), w.at(2).mono);
+    assert_eq!(
+        forwarded(&w.bank.take_effects()),
+        vec![vec![held]],
+        "the old leader's transfer goes again as soon as a new one takes batches"
+    );
+    assert!(Duration::from_secs(2) < REFORWARD_AFTER);
+    w.bank.on_forward_answer(vec![held], taken(), w.at(2).mono);
+    assert!(forwarded(&w.bank.take_effects()).is_empty(), "only once");
+}
+
+/// A single IM that cannot be reached may have restarted without what it held: the same
+/// once it takes a batch again.
+#[test]
+fn after_an_unreachable_im_takes_batches_again_what_it_held_goes_again() {
+    let mut w = world();
+    let taken = || ForwardAnswer::Taken {
+        rejected: Vec::new(),
+        committed: Vec::new(),
+    };
+    let (held, _) = w.submit(0, 10, 0);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
+    w.bank.on_forward_answer(vec![held], taken(), w.at(0).mono);
+    let (lost, _) = w.submit(0, 10, 1);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![lost]]);
+    w.bank
+        .on_forward_answer(vec![lost], ForwardAnswer::Lost, w.at(1).mono);
+    w.bank.tick(w.at(1 + FORWARD_RETRY.as_secs()));
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![lost]]);
+    w.bank
+        .on_forward_answer(vec![lost], taken(), w.at(1 + FORWARD_RETRY.as_secs()).mono);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
+}
+
 #[test]
 fn what_arrives_while_a_forward_is_out_goes_as_one_batch() {
     let mut w = world();
