@@ -49,6 +49,9 @@ pub struct Metrics {
     /// RPC connections turned away: too many from one address, or from everyone.
     pub rpc_connections_refused: Counter,
     pub block_commit_seconds: Histogram,
+    /// A replicated IM's leader: from proposing a block through raft to its being committed
+    /// by a majority and written here.
+    pub replica_propose_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
 }
@@ -95,6 +98,7 @@ impl Metrics {
             peer_offences: Family::default(),
             peer_bans: Counter::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            replica_propose_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             process_cpu_seconds: Gauge::default(),
         }
     }
@@ -212,6 +216,11 @@ impl Metrics {
             "block_commit_seconds",
             "Time of one synced block write",
             self.block_commit_seconds.clone(),
+        );
+        registry.register(
+            "replica_propose_seconds",
+            "Time from proposing a block through raft to its being committed and written",
+            self.replica_propose_seconds.clone(),
         );
         registry.register(
             "process_cpu_seconds",

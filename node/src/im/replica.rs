@@ -280,8 +280,11 @@ impl Service {
             vault,
         };
         let inputs = self.inputs.clone();
+        let propose_seconds = self.metrics.replica_propose_seconds.clone();
         tokio::spawn(async move {
+            let proposed_at = std::time::Instant::now();
             let result = replica.propose(proposed).await;
+            propose_seconds.observe(proposed_at.elapsed().as_secs_f64());
             let _ = inputs
                 .send(Input::Replica(ReplicaInput::Proposed { hash, result }))
                 .await;
