@@ -71,7 +71,7 @@ pub struct BenchArgs {
     pub duration: u64,
     #[arg(long, default_value_t = 1_000)]
     pub accounts: usize,
-    /// Raise the rate (5k, 10k, 20k, 30k, ...) until the network falls behind.
+    /// Raise the rate (5k, 10k, 15k, 20k, ...) until the network falls behind.
     #[arg(long)]
     pub ramp: bool,
     /// Where to write the JSON report (default DIR/bench.json).
@@ -247,21 +247,16 @@ impl BenchArgs {
         Ok(report)
     }
 
-    /// The offered rates: `--rate`; with `--ramp`, twelve rising from `--rate` (5k at most).
+    /// The offered rates: `--rate`; with `--ramp`, twelve rising from `--rate` (5k at most)
+    /// by 5k a step (5k, 10k, 15k, 20k, ...).
     fn rates(&self) -> Vec<u64> {
         if !self.ramp {
             return vec![self.rate];
         }
-        let mut rates = vec![self.rate.min(5_000)];
-        while rates.len() < 12 {
-            let last = *rates.last().unwrap_or(&5_000);
-            rates.push(if last < 10_000 {
-                last * 2
-            } else {
-                last + 10_000
-            });
-        }
-        rates
+        let first = self.rate.min(5_000);
+        (0..12)
+            .map(|step| if step == 0 { first } else { 5_000 * (step + 1) })
+            .collect()
     }
 }
 
