@@ -266,10 +266,19 @@ impl NsNet {
     /// namespace (ports kept), starts the nodes with `ip netns exec` and waits until they
     /// see each other. `Err` says why this machine cannot (the test should skip).
     pub fn start(banks: usize) -> Result<NsNet, String> {
+        NsNet::start_written(banks, TestNet::write)
+    }
+
+    /// [`NsNet::start`] with the IM as `replicas` replicas (`im-1` .. `im-N`).
+    pub fn start_replicated(banks: usize, replicas: usize) -> Result<NsNet, String> {
+        NsNet::start_written(banks, |banks| TestNet::write_replicated(banks, replicas))
+    }
+
+    fn start_written(banks: usize, write: impl Fn(usize) -> TestNet) -> Result<NsNet, String> {
         if let Some(reason) = unavailable() {
             return Err(reason);
         }
-        let mut net = TestNet::write(banks);
+        let mut net = write(banks);
         let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
         let hosts = Hosts::create(&names);
         let configs: Vec<Config> = net
@@ -338,6 +347,20 @@ impl NsNet {
     /// Takes node `name`'s link down: nothing reaches it and it reaches nothing.
     pub fn cut(&self, name: &str) {
         self.hosts.set_link(self.index(name), false);
+    }
+
+    /// Runs the CLI inside node `name`'s namespace, where the node stays reachable while
+    /// its link is down; returns its output.
+    pub fn run_inside(&self, name: &str, args: &[&str]) -> std::process::Output {
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", self.hosts.namespace(self.index(name))])
+            .arg(crate::halfveil_bin())
+            .args(args)
+            .env("HALFVEIL_PASSWORD_FILE", &self.net.password_file)
+            .env_remove("HALFVEIL_PASSWORD")
+            .stdin(std::process::Stdio::null());
+        crate::run_bounded(&mut command, std::time::Duration::from_secs(60))
     }
 
     /// Brings node `name`'s link back up.

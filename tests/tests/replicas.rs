@@ -6,10 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use halfveil_tests::describe;
 use halfveil_tests::net::TestNet;
+use halfveil_tests::netns::NsNet;
 
 /// The replica that takes an issue now: the leader.
 fn leader(net: &TestNet, account: &str) -> String {
@@ -85,6 +86,119 @@ fn payments_go_on_when_the_leading_replica_is_killed() {
     // Every node, the restarted replica too, holds one chain with each payment once.
     assert_eq!(net.balance(&bob), 70);
     assert_eq!(net.balance(&alice), 1_000 + 2 - 70);
+    net.stop_all();
+}
+
+/// A follower is killed: payers notice nothing (the leader stays, every payment commits),
+/// and when the follower's data folder is lost too it rejoins from nothing, from the
+/// leader's log, and converges to the same head and balances.
+#[test]
+fn a_lost_follower_and_then_its_lost_disk_change_nothing_for_payers() {
+    let mut net = TestNet::start_replicated(2, 3);
+    let alice = net.open_account("bank-1", "alice", "A-1");
+    let bob = net.open_account("bank-2", "bob", "B-2");
+    net.issue(&alice, 1_000);
+    pay(&net, "alice", &bob, 10);
+    let leading = leader(&net, &alice);
+    let follower = net
+        .im_nodes()
+        .iter()
+        .map(|node| node.name.clone())
+        .find(|name| *name != leading)
+        .unwrap();
+
+    net.kill_node(&follower);
+    for _ in 0..3 {
+        pay(&net, "alice", &bob, 10);
+    }
+    assert_eq!(
+        leader(&net, &alice),
+        leading,
+        "losing a follower keeps the leader"
+    );
+    let head = net.wait_same_head();
+
+    let data = net.node(&follower).home.join("data");
+    assert!(data.is_dir(), "{} holds the replica's data", data.display());
+    std::fs::remove_dir_all(&data).unwrap();
+    net.start_node(&follower);
+    net.wait_connected();
+    pay(&net, "alice", &bob, 10);
+    let rejoined = net.wait_same_head();
+    assert!(rejoined.height > head.height);
+    assert_eq!(net.head(&follower), rejoined);
+    assert_eq!(net.balance(&bob), 50);
+    assert_eq!(net.balance_at(&follower, &alice), 1_000 + 2 - 50);
+    check_status(&net, &leading);
+    net.stop_all();
+}
+
+/// The height and raft role of `name`'s status, read inside its namespace.
+fn status_inside(net: &NsNet, name: &str) -> (u64, String) {
+    let rpc = net.rpc(name);
+    let output = net.run_inside(name, &["--output", "json", "status", "--rpc", &rpc]);
+    assert!(output.status.success(), "status: {}", describe(&output));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let role = status["replica"]["role"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status["height"].as_u64().unwrap(), role)
+}
+
+/// A minority of one: the leading replica is cut off from everyone (its link down, in a
+/// network namespace). The two others elect a leader and payments go on; the cut-off
+/// replica signs nothing, and its operator's request fails with a clear error in bounded
+/// time. When the link returns it follows the new leader, drops what it could not commit
+/// and converges.
+#[test]
+fn a_replica_cut_off_from_the_others_stops_signing_and_rejoins() {
+    let mut net = match NsNet::start_replicated(2, 3) {
+        Ok(net) => net,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    let alice = net.open_account("bank-1", "alice", "A-1");
+    let bob = net.open_account("bank-2", "bob", "B-2");
+    net.issue(&alice, 1_000);
+    pay(&net, "alice", &bob, 10);
+    let cut_off = leader(&net, &alice);
+    let before = net.wait_same_head();
+
+    net.cut(&cut_off);
+    for _ in 0..3 {
+        pay(&net, "alice", &bob, 10);
+    }
+    let home = net.node(&cut_off).home.to_str().unwrap().to_owned();
+    let started = Instant::now();
+    let refused = net.run_inside(
+        &cut_off,
+        &["issue", "--home", &home, "--to", &alice, "--amount", "7"],
+    );
+    let answered_in = started.elapsed();
+    let said = describe(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains("does not lead") || said.contains("no majority of the replicas"),
+        "a clear error: {said}"
+    );
+    assert!(answered_in < Duration::from_secs(10), "{answered_in:?}");
+    let (height, role) = status_inside(&net, &cut_off);
+    assert_eq!(height, before.height, "the cut-off replica signed nothing");
+    println!("cut off: {cut_off} was {role}, answered the issue in {answered_in:?}: {said}");
+
+    net.reconnect(&cut_off);
+    pay(&net, "alice", &bob, 10);
+    let head = net.wait_same_head();
+    assert_eq!(net.head(&cut_off), head);
+    let new_leader = leader(&net, &alice);
+    assert_ne!(new_leader, cut_off, "the new term's leader stays");
+    check_status(&net, &new_leader);
+    // The issue of 7 was never committed; five payments were.
+    assert_eq!(net.balance(&bob), 50);
+    assert_eq!(net.balance(&alice), 1_000 + 2 - 50);
     net.stop_all();
 }
 

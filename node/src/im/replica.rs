@@ -315,7 +315,7 @@ impl Service {
                     "proposed block not committed; its transfers go back to the pool"
                 );
                 im.pool.undraft(&flight.transfer_ids);
-                Err(format!("the block was not committed: {other:?}"))
+                Err(not_committed(&other))
             }
         };
         for waiter in flight.waiters {
@@ -353,6 +353,26 @@ impl Service {
             (AdminWaiter::Disclosure(reply, _), Err(why)) => {
                 let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, why)));
             }
+        }
+    }
+}
+
+/// Why a proposed block did not commit, for the operator who asked for its op.
+fn not_committed(result: &Result<Applied, ProposeError>) -> String {
+    match result {
+        Err(ProposeError::Timeout(limit)) => format!(
+            "no majority of the replicas committed the block within {limit:?}: this replica \
+             may be cut off from the others. The block commits later only if a majority \
+             holds it; check before asking again"
+        ),
+        Err(ProposeError::NotLeader { leader }) => format!(
+            "this replica stopped leading before the block committed (leader now: {})",
+            leader.map_or_else(|| "unknown".to_owned(), |id| format!("replica {id}"))
+        ),
+        Err(ProposeError::Raft(reason)) => format!("the block was not committed: {reason}"),
+        Ok(Applied::Skipped { reason, .. }) => format!("the block was skipped: {reason}"),
+        Ok(Applied::Block { .. } | Applied::Nothing) => {
+            "the block was not committed (nothing applied)".to_owned()
         }
     }
 }
