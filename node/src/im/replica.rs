@@ -44,6 +44,8 @@ pub struct InFlight {
     hash: Hash32,
     transfer_ids: Vec<Hash32>,
     waiters: Vec<AdminWaiter>,
+    /// What the block changes, as built: applying it once committed need not run it again.
+    built: Option<(Hash32, halfveil_ledger::StateChange)>,
 }
 
 /// A replica's IM half: its raft node and what is in flight.
@@ -209,8 +211,15 @@ impl Service {
         };
         let height = proposed.header.height;
         let vault = proposed.vault.clone();
-        let (block, hash, change) = match decide(&self.params, &self.state, &im.validator, proposed)
-        {
+        let proposed_hash = proposed.header.hash().ok();
+        let built = im
+            .replicated
+            .in_flight
+            .as_mut()
+            .filter(|flight| Some(flight.hash) == proposed_hash)
+            .and_then(|flight| flight.built.take());
+        let decided = decide(&self.params, &self.state, &im.validator, proposed, built);
+        let (block, hash, change) = match decided {
             Ok(decided) => decided,
             Err(reason) => {
                 info!(%height, %reason, "committed entry skipped");
@@ -271,6 +280,7 @@ impl Service {
             hash,
             transfer_ids,
             waiters,
+            built: Some((hash, proposal.change)),
         });
         im.last_block_at = Some(tokio::time::Instant::now());
         let proposed = Proposed {

@@ -38,12 +38,15 @@ pub trait Chain: Send + Sync + 'static {
 
 /// A signed block and what it changes, if `proposed` is the next block after `state` and
 /// keeps the rules; else why it is skipped. Pure: the same on every replica but for the
-/// signature.
+/// signature. `built` is what the block changes as its builder computed it, when this
+/// replica built it on this same state (the leader): the rules were checked then, so the
+/// block is not run again.
 pub fn decide(
     params: &ChainParams,
     state: &State,
     key: &SigningKey,
     proposed: Proposed,
+    built: Option<(Hash32, StateChange)>,
 ) -> Result<(Block, Hash32, StateChange), String> {
     let height = proposed.header.height;
     if Some(height) != state.height.next() || proposed.header.parent != state.head_hash {
@@ -59,6 +62,13 @@ pub fn decide(
         attestations: proposed.attestations,
         ops: proposed.ops,
     };
+    if let Some((built_hash, change)) = built {
+        // The hash covers the parent, the state root and the ops: the same block on the
+        // same state, so the same change.
+        if built_hash == hash {
+            return Ok((block, hash, change));
+        }
+    }
     // The leader checked the credentials; the rules and roots are checked here.
     match apply_deferred(params, state, &block) {
         Ok((change, _signatures)) => Ok((block, hash, change)),
@@ -123,7 +133,7 @@ impl Chain for StoreChain {
         let mut state = self.state()?;
         let height = proposed.header.height;
         let vault = proposed.vault.clone();
-        let (block, hash, change) = match decide(&self.params, &state, &self.key, proposed) {
+        let (block, hash, change) = match decide(&self.params, &state, &self.key, proposed, None) {
             Ok(decided) => decided,
             Err(reason) => {
                 self.record(applied)?;
@@ -158,5 +168,82 @@ impl Chain for StoreChain {
             height: state.height,
             hash: state.head_hash,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use halfveil_ledger::build::propose;
+    use halfveil_ledger::testkit::TestChain;
+    use halfveil_ledger::BankId;
+
+    use super::*;
+
+    /// The next block of `chain` (one account opening), as the leader proposes it, and what
+    /// its builder computed it changes.
+    fn proposed(chain: &mut TestChain) -> (Proposed, StateChange) {
+        let (_, op) = chain.new_account(BankId(0));
+        let time = chain.next_time();
+        let proposal = propose(&chain.params, &chain.state, time, Vec::new(), vec![op]).unwrap();
+        let proposed = Proposed {
+            header: proposal.header,
+            attestations: proposal.attestations,
+            ops: proposal.ops,
+            vault: Vec::new(),
+        };
+        (proposed, proposal.change)
+    }
+
+    /// The leader's own block is not run again once committed: the change it built is
+    /// taken as is (a marked copy shows it). For any other block it is ignored.
+    #[test]
+    fn a_built_change_is_taken_only_for_the_block_it_was_built_for() {
+        let mut chain = TestChain::new(19, 2, 3, 2);
+        let (block, built) = proposed(&mut chain);
+        let hash = block.header.hash().unwrap();
+        let (params, state, key) = (&chain.params, &chain.state, &chain.validator);
+        let (_, ran_hash, ran) = decide(params, state, key, block.clone(), None).unwrap();
+        assert_eq!(ran_hash, hash);
+        assert_eq!(ran.state_root, built.state_root);
+
+        let mut marked = built;
+        marked.op_hashes = vec![Hash32([9; 32])];
+        let (signed, _, taken) = decide(
+            params,
+            state,
+            key,
+            block.clone(),
+            Some((hash, marked.clone())),
+        )
+        .unwrap();
+        assert_eq!(taken.op_hashes, marked.op_hashes, "taken as built");
+        assert_eq!(signed.signed.signer, crypto::public_key(key));
+
+        let other = Some((Hash32([1; 32]), marked));
+        let (_, _, rerun) = decide(params, state, key, block, other).unwrap();
+        assert_eq!(
+            rerun.op_hashes, ran.op_hashes,
+            "another block's change is ignored"
+        );
+    }
+
+    /// A block that is not the next one is skipped, built change or not.
+    #[test]
+    fn a_block_not_after_the_head_is_skipped_even_with_its_built_change() {
+        let mut chain = TestChain::new(20, 2, 3, 2);
+        let (block, built) = proposed(&mut chain);
+        let hash = block.header.hash().unwrap();
+        let (_, op) = chain.new_account(BankId(1));
+        chain.commit(Vec::new(), vec![op]).unwrap();
+        let decided = decide(
+            &chain.params,
+            &chain.state,
+            &chain.validator,
+            block,
+            Some((hash, built)),
+        );
+        assert!(decided.unwrap_err().contains("not the block after"));
     }
 }
