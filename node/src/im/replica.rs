@@ -46,21 +46,13 @@ pub struct InFlight {
     waiters: Vec<AdminWaiter>,
     /// What the block changes, as built: applying it once committed need not run it again.
     built: Option<(Hash32, halfveil_ledger::StateChange)>,
-    /// Committed and applied to this replica's state (its write may still be queued): the
-    /// next block may be built on it.
-    applied: bool,
 }
-
-/// The most proposals in flight: one being committed, the others applied and waiting for
-/// raft's answer (their writes queued).
-const IN_FLIGHT_MAX: usize = 3;
 
 /// A replica's IM half: its raft node and what is in flight.
 #[derive(Debug, Default)]
 pub struct ReplicaHalf {
     pub replica: Option<Arc<Replica>>,
-    /// This replica's proposals, oldest first: at most one not yet applied.
-    pub in_flight: Vec<InFlight>,
+    pub in_flight: Option<InFlight>,
     /// Blocks applied and queued for writing: the state machine's answer once written.
     pub applying:
         std::collections::BTreeMap<Height, (Hash32, oneshot::Sender<Result<Applied, ChainError>>)>,
@@ -170,12 +162,7 @@ impl Service {
         match &self.role {
             Role::IdentityManager(im) => match &im.replicated.replica {
                 None => true,
-                Some(replica) => {
-                    let flights = &im.replicated.in_flight;
-                    replica.is_leader()
-                        && flights.len() < IN_FLIGHT_MAX
-                        && flights.iter().all(|flight| flight.applied)
-                }
+                Some(replica) => replica.is_leader() && im.replicated.in_flight.is_none(),
             },
             Role::Bank(_) => false,
         }
@@ -225,16 +212,12 @@ impl Service {
         let height = proposed.header.height;
         let vault = proposed.vault.clone();
         let proposed_hash = proposed.header.hash().ok();
-        let own = im
+        let built = im
             .replicated
             .in_flight
-            .iter_mut()
-            .find(|flight| Some(flight.hash) == proposed_hash);
-        let own_block = own.is_some();
-        let built = own.and_then(|flight| {
-            flight.applied = true;
-            flight.built.take()
-        });
+            .as_mut()
+            .filter(|flight| Some(flight.hash) == proposed_hash)
+            .and_then(|flight| flight.built.take());
         let decided = decide(&self.params, &self.state, &im.validator, proposed, built);
         let (block, hash, change) = match decided {
             Ok(decided) => decided,
@@ -267,11 +250,6 @@ impl Service {
             vault,
             vec![applied],
         );
-        if own_block {
-            // The state holds this block now: the next may be built on it while this one's
-            // write and raft's answer are on their way.
-            self.im_build_if_due(crate::clock::now_ms());
-        }
     }
 
     /// A block this replica applied is on disk: its state machine may go on.
@@ -298,12 +276,11 @@ impl Service {
             im.pool.undraft(&transfer_ids);
             return;
         };
-        im.replicated.in_flight.push(InFlight {
+        im.replicated.in_flight = Some(InFlight {
             hash,
             transfer_ids,
             waiters,
             built: Some((hash, proposal.change)),
-            applied: false,
         });
         im.last_block_at = Some(tokio::time::Instant::now());
         let proposed = Proposed {
@@ -330,11 +307,13 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
-        let flights = &mut im.replicated.in_flight;
-        let Some(position) = flights.iter().position(|flight| flight.hash == hash) else {
+        let Some(flight) = im
+            .replicated
+            .in_flight
+            .take_if(|flight| flight.hash == hash)
+        else {
             return;
         };
-        let flight = flights.remove(position);
         let outcome = match result {
             Ok(Applied::Block { height, .. }) => {
                 im.pool.committed(&flight.transfer_ids);
