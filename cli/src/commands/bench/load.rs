@@ -78,6 +78,32 @@ pub(super) fn longest_pause_ms(tally: &Tally) -> f64 {
         * 1000.0
 }
 
+/// The longest time between `from` and `until` in which no commit notification of `times`
+/// arrived: from `from` to the first one, between two, or from the last to the first after
+/// `until` (or `until` itself when none came).
+pub(super) fn pause_within(times: &[Instant], from: Instant, until: Instant) -> Duration {
+    let mut inside: Vec<Instant> = times
+        .iter()
+        .copied()
+        .filter(|time| *time > from && *time < until)
+        .collect();
+    inside.sort_unstable();
+    let after = times
+        .iter()
+        .copied()
+        .filter(|time| *time >= until)
+        .min()
+        .unwrap_or(until);
+    std::iter::once(from)
+        .chain(inside)
+        .chain(std::iter::once(after))
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|pair| pair[1].duration_since(pair[0]))
+        .max()
+        .unwrap_or_default()
+}
+
 /// Offers `envelopes` (per bank) at `rate` per second, open-loop, and measures outcomes.
 pub(super) async fn offer(
     banks: &[(BankId, String)],
@@ -241,4 +267,42 @@ pub(super) async fn watch_batch(
         tally.last_final = Some(now);
     }
     waiting.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commit times `ms` milliseconds after `base`.
+    fn at(base: Instant, ms: &[u64]) -> Vec<Instant> {
+        ms.iter()
+            .map(|ms| base + Duration::from_millis(*ms))
+            .collect()
+    }
+
+    #[test]
+    fn the_pause_around_a_kill_runs_from_the_last_commit_before_it_to_the_first_after() {
+        let base = Instant::now();
+        let ms = |ms: u64| base + Duration::from_millis(ms);
+        // Commits every 10 ms, then none from 1,000 to 2,700 ms (the kill at 1,005).
+        let mut times = at(base, &[950, 960, 970, 980, 990, 1_000]);
+        times.extend(at(base, &[2_700, 2_710, 2_720, 3_500, 4_500, 5_500, 6_100]));
+        let pause = pause_within(&times, ms(505), ms(6_000));
+        assert_eq!(pause, Duration::from_millis(1_700));
+        // Nothing after the window's end: the pause runs to its end.
+        assert_eq!(
+            pause_within(&at(base, &[600]), ms(505), ms(1_000)),
+            Duration::from_millis(400)
+        );
+        // A commit after the window ends the last pause there.
+        assert_eq!(
+            pause_within(&at(base, &[600, 3_000]), ms(505), ms(1_000)),
+            Duration::from_millis(2_400)
+        );
+        // No commit at all: the whole window.
+        assert_eq!(
+            pause_within(&[], ms(0), ms(1_000)),
+            Duration::from_millis(1_000)
+        );
+    }
 }

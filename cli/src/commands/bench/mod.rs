@@ -38,10 +38,10 @@ use crate::output::{emit, OutputFormat};
 
 use accounts::reference_rate;
 pub(crate) use accounts::{open_accounts, signature_check_us, BenchAccount, FUNDS_PER_ACCOUNT};
-use report::{BenchReport, FailoverReport, NetworkReport, RunReport};
+use report::{BenchReport, FailoverReport, KillReport, NetworkReport, RunReport};
 
 use envelopes::prepare_envelopes;
-use load::{longest_pause_ms, offer, Tally};
+use load::{longest_pause_ms, offer, pause_within, Tally};
 use report::{latency_of, render_report, render_run, timeline_of};
 use targets::{node_costs, settle, Targets};
 
@@ -98,6 +98,10 @@ pub struct BenchArgs {
     /// one replica) is killed with SIGKILL halfway and restarted: the failover gap.
     #[arg(long, conflicts_with = "rpc")]
     pub failover: bool,
+    /// With --failover: how many times the leader is killed in that run, evenly spread
+    /// (e.g. 20 in a 120 s run: one every 5.7 s).
+    #[arg(long, default_value_t = 1, requires = "failover")]
+    pub kills: u32,
 }
 
 impl BenchArgs {
@@ -330,10 +334,26 @@ struct Killed {
     down: Duration,
 }
 
-/// Waits `after`, kills the IM's leader with SIGKILL, and restarts it: at once when it is
-/// the only replica, else after [`REPLICA_DOWN`].
-async fn kill_leader_after(cluster: &mut Cluster, after: Duration) -> Result<Killed, Failure> {
-    tokio::time::sleep(after).await;
+/// Kills the IM's leader `kills` times, spread evenly over `duration` (the first after
+/// `duration / (kills + 1)`).
+async fn kill_leaders(
+    cluster: &mut Cluster,
+    duration: Duration,
+    kills: u32,
+) -> Result<Vec<Killed>, Failure> {
+    let started = tokio::time::Instant::now();
+    let every = duration / (kills + 1);
+    let mut killed = Vec::new();
+    for kill in 1..=kills {
+        tokio::time::sleep_until(started + every * kill).await;
+        killed.push(kill_leader(cluster).await?);
+    }
+    Ok(killed)
+}
+
+/// Kills the IM's leader with SIGKILL and restarts it: at once when it is the only
+/// replica, else after [`REPLICA_DOWN`].
+async fn kill_leader(cluster: &mut Cluster) -> Result<Killed, Failure> {
     let name = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
     cluster.kill(&name)?;
     let at = Instant::now();
@@ -357,37 +377,31 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
-    /// The failover run: `--rate` with the leader killed halfway.
+    /// The failover run: `--rate` with the leader killed `--kills` times.
     async fn failover(
         &mut self,
         cluster: &mut Cluster,
         say: &impl Fn(String),
     ) -> Result<FailoverReport, Failure> {
-        let rate = self.options.rate;
+        let (rate, kills) = (self.options.rate, self.options.kills);
         say(format!(
-            "failover: {rate}/s for {} s, the leader killed halfway",
+            "failover: {rate}/s for {} s, the leader killed {kills} time(s)",
             self.options.duration
         ));
-        let (run, killed) = self.run(rate, Some(cluster)).await?;
-        let (killed, started) = killed.ok_or_else(|| Failure::error("no node was killed"))?;
+        let (run, kills) = self.run(rate, Some((cluster, kills))).await?;
         say(render_run(&run));
-        Ok(FailoverReport {
-            killed_at_s: killed.at.duration_since(started).as_secs_f64(),
-            restarted_after_s: killed.down.as_secs_f64(),
-            killed: killed.name,
-            gap_ms: run.longest_pause_ms,
-            run,
-        })
+        failover_report(run, kills)
     }
 
     /// One offered rate for `--duration` seconds: prepares its envelopes, offers them
-    /// (killing the leader halfway when given the `cluster`), and reports what committed,
-    /// how fast, and what it cost each node; with the kill, and when the run started.
+    /// (killing the leader as often as asked when given the cluster), and reports what
+    /// committed, how fast, and what it cost each node; with each kill and the longest
+    /// time nothing committed around it.
     async fn run(
         &mut self,
         rate: u64,
-        cluster: Option<&mut Cluster>,
-    ) -> Result<(RunReport, Option<(Killed, Instant)>), Failure> {
+        faults: Option<(&mut Cluster, u32)>,
+    ) -> Result<(RunReport, Vec<KillReport>), Failure> {
         let (targets, options) = (self.targets, self.options);
         let count = usize::try_from(rate * options.duration.max(1)).unwrap_or(usize::MAX);
         let prepared = Instant::now();
@@ -403,9 +417,9 @@ impl Load<'_> {
         let started = Instant::now();
         let (offered, killed) =
             tokio::join!(offer(&targets.banks, envelopes, rate, duration), async {
-                match cluster {
-                    Some(cluster) => kill_leader_after(cluster, duration / 2).await.map(Some),
-                    None => Ok(None),
+                match faults {
+                    Some((cluster, kills)) => kill_leaders(cluster, duration, kills).await,
+                    None => Ok(Vec::new()),
                 }
             });
         let (tally, measured, rejection_examples) = offered?;
@@ -415,8 +429,49 @@ impl Load<'_> {
         run.rejection_examples = rejection_examples;
         run.client_cpu_seconds = client_cpu_seconds;
         run.reference_fraction = run.committed_rate / self.reference.max(f64::EPSILON);
-        Ok((run, killed?.map(|killed| (killed, started))))
+        Ok((run, kill_reports(&killed?, &tally, started)))
     }
+}
+
+/// How long before a kill its gap may start: the last commits before it count.
+const GAP_BEFORE_KILL: Duration = Duration::from_millis(500);
+/// The longest a gap after a kill is looked for, when no later kill ends it sooner.
+const GAP_WINDOW: Duration = Duration::from_secs(10);
+
+/// Each kill with the longest time nothing committed from just before it until the next
+/// kill (or [`GAP_WINDOW`]).
+fn kill_reports(killed: &[Killed], tally: &Tally, started: Instant) -> Vec<KillReport> {
+    killed
+        .iter()
+        .enumerate()
+        .map(|(index, kill)| {
+            let until = killed.get(index + 1).map_or(kill.at + GAP_WINDOW, |next| {
+                next.at.min(kill.at + GAP_WINDOW)
+            });
+            let from = kill.at.checked_sub(GAP_BEFORE_KILL).unwrap_or(kill.at);
+            KillReport {
+                node: kill.name.clone(),
+                at_s: kill.at.saturating_duration_since(started).as_secs_f64(),
+                down_s: kill.down.as_secs_f64(),
+                gap_ms: pause_within(&tally.commit_times, from, until).as_secs_f64() * 1000.0,
+            }
+        })
+        .collect()
+}
+
+/// The failover run's report: its kills, and the median and worst of their gaps.
+fn failover_report(run: RunReport, kills: Vec<KillReport>) -> Result<FailoverReport, Failure> {
+    let mut gaps: Vec<f64> = kills.iter().map(|kill| kill.gap_ms).collect();
+    gaps.sort_by(f64::total_cmp);
+    let (Some(worst), Some(median)) = (gaps.last(), gaps.get(gaps.len() / 2)) else {
+        return Err(Failure::error("no node was killed"));
+    };
+    Ok(FailoverReport {
+        gap_p50_ms: *median,
+        gap_worst_ms: *worst,
+        kills,
+        run,
+    })
 }
 
 /// A run's figures from its tally and the nodes' statuses before and after it.
