@@ -79,8 +79,7 @@ pub(super) fn longest_pause_ms(tally: &Tally) -> f64 {
 }
 
 /// The longest time between `from` and `until` in which no commit notification of `times`
-/// arrived: from `from` to the first one, between two, or from the last to the first after
-/// `until` (or `until` itself when none came).
+/// arrived: from `from` to the first one, between two, or from the last to `until`.
 pub(super) fn pause_within(times: &[Instant], from: Instant, until: Instant) -> Duration {
     let mut inside: Vec<Instant> = times
         .iter()
@@ -88,15 +87,9 @@ pub(super) fn pause_within(times: &[Instant], from: Instant, until: Instant) -> 
         .filter(|time| *time > from && *time < until)
         .collect();
     inside.sort_unstable();
-    let after = times
-        .iter()
-        .copied()
-        .filter(|time| *time >= until)
-        .min()
-        .unwrap_or(until);
     std::iter::once(from)
         .chain(inside)
-        .chain(std::iter::once(after))
+        .chain(std::iter::once(until))
         .collect::<Vec<_>>()
         .windows(2)
         .map(|pair| pair[1].duration_since(pair[0]))
@@ -289,15 +282,11 @@ mod tests {
         times.extend(at(base, &[2_700, 2_710, 2_720, 3_500, 4_500, 5_500, 6_100]));
         let pause = pause_within(&times, ms(505), ms(6_000));
         assert_eq!(pause, Duration::from_millis(1_700));
-        // Nothing after the window's end: the pause runs to its end.
-        assert_eq!(
-            pause_within(&at(base, &[600]), ms(505), ms(1_000)),
-            Duration::from_millis(400)
-        );
-        // A commit after the window ends the last pause there.
+        // The last pause ends with the window: a pause after it (the next kill's) is not
+        // this one's.
         assert_eq!(
             pause_within(&at(base, &[600, 3_000]), ms(505), ms(1_000)),
-            Duration::from_millis(2_400)
+            Duration::from_millis(400)
         );
         // No commit at all: the whole window.
         assert_eq!(

@@ -439,7 +439,7 @@ const GAP_BEFORE_KILL: Duration = Duration::from_millis(500);
 const GAP_WINDOW: Duration = Duration::from_secs(10);
 
 /// Each kill with the longest time nothing committed from just before it until the next
-/// kill (or [`GAP_WINDOW`]).
+/// kill (or [`GAP_WINDOW`]), so that no pause counts for two kills.
 fn kill_reports(killed: &[Killed], tally: &Tally, started: Instant) -> Vec<KillReport> {
     killed
         .iter()

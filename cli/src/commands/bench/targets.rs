@@ -129,7 +129,7 @@ pub(super) fn node_costs(
 /// What the nodes hold once the load is over.
 #[derive(Debug)]
 pub(super) struct Settled {
-    /// The identity manager's head, which every node reached.
+    /// The identity manager's head once every node reached the highest head seen.
     pub(super) head: HeadInfo,
     /// Every node has the same head hash, state root and balance of every account.
     pub(super) nodes_agree: bool,
@@ -137,18 +137,26 @@ pub(super) struct Settled {
     pub(super) balances_total: u64,
 }
 
-/// Waits until every node holds the identity manager's head, then compares their heads
-/// and the balance of every account.
+/// Waits until every node holds the highest head any of them reported, then compares
+/// their heads and the balance of every account.
 pub(super) async fn settle(
     targets: &Targets,
     accounts: &[BenchAccount],
 ) -> Result<Settled, Failure> {
+    // The highest head any node holds: a replica restarted late in a failover run may
+    // still be catching up, so the first IM node is not the reference.
+    let mut heads = Vec::with_capacity(targets.nodes.len());
+    for (_, node) in &targets.nodes {
+        heads.push(
+            node.call(|node| async move { node.client.head().await })
+                .await?,
+        );
+    }
+    let top = heads.iter().map(|head| head.height).max().unwrap_or(0);
+    targets.wait_height(top, Duration::from_secs(60)).await?;
     let head = targets
         .im()
         .call(|node| async move { node.client.head().await })
-        .await?;
-    targets
-        .wait_height(head.height, Duration::from_secs(60))
         .await?;
     let mut nodes_agree = true;
     for (_, node) in &targets.nodes {
