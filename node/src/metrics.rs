@@ -339,4 +339,47 @@ mod tests {
             .render()
             .contains("halfveil_process_cpu_seconds "));
     }
+
+    /// Every metric the Grafana dashboard in `contrib/grafana/` queries is one a node
+    /// serves (histograms with one of their series' suffixes; families observed once so
+    /// they render).
+    #[test]
+    fn the_dashboard_queries_only_metrics_a_node_serves() {
+        let metrics = Metrics::new();
+        metrics.block_commit_seconds.observe(0.001);
+        metrics.replica_propose_seconds.observe(0.01);
+        for family in [
+            &metrics.gossip_blocks,
+            &metrics.link_requests,
+            &metrics.peer_offences,
+        ] {
+            family.get_or_create(&[("label", "value")]).inc();
+        }
+        let served: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split(['{', ' ']).next().map(str::to_owned))
+            .collect();
+        let dashboard = include_str!("../../contrib/grafana/halfveil.json");
+        let mut queried = 0;
+        for (index, _) in dashboard.match_indices("halfveil_") {
+            let name: String = dashboard[index..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "halfveil_" {
+                continue;
+            }
+            queried += 1;
+            assert!(
+                served.contains(&name),
+                "the dashboard queries {name}, which no node serves"
+            );
+        }
+        assert!(
+            queried > 20,
+            "{queried} metric names found in the dashboard"
+        );
+    }
 }
