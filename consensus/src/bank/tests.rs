@@ -341,29 +341,41 @@ fn a_batch_for_another_replica_goes_again_after_the_short_hold_off() {
     assert!(REDIRECT_RETRY < FORWARD_RETRY);
 }
 
-/// A leader change: the replica that took a batch goes away before committing it. Once
-/// another replica takes a batch, what the first held goes again at once, not after
-/// [`REFORWARD_AFTER`]; what was forwarded after the interruption does not.
-#[test]
-fn after_a_leader_change_what_the_old_leader_held_goes_again_at_once() {
-    let mut w = world();
-    let taken = || ForwardAnswer::Taken {
+fn taken() -> ForwardAnswer {
+    ForwardAnswer::Taken {
         rejected: Vec::new(),
         committed: Vec::new(),
-    };
+    }
+}
+
+/// A transfer the IM took (and holds), then another whose forward is answered `answer` at
+/// second 1, goes again at second `again` and is taken: returns the world, the held
+/// transfer and what the bank forwards right after that.
+fn held_then_interrupted(answer: ForwardAnswer, again: u64) -> (World, Hash32, Vec<Vec<Hash32>>) {
+    let mut w = world();
     let (held, _) = w.submit(0, 10, 0);
     assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
     w.bank.on_forward_answer(vec![held], taken(), w.at(0).mono);
-    let (redirected, _) = w.submit(0, 10, 1);
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![redirected]]);
+    let (interrupted, _) = w.submit(0, 10, 1);
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![interrupted]]);
     w.bank
-        .on_forward_answer(vec![redirected], ForwardAnswer::Elsewhere, w.at(1).mono);
-    w.bank.tick(w.at(2));
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![redirected]]);
+        .on_forward_answer(vec![interrupted], answer, w.at(1).mono);
+    w.bank.tick(w.at(again));
+    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![interrupted]]);
     w.bank
-        .on_forward_answer(vec![redirected], taken(), w.at(2).mono);
+        .on_forward_answer(vec![interrupted], taken(), w.at(again).mono);
+    let next = forwarded(&w.bank.take_effects());
+    (w, held, next)
+}
+
+/// A leader change: the replica that took a batch goes away before committing it. Once
+/// another replica takes a batch, what the first held goes again at once, not after
+/// [`REFORWARD_AFTER`]; and only once.
+#[test]
+fn after_a_leader_change_what_the_old_leader_held_goes_again_at_once() {
+    let (mut w, held, next) = held_then_interrupted(ForwardAnswer::Elsewhere, 2);
     assert_eq!(
-        forwarded(&w.bank.take_effects()),
+        next,
         vec![vec![held]],
         "the old leader's transfer goes again as soon as a new one takes batches"
     );
@@ -376,23 +388,17 @@ fn after_a_leader_change_what_the_old_leader_held_goes_again_at_once() {
 /// once it takes a batch again.
 #[test]
 fn after_an_unreachable_im_takes_batches_again_what_it_held_goes_again() {
-    let mut w = world();
-    let taken = || ForwardAnswer::Taken {
-        rejected: Vec::new(),
-        committed: Vec::new(),
-    };
-    let (held, _) = w.submit(0, 10, 0);
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
-    w.bank.on_forward_answer(vec![held], taken(), w.at(0).mono);
-    let (lost, _) = w.submit(0, 10, 1);
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![lost]]);
-    w.bank
-        .on_forward_answer(vec![lost], ForwardAnswer::Lost, w.at(1).mono);
-    w.bank.tick(w.at(1 + FORWARD_RETRY.as_secs()));
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![lost]]);
-    w.bank
-        .on_forward_answer(vec![lost], taken(), w.at(1 + FORWARD_RETRY.as_secs()).mono);
-    assert_eq!(forwarded(&w.bank.take_effects()), vec![vec![held]]);
+    let again = 1 + FORWARD_RETRY.as_secs();
+    let (_, held, next) = held_then_interrupted(ForwardAnswer::Lost, again);
+    assert_eq!(next, vec![vec![held]]);
+}
+
+/// A busy IM still holds what it took: nothing goes again early.
+#[test]
+fn after_a_busy_im_takes_batches_again_nothing_goes_again_early() {
+    let again = 1 + FORWARD_RETRY.as_secs();
+    let (_, _, next) = held_then_interrupted(ForwardAnswer::Again, again);
+    assert!(next.is_empty(), "{next:?}");
 }
 
 #[test]
