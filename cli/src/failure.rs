@@ -11,7 +11,8 @@ pub enum ExitKind {
     Error = 1,
     /// The command line is wrong (clap uses 2 as well).
     Usage = 2,
-    /// What was checked does not verify: a genesis, a receipt, a chain.
+    /// What was checked does not verify: a genesis, a receipt, a chain; or a node's config
+    /// or home that does not fit its genesis.
     Verification = 3,
     /// The node could not be reached (RPC commands).
     Unreachable = 4,
@@ -94,13 +95,49 @@ macro_rules! failure_from {
 failure_from!(
     halfveil_genesis::keystore::KeystoreError,
     halfveil_genesis::GenesisError,
-    halfveil_node::config::ConfigError,
-    halfveil_node::run::StartError,
     halfveil_ledger::CryptoError,
     halfveil_ledger::CodecError,
     halfveil_store::StoreError,
     std::io::Error,
 );
+
+/// A config that does not load: 3 when its content is wrong (an unknown key, a bad value,
+/// too large), 1 when it cannot be read or written.
+impl From<halfveil_node::config::ConfigError> for Failure {
+    fn from(error: halfveil_node::config::ConfigError) -> Failure {
+        use halfveil_node::config::ConfigError;
+        match error {
+            ConfigError::Invalid { .. } | ConfigError::TooLarge { .. } => {
+                Failure::verification(error.to_string())
+            }
+            ConfigError::Read { .. } | ConfigError::Write { .. } => {
+                Failure::error(error.to_string())
+            }
+        }
+    }
+}
+
+/// A node that cannot start: 3 when a file of its home does not fit (config, genesis, a key
+/// genesis does not name, a data folder of another node, an address that does not parse),
+/// so a supervisor need not restart it; 1 otherwise.
+impl From<halfveil_node::run::StartError> for Failure {
+    fn from(error: halfveil_node::run::StartError) -> Failure {
+        use halfveil_node::run::StartError as E;
+        match error {
+            E::Config(config) => Failure::from(config),
+            E::Genesis { .. }
+            | E::NotInGenesis { .. }
+            | E::NotGenesisValidatorKey { .. }
+            | E::NoEscrowKey
+            | E::NotGenesisEscrowKey { .. }
+            | E::NotGenesisBankKey { .. }
+            | E::OtherOwner { .. }
+            | E::P2pListen { .. }
+            | E::P2pPeer { .. } => Failure::verification(error.to_string()),
+            other => Failure::error(other.to_string()),
+        }
+    }
+}
 
 /// The result of every command.
 pub type CommandResult = Result<(), Failure>;

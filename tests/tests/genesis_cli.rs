@@ -267,6 +267,37 @@ fn a_wallet_is_created_encrypted_and_opens_only_with_its_password() {
     );
 }
 
+/// A node whose config has an unknown key does not start, exits 3 (restarting it would
+/// not help: a supervisor can tell) and names the key.
+#[test]
+fn a_node_with_an_invalid_config_exits_3_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = dir.path().join("network");
+    let output = run_bounded(
+        halfveil()
+            .args(["testnet", "init", "--banks", "1", "--dir"])
+            .arg(&network),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let config = network.join("bank-1").join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.insert_str(0, "moniker_typo = \"x\"\n");
+    std::fs::write(&config, text).unwrap();
+    let output = run_bounded(
+        halfveil()
+            .args(["start", "--home"])
+            .arg(network.join("bank-1")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("moniker_typo"),
+        "{}",
+        describe(&output)
+    );
+}
+
 #[test]
 fn a_node_whose_peer_port_is_taken_exits_and_says_why() {
     let dir = tempfile::tempdir().unwrap();

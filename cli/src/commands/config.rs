@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use halfveil_node::config::{Config, ConfigError, Source};
+use halfveil_node::config::{Config, Source};
 use serde::Serialize;
 
 use crate::commands::node::config_variables;
@@ -56,10 +56,7 @@ impl ConfigCommand {
 }
 
 fn load(args: &ConfigArgs) -> Result<halfveil_node::config::Effective, Failure> {
-    Config::effective(&args.home, &config_variables(), &[]).map_err(|error| match error {
-        ConfigError::Invalid { .. } => Failure::verification(error.to_string()),
-        other => Failure::error(other.to_string()),
-    })
+    Config::effective(&args.home, &config_variables(), &[]).map_err(Failure::from)
 }
 
 fn show(args: &ConfigArgs, output: OutputFormat) -> CommandResult {
