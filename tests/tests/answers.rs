@@ -191,7 +191,8 @@ fn a_node_refuses_another_nodes_data_and_checks_keys_before_touching_data() {
         halfveil().arg("start").arg("--home").arg(&bank_1),
         Duration::from_secs(60),
     );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    // 3: the home does not fit (a supervisor should not restart it), not a crash (1).
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("was written by node"), "{said}");
     std::fs::remove_dir_all(&own_data).unwrap();
@@ -209,6 +210,7 @@ fn a_node_refuses_another_nodes_data_and_checks_keys_before_touching_data() {
         halfveil().arg("start").arg("--home").arg(&bank_2),
         Duration::from_secs(60),
     );
+    // 1: the copied key file does not open with this home's password.
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(!data.exists(), "data/ was not created");
 }
