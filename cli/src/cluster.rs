@@ -171,6 +171,14 @@ impl Cluster {
         }
     }
 
+    /// Kills the identity manager's leading node without warning (SIGKILL), waiting up to
+    /// `limit` for one to lead; returns its name and when it died.
+    pub async fn kill_leader(&mut self, limit: Duration) -> Result<(String, Instant), Failure> {
+        let name = self.im_leader(limit).await?.name.clone();
+        self.kill(&name)?;
+        Ok((name, Instant::now()))
+    }
+
     /// The replica every answering replica names as leader, if that one says it leads.
     async fn agreed_leader(&self) -> Option<String> {
         let mut named = None;

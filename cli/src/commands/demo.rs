@@ -341,12 +341,11 @@ async fn kill_leader(
     cluster: &mut Cluster,
     say: &impl Fn(String),
 ) -> Result<(String, Instant), Failure> {
-    let name = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
-    cluster.kill(&name)?;
+    let (name, at) = cluster.kill_leader(LEADER_LIMIT).await?;
     say(format!(
-        "== killing the leading replica {name} (SIGKILL); the others elect a new leader"
+        "== killed the leading replica {name} (SIGKILL); the others elect a new leader"
     ));
-    Ok((name, Instant::now()))
+    Ok((name, at))
 }
 
 /// The third person's bank freezes their account; a payment from it must be refused.

@@ -67,15 +67,11 @@ pub(super) async fn rejection_examples(
 
 /// The longest time between two commit notifications of `tally`, in milliseconds.
 pub(super) fn longest_pause_ms(tally: &Tally) -> f64 {
-    let mut times = tally.commit_times.clone();
-    times.sort_unstable();
-    times
-        .windows(2)
-        .map(|pair| pair[1].duration_since(pair[0]))
-        .max()
-        .unwrap_or_default()
-        .as_secs_f64()
-        * 1000.0
+    let times = &tally.commit_times;
+    match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) => pause_within(times, *first, *last).as_secs_f64() * 1000.0,
+        _ => 0.0,
+    }
 }
 
 /// The longest time between `from` and `until` in which no commit notification of `times`

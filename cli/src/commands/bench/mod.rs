@@ -354,9 +354,7 @@ async fn kill_leaders(
 /// Kills the IM's leader with SIGKILL and restarts it: at once when it is the only
 /// replica, else after [`REPLICA_DOWN`].
 async fn kill_leader(cluster: &mut Cluster) -> Result<Killed, Failure> {
-    let name = cluster.im_leader(LEADER_LIMIT).await?.name.clone();
-    cluster.kill(&name)?;
-    let at = Instant::now();
+    let (name, at) = cluster.kill_leader(LEADER_LIMIT).await?;
     let down = if cluster.ims.len() == 1 {
         Duration::ZERO
     } else {
