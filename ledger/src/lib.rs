@@ -22,6 +22,7 @@ pub mod receipt;
 pub mod sharded;
 pub mod sigbatch;
 pub mod state;
+pub mod threshold;
 pub mod types;
 
 #[cfg(any(test, feature = "testkit"))]
