@@ -148,7 +148,7 @@ fn credential_benches(criterion: &mut Criterion, chain: &TestChain, block: &Bloc
     group.bench_function("identity_credential_seal", |bench| {
         bench.iter(|| {
             seal_identity_credential(
-                &chain.params.escrow_key,
+                &chain.params.disclosure_key,
                 chain_id,
                 &transfer_id,
                 &identity_key,

@@ -1,4 +1,4 @@
-//! The three credentials of SPEC section 2, and sealing to the IM's escrow key.
+//! The three credentials of SPEC section 2, identity records, and sealing to a requester.
 //!
 //! - Transaction credential: Ed25519, signed with ed25519-dalek, verified under ZIP-215 with
 //!   ed25519-zebra, whose single and batch verification accept exactly the same signatures,
@@ -6,14 +6,19 @@
 //!   [`crate::sigbatch`] (ed25519-zebra's batch equation with cached decoded keys). Both run
 //!   on curve25519-dalek 5, whose AVX2 and AVX-512 IFMA backends are picked at run time
 //!   (`.cargo/config.toml` compiles the AVX-512 one in).
-//! - Identity credential: the identity key's signature over the transfer id, sealed with HPKE
-//!   (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the
-//!   escrow key; `info` binds the chain, `aad` the transfer id; fixed length.
+//!   It signs the transfer id together with the identity credential's hash
+//!   ([`crate::types::transaction_credential_message`]), so no bank can swap the credential.
+//! - Identity credential: the identity key's signature over the transfer id, encrypted with
+//!   TDH2 ([`crate::threshold`]) to the threshold disclosure key under a label naming the
+//!   chain and the transfer; fixed length. Only a quorum of holders can open it.
+//! - Sealing to a requester (decryption shares in a disclosure): HPKE (RFC 9180, base mode,
+//!   DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305); `info` binds the chain and
+//!   the purpose, `aad` the order.
 //! - Envelope: XChaCha20-Poly1305 under the account's business key with a random nonce; the
 //!   associated data binds version, chain, account and bank.
 //!
-//! Identity records are sealed like identity credentials, padded to one fixed length so the
-//! ciphertext says nothing of the name's length.
+//! Identity records are encrypted like identity credentials (label: chain and account), padded
+//! to one fixed length so the ciphertext says nothing of the name's length.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -29,9 +34,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::codec;
 use crate::error::CryptoError;
 use crate::hash::{Domain, Hash32};
+use crate::threshold::{tdh2, DisclosureKey};
 use crate::types::{
-    AccountId, BankId, ChainId, IdentityCredential, PublicKey, Signature, TransactionRequest,
-    X25519PublicKey, IDENTITY_CREDENTIAL_BYTES, IDENTITY_CREDENTIAL_PLAINTEXT_BYTES, VERSION,
+    transaction_credential_message, AccountId, BankId, ChainId, IdentityCredential, PublicKey,
+    SealedIdentityRecord, Signature, TransactionRequest, X25519PublicKey,
+    IDENTITY_CREDENTIAL_BODY_BYTES, IDENTITY_CREDENTIAL_PLAINTEXT_BYTES,
+    IDENTITY_RECORD_BODY_BYTES, IDENTITY_RECORD_PLAINTEXT_BYTES, VERSION,
 };
 
 /// An Ed25519 signing key (online transaction, identity, validator, attestation or auditor
@@ -93,7 +101,8 @@ impl<R: RngCore + CryptoRng> hpke::rand_core::RngCore for HpkeRng<'_, R> {
 
 impl<R: RngCore + CryptoRng> hpke::rand_core::CryptoRng for HpkeRng<'_, R> {}
 
-/// An X25519 secret: the IM's escrow key or a disclosure requester's key. Zeroized on drop.
+/// An X25519 secret: a disclosure requester's key or a key ceremony's transport key.
+/// Zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct X25519Secret([u8; 32]);
 
@@ -141,9 +150,7 @@ fn hpke_info(purpose: &str, chain_id: &ChainId) -> Vec<u8> {
     info
 }
 
-const IDENTITY_CREDENTIAL_INFO: &str = "halfveil v1 identity credential";
-const IDENTITY_RECORD_INFO: &str = "halfveil v1 identity record";
-const DISCLOSURE_RESULT_INFO: &str = "halfveil v1 disclosure result";
+const REQUESTER_INFO: &str = "halfveil v1 sealed to a disclosure requester";
 
 /// Seals `plaintext` to `recipient`: version byte, encapsulated key, ciphertext and tag.
 fn hpke_seal<R: RngCore + CryptoRng>(
@@ -205,10 +212,28 @@ pub fn identity_signature_message(transfer_id: &Hash32) -> Hash32 {
     Domain::IdentitySignature.hash(transfer_id.as_bytes())
 }
 
+/// The label an identity credential is encrypted under: the chain and the transfer.
+pub fn credential_label(chain_id: &ChainId, transfer_id: &Hash32) -> Hash32 {
+    let mut hasher = Domain::CredentialLabel.hasher();
+    hasher.update(chain_id.as_str().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(transfer_id.as_bytes());
+    Hash32(*hasher.finalize().as_bytes())
+}
+
+/// The label an identity record is encrypted under: the chain and the account.
+pub fn record_label(chain_id: &ChainId, account: &AccountId) -> Hash32 {
+    let mut hasher = Domain::RecordLabel.hasher();
+    hasher.update(chain_id.as_str().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&account.0);
+    Hash32(*hasher.finalize().as_bytes())
+}
+
 /// Makes a payment's identity credential: the identity key's signature over the transfer id,
-/// sealed to the escrow key.
+/// encrypted to the disclosure key.
 pub fn seal_identity_credential<R: RngCore + CryptoRng>(
-    escrow: &X25519PublicKey,
+    key: &DisclosureKey,
     chain_id: &ChainId,
     transfer_id: &Hash32,
     identity_key: &SigningKey,
@@ -218,47 +243,66 @@ pub fn seal_identity_credential<R: RngCore + CryptoRng>(
     let mut plaintext = Zeroizing::new([0u8; IDENTITY_CREDENTIAL_PLAINTEXT_BYTES]);
     plaintext[0] = VERSION;
     plaintext[1..65].copy_from_slice(&signature.0);
-    let info = hpke_info(IDENTITY_CREDENTIAL_INFO, chain_id);
-    let sealed = hpke_seal(escrow, &info, transfer_id.as_bytes(), &plaintext[..], rng)?;
-    let bytes: [u8; IDENTITY_CREDENTIAL_BYTES] =
-        sealed
-            .try_into()
-            .map_err(|sealed: Vec<u8>| CryptoError::WrongLength {
-                bytes: sealed.len(),
-                expected: IDENTITY_CREDENTIAL_BYTES,
+    let label = credential_label(chain_id, transfer_id);
+    let (capsule, body) = tdh2::seal(key, &label, &plaintext[..], rng)?;
+    let body: [u8; IDENTITY_CREDENTIAL_BODY_BYTES] =
+        body.try_into()
+            .map_err(|body: Vec<u8>| CryptoError::WrongLength {
+                bytes: body.len(),
+                expected: IDENTITY_CREDENTIAL_BODY_BYTES,
             })?;
-    Ok(IdentityCredential(bytes))
+    Ok(IdentityCredential { capsule, body })
 }
 
-/// A payer's request for `transfer`: the transaction key's signature over the transfer id
-/// and the identity key's signature sealed to the IM's escrow key.
+/// A payer's request for `transfer`: the identity key's signature encrypted to the
+/// disclosure key, and the transaction key's signature over the transfer id and that
+/// credential.
 pub fn sign_request<R: RngCore + CryptoRng>(
     transfer: crate::types::Transfer,
     tx_key: &SigningKey,
     identity_key: &SigningKey,
-    escrow: &X25519PublicKey,
+    disclosure_key: &DisclosureKey,
     rng: &mut R,
 ) -> Result<TransactionRequest, CryptoError> {
     let id = transfer.id()?;
     let identity_credential =
-        seal_identity_credential(escrow, &transfer.chain_id, &id, identity_key, rng)?;
+        seal_identity_credential(disclosure_key, &transfer.chain_id, &id, identity_key, rng)?;
+    let message = transaction_credential_message(&id, &identity_credential)?;
     Ok(TransactionRequest {
-        tx_credential: sign(tx_key, &id),
+        tx_credential: sign(tx_key, &message),
         identity_credential,
         transfer,
     })
 }
 
-/// Opens an identity credential (IM only, in a disclosure) and returns the identity
-/// signature it carries.
-pub fn open_identity_credential(
-    escrow: &X25519Secret,
+/// Checks an identity credential is a well-formed ciphertext bound to this transfer
+/// (anyone can; a holder does before it makes a share).
+pub fn check_identity_credential(
+    key: &DisclosureKey,
     chain_id: &ChainId,
     transfer_id: &Hash32,
     credential: &IdentityCredential,
+) -> Result<(), CryptoError> {
+    let label = credential_label(chain_id, transfer_id);
+    Ok(tdh2::check(
+        key,
+        &label,
+        &credential.capsule,
+        &credential.body,
+    )?)
+}
+
+/// Opens an identity credential with a quorum of verified decryption shares and returns the
+/// identity signature it carries.
+pub fn open_identity_credential(
+    key: &DisclosureKey,
+    chain_id: &ChainId,
+    transfer_id: &Hash32,
+    credential: &IdentityCredential,
+    shares: &[tdh2::DecryptionShare],
 ) -> Result<Signature, CryptoError> {
-    let info = hpke_info(IDENTITY_CREDENTIAL_INFO, chain_id);
-    let plaintext = hpke_open(escrow, &info, transfer_id.as_bytes(), &credential.0)?;
+    let label = credential_label(chain_id, transfer_id);
+    let plaintext = tdh2::open(key, &label, &credential.capsule, &credential.body, shares)?;
     if plaintext.len() != IDENTITY_CREDENTIAL_PLAINTEXT_BYTES {
         return Err(CryptoError::OpenFailed);
     }
@@ -266,9 +310,6 @@ pub fn open_identity_credential(
         return Err(CryptoError::UnsupportedVersion {
             version: plaintext[0],
         });
-    }
-    if plaintext[65..].iter().any(|&byte| byte != 0) {
-        return Err(CryptoError::OpenFailed);
     }
     let mut signature = [0u8; 64];
     signature.copy_from_slice(&plaintext[1..65]);
@@ -415,7 +456,8 @@ impl Envelope {
     }
 }
 
-/// Who a person really is: known to the IM only, sealed to its escrow key.
+/// Who a person really is: encrypted to the threshold disclosure key; only a quorum of
+/// holders can read it, in a disclosure recorded on chain.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct IdentityRecord {
     pub version: u8,
@@ -425,8 +467,9 @@ pub struct IdentityRecord {
     pub fields: Vec<(String, String)>,
     #[zeroize(skip)]
     pub identity_key: PublicKey,
-    /// Proof of possession: the identity key's signature over the account's open-account
-    /// message. Inside the seal, so a bank cannot test a guessed identity key against it.
+    /// Proof of possession: the identity key's signature over the account id
+    /// ([`identity_possession_message`]). Inside the ciphertext, so a bank cannot test a
+    /// guessed identity key against it.
     #[zeroize(skip)]
     pub possession: crate::types::Signature,
 }
@@ -437,26 +480,16 @@ impl std::fmt::Debug for IdentityRecord {
     }
 }
 
-/// Every sealed identity record has this plaintext length (encoded record, zero padding).
-pub const IDENTITY_RECORD_PLAINTEXT_BYTES: usize = 1024;
-/// And so this sealed length.
-pub const SEALED_IDENTITY_RECORD_BYTES: usize = 1 + 32 + IDENTITY_RECORD_PLAINTEXT_BYTES + 16;
-
-/// An identity record sealed to the escrow key; banks relay it blind.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedIdentityRecord(pub Vec<u8>);
-
-impl std::fmt::Debug for SealedIdentityRecord {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "SealedIdentityRecord({} bytes)", self.0.len())
-    }
+/// What the identity key signs in a record: it holds the account `account` on `chain_id`.
+pub fn identity_possession_message(chain_id: &ChainId, account: &AccountId) -> Hash32 {
+    record_label(chain_id, account)
 }
 
 impl IdentityRecord {
-    /// Seals the record for `account` to the escrow key.
+    /// Encrypts the record for `account` to the disclosure key.
     pub fn seal<R: RngCore + CryptoRng>(
         &self,
-        escrow: &X25519PublicKey,
+        key: &DisclosureKey,
         chain_id: &ChainId,
         account: &AccountId,
         rng: &mut R,
@@ -470,26 +503,37 @@ impl IdentityRecord {
         }
         let mut padded = Zeroizing::new(vec![0u8; IDENTITY_RECORD_PLAINTEXT_BYTES]);
         padded[..encoded.len()].copy_from_slice(&encoded);
-        let info = hpke_info(IDENTITY_RECORD_INFO, chain_id);
-        let sealed = hpke_seal(escrow, &info, &account.0, &padded, rng)?;
-        Ok(SealedIdentityRecord(sealed))
+        let (capsule, body) = tdh2::seal(key, &record_label(chain_id, account), &padded, rng)?;
+        let body: [u8; IDENTITY_RECORD_BODY_BYTES] =
+            body.try_into()
+                .map_err(|body: Vec<u8>| CryptoError::WrongLength {
+                    bytes: body.len(),
+                    expected: IDENTITY_RECORD_BODY_BYTES,
+                })?;
+        Ok(SealedIdentityRecord { capsule, body })
     }
 
-    /// Opens a sealed record for `account` (IM only).
-    pub fn open(
+    /// Checks a sealed record is a well-formed ciphertext bound to `account`.
+    pub fn check(
         sealed: &SealedIdentityRecord,
-        escrow: &X25519Secret,
+        key: &DisclosureKey,
         chain_id: &ChainId,
         account: &AccountId,
+    ) -> Result<(), CryptoError> {
+        let label = record_label(chain_id, account);
+        Ok(tdh2::check(key, &label, &sealed.capsule, &sealed.body)?)
+    }
+
+    /// Opens a sealed record for `account` with a quorum of verified decryption shares.
+    pub fn open(
+        sealed: &SealedIdentityRecord,
+        key: &DisclosureKey,
+        chain_id: &ChainId,
+        account: &AccountId,
+        shares: &[tdh2::DecryptionShare],
     ) -> Result<IdentityRecord, CryptoError> {
-        if sealed.0.len() != SEALED_IDENTITY_RECORD_BYTES {
-            return Err(CryptoError::WrongLength {
-                bytes: sealed.0.len(),
-                expected: SEALED_IDENTITY_RECORD_BYTES,
-            });
-        }
-        let info = hpke_info(IDENTITY_RECORD_INFO, chain_id);
-        let padded = hpke_open(escrow, &info, &account.0, &sealed.0)?;
+        let label = record_label(chain_id, account);
+        let padded = tdh2::open(key, &label, &sealed.capsule, &sealed.body, shares)?;
         let (record, rest) = postcard::take_from_bytes::<IdentityRecord>(&padded)
             .map_err(|_| CryptoError::OpenFailed)?;
         if rest.iter().any(|&byte| byte != 0) {
@@ -504,26 +548,27 @@ impl IdentityRecord {
     }
 }
 
-/// Seals a disclosure result to the requester's key (used by the IM in a disclosure).
-pub fn seal_disclosure_result<R: RngCore + CryptoRng>(
+/// Seals `plaintext` to a disclosure requester's key (a holder's decryption shares), bound
+/// to the chain and the order.
+pub fn seal_to_requester<R: RngCore + CryptoRng>(
     requester: &X25519PublicKey,
     chain_id: &ChainId,
     order_hash: &Hash32,
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<Vec<u8>, CryptoError> {
-    let info = hpke_info(DISCLOSURE_RESULT_INFO, chain_id);
+    let info = hpke_info(REQUESTER_INFO, chain_id);
     hpke_seal(requester, &info, order_hash.as_bytes(), plaintext, rng)
 }
 
-/// Opens a disclosure result with the requester's X25519 secret.
-pub fn open_disclosure_result(
+/// Opens what [`seal_to_requester`] sealed, with the requester's X25519 secret.
+pub fn open_as_requester(
     requester: &X25519Secret,
     chain_id: &ChainId,
     order_hash: &Hash32,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let info = hpke_info(DISCLOSURE_RESULT_INFO, chain_id);
+    let info = hpke_info(REQUESTER_INFO, chain_id);
     hpke_open(requester, &info, order_hash.as_bytes(), sealed)
 }
 

@@ -61,6 +61,8 @@ pub enum CryptoError {
     RecordTooLarge { bytes: usize, bytes_max: usize },
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Threshold(#[from] crate::threshold::ThresholdError),
 }
 
 /// Why a block, or one of its ops, breaks the rules. `op` in [`ApplyError`] says which op.
@@ -120,8 +122,12 @@ pub enum Violation {
     BadTxCredential,
     #[error("unsupported transfer version {version}")]
     TransferVersion { version: u8 },
-    #[error("identity credential has unsupported version {version}")]
-    IdentityCredentialVersion { version: u8 },
+    #[error(
+        "identity credential is sealed to disclosure key epoch {epoch}, the chain's is {expected}"
+    )]
+    IdentityCredentialEpoch { epoch: u32, expected: u32 },
+    #[error("identity record is not a valid ciphertext for this account: {reason}")]
+    BadIdentityRecord { reason: CryptoError },
     #[error("amount must be positive")]
     ZeroAmount,
     #[error("payer and payee are the same account")]
@@ -174,8 +180,16 @@ pub enum Violation {
     OrderVersion { version: u8 },
     #[error("disclosure order expired at {expires_at}, block time {time}")]
     OrderExpired { expires_at: TimeMs, time: TimeMs },
-    #[error("disclosure order {order} was already served")]
+    #[error("disclosure order {order} is already recorded")]
     OrderServed { order: Hash32 },
+    #[error("disclosure order {order} is not recorded on chain")]
+    OrderNotRecorded { order: Hash32 },
+    #[error("holder {holder} is not a holder of the disclosure key")]
+    UnknownHolder { holder: u16 },
+    #[error("holder {holder} already recorded its shares for this order")]
+    ShareRecorded { holder: u16 },
+    #[error("holder {holder}'s signature on its share record does not verify")]
+    BadShareSignature { holder: u16 },
     #[error("auditor {auditor} is not in genesis")]
     UnknownAuditor { auditor: u16 },
     #[error("auditor {auditor} signed twice")]

@@ -70,8 +70,15 @@ pub enum Domain {
     EnvelopeAad,
     Rejection,
     LocalStorageKey,
-    DisclosureResult,
     DisclosureBasis,
+    TransactionCredential,
+    IdentityCredentialHash,
+    IdentityRecordHash,
+    CredentialLabel,
+    RecordLabel,
+    ShareRecordKey,
+    ShareRecord,
+    SealedShares,
 }
 
 impl Domain {
@@ -97,13 +104,20 @@ impl Domain {
             Domain::EnvelopeAad => "halfveil v1 envelope aad",
             Domain::Rejection => "halfveil v1 rejection",
             Domain::LocalStorageKey => "halfveil v1 local storage key",
-            Domain::DisclosureResult => "halfveil v1 disclosure result",
             Domain::DisclosureBasis => "halfveil v1 disclosure basis",
+            Domain::TransactionCredential => "halfveil v1 transaction credential",
+            Domain::IdentityCredentialHash => "halfveil v1 identity credential hash",
+            Domain::IdentityRecordHash => "halfveil v1 identity record hash",
+            Domain::CredentialLabel => "halfveil v1 identity credential label",
+            Domain::RecordLabel => "halfveil v1 identity record label",
+            Domain::ShareRecordKey => "halfveil v1 disclosure share record key",
+            Domain::ShareRecord => "halfveil v1 disclosure share record",
+            Domain::SealedShares => "halfveil v1 sealed disclosure shares",
         }
     }
 
     /// Every domain, in declaration order (`self as usize` indexes it).
-    pub const ALL: [Domain; 22] = [
+    pub const ALL: [Domain; 29] = [
         Domain::TransferId,
         Domain::OpHash,
         Domain::MerkleLeaf,
@@ -124,8 +138,15 @@ impl Domain {
         Domain::EnvelopeAad,
         Domain::Rejection,
         Domain::LocalStorageKey,
-        Domain::DisclosureResult,
         Domain::DisclosureBasis,
+        Domain::TransactionCredential,
+        Domain::IdentityCredentialHash,
+        Domain::IdentityRecordHash,
+        Domain::CredentialLabel,
+        Domain::RecordLabel,
+        Domain::ShareRecordKey,
+        Domain::ShareRecord,
+        Domain::SealedShares,
     ];
 
     /// A hasher for this domain, for inputs fed in pieces. `derive_key` mode first hashes

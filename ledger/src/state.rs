@@ -16,9 +16,7 @@ use crate::error::CodecError;
 use crate::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::hash::{Domain, Hash32};
 use crate::sharded::ShardedMap;
-use crate::types::{
-    AccountId, Amount, BankId, ChainId, Height, Nonce, PublicKey, TimeMs, X25519PublicKey,
-};
+use crate::types::{AccountId, Amount, BankId, ChainId, Height, Nonce, PublicKey, TimeMs};
 
 /// Protocol limits, set in genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +50,11 @@ pub struct ChainParams {
     /// The IM replicas' validator keys, in genesis order (one for a single IM): any of them
     /// may sign a block.
     pub validator_keys: Vec<PublicKey>,
-    pub escrow_key: X25519PublicKey,
+    /// The threshold disclosure key identity credentials and records are encrypted to.
+    pub disclosure_key: crate::threshold::DisclosureKey,
+    /// Each disclosure key holder's signing key (an auditor's key, or an IM validator key),
+    /// in the order of `disclosure_key.holders`: it signs the holder's share records.
+    pub holder_signers: Vec<PublicKey>,
     /// Each bank's attestation key, by [`BankId`].
     pub bank_keys: Vec<PublicKey>,
     /// Each auditor's key, by [`crate::types::AuditorId`].
@@ -65,6 +67,16 @@ pub struct ChainParams {
 impl ChainParams {
     pub fn bank_key(&self, bank: BankId) -> Option<&PublicKey> {
         self.bank_keys.get(usize::from(bank.0))
+    }
+
+    /// The signing key of disclosure key holder `holder`.
+    pub fn holder_signer(&self, holder: u16) -> Option<&PublicKey> {
+        let index = self
+            .disclosure_key
+            .holders
+            .iter()
+            .position(|entry| entry.holder == holder)?;
+        self.holder_signers.get(index)
     }
 
     /// Whether `key` is one of the IM replicas' validator keys.

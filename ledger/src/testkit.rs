@@ -10,10 +10,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::build::propose;
-use crate::crypto::{self, SigningKey, X25519Secret};
+use crate::crypto::{self, SigningKey};
 use crate::error::ApplyError;
 use crate::hash::Hash32;
 use crate::state::{ChainParams, Limits, State, StateChange};
+use crate::threshold::{dkg, DisclosureKey, HolderSecret};
 use crate::types::{
     attestation_message, open_account_message, AccountId, Amount, AttestationKind, BankId,
     BatchAttestation, Block, ChainId, Issue, Memo, Nonce, Op, OpenAccount, PublicKey, TimeMs,
@@ -33,6 +34,36 @@ pub fn test_limits() -> Limits {
     }
 }
 
+/// A disclosure key held by `auditors` auditors and the IM (holder `auditors + 1`), any
+/// `threshold + 1` of whom open, so every opening needs at least `threshold` auditors (at
+/// least two holders and a threshold of two: FROST's minimum).
+pub fn test_disclosure_key<R: rand::RngCore + rand::CryptoRng>(
+    auditors: usize,
+    threshold: u16,
+    rng: &mut R,
+) -> (Vec<HolderSecret>, DisclosureKey) {
+    let holders = (auditors as u16 + 1).max(2);
+    let numbers: Vec<u16> = (1..=holders).collect();
+    let threshold = (threshold + 1).clamp(2, holders);
+    dkg::in_memory(0, &numbers, threshold, None, rng)
+        .unwrap_or_else(|_| unreachable!("FROST accepts these sizes"))
+}
+
+/// A well-formed identity credential that opens to nothing: for benchmarks that do not
+/// measure the payer's sealing (`apply` never opens a credential).
+pub fn placeholder_credential(key: &DisclosureKey) -> crate::types::IdentityCredential {
+    let point = key.group_key;
+    crate::types::IdentityCredential {
+        capsule: crate::threshold::tdh2::Capsule {
+            epoch: key.epoch,
+            u: point,
+            u_bar: point,
+            proof: [0u8; 64],
+        },
+        body: [0u8; crate::types::IDENTITY_CREDENTIAL_BODY_BYTES],
+    }
+}
+
 /// A payer's keys, as a wallet would hold them.
 #[derive(Debug)]
 pub struct TestAccount {
@@ -48,7 +79,8 @@ pub struct TestAccount {
 pub struct TestChain {
     pub params: ChainParams,
     pub validator: SigningKey,
-    pub escrow: X25519Secret,
+    /// Every disclosure key holder's share: the auditors' in auditor order, then the IM's.
+    pub holders: Vec<HolderSecret>,
     pub banks: Vec<SigningKey>,
     pub auditors: Vec<SigningKey>,
     pub state: State,
@@ -64,19 +96,23 @@ impl TestChain {
     pub fn new(seed: u64, banks: usize, auditors: usize, threshold: u16) -> TestChain {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let validator = crypto::generate_signing_key(&mut rng);
-        let escrow = X25519Secret::generate(&mut rng);
         let bank_keys: Vec<SigningKey> = (0..banks)
             .map(|_| crypto::generate_signing_key(&mut rng))
             .collect();
         let auditor_keys: Vec<SigningKey> = (0..auditors)
             .map(|_| crypto::generate_signing_key(&mut rng))
             .collect();
+        let (holders, disclosure_key) = test_disclosure_key(auditors, threshold, &mut rng);
+        let mut holder_signers: Vec<PublicKey> =
+            auditor_keys.iter().map(crypto::public_key).collect();
+        holder_signers.resize(disclosure_key.holders.len(), crypto::public_key(&validator));
         let params = ChainParams {
             chain_id: ChainId::new("halfveil-test").unwrap_or_else(|_| unreachable!()),
             genesis_hash: crate::hash::Domain::Genesis.hash(&seed.to_le_bytes()),
             genesis_time: GENESIS_TIME,
             validator_keys: vec![crypto::public_key(&validator)],
-            escrow_key: escrow.public_key().unwrap_or_else(|_| unreachable!()),
+            disclosure_key,
+            holder_signers,
             bank_keys: bank_keys.iter().map(crypto::public_key).collect(),
             auditor_keys: auditor_keys.iter().map(crypto::public_key).collect(),
             disclosure_threshold: threshold,
@@ -87,7 +123,7 @@ impl TestChain {
         TestChain {
             params,
             validator,
-            escrow,
+            holders,
             banks: bank_keys,
             auditors: auditor_keys,
             state,
@@ -107,7 +143,26 @@ impl TestChain {
         let identity_key = crypto::generate_signing_key(&mut self.rng);
         let public = crypto::public_key(&tx_key);
         let id = AccountId::from_key(&public);
-        let message = open_account_message(&self.params.chain_id, &public, bank)
+        let record = crypto::IdentityRecord {
+            version: VERSION,
+            name: format!("Holder of {id}"),
+            national_id: format!("ID-{}", self.state.account_count()),
+            fields: Vec::new(),
+            identity_key: crypto::public_key(&identity_key),
+            possession: crypto::sign(
+                &identity_key,
+                &crypto::identity_possession_message(&self.params.chain_id, &id),
+            ),
+        };
+        let identity_record = record
+            .seal(
+                &self.params.disclosure_key,
+                &self.params.chain_id,
+                &id,
+                &mut self.rng,
+            )
+            .unwrap_or_else(|_| unreachable!());
+        let message = open_account_message(&self.params.chain_id, &public, bank, &identity_record)
             .unwrap_or_else(|_| unreachable!());
         let op = Op::OpenAccount(OpenAccount {
             account: id,
@@ -115,6 +170,7 @@ impl TestChain {
             bank,
             holder_signature: crypto::sign(&tx_key, &message),
             bank_signature: crypto::sign(&self.banks[usize::from(bank.0)], &message),
+            identity_record: Box::new(identity_record),
         });
         let account = TestAccount {
             id,
@@ -173,7 +229,7 @@ impl TestChain {
         let id = transfer.id().unwrap_or_else(|_| unreachable!());
         let identity_credential = if self.seal_identity {
             crypto::seal_identity_credential(
-                &self.params.escrow_key,
+                &self.params.disclosure_key,
                 &self.params.chain_id,
                 &id,
                 &payer.identity_key,
@@ -181,12 +237,12 @@ impl TestChain {
             )
             .unwrap_or_else(|_| unreachable!())
         } else {
-            let mut bytes = [0u8; crate::types::IDENTITY_CREDENTIAL_BYTES];
-            bytes[0] = VERSION;
-            crate::types::IdentityCredential(bytes)
+            placeholder_credential(&self.params.disclosure_key)
         };
+        let message = crate::types::transaction_credential_message(&id, &identity_credential)
+            .unwrap_or_else(|_| unreachable!());
         TransactionRequest {
-            tx_credential: crypto::sign(&payer.tx_key, &id),
+            tx_credential: crypto::sign(&payer.tx_key, &message),
             transfer,
             identity_credential,
         }

@@ -16,7 +16,7 @@ use crate::hash::{Domain, Hash32};
 /// The wire version of every versioned structure in this release. Version 2: a block's
 /// signer moved from the hashed header into [`SignedHeader`], so that each replica of a
 /// replicated IM can sign the same block.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Hard caps that hold whatever genesis says: they bound decoding before genesis limits apply.
 pub const CHAIN_ID_BYTES_MAX: usize = 32;
@@ -264,32 +264,57 @@ impl Transfer {
     }
 }
 
-/// The length of a sealed identity credential: version, HPKE encapsulated key, and the AEAD
-/// ciphertext of a fixed-size plaintext.
-pub const IDENTITY_CREDENTIAL_BYTES: usize = 1 + 32 + IDENTITY_CREDENTIAL_PLAINTEXT_BYTES + 16;
-/// Version byte, identity signature, zero padding.
-pub const IDENTITY_CREDENTIAL_PLAINTEXT_BYTES: usize = 96;
+/// What an identity credential encrypts: the version byte and the identity key's signature.
+pub const IDENTITY_CREDENTIAL_PLAINTEXT_BYTES: usize = 1 + 64;
+/// The credential's encrypted body: the plaintext and the AEAD tag.
+pub const IDENTITY_CREDENTIAL_BODY_BYTES: usize =
+    IDENTITY_CREDENTIAL_PLAINTEXT_BYTES + crate::threshold::tdh2::BODY_OVERHEAD;
 
-/// The identity credential, sealed to the IM's escrow key: only the IM can open it, and only
-/// in a disclosure.
+/// The identity credential: the identity key's signature over the transfer id, encrypted to
+/// the threshold disclosure key under the transfer's label. Only a quorum of holders can open
+/// it, and only in a disclosure recorded on chain.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityCredential(#[serde(with = "byte_array")] pub [u8; IDENTITY_CREDENTIAL_BYTES]);
+pub struct IdentityCredential {
+    pub capsule: crate::threshold::tdh2::Capsule,
+    #[serde(with = "byte_array")]
+    pub body: [u8; IDENTITY_CREDENTIAL_BODY_BYTES],
+}
 
 impl fmt::Debug for IdentityCredential {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "IdentityCredential(sealed, version {})",
-            self.0[0]
+            "IdentityCredential(sealed to key epoch {})",
+            self.capsule.epoch
         )
     }
+}
+
+impl IdentityCredential {
+    /// The credential's hash, which the transaction credential covers.
+    pub fn hash(&self) -> Result<Hash32, CodecError> {
+        codec::with_encoded(self, |bytes| Domain::IdentityCredentialHash.hash(bytes))
+    }
+}
+
+/// The 32-byte message the online transaction key signs for a payment: the transfer id
+/// and the identity credential's hash, so no bank can swap or strip the credential.
+pub fn transaction_credential_message(
+    transfer_id: &Hash32,
+    credential: &IdentityCredential,
+) -> Result<Hash32, CodecError> {
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(transfer_id.as_bytes());
+    bytes[32..].copy_from_slice(credential.hash()?.as_bytes());
+    Ok(Domain::TransactionCredential.hash(&bytes))
 }
 
 /// What the payer's client sends inside the envelope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionRequest {
     pub transfer: Transfer,
-    /// Ed25519 signature of the online transaction key over the transfer id.
+    /// Ed25519 signature of the online transaction key over
+    /// [`transaction_credential_message`].
     pub tx_credential: Signature,
     pub identity_credential: IdentityCredential,
 }
@@ -356,6 +381,10 @@ pub struct OpenAccount {
     pub holder_signature: Signature,
     /// The home bank's attestation key over the same message: the bank runs this account.
     pub bank_signature: Signature,
+    /// Who holds the account, encrypted to the threshold disclosure key under the account's
+    /// label: on chain, so every holder can find it for a disclosure, and nobody else (the
+    /// IM and the bank included) can read it.
+    pub identity_record: Box<SealedIdentityRecord>,
 }
 
 #[derive(Serialize)]
@@ -364,21 +393,56 @@ struct OpenAccountMessage<'a> {
     account: AccountId,
     tx_key: PublicKey,
     bank: BankId,
+    identity_record: Hash32,
 }
 
-/// The message the holder and the bank sign to open an account.
+/// The message the holder and the bank sign to open an account; it covers the sealed
+/// identity record, so no one on the way can swap it.
 pub fn open_account_message(
     chain_id: &ChainId,
     tx_key: &PublicKey,
     bank: BankId,
+    identity_record: &SealedIdentityRecord,
 ) -> Result<Hash32, CodecError> {
     let message = OpenAccountMessage {
         chain_id,
         account: AccountId::from_key(tx_key),
         tx_key: *tx_key,
         bank,
+        identity_record: identity_record.hash()?,
     };
     Ok(Domain::OpenAccount.hash(&codec::encode(&message)?))
+}
+
+/// Every identity record has this plaintext length (encoded record, zero padding), so its
+/// ciphertext says nothing of the name's length.
+pub const IDENTITY_RECORD_PLAINTEXT_BYTES: usize = 1024;
+/// The record's encrypted body: the plaintext and the AEAD tag.
+pub const IDENTITY_RECORD_BODY_BYTES: usize =
+    IDENTITY_RECORD_PLAINTEXT_BYTES + crate::threshold::tdh2::BODY_OVERHEAD;
+
+/// An identity record encrypted to the threshold disclosure key; banks relay it blind.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedIdentityRecord {
+    pub capsule: crate::threshold::tdh2::Capsule,
+    #[serde(with = "byte_array")]
+    pub body: [u8; IDENTITY_RECORD_BODY_BYTES],
+}
+
+impl fmt::Debug for SealedIdentityRecord {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "SealedIdentityRecord(sealed to key epoch {})",
+            self.capsule.epoch
+        )
+    }
+}
+
+impl SealedIdentityRecord {
+    pub fn hash(&self) -> Result<Hash32, CodecError> {
+        codec::with_encoded(self, |bytes| Domain::IdentityRecordHash.hash(bytes))
+    }
 }
 
 /// The IM creates currency into an account.
@@ -474,13 +538,59 @@ pub struct AuditorSignature {
     pub signature: Signature,
 }
 
-/// The record that a disclosure was served: no identity, only who ordered it and a hash of
-/// the sealed result.
+/// An order recorded on chain, with the signatures of at least the threshold of auditors.
+/// Holders make decryption shares only for a recorded order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Disclosure {
+pub struct OrderOp {
     pub order: DisclosureOrder,
     pub signatures: Vec<AuditorSignature>,
-    pub result_hash: Hash32,
+}
+
+/// The record that one holder released its decryption shares for an order: the hash of
+/// what it sealed to the requester, signed by the holder's key. No identity, no share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    pub order: DisclosureOrder,
+    /// The holder's number in the disclosure key.
+    pub holder: u16,
+    /// The hash of the shares as sealed to the order's requester.
+    pub sealed_hash: Hash32,
+    /// The holder's signing key over [`ShareRecord::message`].
+    pub signature: Signature,
+}
+
+#[derive(Serialize)]
+struct ShareRecordMessage<'a> {
+    chain_id: &'a ChainId,
+    order: Hash32,
+    holder: u16,
+    sealed_hash: Hash32,
+}
+
+impl ShareRecord {
+    /// What the holder signs.
+    pub fn message(
+        chain_id: &ChainId,
+        order: &Hash32,
+        holder: u16,
+        sealed_hash: &Hash32,
+    ) -> Result<Hash32, CodecError> {
+        let message = ShareRecordMessage {
+            chain_id,
+            order: *order,
+            holder,
+            sealed_hash: *sealed_hash,
+        };
+        Ok(Domain::ShareRecord.hash(&codec::encode(&message)?))
+    }
+
+    /// The key the state remembers for this holder and order: one record each.
+    pub fn state_key(order: &Hash32, holder: u16) -> Hash32 {
+        let mut bytes = [0u8; 34];
+        bytes[..32].copy_from_slice(order.as_bytes());
+        bytes[32..].copy_from_slice(&holder.to_le_bytes());
+        Domain::ShareRecordKey.hash(&bytes)
+    }
 }
 
 /// Everything a block can do.
@@ -491,7 +601,8 @@ pub enum Op {
     Transfer(TransferOp),
     RotateKey(RotateKey),
     CloseAccount(CloseAccount),
-    Disclosure(Disclosure),
+    DisclosureOrder(OrderOp),
+    DisclosureShare(ShareRecord),
 }
 
 impl Op {
@@ -507,7 +618,8 @@ impl Op {
             Op::Transfer(_) => "transfer",
             Op::RotateKey(_) => "rotate-key",
             Op::CloseAccount(_) => "close-account",
-            Op::Disclosure(_) => "disclosure",
+            Op::DisclosureOrder(_) => "disclosure-order",
+            Op::DisclosureShare(_) => "disclosure-share",
         }
     }
 }

@@ -15,13 +15,15 @@ use halfveil_ledger::build::propose;
 use halfveil_ledger::crypto;
 use halfveil_ledger::hash::{Domain, Hash32};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
+use halfveil_ledger::threshold::tdh2;
 use halfveil_ledger::{
     apply, apply_deferred, attestation_message, AccountId, Amount, ApplyError, AttestationKind,
     AuditorId, AuditorSignature, BankId, BatchAttestation, Block, ChainId, CloseAccount,
-    CryptoError, Disclosure, DisclosureOrder, Height, Issue, Memo, Nonce, Op, OpenAccount,
-    RotateKey, Signature, TimeMs, TransactionRequest, Transfer, TransferOp, Violation,
+    CryptoError, DisclosureOrder, Height, Issue, Memo, Nonce, Op, OpenAccount, OrderOp, RotateKey,
+    ShareRecord, Signature, TimeMs, TransactionRequest, Transfer, TransferOp, Violation,
     X25519PublicKey, VERSION,
 };
+use rand::rngs::OsRng;
 
 const BALANCE: u64 = 1_000;
 
@@ -65,7 +67,7 @@ impl Fixture {
         let mut request = TransactionRequest {
             tx_credential: Signature([0; 64]),
             transfer,
-            identity_credential: common::placeholder_credential(),
+            identity_credential: common::placeholder_credential(&self.chain),
         };
         sign_request(&self.accounts[payer].tx_key, &mut request);
         request
@@ -243,13 +245,36 @@ fn a_block_with_real_identity_credentials_applies() {
     assert_eq!(change.state_root, block.header().state_root);
     let op = transfer_op(&block.ops[0]);
     let id = op.request.transfer.id().unwrap();
-    let signature = crypto::open_identity_credential(
-        &fixture.chain.escrow,
-        &fixture.chain.params.chain_id,
+    let chain = &fixture.chain;
+    let key = &chain.params.disclosure_key;
+    let label = crypto::credential_label(&chain.params.chain_id, &id);
+    let credential = &op.request.identity_credential;
+    let shares: Vec<_> = chain.holders[..usize::from(key.threshold)]
+        .iter()
+        .map(|holder| {
+            tdh2::share(
+                key,
+                holder,
+                &label,
+                &credential.capsule,
+                &credential.body,
+                &mut OsRng,
+            )
+            .unwrap()
+        })
+        .collect();
+    let signature =
+        crypto::open_identity_credential(key, &chain.params.chain_id, &id, credential, &shares)
+            .unwrap();
+    // One share short opens nothing.
+    assert!(crypto::open_identity_credential(
+        key,
+        &chain.params.chain_id,
         &id,
-        &op.request.identity_credential,
+        credential,
+        &shares[1..],
     )
-    .unwrap();
+    .is_err());
     crypto::verify(
         &crypto::public_key(&fixture.accounts[0].identity_key),
         &crypto::identity_signature_message(&id),
@@ -514,23 +539,33 @@ fn credentials_of_a_transfer_are_checked() {
     assert_rejected!(fixture, block, Some(1), Violation::BadTxCredential);
 
     let mut block = base.clone();
-    transfer_op_mut(&mut block, 0).request.identity_credential.0[0] = 9;
+    transfer_op_mut(&mut block, 0)
+        .request
+        .identity_credential
+        .capsule
+        .epoch = 9;
     reseal(chain, &mut block);
     assert_rejected!(
         fixture,
         block,
         Some(0),
-        Violation::IdentityCredentialVersion { version: 9 }
+        Violation::IdentityCredentialEpoch {
+            epoch: 9,
+            expected: 0
+        }
     );
 
-    // The sealed part of the identity credential is opaque to every node but the IM: an
-    // altered byte is caught by the op root, and a rogue IM could re-seal it (only a
-    // disclosure would find out).
+    // The identity credential is opaque to every node, but the transaction credential
+    // covers its hash: a bank or IM that swaps the credential breaks the payer's signature,
+    // even in a block re-sealed around it.
     let mut block = base.clone();
-    transfer_op_mut(&mut block, 0).request.identity_credential.0[50] ^= 1;
-    assert_rejected!(fixture, block, None, Violation::OpRootMismatch { .. });
+    transfer_op_mut(&mut block, 0)
+        .request
+        .identity_credential
+        .body[50] ^= 1;
+    assert_rejected!(fixture, block, Some(0), Violation::BadTxCredential);
     reseal(chain, &mut block);
-    fixture.apply(&block).unwrap();
+    assert_rejected!(fixture, block, Some(0), Violation::BadTxCredential);
 }
 
 #[test]
@@ -1236,7 +1271,7 @@ fn disclosure_fixture() -> (Fixture, DisclosureOrder) {
 
 fn disclosure(chain: &TestChain, order: &DisclosureOrder, signers: &[(u16, usize)]) -> Op {
     let hash = order.hash().unwrap();
-    Op::Disclosure(Disclosure {
+    Op::DisclosureOrder(OrderOp {
         order: order.clone(),
         signatures: signers
             .iter()
@@ -1245,8 +1280,158 @@ fn disclosure(chain: &TestChain, order: &DisclosureOrder, signers: &[(u16, usize
                 signature: crypto::sign(&chain.auditors[*key], &hash),
             })
             .collect(),
-        result_hash: Hash32([0x51; 32]),
     })
+}
+
+/// Holder `holder`'s share record for `order`, signed with `signer` (auditors 0..3 are
+/// holders 1..=3, the IM's validator key signs for holder 4).
+fn share_record(
+    chain: &TestChain,
+    order: &DisclosureOrder,
+    holder: u16,
+    signer: &crypto::SigningKey,
+) -> Op {
+    let sealed_hash = Hash32([holder as u8; 32]);
+    let message = ShareRecord::message(
+        &chain.params.chain_id,
+        &order.hash().unwrap(),
+        holder,
+        &sealed_hash,
+    )
+    .unwrap();
+    Op::DisclosureShare(ShareRecord {
+        order: order.clone(),
+        holder,
+        sealed_hash,
+        signature: crypto::sign(signer, &message),
+    })
+}
+
+#[test]
+fn share_records_need_a_recorded_live_order_a_known_holder_once_and_its_signature() {
+    let (mut fixture, order) = disclosure_fixture();
+    let chain = &fixture.chain;
+    assert_eq!(chain.params.disclosure_key.holders.len(), 4);
+    let block_of = |ops: Vec<Op>| forge(chain, chain.next_time(), Vec::new(), ops);
+    assert_rejected!(
+        fixture,
+        block_of(vec![share_record(chain, &order, 1, &chain.auditors[0])]),
+        Some(0),
+        Violation::OrderNotRecorded { .. }
+    );
+    let recorded = disclosure(chain, &order, &[(0, 0), (1, 1)]);
+    // In the order's own block, after it.
+    fixture
+        .apply(&block_of(vec![
+            recorded.clone(),
+            share_record(chain, &order, 4, &chain.validator),
+        ]))
+        .unwrap();
+    let time = fixture.chain.next_time();
+    fixture.commit_at(time, Vec::new(), vec![recorded]);
+    let chain = &fixture.chain;
+    let block_of = |ops: Vec<Op>| forge(chain, chain.next_time(), Vec::new(), ops);
+    assert_rejected!(
+        fixture,
+        block_of(vec![share_record(chain, &order, 5, &chain.auditors[0])]),
+        Some(0),
+        Violation::UnknownHolder { holder: 5 }
+    );
+    // Auditor 0's key signing as holder 2 (auditor 1's place).
+    assert_rejected!(
+        fixture,
+        block_of(vec![share_record(chain, &order, 2, &chain.auditors[0])]),
+        Some(0),
+        Violation::BadShareSignature { holder: 2 }
+    );
+    let first = share_record(chain, &order, 2, &chain.auditors[1]);
+    assert_rejected!(
+        fixture,
+        block_of(vec![first.clone(), first.clone()]),
+        Some(1),
+        Violation::ShareRecorded { holder: 2 }
+    );
+    let time = fixture.chain.next_time();
+    fixture.commit_at(time, Vec::new(), vec![first.clone()]);
+    let chain = &fixture.chain;
+    assert_rejected!(
+        fixture,
+        forge(chain, chain.next_time(), Vec::new(), vec![first]),
+        Some(0),
+        Violation::ShareRecorded { holder: 2 }
+    );
+    // Past the order's expiry (equality included), no share is recorded.
+    let late = forge(
+        chain,
+        order.expires_at,
+        Vec::new(),
+        vec![share_record(chain, &order, 3, &chain.auditors[2])],
+    );
+    assert_rejected!(fixture, late, Some(0), Violation::OrderExpired { .. });
+}
+
+#[test]
+fn an_identity_record_must_be_a_ciphertext_bound_to_its_account() {
+    let mut fixture = fixture();
+    let (_, first) = fixture.chain.new_account(BankId(0));
+    let (_, second) = fixture.chain.new_account(BankId(0));
+    let (Op::OpenAccount(first), Op::OpenAccount(second)) = (first, second) else {
+        unreachable!()
+    };
+    let chain = &fixture.chain;
+    let block_of = |open: OpenAccount| {
+        forge(
+            chain,
+            chain.next_time(),
+            Vec::new(),
+            vec![Op::OpenAccount(open)],
+        )
+    };
+    // Another account's record, re-signed by the holder and the bank: the label differs.
+    let mut copied = first.clone();
+    copied.identity_record = second.identity_record.clone();
+    assert_rejected!(
+        fixture,
+        block_of(copied),
+        Some(0),
+        Violation::BadIdentityRecord { .. }
+    );
+    // One byte of the body changed: the ciphertext's proof breaks.
+    let mut altered = first.clone();
+    altered.identity_record.body[7] ^= 1;
+    assert_rejected!(
+        fixture,
+        block_of(altered),
+        Some(0),
+        Violation::BadIdentityRecord { .. }
+    );
+    // A valid record, but not the one the holder and the bank signed.
+    let record = crypto::IdentityRecord {
+        version: VERSION,
+        name: "Someone Else".into(),
+        national_id: "X".into(),
+        fields: Vec::new(),
+        identity_key: first.tx_key,
+        possession: Signature([0; 64]),
+    };
+    let mut swapped = first.clone();
+    swapped.identity_record = Box::new(
+        record
+            .seal(
+                &chain.params.disclosure_key,
+                &chain.params.chain_id,
+                &first.account,
+                &mut OsRng,
+            )
+            .unwrap(),
+    );
+    assert_rejected!(
+        fixture,
+        block_of(swapped),
+        Some(0),
+        Violation::BadHolderSignature
+    );
+    fixture.apply(&block_of(first)).unwrap();
 }
 
 #[test]
@@ -1296,13 +1481,13 @@ fn a_disclosure_needs_a_quorum_of_distinct_known_auditors() {
     // Signatures over another order.
     let mut other = order.clone();
     other.basis_hash = Hash32([9; 32]);
-    let Op::Disclosure(mut swapped) = disclosure(chain, &other, &[(0, 0), (1, 1)]) else {
+    let Op::DisclosureOrder(mut swapped) = disclosure(chain, &other, &[(0, 0), (1, 1)]) else {
         unreachable!()
     };
     swapped.order = order.clone();
     assert_rejected!(
         fixture,
-        block_of(vec![Op::Disclosure(swapped)]),
+        block_of(vec![Op::DisclosureOrder(swapped)]),
         Some(0),
         Violation::BadAuditorSignature { auditor: 0 }
     );
@@ -1324,12 +1509,12 @@ fn a_disclosure_needs_a_quorum_of_distinct_known_auditors() {
         Violation::OrderWrongChain { .. }
     );
     let mut version = order.clone();
-    version.version = 3;
+    version.version = 9;
     assert_rejected!(
         fixture,
         block_of(vec![disclosure(chain, &version, &[(0, 0), (1, 1)])]),
         Some(0),
-        Violation::OrderVersion { version: 3 }
+        Violation::OrderVersion { version: 9 }
     );
 
     // Served twice in one block.

@@ -1,6 +1,7 @@
 //! The three credentials of SPEC section 2 and the receipt: signature rules (ZIP-215 single
-//! and batch agree), weak keys, HPKE seals bound to their context, the envelope's uniform
-//! failure, identity records of fixed length, and receipts checked against the IM's key.
+//! and batch agree), weak keys, threshold seals and HPKE seals bound to their context, the
+//! envelope's uniform failure, identity records of fixed length, and receipts checked
+//! against the IM's key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,17 +9,17 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use halfveil_ledger::codec;
 use halfveil_ledger::crypto::{
-    self, check_key_strength, open_disclosure_result, open_identity_credential,
-    seal_disclosure_result, seal_identity_credential, BusinessKey, Envelope, IdentityRecord,
-    SealedIdentityRecord, SignatureBatch, SigningKey, X25519Secret, ENVELOPE_BYTES_MAX,
-    SEALED_IDENTITY_RECORD_BYTES,
+    self, check_key_strength, open_as_requester, open_identity_credential,
+    seal_identity_credential, seal_to_requester, BusinessKey, Envelope, IdentityRecord,
+    SignatureBatch, SigningKey, X25519Secret, ENVELOPE_BYTES_MAX,
 };
 use halfveil_ledger::hash::{Domain, Hash32};
 use halfveil_ledger::receipt::ReceiptError;
 use halfveil_ledger::testkit::TestChain;
+use halfveil_ledger::threshold::{dkg, tdh2, DisclosureKey, HolderSecret, ThresholdError};
 use halfveil_ledger::{
     AccountId, Amount, BankId, ChainId, CodecError, CryptoError, Memo, Nonce, Op, PublicKey,
-    Receipt, Signature, TimeMs, TransactionRequest, Transfer, IDENTITY_CREDENTIAL_BYTES, VERSION,
+    Receipt, Signature, TimeMs, TransactionRequest, Transfer, VERSION,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -399,104 +400,147 @@ fn bytes_off_the_curve_are_not_a_key() {
     }
 }
 
-struct Escrow {
+struct Requester {
     secret: X25519Secret,
     public: halfveil_ledger::X25519PublicKey,
 }
 
-fn escrow_keys(seed: u64) -> Escrow {
+fn requester_keys(seed: u64) -> Requester {
     let secret = X25519Secret::generate(&mut rng(seed));
     let public = secret.public_key().unwrap();
-    Escrow { secret, public }
+    Requester { secret, public }
+}
+
+/// A 2-of-3 disclosure key from a seeded DKG.
+fn disclosure_key(seed: u64) -> (Vec<HolderSecret>, DisclosureKey) {
+    dkg::in_memory(0, &[1, 2, 3], 2, None, &mut rng(seed)).unwrap()
+}
+
+/// Holders `which` (indices) share the ciphertext under `label`.
+fn shares_of(
+    holders: &[HolderSecret],
+    which: &[usize],
+    key: &DisclosureKey,
+    label: &Hash32,
+    capsule: &tdh2::Capsule,
+    body: &[u8],
+) -> Vec<tdh2::DecryptionShare> {
+    which
+        .iter()
+        .map(|&index| {
+            tdh2::share(key, &holders[index], label, capsule, body, &mut rng(99)).unwrap()
+        })
+        .collect()
 }
 
 #[test]
-fn identity_credential_opens_only_in_its_context() {
+fn identity_credential_opens_only_in_its_context_and_with_a_quorum() {
     let mut rng = rng(4);
-    let escrow = escrow_keys(40);
+    let (holders, key) = disclosure_key(40);
     let identity_key = crypto::generate_signing_key(&mut rng);
     let transfer_id = message(7);
-    let credential = seal_identity_credential(
-        &escrow.public,
-        &chain_id(),
-        &transfer_id,
-        &identity_key,
-        &mut rng,
-    )
-    .unwrap();
-    assert_eq!(credential.0.len(), IDENTITY_CREDENTIAL_BYTES);
+    let credential =
+        seal_identity_credential(&key, &chain_id(), &transfer_id, &identity_key, &mut rng).unwrap();
+    let label = crypto::credential_label(&chain_id(), &transfer_id);
+    let shares = shares_of(
+        &holders,
+        &[0, 2],
+        &key,
+        &label,
+        &credential.capsule,
+        &credential.body,
+    );
     let signature =
-        open_identity_credential(&escrow.secret, &chain_id(), &transfer_id, &credential).unwrap();
+        open_identity_credential(&key, &chain_id(), &transfer_id, &credential, &shares).unwrap();
     crypto::verify(
         &crypto::public_key(&identity_key),
         &crypto::identity_signature_message(&transfer_id),
         &signature,
     )
     .unwrap();
-    // Two seals of the same thing differ (fresh ephemeral key), both open to one signature.
-    let again = seal_identity_credential(
-        &escrow.public,
-        &chain_id(),
-        &transfer_id,
-        &identity_key,
-        &mut rng,
-    )
-    .unwrap();
+    // Two seals of the same thing differ (fresh randomness), both open to one signature.
+    let again =
+        seal_identity_credential(&key, &chain_id(), &transfer_id, &identity_key, &mut rng).unwrap();
     assert_ne!(again, credential);
+    let again_shares = shares_of(&holders, &[1, 2], &key, &label, &again.capsule, &again.body);
     assert_eq!(
-        open_identity_credential(&escrow.secret, &chain_id(), &transfer_id, &again).unwrap(),
+        open_identity_credential(&key, &chain_id(), &transfer_id, &again, &again_shares).unwrap(),
         signature
     );
+    // Shares of one ciphertext do not open another of the same transfer.
+    assert!(open_identity_credential(&key, &chain_id(), &transfer_id, &again, &shares).is_err());
 
+    // The credential copied into another transfer or another chain: no holder shares it.
     let other_chain = ChainId::new("halfveil-other").unwrap();
-    let other_escrow = escrow_keys(41);
-    let refused = [
-        open_identity_credential(&escrow.secret, &chain_id(), &message(8), &credential),
-        open_identity_credential(&escrow.secret, &other_chain, &transfer_id, &credential),
-        open_identity_credential(&other_escrow.secret, &chain_id(), &transfer_id, &credential),
-    ];
-    for result in refused {
-        assert_eq!(result, Err(CryptoError::OpenFailed));
+    for (chain, id) in [(chain_id(), message(8)), (other_chain, transfer_id)] {
+        assert_eq!(
+            crypto::check_identity_credential(&key, &chain, &id, &credential),
+            Err(CryptoError::Threshold(ThresholdError::BadCiphertextProof))
+        );
+        assert_eq!(
+            open_identity_credential(&key, &chain, &id, &credential, &shares),
+            Err(CryptoError::Threshold(ThresholdError::BadCiphertextProof))
+        );
     }
-    let mut tampered = credential.clone();
-    tampered.0[100] ^= 1;
+    // Another group's shares, one share, a tampered body.
+    let (strangers, stranger_key) = disclosure_key(41);
+    assert!(open_identity_credential(
+        &stranger_key,
+        &chain_id(),
+        &transfer_id,
+        &credential,
+        &shares
+    )
+    .is_err());
+    assert!(tdh2::share(
+        &key,
+        &strangers[0],
+        &label,
+        &credential.capsule,
+        &credential.body,
+        &mut rng
+    )
+    .is_err());
     assert_eq!(
-        open_identity_credential(&escrow.secret, &chain_id(), &transfer_id, &tampered),
-        Err(CryptoError::OpenFailed)
+        open_identity_credential(&key, &chain_id(), &transfer_id, &credential, &shares[..1]),
+        Err(CryptoError::Threshold(ThresholdError::TooFewShares {
+            shares: 1,
+            threshold: 2
+        }))
     );
-    let mut versioned = credential;
-    versioned.0[0] = 9;
+    let mut tampered = credential.clone();
+    tampered.body[10] ^= 1;
     assert_eq!(
-        open_identity_credential(&escrow.secret, &chain_id(), &transfer_id, &versioned),
-        Err(CryptoError::UnsupportedVersion { version: 9 })
+        open_identity_credential(&key, &chain_id(), &transfer_id, &tampered, &shares),
+        Err(CryptoError::Threshold(ThresholdError::BadCiphertextProof))
     );
 }
 
 #[test]
-fn disclosure_result_is_sealed_to_the_requester() {
+fn shares_are_sealed_to_the_requester() {
     let mut rng = rng(5);
-    let requester = escrow_keys(50);
+    let requester = requester_keys(50);
     let order = message(9);
-    let sealed = seal_disclosure_result(
+    let sealed = seal_to_requester(
         &requester.public,
         &chain_id(),
         &order,
-        b"account and identity",
+        b"decryption shares",
         &mut rng,
     )
     .unwrap();
-    let opened = open_disclosure_result(&requester.secret, &chain_id(), &order, &sealed).unwrap();
-    assert_eq!(opened.as_slice(), b"account and identity");
+    let opened = open_as_requester(&requester.secret, &chain_id(), &order, &sealed).unwrap();
+    assert_eq!(opened.as_slice(), b"decryption shares");
     assert_eq!(
-        open_disclosure_result(&requester.secret, &chain_id(), &message(10), &sealed),
+        open_as_requester(&requester.secret, &chain_id(), &message(10), &sealed),
         Err(CryptoError::OpenFailed)
     );
     assert_eq!(
-        open_disclosure_result(&escrow_keys(51).secret, &chain_id(), &order, &sealed),
+        open_as_requester(&requester_keys(51).secret, &chain_id(), &order, &sealed),
         Err(CryptoError::OpenFailed)
     );
     assert_eq!(
-        open_disclosure_result(&requester.secret, &chain_id(), &order, &sealed[..20]),
+        open_as_requester(&requester.secret, &chain_id(), &order, &sealed[..20]),
         Err(CryptoError::OpenFailed)
     );
 }
@@ -513,12 +557,17 @@ fn request(payer: &SigningKey, payee: AccountId, amount: u64) -> TransactionRequ
         expires_at: TimeMs(1_000_000),
         memo: Memo(b"rent".to_vec()),
     };
-    let mut credential = [0u8; IDENTITY_CREDENTIAL_BYTES];
-    credential[0] = VERSION;
+    let (_, key) = disclosure_key(1);
+    let identity_credential = halfveil_ledger::testkit::placeholder_credential(&key);
+    let message = halfveil_ledger::transaction_credential_message(
+        &transfer.id().unwrap(),
+        &identity_credential,
+    )
+    .unwrap();
     TransactionRequest {
-        tx_credential: crypto::sign(payer, &transfer.id().unwrap()),
+        tx_credential: crypto::sign(payer, &message),
         transfer,
-        identity_credential: halfveil_ledger::IdentityCredential(credential),
+        identity_credential,
     }
 }
 
@@ -690,67 +739,68 @@ fn record(name: &str) -> IdentityRecord {
 #[test]
 fn identity_record_seals_to_one_length_and_opens_only_for_its_account() {
     let mut rng = rng(9);
-    let escrow = escrow_keys(90);
+    let (holders, key) = disclosure_key(90);
     let account = AccountId([0x71; 32]);
     let short = record("Jo");
     let long = record(&"Maximiliane-Wilhelmina ".repeat(20));
-    let sealed_short = short
-        .seal(&escrow.public, &chain_id(), &account, &mut rng)
-        .unwrap();
-    let sealed_long = long
-        .seal(&escrow.public, &chain_id(), &account, &mut rng)
-        .unwrap();
-    assert_eq!(sealed_short.0.len(), SEALED_IDENTITY_RECORD_BYTES);
-    assert_eq!(sealed_long.0.len(), SEALED_IDENTITY_RECORD_BYTES);
+    let sealed_short = short.seal(&key, &chain_id(), &account, &mut rng).unwrap();
+    let sealed_long = long.seal(&key, &chain_id(), &account, &mut rng).unwrap();
+    // One length whatever the name: the encodings are equally long.
     assert_eq!(
-        IdentityRecord::open(&sealed_short, &escrow.secret, &chain_id(), &account).unwrap(),
-        short
+        codec::encode(&sealed_short).unwrap().len(),
+        codec::encode(&sealed_long).unwrap().len()
     );
-    assert_eq!(
-        IdentityRecord::open(&sealed_long, &escrow.secret, &chain_id(), &account).unwrap(),
-        long
+    let label = crypto::record_label(&chain_id(), &account);
+    for (sealed, plain) in [(&sealed_short, &short), (&sealed_long, &long)] {
+        let shares = shares_of(
+            &holders,
+            &[0, 1],
+            &key,
+            &label,
+            &sealed.capsule,
+            &sealed.body,
+        );
+        assert_eq!(
+            &IdentityRecord::open(sealed, &key, &chain_id(), &account, &shares).unwrap(),
+            plain
+        );
+    }
+    let shares = shares_of(
+        &holders,
+        &[1, 2],
+        &key,
+        &label,
+        &sealed_short.capsule,
+        &sealed_short.body,
     );
-
     let other_chain = ChainId::new("halfveil-other").unwrap();
-    assert_eq!(
+    let refused = [
         IdentityRecord::open(
             &sealed_short,
-            &escrow.secret,
+            &key,
             &chain_id(),
-            &AccountId([0x72; 32])
-        ),
-        Err(CryptoError::OpenFailed)
-    );
-    assert_eq!(
-        IdentityRecord::open(&sealed_short, &escrow.secret, &other_chain, &account),
-        Err(CryptoError::OpenFailed)
-    );
-    assert_eq!(
-        IdentityRecord::open(
-            &sealed_short,
-            &escrow_keys(91).secret,
-            &chain_id(),
-            &account
-        ),
-        Err(CryptoError::OpenFailed)
-    );
+            &AccountId([0x72; 32]),
+            &shares,
+        )
+        .map(|_| ()),
+        IdentityRecord::open(&sealed_short, &key, &other_chain, &account, &shares).map(|_| ()),
+        IdentityRecord::check(&sealed_short, &key, &chain_id(), &AccountId([0x72; 32])),
+    ];
+    for result in refused {
+        assert_eq!(
+            result,
+            Err(CryptoError::Threshold(ThresholdError::BadCiphertextProof))
+        );
+    }
     let mut tampered = sealed_short.clone();
-    tampered.0[500] ^= 4;
+    tampered.body[500] ^= 4;
     assert_eq!(
-        IdentityRecord::open(&tampered, &escrow.secret, &chain_id(), &account),
-        Err(CryptoError::OpenFailed)
-    );
-    let truncated = SealedIdentityRecord(sealed_short.0[..100].to_vec());
-    assert_eq!(
-        IdentityRecord::open(&truncated, &escrow.secret, &chain_id(), &account),
-        Err(CryptoError::WrongLength {
-            bytes: 100,
-            expected: SEALED_IDENTITY_RECORD_BYTES
-        })
+        IdentityRecord::check(&tampered, &key, &chain_id(), &account),
+        Err(CryptoError::Threshold(ThresholdError::BadCiphertextProof))
     );
     let too_large = record(&"x".repeat(1100));
     assert!(matches!(
-        too_large.seal(&escrow.public, &chain_id(), &account, &mut rng),
+        too_large.seal(&key, &chain_id(), &account, &mut rng),
         Err(CryptoError::RecordTooLarge {
             bytes_max: 1024,
             ..

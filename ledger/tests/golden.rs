@@ -5,24 +5,26 @@
 //! one of these tests fails, either the change was a mistake, or it is a deliberate wire change
 //! that needs a new version, and then the vectors are updated together with the version.
 //!
-//! HPKE seals (identity credentials and records) are randomized by design, so for them only
-//! the lengths and round trips are pinned.
+//! Threshold seals (identity credentials and records) and the DKG are randomized by design;
+//! under a seeded rng they are fixed, so they are pinned too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use halfveil_ledger::codec;
 use halfveil_ledger::crypto::{
     self, open_identity_credential, seal_identity_credential, BusinessKey, Envelope,
-    IdentityRecord, SigningKey, X25519Secret, SEALED_IDENTITY_RECORD_BYTES,
+    IdentityRecord, SigningKey,
 };
 use halfveil_ledger::hash::{merkle_proof, merkle_root, Domain, Hash32};
 use halfveil_ledger::testkit::TestChain;
+use halfveil_ledger::threshold::{dkg, tdh2, Point};
 use halfveil_ledger::{
-    attestation_message, open_account_message, AccountId, Amount, AttestationKind, BankId,
-    BatchAttestation, Block, BlockHeader, ChainId, CloseAccount, DisclosureOrder, Height,
-    IdentityCredential, Issue, Memo, Nonce, Op, OpenAccount, PublicKey, RotateKey, Signature,
+    attestation_message, open_account_message, transaction_credential_message, AccountId, Amount,
+    AttestationKind, AuditorId, AuditorSignature, BankId, BatchAttestation, Block, BlockHeader,
+    ChainId, CloseAccount, DisclosureOrder, Height, IdentityCredential, Issue, Memo, Nonce, Op,
+    OpenAccount, OrderOp, PublicKey, RotateKey, SealedIdentityRecord, ShareRecord, Signature,
     SignedHeader, TimeMs, TransactionRequest, Transfer, TransferOp, X25519PublicKey,
-    IDENTITY_CREDENTIAL_BYTES, VERSION,
+    IDENTITY_CREDENTIAL_BODY_BYTES, IDENTITY_RECORD_BODY_BYTES, VERSION,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -93,23 +95,46 @@ fn fixed_transfer() -> Transfer {
     }
 }
 
+fn fixed_capsule() -> tdh2::Capsule {
+    tdh2::Capsule {
+        epoch: 1,
+        u: Point([0xa1; 32]),
+        u_bar: Point([0xa2; 32]),
+        proof: [0xa3; 64],
+    }
+}
+
 /// A well-formed identity credential with fixed bytes (a real one is a randomized seal).
 fn placeholder_identity_credential() -> IdentityCredential {
-    let mut bytes = [0u8; IDENTITY_CREDENTIAL_BYTES];
-    bytes[0] = VERSION;
-    bytes[1] = 0xab;
-    bytes[IDENTITY_CREDENTIAL_BYTES - 1] = 0xcd;
-    IdentityCredential(bytes)
+    let mut body = [0u8; IDENTITY_CREDENTIAL_BODY_BYTES];
+    body[0] = 0xab;
+    body[IDENTITY_CREDENTIAL_BODY_BYTES - 1] = 0xcd;
+    IdentityCredential {
+        capsule: fixed_capsule(),
+        body,
+    }
+}
+
+/// A sealed identity record with fixed bytes.
+fn placeholder_identity_record() -> SealedIdentityRecord {
+    let mut body = [0x5c; IDENTITY_RECORD_BODY_BYTES];
+    body[0] = 0x01;
+    SealedIdentityRecord {
+        capsule: fixed_capsule(),
+        body,
+    }
 }
 
 fn fixed_transfer_op() -> Op {
     let transfer = fixed_transfer();
     let id = transfer.id().unwrap();
+    let identity_credential = placeholder_identity_credential();
+    let message = transaction_credential_message(&id, &identity_credential).unwrap();
     Op::Transfer(TransferOp {
         request: TransactionRequest {
-            tx_credential: crypto::sign(&payer_key(), &id),
+            tx_credential: crypto::sign(&payer_key(), &message),
             transfer,
-            identity_credential: placeholder_identity_credential(),
+            identity_credential,
         },
         payer_ok: 0,
         payee_ok: 1,
@@ -150,7 +175,7 @@ fn leaves(count: u64) -> Vec<Hash32> {
 
 /// Every domain, so each context is pinned. `listed` below stops compiling when a domain is
 /// added, so `Domain::ALL` (and the golden table) cannot silently fall behind.
-const ALL_DOMAINS: [Domain; 22] = Domain::ALL;
+const ALL_DOMAINS: [Domain; 29] = Domain::ALL;
 
 fn listed(domain: Domain) -> bool {
     match domain {
@@ -174,8 +199,15 @@ fn listed(domain: Domain) -> bool {
         | Domain::EnvelopeAad
         | Domain::Rejection
         | Domain::LocalStorageKey
-        | Domain::DisclosureResult
-        | Domain::DisclosureBasis => ALL_DOMAINS.contains(&domain),
+        | Domain::DisclosureBasis
+        | Domain::TransactionCredential
+        | Domain::IdentityCredentialHash
+        | Domain::IdentityRecordHash
+        | Domain::CredentialLabel
+        | Domain::RecordLabel
+        | Domain::ShareRecordKey
+        | Domain::ShareRecord
+        | Domain::SealedShares => ALL_DOMAINS.contains(&domain),
     }
 }
 
@@ -276,12 +308,40 @@ const DOMAIN_GOLDEN: &[(&str, &str)] = &[
         "9440ebb995755dbccf3d385488d9abf4c3ce7e305b787c3d1a7ec4f797cdfb82",
     ),
     (
-        "halfveil v1 disclosure result",
-        "c256be830dedfb92064438ee53ebd6e6564b57ed449777a53971096d872def5f",
-    ),
-    (
         "halfveil v1 disclosure basis",
         "5a1b7c2e16437f3a5ea9fae238d4b1d423f286d95c951231caef5a719e779df8",
+    ),
+    (
+        "halfveil v1 transaction credential",
+        "ae7f7dda130de8c6f4737656eb9acb56f74f57b1d560cddb4388e4f56f463a7d",
+    ),
+    (
+        "halfveil v1 identity credential hash",
+        "6b01fa639ca50567419eaf122dea62a1b11a2afc2e29f9ca0d2e369b81ddeebe",
+    ),
+    (
+        "halfveil v1 identity record hash",
+        "950b24d1189967b771ea4cf02439da59b72bb803f9fc8bb8801ec1fcb7831b25",
+    ),
+    (
+        "halfveil v1 identity credential label",
+        "541bc07cbe606432a3c8ea97998e48255c38cb7184cce26572b43f8ee6af0df6",
+    ),
+    (
+        "halfveil v1 identity record label",
+        "3934b0bc5b43561698d14fbcefe7c91ff130a51e34c41db2d4a9432519de479a",
+    ),
+    (
+        "halfveil v1 disclosure share record key",
+        "974980ffd8e3e285069bbc1459cffefd2fc7827b80594cbff647c25990abc869",
+    ),
+    (
+        "halfveil v1 disclosure share record",
+        "fdedfcb1f42d3c6023e91d31fa97befa6c75f1506229fe6f10d6aca364967a09",
+    ),
+    (
+        "halfveil v1 sealed disclosure shares",
+        "db9f04da8a9bd8d8dcbb9ec1a9dbc824abcd2fc1fe9c073dca65492e22c182b4",
     ),
 ];
 
@@ -292,16 +352,18 @@ fn encodings_and_ids_are_fixed() {
     let payer_public = crypto::public_key(&payer_key());
     let payer_account = AccountId::from_key(&payer_public);
     let op = fixed_transfer_op();
-    let open = Op::OpenAccount({
-        let message = open_account_message(&chain_id(), &payer_public, BankId(1)).unwrap();
-        OpenAccount {
-            account: payer_account,
-            tx_key: payer_public,
-            bank: BankId(1),
-            holder_signature: crypto::sign(&payer_key(), &message),
-            bank_signature: crypto::sign(&bank_key(), &message),
-        }
+    let record = placeholder_identity_record();
+    let open_message =
+        open_account_message(&chain_id(), &payer_public, BankId(1), &record).unwrap();
+    let open = Op::OpenAccount(OpenAccount {
+        account: payer_account,
+        tx_key: payer_public,
+        bank: BankId(1),
+        holder_signature: crypto::sign(&payer_key(), &open_message),
+        bank_signature: crypto::sign(&bank_key(), &open_message),
+        identity_record: Box::new(record.clone()),
     });
+    let open_encoded = codec::encode(&open).unwrap();
     let issue = Op::Issue(Issue {
         to: payer_account,
         amount: Amount(u64::MAX),
@@ -329,6 +391,23 @@ fn encodings_and_ids_are_fixed() {
         requester_key: X25519PublicKey([0x99; 32]),
         expires_at: TimeMs(1_767_225_800_000),
     };
+    let order_hash = order.hash().unwrap();
+    let order_op = Op::DisclosureOrder(OrderOp {
+        order: order.clone(),
+        signatures: vec![AuditorSignature {
+            auditor: AuditorId(2),
+            signature: crypto::sign(&bank_key(), &order_hash),
+        }],
+    });
+    let share_message =
+        ShareRecord::message(&chain_id(), &order_hash, 4, &Hash32([0xbb; 32])).unwrap();
+    let share_op = Op::DisclosureShare(ShareRecord {
+        order: order.clone(),
+        holder: 4,
+        sealed_hash: Hash32([0xbb; 32]),
+        signature: crypto::sign(&bank_key(), &share_message),
+    });
+    let credential = placeholder_identity_credential();
     let attestation = fixed_attestation();
     let header = fixed_header();
     let header_hash = header.hash().unwrap();
@@ -344,9 +423,24 @@ fn encodings_and_ids_are_fixed() {
         ("payer account bech32m", payer_account.to_string()),
         ("transfer", hex_of!(&transfer)),
         ("transfer id", transfer_id.to_hex()),
+        ("identity credential", hex_of!(&credential)),
         (
-            "tx credential",
-            crypto::sign(&payer_key(), &transfer_id).to_hex(),
+            "identity credential hash",
+            credential.hash().unwrap().to_hex(),
+        ),
+        (
+            "tx credential message",
+            transaction_credential_message(&transfer_id, &credential)
+                .unwrap()
+                .to_hex(),
+        ),
+        (
+            "credential label",
+            crypto::credential_label(&chain_id(), &transfer_id).to_hex(),
+        ),
+        (
+            "record label",
+            crypto::record_label(&chain_id(), &payer_account).to_hex(),
         ),
         (
             "identity signature message",
@@ -354,7 +448,12 @@ fn encodings_and_ids_are_fixed() {
         ),
         ("transfer op", hex_of!(&op)),
         ("transfer op hash", op.hash().unwrap().to_hex()),
-        ("open account op", hex_of!(&open)),
+        ("identity record hash", record.hash().unwrap().to_hex()),
+        ("open account message", open_message.to_hex()),
+        (
+            "open account op without the record body",
+            hex::encode(&open_encoded[..open_encoded.len() - IDENTITY_RECORD_BODY_BYTES]),
+        ),
         ("open account op hash", open.hash().unwrap().to_hex()),
         ("issue op", hex_of!(&issue)),
         ("issue op hash", issue.hash().unwrap().to_hex()),
@@ -366,7 +465,14 @@ fn encodings_and_ids_are_fixed() {
             "close account message",
             close.message(&chain_id()).unwrap().to_hex(),
         ),
-        ("disclosure order hash", order.hash().unwrap().to_hex()),
+        ("disclosure order hash", order_hash.to_hex()),
+        ("disclosure order op", hex_of!(&order_op)),
+        ("share record message", share_message.to_hex()),
+        ("share record op", hex_of!(&share_op)),
+        (
+            "share record state key",
+            ShareRecord::state_key(&order_hash, 4).to_hex(),
+        ),
         (
             "attestation message",
             attestation_message(
@@ -428,24 +534,34 @@ const ENCODING_GOLDEN: &[(&str, &str)] = &[
     ("payer public key", "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"),
     ("payer account hex", "b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34"),
     ("payer account bech32m", "hv1km3mjx88u74tcphjp694y0qzf80rqkn5nk7pwqj9lp0e5ckzmc6q6g5pah"),
-    ("transfer", "020f68616c667665696c2d676f6c64656eb6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34222222222222222222222222222222222222222222222222222222222222222287ad4b2ae0f7fcb6b73309696e766f6963652037"),
-    ("transfer id", "8ad59b726e768a3e0df96fe06d8daca5deecec1fb3b41b736bf696b52758e181"),
-    ("tx credential", "dcd18b1a9bb300c05af5b780319f0c3e95f5f13e01b06a7e13a24aba9325a4b8cddb23fe122aef2d35ea1cfe784f0dde04cb91e45ca38f8645561eda2881a20d"),
-    ("identity signature message", "8dacd3e48b2815796986c642bb4a25a845e2e430d157d08c7bf0454fa23035d8"),
-    ("transfer op", "02020f68616c667665696c2d676f6c64656eb6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34222222222222222222222222222222222222222222222222222222222222222287ad4b2ae0f7fcb6b73309696e766f6963652037dcd18b1a9bb300c05af5b780319f0c3e95f5f13e01b06a7e13a24aba9325a4b8cddb23fe122aef2d35ea1cfe784f0dde04cb91e45ca38f8645561eda2881a20d02ab00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000cd0001"),
-    ("transfer op hash", "c6cda56ac0b9c9745572189a406ce381e88965df54adbc7038c1f22a9808c556"),
-    ("open account op", "00b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c0128608db085de9e16ec7e3ebde14bd5cadabb3745208f08ce58900116209bcbea482addb78e84c502215fba11ed920a71454a7c8b09a6a5c036b6edb85ad064093b63ea8c38bd3cef98598e10f69edabd579f2060f087338502bc08bcc8d43d41fef42caf3173f7081eeed2d200bf40cf8e0d8fca2be635ad0bf8644432f6d308"),
-    ("open account op hash", "6e4a876a9ba1f28e674d3676c1d5979733799f33220c3e66910edac340c7f946"),
+    ("transfer", "030f68616c667665696c2d676f6c64656eb6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34222222222222222222222222222222222222222222222222222222222222222287ad4b2ae0f7fcb6b73309696e766f6963652037"),
+    ("transfer id", "caa8989aeedde9d8d169836c0becc5f856a37270eaa383327a12ce006ad41b99"),
+    ("identity credential", "01a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3ab00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000cd"),
+    ("identity credential hash", "794a6079a71e4ab7824a28d021edc0ce331b6e6177c1bdaf8c3ce830dc3f40c5"),
+    ("tx credential message", "07ecdda61eaf23abfed351cd6a8115988c3e26f264092dddf0563425a8efd933"),
+    ("credential label", "a9174f1f38c227189eb16a64ac6fdeedcf73fa9348435cefc67e0eb543632fe2"),
+    ("record label", "b91026f5ea3ac5c49ce428721b054f02240fabcc2838794accd878b80c2d8669"),
+    ("identity signature message", "020b5a357576ddada8e0e9ea842616e9d4ccf74caa21c7c0dad3ca9707e38919"),
+    ("transfer op", "02030f68616c667665696c2d676f6c64656eb6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34222222222222222222222222222222222222222222222222222222222222222287ad4b2ae0f7fcb6b73309696e766f696365203799dfc0c76701f0ec6f1fad7a728b0db7ca51e13a88a28cfec416d70376f66c200390b7eccf8bcdbe60cb66bd0d41899d2ec9b9e0bb362dcafef422f643a38a0601a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3ab00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000cd0001"),
+    ("transfer op hash", "4472aa9006427e3efcc8baae1fe2977e5a493cc710fe0d45cb6c76c3d180933f"),
+    ("identity record hash", "a3136fbd52a2cddc7387417f7408f7755afd30c23f428496a289ceaea99efca1"),
+    ("open account message", "d51b233538c8e45ed9b89554ace75d714277e6b060d88e66550e73d7496f8d94"),
+    ("open account op without the record body", "00b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c01e5028396f5351ef7901e333c75331f25a6ca35ce4e79eca0704548c2fa4f2beacabdb50ac9fd7e8a7db04a1e1fc97ae36d49d57e7dad131ad76b3e44319abd055fda97794109b91e0bd58da573504158290df1923d73ad222ddbeabae700e241a3170e32f14d9cdaea86e5aa925fe2d635b10c3d0504e790bb815ba1acb1640701a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3"),
+    ("open account op hash", "863edf37fb3a12d6e359f4dbe421f1e7cab6d8a743839f5cf5664e6a69c08d02"),
     ("issue op", "01b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34ffffffffffffffffff01ac02"),
     ("issue op hash", "beb05a19e68dee32ac416fd20212a1fcacdde8d34138e67ad3a6505e3c7b79db"),
     ("rotate key message", "adb20514ded94b8c853bc100dc6639dfcd939b39d40f0070b88c1798e0145433"),
     ("close account message", "7a9261a9bdd922a66654702a9a38bbe536e9d955076fdb1ba84244f767987508"),
-    ("disclosure order hash", "f4a7cb1e5fa16e0ff5830b0b029cc056f49577594e5bdb083634a22f28f2af58"),
-    ("attestation message", "5f66f787e8d8dde140d9d98124241bc0c63c8a382b2f32178cd4d6e5eb5e3e26"),
-    ("attestation", "0001028ad59b726e768a3e0df96fe06d8daca5deecec1fb3b41b736bf696b52758e1813333333333333333333333333333333333333333333333333333333333333333deee33f6cfae881dc875b345a699c2b60ff89e034942a5d0f07cddd04065c5a479673c18c13a94891e8548cd4d8cf7214469dc5b6ccf7689d7a6b25e045f240e"),
-    ("header", "020f68616c667665696c2d676f6c64656e034444444444444444444444444444444444444444444444444444444444444444acd2eab6b73355555555555555555555555555555555555555555555555555555555555555556666666666666666666666666666666666666666666666666666666666666666777777777777777777777777777777777777777777777777777777777777777701"),
-    ("header hash", "b2f7caef56a52ce935bfba8e4a2a060b095b20407f948f491a1faf50b17f0103"),
-    ("header signature", "c71aea2fae1ae47997f82fe18cacccfd8134f96922334ad7de29807b3449c9dbc4ebc4c86168bd38395f380cda17b2b39219ef8a05d68b6b0c0165a0f5969f06"),
+    ("disclosure order hash", "211e03f8cb9c1bf27ab804de69491356e1d0304e082357b60b49fc0b3620c7c3"),
+    ("disclosure order op", "05030f68616c667665696c2d676f6c64656ecaa8989aeedde9d8d169836c0becc5f856a37270eaa383327a12ce006ad41b9988888888888888888888888888888888888888888888888888888888888888889999999999999999999999999999999999999999999999999999999999999999c0eaf6b6b73301020816a977c340f860438e1a68c5ea7f4bc8b79eb82582b4c92878b1028a34053a9a8b13fdcd5df204d3b8c790929c9659b608c62b8022485d1ea43b1561ae2504"),
+    ("share record message", "d2de51300580a40e592329fbe1ea703b289ab0bd42a119c6f53f5b83f4f317a5"),
+    ("share record op", "06030f68616c667665696c2d676f6c64656ecaa8989aeedde9d8d169836c0becc5f856a37270eaa383327a12ce006ad41b9988888888888888888888888888888888888888888888888888888888888888889999999999999999999999999999999999999999999999999999999999999999c0eaf6b6b73304bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2400c9db5d1a4376624bea21816dc01edf73cc48ce3f9f7c4921f3fb237df45045b91ad114514f58ed2fcf793734384b27690ce55d262ed8f000b065901a2f07"),
+    ("share record state key", "0a53c7448e0f1c9fb446dc63187f4b073436151978999ab2bbd3a59256a5afb1"),
+    ("attestation message", "41aa8e7f6959dca5dab36fe86b908d5ad230a47748aeedb344137adedc42c863"),
+    ("attestation", "000102caa8989aeedde9d8d169836c0becc5f856a37270eaa383327a12ce006ad41b99333333333333333333333333333333333333333333333333333333333333333340155159c0b067dc3dfa0c4bfbb93a4d33d847484183fcbf503dc7adbed4c5df71c0a3765ebad14f049379aa6819442e74aa057232b7bbeb80c2020e66e07d0f"),
+    ("header", "030f68616c667665696c2d676f6c64656e034444444444444444444444444444444444444444444444444444444444444444acd2eab6b73355555555555555555555555555555555555555555555555555555555555555556666666666666666666666666666666666666666666666666666666666666666777777777777777777777777777777777777777777777777777777777777777701"),
+    ("header hash", "8106da91466cb83cff59a91eaba6c96187eb4062fd08b2b105c0d3b5c1c92624"),
+    ("header signature", "4bdff91b4e9e3ee8edca4d2f0c10556d67ad3e3cbbc54ee2793d25716fbc799d4dfa8fce4ba1bd258750b0ef7c397da2af527e4793d5531d5cf5a6604b19f10c"),
 ];
 
 #[test]
@@ -513,33 +629,41 @@ fn envelope_is_fixed_under_a_seeded_rng() {
 
 const ENVELOPE_GOLDEN: &[(&str, &str)] = &[
     ("envelope nonce", "fa422e4b92882fdd13c615f7bcfff882f74eb2b38eb67653"),
-    ("envelope tag", "c875d22cdefc70e6daa6aafd856c4673"),
-    ("envelope prefix", "02b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de3401fa422e4b92882fdd13c615f7bcfff882f74eb2b38eb67653c602"),
-    ("envelope bytes", "386"),
+    ("envelope tag", "456d73968c29a45fa5349b2dc026fd78"),
+    ("envelope prefix", "03b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de3401fa422e4b92882fdd13c615f7bcfff882f74eb2b38eb676538703"),
+    ("envelope bytes", "451"),
 ];
 
-/// HPKE seals are randomized: pin their lengths and that they open.
+/// The disclosure key from a seeded DKG, and a credential and a record sealed to it under a
+/// seeded rng: fixed, so they are pinned; and they open with any two of the three shares.
 #[test]
-fn sealed_lengths_are_fixed() {
-    assert_eq!(IDENTITY_CREDENTIAL_BYTES, 145);
-    assert_eq!(SEALED_IDENTITY_RECORD_BYTES, 1073);
+fn threshold_seals_are_fixed_under_a_seeded_rng() {
+    assert_eq!(IDENTITY_CREDENTIAL_BODY_BYTES, 81);
+    assert_eq!(IDENTITY_RECORD_BODY_BYTES, 1040);
     let mut rng = ChaCha20Rng::seed_from_u64(12);
-    let escrow = X25519Secret::generate(&mut rng);
-    let escrow_public = escrow.public_key().unwrap();
+    let (holders, key) = dkg::in_memory(1, &[1, 2, 3], 2, None, &mut rng).unwrap();
     let transfer_id = fixed_transfer().id().unwrap();
     let identity_key = SigningKey::from_bytes(&[3u8; 32]);
-    let credential = seal_identity_credential(
-        &escrow_public,
-        &chain_id(),
-        &transfer_id,
-        &identity_key,
-        &mut rng,
-    )
-    .unwrap();
-    assert_eq!(credential.0.len(), IDENTITY_CREDENTIAL_BYTES);
-    assert_eq!(credential.0[0], VERSION);
+    let credential =
+        seal_identity_credential(&key, &chain_id(), &transfer_id, &identity_key, &mut rng).unwrap();
+    crypto::check_identity_credential(&key, &chain_id(), &transfer_id, &credential).unwrap();
+    let label = crypto::credential_label(&chain_id(), &transfer_id);
+    let shares: Vec<tdh2::DecryptionShare> = [&holders[2], &holders[0]]
+        .iter()
+        .map(|holder| {
+            tdh2::share(
+                &key,
+                holder,
+                &label,
+                &credential.capsule,
+                &credential.body,
+                &mut rng,
+            )
+            .unwrap()
+        })
+        .collect();
     let signature =
-        open_identity_credential(&escrow, &chain_id(), &transfer_id, &credential).unwrap();
+        open_identity_credential(&key, &chain_id(), &transfer_id, &credential, &shares).unwrap();
     // The sealed signature is the deterministic identity signature over the transfer id.
     assert_eq!(
         signature,
@@ -548,25 +672,55 @@ fn sealed_lengths_are_fixed() {
             &crypto::identity_signature_message(&transfer_id)
         )
     );
+    let account = AccountId([0x12; 32]);
     let record = IdentityRecord {
         version: VERSION,
         name: "Ada Lovelace".to_owned(),
         national_id: "GB-1815-12-10".to_owned(),
         fields: vec![("born".to_owned(), "1815-12-10".to_owned())],
         identity_key: crypto::public_key(&identity_key),
-        possession: crypto::sign(&identity_key, &Hash32([0x13; 32])),
+        possession: crypto::sign(
+            &identity_key,
+            &crypto::identity_possession_message(&chain_id(), &account),
+        ),
     };
-    let account = AccountId([0x12; 32]);
-    let sealed = record
-        .seal(&escrow_public, &chain_id(), &account, &mut rng)
-        .unwrap();
-    assert_eq!(sealed.0.len(), SEALED_IDENTITY_RECORD_BYTES);
-    assert_eq!(sealed.0[0], VERSION);
+    let sealed = record.seal(&key, &chain_id(), &account, &mut rng).unwrap();
+    let record_label = crypto::record_label(&chain_id(), &account);
+    let record_shares: Vec<tdh2::DecryptionShare> = holders[1..]
+        .iter()
+        .map(|holder| {
+            tdh2::share(
+                &key,
+                holder,
+                &record_label,
+                &sealed.capsule,
+                &sealed.body,
+                &mut rng,
+            )
+            .unwrap()
+        })
+        .collect();
     assert_eq!(
-        IdentityRecord::open(&sealed, &escrow, &chain_id(), &account).unwrap(),
+        IdentityRecord::open(&sealed, &key, &chain_id(), &account, &record_shares).unwrap(),
         record
     );
+    let actual: Vec<(&str, String)> = vec![
+        ("disclosure key", hex_of!(&key)),
+        ("holder 1 secret", hex_of!(&holders[0])),
+        ("identity credential", hex_of!(&credential)),
+        ("decryption share of holder 3", hex_of!(&shares[0])),
+        ("identity record hash", sealed.hash().unwrap().to_hex()),
+    ];
+    assert_golden(&actual, THRESHOLD_GOLDEN);
 }
+
+const THRESHOLD_GOLDEN: &[(&str, &str)] = &[
+    ("disclosure key", "010002a248dd469ea5c09420c0989fad74ebcf9a0c2c6f36336b10168b82b7a5cc9d4d03017eb27e4197ae9e2434fb8328ae7e3e1673f30c8ff1553e5502c4ad7fc042b1710290912248c2f29989cc3f849764870b0fab2069317d9ce9faf8bd55e54f590c5803588c4e291699509316bfca65df2d1e91b69edc30beb1989c60e3d5b169bcec1f"),
+    ("holder 1 secret", "01000109c4887772aa404cb1c2b5ba68ca44916f140a92ced2128271444b0edd9c0903"),
+    ("identity credential", "015cd84ea27646cd7f4dca067af9ce9a61649800229cae06c2a94db0193ad3f27ca86409459a44c6f3b81fc081973638b2da908a7450b1c2ed53bf5569cb2587753022429110e950bcf2373987c23a464ef0612754d0545d64b0207f3ad091200f0685b6c8a46cd67aa1beea8c4c61a562318a48597c8bba76d5a968727e488001d445a7c16717914e9e0d5817a6562e07bf90644c5822b4921efb3c88fdcdbbe3346a2bbaec32930002b0909ea9f320d0d4d83c2ec1f37890118f29b336cee80dca4af04c28b3e7d2e56c54762a4b659947"),
+    ("decryption share of holder 3", "039a79ca4e0ac567b83096de7be0d72a4f0991f2b3f0deab6404bc3522cf6f2b4765fa760e8e4c2305449633cc978f7759fb73b86948419d6caad87e6b7b764001274ae28cf488d96f1b396afa673459324645151d2f72f7979f0111560a1d0f03"),
+    ("identity record hash", "614315e180552d9c80027d05951bb9599e836d31bad905b6ef18a35871c37a75"),
+];
 
 /// The seeded test chain: keys, genesis, and the first blocks' hashes and state roots. These
 /// pin the state commitment (the LtHash and its root) as well as the block format.
@@ -585,7 +739,10 @@ fn seeded_test_chain_is_fixed() {
     let block = chain.commit(attestations, ops).unwrap();
     let actual: Vec<(&str, String)> = vec![
         ("validator key", chain.params.validator_keys[0].to_hex()),
-        ("escrow key", chain.params.escrow_key.to_hex()),
+        (
+            "disclosure group key",
+            hex::encode(chain.params.disclosure_key.group_key.0),
+        ),
         ("bank 0 key", chain.params.bank_keys[0].to_hex()),
         ("auditor 2 key", chain.params.auditor_keys[2].to_hex()),
         ("genesis hash", chain.params.genesis_hash.to_hex()),
@@ -617,20 +774,20 @@ fn seeded_test_chain_is_fixed() {
 
 const CHAIN_GOLDEN: &[(&str, &str)] = &[
     ("validator key", "2ac1b57b44ec16fdf46b9816e10c428d64ad5cb92514b4bb89a1f8bdaf07b279"),
-    ("escrow key", "cdb8e7ac40c3387c5600b10c6b37c68c51c80224042c40025bbf47df286e8d65"),
-    ("bank 0 key", "6ae4f991e19b019fe9a1b55874fb31b112cf592820405d616fa81dc14c8071b3"),
-    ("auditor 2 key", "c3685f96e54317ea0a3ecaaeda3f318993c36bd952e9471ba58800a797d5858d"),
+    ("disclosure group key", "be73e2232025a71783036bdc78d01419b0877ac0b0d1c976072c79336a360862"),
+    ("bank 0 key", "4c58289ea80cb6aa8f1bbc6e1f79feec5ea6f8a655058f4a15447ad08eb87f48"),
+    ("auditor 2 key", "4d6ff76729c4f4dbdd02739d95ec0285cd515bce7abf0b59b85e867d05b951ca"),
     ("genesis hash", "28eae5a405a571adb5cc1ff37a2e3c18091652a667049adb40a5c430013e10d0"),
     ("genesis state root", "e09bc7e5c981ed5a55f745f9338dfd0423126151e3765a8109a4f4088ed74d66"),
-    ("account 0", "hv14vpcp4zunnlyn37jwk3jqttpx7zyteztgns60f6d4lzags8tmfgs87v5pj"),
-    ("block 1 hash", "c4fe6c7913a3d0343ba0034ee43a615cd1305bd4e21414283d5987a5e1fb7680"),
-    ("block 1 state root", "906f39213749a3d0173a6267667a7fcb8f8774a731077bc73e9cf67ee7951cc3"),
-    ("block 2 transfer id", "dba57ded485a6f4fa0815d009dd65e6b0db38875f850bd3e59ac63b5f8f8eb0a"),
-    ("block 2 op root", "8ff890357e6d92e7886f62b65e413a127b83f9fe5482ac68969f88bf51c2e7d6"),
-    ("block 2 attestation root", "ca1bd8c5c74873a6c5d9232888176c93657dea4387703850b686801c95d0ec27"),
-    ("block 2 hash", "e8a82a02ad67e9a703e6887633ee334ea9ef23bf600ccc308a98b4c132d558db"),
-    ("block 2 state root", "0a886547abb528e969d907d97284db798de45ab096792f8c4c6b6c6af69d8a33"),
-    ("block 2 signature", "9bc14c8013eacd0998148d73e9eebd6c882ec8cb7845435a1cf349dd33643b986bae6fd5037d40e1782783f8f2de0f0a728208878dfc419dea14e28264f04607"),
+    ("account 0", "hv1xypmg6w5m0aqqd2qp5l9n97rswv9f9x6lyzrj4g2lh74jejfh4rquczr6y"),
+    ("block 1 hash", "9af359853703586ae845135d9a5eb3369adfffbf5aa90faef47aec1815135311"),
+    ("block 1 state root", "c006c8ec8510f94827e6dbf5730fed8c8d94a5dd020eca6cc3c6f24c4d4b9771"),
+    ("block 2 transfer id", "3f5fd130d6aa4ab81c0fa9b6711d2bb62833885376a4423fe6564ce8c8f2f33e"),
+    ("block 2 op root", "8bb9ad3ae20b9a0f74ee8de4fdb424cc7ce09dc0df390199ce40183aa09826ba"),
+    ("block 2 attestation root", "713a16f13285f2ff22fc17fb2491b6532d42de46ee3f69d94c38dc238d4210e2"),
+    ("block 2 hash", "c1ec91deb6700b0675a07d1a254a4d151d2d7773d34d1651e5675961654a220e"),
+    ("block 2 state root", "8222426fd2622def1d42aa8e4a6b76153d3d3f3b27add00cb567b3f4f7dd3f87"),
+    ("block 2 signature", "0e835b8fc005b81afbd6bc9decef296fc1363fbdf98cb83c176dd8932bea8a51b010a90c16e0812d4b94f16bb8199e91f8a8b2452e8d236e897d5bb286e57b0d"),
 ];
 
 /// The bech32m form parses back and refuses another prefix or a broken checksum.

@@ -12,6 +12,9 @@
 
 mod common;
 
+use halfveil_ledger::threshold::tdh2::Capsule;
+use halfveil_ledger::threshold::Point;
+
 use std::collections::HashMap;
 
 use common::{forge, placeholder_credential, sign_request};
@@ -21,10 +24,11 @@ use halfveil_ledger::hash::{Hash32, MerkleProof};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
     apply, AccountId, Amount, AttestationKind, AuditorId, AuditorSignature, BankId,
-    BatchAttestation, Block, BlockHeader, ChainId, CloseAccount, Disclosure, DisclosureOrder,
-    Height, IdentityCredential, Issue, Memo, Nonce, Op, OpenAccount, PublicKey, RotateKey,
-    Signature, SignedHeader, TimeMs, TransactionRequest, Transfer, TransferOp, Violation,
-    X25519PublicKey, BLOCK_BYTES_MAX, IDENTITY_CREDENTIAL_BYTES, VERSION,
+    BatchAttestation, Block, BlockHeader, ChainId, CloseAccount, DisclosureOrder, Height,
+    IdentityCredential, Issue, Memo, Nonce, Op, OpenAccount, OrderOp, PublicKey, RotateKey,
+    SealedIdentityRecord, ShareRecord, Signature, SignedHeader, TimeMs, TransactionRequest,
+    Transfer, TransferOp, Violation, X25519PublicKey, BLOCK_BYTES_MAX,
+    IDENTITY_CREDENTIAL_BODY_BYTES, IDENTITY_RECORD_BODY_BYTES, VERSION,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -224,7 +228,7 @@ impl World {
                 memo: Memo(Vec::new()),
             },
             tx_credential: Signature([0; 64]),
-            identity_credential: placeholder_credential(),
+            identity_credential: placeholder_credential(&self.chain),
         };
         sign_request(&self.accounts[payer].tx_key, &mut request);
         request
@@ -423,20 +427,34 @@ fn transfer() -> impl Strategy<Value = Transfer> {
         )
 }
 
+fn capsule() -> impl Strategy<Value = Capsule> {
+    (any::<u32>(), bytes32(), bytes32(), vec(any::<u8>(), 64)).prop_map(
+        |(epoch, u, u_bar, proof)| Capsule {
+            epoch,
+            u: Point(u),
+            u_bar: Point(u_bar),
+            proof: proof.try_into().unwrap(),
+        },
+    )
+}
+
 fn transfer_op() -> impl Strategy<Value = TransferOp> {
     (
         transfer(),
         signature(),
-        vec(any::<u8>(), IDENTITY_CREDENTIAL_BYTES),
+        (capsule(), vec(any::<u8>(), IDENTITY_CREDENTIAL_BODY_BYTES)),
         any::<u16>(),
         any::<u16>(),
     )
         .prop_map(
-            |(transfer, tx_credential, credential, payer_ok, payee_ok)| TransferOp {
+            |(transfer, tx_credential, (capsule, body), payer_ok, payee_ok)| TransferOp {
                 request: TransactionRequest {
                     transfer,
                     tx_credential,
-                    identity_credential: IdentityCredential(credential.try_into().unwrap()),
+                    identity_credential: IdentityCredential {
+                        capsule,
+                        body: body.try_into().unwrap(),
+                    },
                 },
                 payer_ok,
                 payee_ok,
@@ -444,54 +462,82 @@ fn transfer_op() -> impl Strategy<Value = TransferOp> {
         )
 }
 
-fn disclosure() -> impl Strategy<Value = Disclosure> {
+fn order() -> impl Strategy<Value = DisclosureOrder> {
     (
-        (
-            any::<u8>(),
-            chain_id(),
-            bytes32(),
-            bytes32(),
-            bytes32(),
-            any::<u64>(),
-        ),
-        vec((any::<u16>(), signature()), 0..5),
+        any::<u8>(),
+        chain_id(),
         bytes32(),
+        bytes32(),
+        bytes32(),
+        any::<u64>(),
     )
         .prop_map(
-            |((version, chain_id, transfer, basis, requester, expires_at), signers, result)| {
-                Disclosure {
-                    order: DisclosureOrder {
-                        version,
-                        chain_id,
-                        transfer: Hash32(transfer),
-                        basis_hash: Hash32(basis),
-                        requester_key: X25519PublicKey(requester),
-                        expires_at: TimeMs(expires_at),
-                    },
-                    signatures: signers
-                        .into_iter()
-                        .map(|(auditor, signature)| AuditorSignature {
-                            auditor: AuditorId(auditor),
-                            signature,
-                        })
-                        .collect(),
-                    result_hash: Hash32(result),
-                }
+            |(version, chain_id, transfer, basis, requester, expires_at)| DisclosureOrder {
+                version,
+                chain_id,
+                transfer: Hash32(transfer),
+                basis_hash: Hash32(basis),
+                requester_key: X25519PublicKey(requester),
+                expires_at: TimeMs(expires_at),
             },
         )
 }
 
+fn disclosure_order() -> impl Strategy<Value = OrderOp> {
+    (order(), vec((any::<u16>(), signature()), 0..5)).prop_map(|(order, signers)| OrderOp {
+        order,
+        signatures: signers
+            .into_iter()
+            .map(|(auditor, signature)| AuditorSignature {
+                auditor: AuditorId(auditor),
+                signature,
+            })
+            .collect(),
+    })
+}
+
+fn share_record() -> impl Strategy<Value = ShareRecord> {
+    (order(), any::<u16>(), bytes32(), signature()).prop_map(
+        |(order, holder, sealed, signature)| ShareRecord {
+            order,
+            holder,
+            sealed_hash: Hash32(sealed),
+            signature,
+        },
+    )
+}
+
+fn sealed_record() -> impl Strategy<Value = SealedIdentityRecord> {
+    (capsule(), vec(any::<u8>(), IDENTITY_RECORD_BODY_BYTES)).prop_map(|(capsule, body)| {
+        SealedIdentityRecord {
+            capsule,
+            body: body.try_into().unwrap(),
+        }
+    })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (bytes32(), bytes32(), any::<u16>(), signature(), signature()).prop_map(
-            |(account, key, bank, holder_signature, bank_signature)| Op::OpenAccount(OpenAccount {
-                account: AccountId(account),
-                tx_key: PublicKey(key),
-                bank: BankId(bank),
-                holder_signature,
-                bank_signature,
-            })
-        ),
+        (
+            bytes32(),
+            bytes32(),
+            any::<u16>(),
+            signature(),
+            signature(),
+            sealed_record()
+        )
+            .prop_map(
+                |(account, key, bank, holder_signature, bank_signature, identity_record)| {
+                    Op::OpenAccount(OpenAccount {
+                        account: AccountId(account),
+                        tx_key: PublicKey(key),
+                        bank: BankId(bank),
+                        holder_signature,
+                        bank_signature,
+                        identity_record: Box::new(identity_record),
+                    })
+                }
+            ),
         (bytes32(), any::<u64>(), any::<u64>()).prop_map(|(to, amount, reference)| Op::Issue(
             Issue {
                 to: AccountId(to),
@@ -528,7 +574,8 @@ fn op() -> impl Strategy<Value = Op> {
                 signature,
             })
         ),
-        disclosure().prop_map(Op::Disclosure),
+        disclosure_order().prop_map(Op::DisclosureOrder),
+        share_record().prop_map(Op::DisclosureShare),
     ]
 }
 

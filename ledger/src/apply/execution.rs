@@ -164,7 +164,8 @@ impl Execution<'_> {
             Op::Transfer(transfer) => self.transfer(index, transfer, attestations),
             Op::RotateKey(rotate) => self.rotate_key(index, rotate),
             Op::CloseAccount(close) => self.close_account(index, close),
-            Op::Disclosure(disclosure) => self.disclosure(index, disclosure),
+            Op::DisclosureOrder(order) => self.disclosure_order(index, order),
+            Op::DisclosureShare(record) => self.disclosure_share(index, record),
         }
     }
 

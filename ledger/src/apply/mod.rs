@@ -262,6 +262,7 @@ enum SigCheck {
     OldKey(usize),
     NewKey(usize),
     Auditor(usize, u16),
+    ShareHolder(usize, u16),
 }
 
 impl SigCheck {
@@ -276,6 +277,9 @@ impl SigCheck {
             SigCheck::Bank(op) => (Some(op), Violation::BadBankSignature),
             SigCheck::Auditor(op, auditor) => {
                 (Some(op), Violation::BadAuditorSignature { auditor })
+            }
+            SigCheck::ShareHolder(op, holder) => {
+                (Some(op), Violation::BadShareSignature { holder })
             }
         }
     }

@@ -167,10 +167,7 @@ pub fn exchange(
     let mut packages = BTreeMap::new();
     for (id, package) in outgoing {
         let bytes = package.serialize().map_err(dkg_error)?;
-        packages.insert(
-            holder_number(&id)?,
-            Zeroizing::new(bytes),
-        );
+        packages.insert(holder_number(&id)?, Zeroizing::new(bytes));
     }
     Ok((Round2Secret(secret), packages))
 }
@@ -276,6 +273,71 @@ fn import(
     Ok((key_package, public))
 }
 
+/// Runs every holder's three steps in one process: for a local testnet and for tests, where
+/// one operator makes all the keys anyway. A real network runs the steps on each holder's
+/// machine (`halfveil keys dkg`), so that no machine ever sees two shares.
+pub fn in_memory<R: RngCore + CryptoRng>(
+    epoch: u32,
+    numbers: &[u16],
+    threshold: u16,
+    refresh_of: Option<(&DisclosureKey, &[HolderSecret])>,
+    rng: &mut R,
+) -> Result<(Vec<HolderSecret>, DisclosureKey), ThresholdError> {
+    let count = u16::try_from(numbers.len()).map_err(|_| ThresholdError::HolderNumbering)?;
+    let mut round1 = BTreeMap::new();
+    let mut public1 = BTreeMap::new();
+    for &number in numbers {
+        let (secret, package) = match refresh_of {
+            Some(_) => begin_refresh(number, count, threshold, rng)?,
+            None => begin(number, count, threshold, rng)?,
+        };
+        round1.insert(number, secret);
+        public1.insert(number, package);
+    }
+    let others = |me: u16| -> BTreeMap<u16, Vec<u8>> {
+        public1
+            .iter()
+            .filter(|(&holder, _)| holder != me)
+            .map(|(&holder, package)| (holder, package.clone()))
+            .collect()
+    };
+    let mut round2 = BTreeMap::new();
+    let mut mailbox: BTreeMap<u16, BTreeMap<u16, Vec<u8>>> = BTreeMap::new();
+    for (number, secret) in round1 {
+        let (secret2, outgoing) = exchange(secret, &others(number), refresh_of.is_some())?;
+        round2.insert(number, secret2);
+        for (to, package) in outgoing {
+            mailbox
+                .entry(to)
+                .or_default()
+                .insert(number, package.to_vec());
+        }
+    }
+    let mut secrets = Vec::with_capacity(numbers.len());
+    let mut keys: Vec<DisclosureKey> = Vec::with_capacity(numbers.len());
+    for &number in numbers {
+        let secret2 = round2.get(&number).ok_or(ThresholdError::HolderNumbering)?;
+        let inbox = mailbox.remove(&number).unwrap_or_default();
+        let (secret, key) = match refresh_of {
+            Some((current, old)) => {
+                let old = old
+                    .iter()
+                    .find(|secret| secret.holder == number)
+                    .ok_or(ThresholdError::UnknownHolder { holder: number })?;
+                finish_refresh(secret2, &others(number), &inbox, current, old)?
+            }
+            None => finish(epoch, secret2, &others(number), &inbox)?,
+        };
+        if keys.first().is_some_and(|first| *first != key) {
+            return Err(ThresholdError::Dkg("holders disagree on the key".into()));
+        }
+        secrets.push(secret);
+        keys.push(key);
+    }
+    let key = keys.pop().ok_or(ThresholdError::HolderNumbering)?;
+    Ok((secrets, key))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -284,74 +346,12 @@ pub(crate) mod tests {
     use crate::hash::Hash32;
     use rand::rngs::OsRng;
 
-    /// Runs the three steps for `numbers` in memory, as the ceremony does over files.
     pub(crate) fn ceremony(
         numbers: &[u16],
         threshold: u16,
         refresh_of: Option<(&DisclosureKey, &[HolderSecret])>,
     ) -> (Vec<HolderSecret>, DisclosureKey) {
-        let count = numbers.len() as u16;
-        let mut secrets = BTreeMap::new();
-        let mut public1 = BTreeMap::new();
-        for &number in numbers {
-            let (secret, package) = match refresh_of {
-                Some(_) => begin_refresh(number, count, threshold, &mut OsRng),
-                None => begin(number, count, threshold, &mut OsRng),
-            }
-            .unwrap();
-            secrets.insert(number, secret);
-            public1.insert(number, package);
-        }
-        let others = |me: u16| -> BTreeMap<u16, Vec<u8>> {
-            public1
-                .iter()
-                .filter(|(&holder, _)| holder != me)
-                .map(|(&holder, package)| (holder, package.clone()))
-                .collect()
-        };
-        let mut round2_secrets = BTreeMap::new();
-        let mut mailbox: BTreeMap<u16, BTreeMap<u16, Vec<u8>>> = BTreeMap::new();
-        for (number, secret) in secrets {
-            let (secret2, outgoing) =
-                exchange(secret, &others(number), refresh_of.is_some()).unwrap();
-            round2_secrets.insert(number, secret2);
-            for (to, package) in outgoing {
-                mailbox
-                    .entry(to)
-                    .or_default()
-                    .insert(number, package.to_vec());
-            }
-        }
-        let mut holder_secrets = Vec::new();
-        let mut keys = Vec::new();
-        for &number in numbers {
-            let (secret, key) = match refresh_of {
-                Some((current, old_secrets)) => {
-                    let old = old_secrets.iter().find(|s| s.holder == number).unwrap();
-                    finish_refresh(
-                        &round2_secrets[&number],
-                        &others(number),
-                        &mailbox[&number],
-                        current,
-                        old,
-                    )
-                }
-                None => finish(
-                    7,
-                    &round2_secrets[&number],
-                    &others(number),
-                    &mailbox[&number],
-                ),
-            }
-            .unwrap();
-            holder_secrets.push(secret);
-            keys.push(key);
-        }
-        assert!(
-            keys.windows(2).all(|pair| pair[0] == pair[1]),
-            "all holders see one key"
-        );
-        (holder_secrets, keys.remove(0))
+        in_memory(7, numbers, threshold, refresh_of, &mut OsRng).unwrap()
     }
 
     fn open_with(

@@ -10,19 +10,24 @@ use halfveil_ledger::hash::{merkle_root, Domain, Hash32};
 use halfveil_ledger::testkit::TestChain;
 use halfveil_ledger::{
     execute, BatchAttestation, Block, BlockHeader, IdentityCredential, Op, Signature, SignedHeader,
-    TimeMs, TransactionRequest, IDENTITY_CREDENTIAL_BYTES, VERSION,
+    TimeMs, TransactionRequest, VERSION,
 };
 
-/// A well-formed identity credential that only the IM could tell from a real one.
-pub fn placeholder_credential() -> IdentityCredential {
-    let mut bytes = [0u8; IDENTITY_CREDENTIAL_BYTES];
-    bytes[0] = VERSION;
-    IdentityCredential(bytes)
+/// A well-formed identity credential that only a quorum of holders could tell from a real
+/// one (`apply` never opens credentials).
+pub fn placeholder_credential(chain: &TestChain) -> IdentityCredential {
+    halfveil_ledger::testkit::placeholder_credential(&chain.params.disclosure_key)
 }
 
-/// Signs the request's transfer id with `key` (the transaction credential).
+/// Signs the request's transfer id and identity credential with `key` (the transaction
+/// credential).
 pub fn sign_request(key: &SigningKey, request: &mut TransactionRequest) {
-    request.tx_credential = crypto::sign(key, &request.transfer.id().unwrap());
+    let message = halfveil_ledger::transaction_credential_message(
+        &request.transfer.id().unwrap(),
+        &request.identity_credential,
+    )
+    .unwrap();
+    request.tx_credential = crypto::sign(key, &message);
 }
 
 pub fn attestation_hashes(attestations: &[BatchAttestation]) -> Vec<Hash32> {

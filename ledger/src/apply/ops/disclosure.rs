@@ -1,49 +1,35 @@
-//! A disclosure: an order of this chain, not expired, not served before, signed by at least
-//! the threshold of distinct auditors.
+//! Disclosure on chain. An order: of this chain, not expired, not recorded before, signed by
+//! at least the threshold of distinct auditors. A share record: of a recorded order, before
+//! it expires, by a holder of the disclosure key, once per holder, signed by the holder.
+//! Orders and share records are both remembered in the state's set of disclosure records.
 
 use super::super::{Execution, SigCheck};
 use crate::error::Violation;
 use crate::fastmap::{HashSet, HashSetExt};
-use crate::types::{Disclosure, DISCLOSURE_SIGNERS_MAX, VERSION};
+use crate::hash::Hash32;
+use crate::types::{DisclosureOrder, OrderOp, ShareRecord, DISCLOSURE_SIGNERS_MAX, VERSION};
 
 impl Execution<'_> {
-    pub(in crate::apply) fn disclosure(
+    pub(in crate::apply) fn disclosure_order(
         &mut self,
         index: usize,
-        disclosure: &Disclosure,
+        op: &OrderOp,
     ) -> Result<(), Violation> {
-        let order = &disclosure.order;
-        if order.version != VERSION {
-            return Err(Violation::OrderVersion {
-                version: order.version,
-            });
-        }
-        if order.chain_id != self.params.chain_id {
-            return Err(Violation::OrderWrongChain {
-                found: order.chain_id.to_string(),
-            });
-        }
-        if order.expires_at <= self.time {
-            return Err(Violation::OrderExpired {
-                expires_at: order.expires_at,
-                time: self.time,
-            });
-        }
-        let order_hash = order.hash()?;
-        if self.state.order_served(&order_hash) || self.orders_served.contains(&order_hash) {
+        let order_hash = self.check_order(&op.order)?;
+        if self.recorded(&order_hash) {
             return Err(Violation::OrderServed { order: order_hash });
         }
         let threshold = self.params.disclosure_threshold;
-        if disclosure.signatures.len() > DISCLOSURE_SIGNERS_MAX
-            || disclosure.signatures.len() < usize::from(threshold)
+        if op.signatures.len() > DISCLOSURE_SIGNERS_MAX
+            || op.signatures.len() < usize::from(threshold)
         {
             return Err(Violation::BelowThreshold {
-                signers: disclosure.signatures.len(),
+                signers: op.signatures.len(),
                 threshold,
             });
         }
-        let mut seen = HashSet::with_capacity(disclosure.signatures.len());
-        for signed in &disclosure.signatures {
+        let mut seen = HashSet::with_capacity(op.signatures.len());
+        for signed in &op.signatures {
             let auditor = signed.auditor.0;
             let key = *self
                 .params
@@ -62,5 +48,65 @@ impl Execution<'_> {
         }
         self.orders_served.push(order_hash);
         Ok(())
+    }
+
+    pub(in crate::apply) fn disclosure_share(
+        &mut self,
+        index: usize,
+        record: &ShareRecord,
+    ) -> Result<(), Violation> {
+        let order_hash = self.check_order(&record.order)?;
+        if !self.recorded(&order_hash) {
+            return Err(Violation::OrderNotRecorded { order: order_hash });
+        }
+        let holder = record.holder;
+        let signer = *self
+            .params
+            .holder_signer(holder)
+            .ok_or(Violation::UnknownHolder { holder })?;
+        let key = ShareRecord::state_key(&order_hash, holder);
+        if self.recorded(&key) {
+            return Err(Violation::ShareRecorded { holder });
+        }
+        let message = ShareRecord::message(
+            &self.params.chain_id,
+            &order_hash,
+            holder,
+            &record.sealed_hash,
+        )?;
+        self.push_signature(
+            SigCheck::ShareHolder(index, holder),
+            &signer,
+            &message,
+            &record.signature,
+        );
+        self.orders_served.push(key);
+        Ok(())
+    }
+
+    /// An order's version, chain and expiry (at equality it has expired); its hash.
+    fn check_order(&self, order: &DisclosureOrder) -> Result<Hash32, Violation> {
+        if order.version != VERSION {
+            return Err(Violation::OrderVersion {
+                version: order.version,
+            });
+        }
+        if order.chain_id != self.params.chain_id {
+            return Err(Violation::OrderWrongChain {
+                found: order.chain_id.to_string(),
+            });
+        }
+        if order.expires_at <= self.time {
+            return Err(Violation::OrderExpired {
+                expires_at: order.expires_at,
+                time: self.time,
+            });
+        }
+        Ok(order.hash()?)
+    }
+
+    /// Whether an order or share record key is in the state or earlier in this block.
+    fn recorded(&self, key: &Hash32) -> bool {
+        self.state.order_served(key) || self.orders_served.contains(key)
     }
 }

@@ -1,5 +1,6 @@
 //! Opening an account: the id is the key's, new, at a bank of genesis; a strong key; the
-//! holder and the bank both sign.
+//! holder and the bank both sign, over the sealed identity record too; the record is a
+//! well-formed ciphertext to the disclosure key, bound to this account.
 
 use super::super::{Execution, SigCheck};
 use crate::crypto;
@@ -31,7 +32,19 @@ impl Execution<'_> {
                 bank: open.bank,
             })?;
         crypto::check_key_strength(&open.tx_key).map_err(|reason| Violation::BadKey { reason })?;
-        let message = open_account_message(&self.params.chain_id, &open.tx_key, open.bank)?;
+        crypto::IdentityRecord::check(
+            &open.identity_record,
+            &self.params.disclosure_key,
+            &self.params.chain_id,
+            &open.account,
+        )
+        .map_err(|reason| Violation::BadIdentityRecord { reason })?;
+        let message = open_account_message(
+            &self.params.chain_id,
+            &open.tx_key,
+            open.bank,
+            &open.identity_record,
+        )?;
         self.push_signature(
             SigCheck::Holder(index),
             &open.tx_key,

@@ -1,11 +1,13 @@
 //! A transfer: its own fields, expiry, two open accounts, both banks' attestations, the
-//! balance moved, the replay rule, and the payer's credential.
+//! balance moved, the replay rule, and the payer's credential (which covers the identity
+//! credential's hash; the identity credential itself is opened only in a disclosure).
 
 use super::super::{Execution, SigCheck};
 use crate::error::Violation;
 use crate::state::Account;
 use crate::types::{
-    Amount, AttestationKind, BatchAttestation, Transfer, TransferOp, MEMO_BYTES_MAX, VERSION,
+    transaction_credential_message, Amount, AttestationKind, BatchAttestation, Transfer,
+    TransferOp, MEMO_BYTES_MAX, VERSION,
 };
 
 impl Execution<'_> {
@@ -20,10 +22,11 @@ impl Execution<'_> {
         self.check_expiry(transfer.expires_at)?;
         let mut payer = self.open_account_of(&transfer.payer)?;
         let mut payee = self.open_account_of(&transfer.payee)?;
-        let credential_version = op.request.identity_credential.0[0];
-        if credential_version != VERSION {
-            return Err(Violation::IdentityCredentialVersion {
-                version: credential_version,
+        let epoch = op.request.identity_credential.capsule.epoch;
+        if epoch != self.params.disclosure_key.epoch {
+            return Err(Violation::IdentityCredentialEpoch {
+                epoch,
+                expected: self.params.disclosure_key.epoch,
             });
         }
         let id = transfer.id()?;
@@ -43,10 +46,11 @@ impl Execution<'_> {
         )?;
         move_amount(transfer, &mut payer, &mut payee)?;
         self.use_nonce(&transfer.payer, transfer.nonce, transfer.expires_at)?;
+        let message = transaction_credential_message(&id, &op.request.identity_credential)?;
         self.push_signature(
             SigCheck::TxCredential(index),
             &payer.tx_key,
-            &id,
+            &message,
             &op.request.tx_credential,
         );
         self.touched.insert(transfer.payer, payer);
