@@ -128,8 +128,6 @@ impl From<halfveil_node::run::StartError> for Failure {
             E::Genesis { .. }
             | E::NotInGenesis { .. }
             | E::NotGenesisValidatorKey { .. }
-            | E::NoEscrowKey
-            | E::NotGenesisEscrowKey { .. }
             | E::NotGenesisBankKey { .. }
             | E::OtherOwner { .. }
             | E::P2pListen { .. }

@@ -466,8 +466,11 @@ fn check_fields(
 ) -> Result<(), (RejectCode, String)> {
     let transfer = &request.transfer;
     let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
-    if transfer.version != VERSION || request.identity_credential.0[0] != VERSION {
+    if transfer.version != VERSION {
         return invalid("unsupported version");
+    }
+    if request.identity_credential.capsule.epoch != params.disclosure_key.epoch {
+        return invalid("identity credential sealed to another disclosure key epoch");
     }
     if transfer.chain_id != params.chain_id {
         return invalid("wrong chain");

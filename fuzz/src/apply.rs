@@ -30,10 +30,9 @@ use halfveil_ledger::hash::merkle_root;
 use halfveil_ledger::{
     apply_blocks, apply_deferred, codec, open_account_message, Account, AccountId, Amount,
     AttestationKind, AuditorId, AuditorSignature, BankId, BatchAttestation, Block, BlockHeader,
-    ChainId, CloseAccount, Disclosure, DisclosureOrder, Hash32, IdentityCredential, Issue, Memo,
-    Nonce, Op, OpenAccount, PublicKey, Receipt, RotateKey, Signature, SignedHeader, State,
-    StateChange, TimeMs, TransactionRequest, Transfer, TransferOp, X25519PublicKey,
-    IDENTITY_CREDENTIAL_BYTES, VERSION,
+    ChainId, CloseAccount, DisclosureOrder, Hash32, IdentityCredential, Issue, Memo, Nonce, Op,
+    OpenAccount, OrderOp, PublicKey, Receipt, RotateKey, ShareRecord, Signature, SignedHeader,
+    State, StateChange, TimeMs, TransactionRequest, Transfer, TransferOp, X25519PublicKey, VERSION,
 };
 
 use crate::decoders::OP_BYTES_MAX;
@@ -158,7 +157,7 @@ fn check_invariants(world: &World, before: &State, block: &Block, change: &State
                 nonces.push((close.account, close.nonce));
                 closed.push(close.account);
             }
-            Op::OpenAccount(_) | Op::Disclosure(_) => {}
+            Op::OpenAccount(_) | Op::DisclosureOrder(_) | Op::DisclosureShare(_) => {}
         }
     }
     assert_eq!(
@@ -575,21 +574,23 @@ impl<'w, 'd> Program<'w, 'd> {
             memo,
         };
         let id = transfer.id().expect("id");
-        let mut tx_credential = self.sign_as(&payer, &id);
+        let mut credential: IdentityCredential =
+            halfveil_ledger::testkit::placeholder_credential(&self.world.params.disclosure_key);
+        if flags & flags::ODD_CREDENTIAL != 0 {
+            credential.capsule.epoch = u32::from(self.reader.u8());
+            credential.body[0] = self.reader.u8();
+        }
+        let message =
+            halfveil_ledger::transaction_credential_message(&id, &credential).expect("message");
+        let mut tx_credential = self.sign_as(&payer, &message);
         if flags & flags::CORRUPT_FIRST != 0 {
             self.corrupt(&mut tx_credential);
         }
-        let mut credential = [0u8; IDENTITY_CREDENTIAL_BYTES];
-        credential[0] = if flags & flags::ODD_CREDENTIAL != 0 {
-            self.reader.u8()
-        } else {
-            VERSION
-        };
         self.ops.push(Op::Transfer(TransferOp {
             request: TransactionRequest {
                 transfer,
                 tx_credential,
-                identity_credential: IdentityCredential(credential),
+                identity_credential: credential,
             },
             payer_ok: 0,
             payee_ok: 0,
@@ -625,8 +626,14 @@ impl<'w, 'd> Program<'w, 'd> {
         } else {
             AccountId::from_key(&tx_key)
         };
-        let message =
-            open_account_message(&self.world.params.chain_id, &tx_key, bank).expect("message");
+        // A record sealed for this account, or (odd) the world's record of another one.
+        let record = if flags & flags::ODD_CREDENTIAL != 0 {
+            self.world.spare_record.clone()
+        } else {
+            Box::new(self.world.seal_record(&account, u64::from(account.0[0])))
+        };
+        let message = open_account_message(&self.world.params.chain_id, &tx_key, bank, &record)
+            .expect("message");
         let mut holder_signature = self.sign(secret.as_ref(), &message);
         let bank_key = self.world.banks.get(usize::from(bank.0)).cloned();
         let mut bank_signature = self.sign(bank_key.as_ref(), &message);
@@ -642,6 +649,7 @@ impl<'w, 'd> Program<'w, 'd> {
             bank,
             holder_signature,
             bank_signature,
+            identity_record: record,
         }));
         if let Some(secret) = secret {
             self.keys.insert(account, secret);
@@ -739,10 +747,40 @@ impl<'w, 'd> Program<'w, 'd> {
                 first.signature.0[usize::from(bit / 8) % 64] ^= 1 << (bit % 8);
             }
         }
-        self.ops.push(Op::Disclosure(Disclosure {
-            order,
+        let record_share = flags & flags::ODD_CREDENTIAL != 0;
+        self.ops.push(Op::DisclosureOrder(OrderOp {
+            order: order.clone(),
             signatures,
-            result_hash: Hash32(self.reader.array()),
+        }));
+        if record_share {
+            self.op_share(order, flags);
+        }
+    }
+
+    /// A share record of `order`: the holder (0 and 5 are none), signed by its key unless
+    /// the flags corrupt it.
+    fn op_share(&mut self, order: DisclosureOrder, flags: u8) {
+        let holder = self.reader.choose(6) as u16;
+        let world = self.world;
+        let signer = match holder {
+            1..=3 => world.auditors.get(usize::from(holder) - 1).cloned(),
+            4 => Some(world.validator.clone()),
+            _ => None,
+        };
+        let sealed_hash = Hash32(self.reader.array());
+        let order_hash = order.hash().expect("hash");
+        let message =
+            ShareRecord::message(&world.params.chain_id, &order_hash, holder, &sealed_hash)
+                .expect("message");
+        let mut signature = self.sign(signer.as_ref(), &message);
+        if flags & flags::CORRUPT_SECOND != 0 {
+            self.corrupt(&mut signature);
+        }
+        self.ops.push(Op::DisclosureShare(ShareRecord {
+            order,
+            holder,
+            sealed_hash,
+            signature,
         }));
     }
 

@@ -1,7 +1,8 @@
 //! The ledger's decoders of outside bytes: envelopes (and the request inside), blocks, the
 //! ops and transfers they carry, rejections and receipts a payer's client reads, disclosure
-//! orders an auditor submits, identity records a payer seals to the IM, and the text forms
-//! of ids that RPC parameters carry.
+//! orders an auditor submits, identity records a payer seals to the disclosure key, the
+//! decryption shares a requester combines, and the text forms of ids that RPC parameters
+//! carry.
 
 use std::str::FromStr;
 
@@ -9,15 +10,17 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use halfveil_ledger::apply::{execute, execute_admitted, hash_ops};
 use halfveil_ledger::codec;
-use halfveil_ledger::crypto::{
-    self, BusinessKey, Envelope, IdentityRecord, SealedIdentityRecord, ENVELOPE_BYTES_MAX,
-    IDENTITY_RECORD_PLAINTEXT_BYTES,
-};
+use halfveil_ledger::crypto::{self, BusinessKey, Envelope, IdentityRecord, ENVELOPE_BYTES_MAX};
 use halfveil_ledger::hash::{merkle_proof, merkle_root};
+use halfveil_ledger::threshold::tdh2;
 use halfveil_ledger::{
-    AccountId, BankId, Block, ChainId, DisclosureOrder, Domain, Hash32, Op, PublicKey, Receipt,
-    Rejection, Signature, TransactionRequest, Transfer, X25519PublicKey, VERSION,
+    transaction_credential_message, AccountId, BankId, Block, ChainId, DisclosureOrder,
+    DisclosureShares, Domain, Hash32, Op, PublicKey, Receipt, Rejection, SealedIdentityRecord,
+    ShareRecord, Signature, TransactionRequest, Transfer, X25519PublicKey,
+    IDENTITY_RECORD_PLAINTEXT_BYTES, VERSION,
 };
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
 use crate::assert_canonical;
@@ -29,6 +32,8 @@ pub const RECEIPT_BYTES_MAX: usize = 1 << 20;
 pub const REJECTION_BYTES_MAX: usize = 4096;
 /// The bound the RPC server decodes disclosure orders with (`node/src/rpc_server.rs`).
 pub const ORDER_BYTES_MAX: usize = 1024;
+/// The bound `halfveil audit disclose` decodes a holder's opened shares with.
+pub const SHARES_BYTES_MAX: usize = 1024;
 /// A bound for a lone op (ops arrive inside blocks, bounded by the block's).
 pub const OP_BYTES_MAX: usize = 1 << 20;
 
@@ -129,8 +134,10 @@ pub fn transfer(data: &[u8]) {
     if let Ok(request) = codec::decode::<TransactionRequest>(data, ENVELOPE_BYTES_MAX) {
         assert_canonical(&request, data);
         let id = request.transfer.id().expect("id");
+        let message =
+            transaction_credential_message(&id, &request.identity_credential).expect("message");
         if let Some(key) = world().key_of(&request.transfer.payer) {
-            let _ = crypto::verify(&crypto::public_key(key), &id, &request.tx_credential);
+            let _ = crypto::verify(&crypto::public_key(key), &message, &request.tx_credential);
         }
     }
     if let Ok(transfer) = codec::decode::<Transfer>(data, ENVELOPE_BYTES_MAX) {
@@ -161,8 +168,13 @@ pub fn op(data: &[u8]) {
         Op::CloseAccount(close) => {
             close.message(chain_id).expect("message");
         }
-        Op::Disclosure(disclosure) => {
-            disclosure.order.hash().expect("hash");
+        Op::DisclosureOrder(op) => {
+            op.order.hash().expect("hash");
+        }
+        Op::DisclosureShare(record) => {
+            let hash = record.order.hash().expect("hash");
+            ShareRecord::message(chain_id, &hash, record.holder, &record.sealed_hash)
+                .expect("message");
         }
         Op::Transfer(transfer) => {
             transfer.request.transfer.id().expect("id");
@@ -237,7 +249,7 @@ pub fn receipt(data: &[u8]) {
     }
 }
 
-/// A disclosure order, as `hvadmin_disclose` decodes it.
+/// A disclosure order, as `hv_recordOrder` and `hv_recordShare` decode it.
 pub fn disclosure_order(data: &[u8]) {
     let Ok(order) = codec::decode::<DisclosureOrder>(data, ORDER_BYTES_MAX) else {
         return;
@@ -246,18 +258,27 @@ pub fn disclosure_order(data: &[u8]) {
     order.hash().expect("hash");
 }
 
-/// An identity record, as the IM opens it from the sealed record a bank relays: anyone can
-/// seal to the escrow key, so the plaintext is outside bytes. The bytes (cut to the record's
-/// fixed plaintext length, zero-padded) are sealed to the world's escrow key and opened.
+/// An identity record, as a disclosure opens it: anyone can seal to the disclosure key, so
+/// the plaintext is outside bytes. The bytes (cut to the record's fixed plaintext length,
+/// zero-padded) are sealed to the world's key for an account and opened with a quorum of
+/// the world's holders' shares.
 pub fn identity_record(data: &[u8]) {
     let world = world();
     let chain_id = &world.params.chain_id;
+    let key = &world.params.disclosure_key;
     let account = world.holders[0].id;
     let plaintext = &data[..data.len().min(IDENTITY_RECORD_PLAINTEXT_BYTES)];
     let mut padded = vec![0u8; IDENTITY_RECORD_PLAINTEXT_BYTES];
     padded[..plaintext.len()].copy_from_slice(plaintext);
-    let sealed = seal_record_plaintext(&world.params.escrow_key, chain_id, &account, &padded);
-    let opened = IdentityRecord::open(&sealed, &world.escrow, chain_id, &account);
+    let label = crypto::record_label(chain_id, &account);
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let (capsule, body) = tdh2::seal(key, &label, &padded, &mut rng).expect("seal");
+    let sealed = SealedIdentityRecord {
+        capsule,
+        body: body.try_into().expect("record length"),
+    };
+    let shares = quorum_shares(&label, &sealed.capsule, &sealed.body);
+    let opened = IdentityRecord::open(&sealed, key, chain_id, &account, &shares);
     if let Ok(record) = &opened {
         assert_eq!(record.version, VERSION);
         let again = codec::encode(record).expect("encode");
@@ -276,56 +297,57 @@ pub fn identity_record(data: &[u8]) {
         }
     }
     // Another account's or chain's context never opens it.
-    assert!(IdentityRecord::open(&sealed, &world.escrow, chain_id, &world.holders[1].id).is_err());
+    let other = world.holders[1].id;
+    assert!(IdentityRecord::open(&sealed, key, chain_id, &other, &shares).is_err());
 }
 
-/// rand_core 0.6 behind hpke's rand_core 0.9 traits, from a fixed seed.
-struct HpkeRng(rand_chacha::ChaCha20Rng);
-
-impl hpke::rand_core::RngCore for HpkeRng {
-    fn next_u32(&mut self) -> u32 {
-        rand::RngCore::next_u32(&mut self.0)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self.0)
-    }
-    fn fill_bytes(&mut self, destination: &mut [u8]) {
-        rand::RngCore::fill_bytes(&mut self.0, destination)
-    }
+/// The shares of the world's first `threshold` holders of a ciphertext under `label`.
+fn quorum_shares(
+    label: &Hash32,
+    capsule: &tdh2::Capsule,
+    body: &[u8],
+) -> Vec<tdh2::DecryptionShare> {
+    let world = world();
+    let key = &world.params.disclosure_key;
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    world.holder_secrets[..usize::from(key.threshold)]
+        .iter()
+        .map(|holder| tdh2::share(key, holder, label, capsule, body, &mut rng).expect("share"))
+        .collect()
 }
 
-impl hpke::rand_core::CryptoRng for HpkeRng {}
-
-/// Seals a record's plaintext to the escrow key the way `IdentityRecord::seal` does (HPKE
-/// base mode, `info` binding the chain, the account as associated data).
-pub fn seal_record_plaintext(
-    escrow: &X25519PublicKey,
-    chain_id: &ChainId,
-    account: &AccountId,
-    padded: &[u8],
-) -> SealedIdentityRecord {
-    use hpke::{aead::ChaCha20Poly1305, kdf::HkdfSha256, kem::X25519HkdfSha256};
-    use hpke::{Deserializable, Kem, OpModeS, Serializable};
-    use rand::SeedableRng;
-    let recipient = <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(&escrow.0).expect("key");
-    let mut info = b"halfveil v1 identity record".to_vec();
-    info.push(0);
-    info.extend_from_slice(chain_id.as_str().as_bytes());
-    let mut rng = HpkeRng(rand_chacha::ChaCha20Rng::seed_from_u64(7));
-    let (encapped, ciphertext) =
-        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
-            &OpModeS::Base,
-            &recipient,
-            &info,
-            padded,
-            &account.0,
-            &mut rng,
-        )
-        .expect("seal");
-    let mut sealed = vec![VERSION];
-    sealed.extend_from_slice(&encapped.to_bytes());
-    sealed.extend_from_slice(&ciphertext);
-    SealedIdentityRecord(sealed)
+/// A holder's decryption shares as a requester opens them (`halfveil audit disclose`), and
+/// a ciphertext's capsule as anyone checks it: against the world's key and the identity
+/// credential of one sealed transfer. A share verifies only if it is that holder's real
+/// share, and then it helps open the credential.
+pub fn disclosure_shares(data: &[u8]) {
+    let world = world();
+    let key = &world.params.disclosure_key;
+    let chain_id = &world.params.chain_id;
+    let (transfer_id, credential) = world.sealed_credential();
+    let label = crypto::credential_label(chain_id, &transfer_id);
+    if let Ok(shares) = codec::decode::<DisclosureShares>(data, SHARES_BYTES_MAX) {
+        assert_canonical(&shares, data);
+        let verified =
+            tdh2::verify_share(key, &label, &credential.capsule, &shares.credential).is_ok();
+        if verified {
+            let mut quorum = quorum_shares(&label, &credential.capsule, &credential.body);
+            quorum.retain(|share| share.holder != shares.credential.holder);
+            quorum.insert(0, shares.credential);
+            quorum.truncate(usize::from(key.threshold));
+            crypto::open_identity_credential(key, chain_id, &transfer_id, &credential, &quorum)
+                .expect("a verified share opens with a quorum");
+        }
+    }
+    if let Ok(capsule) = codec::decode::<tdh2::Capsule>(data, SHARES_BYTES_MAX) {
+        assert_canonical(&capsule, data);
+        let accepted = tdh2::check(key, &label, &capsule, &credential.body).is_ok();
+        assert_eq!(
+            accepted,
+            capsule == credential.capsule,
+            "another capsule passes the check"
+        );
+    }
 }
 
 /// The text forms of ids and keys that RPC parameters and CLI arguments carry: each parses

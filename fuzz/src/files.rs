@@ -134,7 +134,7 @@ pub fn config(data: &[u8]) {
 
 const FILE_KINDS: [FileKind; 6] = [
     FileKind::ValidatorKey,
-    FileKind::EscrowKey,
+    FileKind::DisclosureShare,
     FileKind::AttestationKey,
     FileKind::AuditorKey,
     FileKind::RequesterKey,

@@ -27,7 +27,8 @@ pub mod world;
 
 pub use apply::apply;
 pub use decoders::{
-    block, disclosure_order, envelope, identity_record, op, receipt, rejection, text_ids, transfer,
+    block, disclosure_order, disclosure_shares, envelope, identity_record, op, receipt, rejection,
+    text_ids, transfer,
 };
 pub use files::{config, genesis, key_file};
 pub use sigbatch::sigbatch_differential;
@@ -46,6 +47,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("receipt", receipt),
     ("disclosure_order", disclosure_order),
     ("identity_record", identity_record),
+    ("disclosure_shares", disclosure_shares),
     ("text_ids", text_ids),
     ("genesis", genesis),
     ("config", config),

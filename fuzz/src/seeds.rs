@@ -9,9 +9,9 @@ use halfveil_genesis::testnet::{self, TestnetSpec};
 use halfveil_ledger::crypto::{self, Envelope, IdentityRecord};
 use halfveil_ledger::{
     codec, AccountId, Amount, AttestationKind, AuditorId, AuditorSignature, BankId, Block,
-    CloseAccount, Disclosure, DisclosureOrder, Hash32, Height, Issue, Nonce, Op, OpenAccount,
-    Receipt, RejectCode, Rejecter, Rejection, RotateKey, Signature, TimeMs, X25519PublicKey,
-    VERSION,
+    CloseAccount, DisclosureOrder, DisclosureShares, Hash32, Height, Issue, Nonce, Op, OpenAccount,
+    OrderOp, Receipt, RejectCode, Rejecter, Rejection, RotateKey, ShareRecord, Signature, TimeMs,
+    X25519PublicKey, VERSION,
 };
 use halfveil_node::config::{
     Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
@@ -87,13 +87,17 @@ pub fn next_blocks(world: &World) -> Vec<(&'static str, Block)> {
     // An issue to the empty account and an opening.
     let pooled = &world.pool[0];
     let tx_key = crypto::public_key(pooled);
-    let message = halfveil_ledger::open_account_message(chain_id, &tx_key, BankId(0)).expect("m");
+    let account = AccountId::from_key(&tx_key);
+    let record = world.seal_record(&account, 1);
+    let message =
+        halfveil_ledger::open_account_message(chain_id, &tx_key, BankId(0), &record).expect("m");
     let open = Op::OpenAccount(OpenAccount {
-        account: AccountId::from_key(&tx_key),
+        account,
         tx_key,
         bank: BankId(0),
         holder_signature: crypto::sign(pooled, &message),
         bank_signature: crypto::sign(&world.banks[0], &message),
+        identity_record: Box::new(record),
     });
     let issue = Op::Issue(Issue {
         to: holders[4].id,
@@ -145,7 +149,15 @@ pub fn next_blocks(world: &World) -> Vec<(&'static str, Block)> {
         expires_at: TimeMs(time.0 + 600_000),
     };
     let hash = order.hash().expect("hash");
-    let disclosure = Op::Disclosure(Disclosure {
+    let sealed_hash = Hash32([5; 32]);
+    let share_message = ShareRecord::message(chain_id, &hash, 4, &sealed_hash).expect("m");
+    let share = Op::DisclosureShare(ShareRecord {
+        order: order.clone(),
+        holder: 4,
+        sealed_hash,
+        signature: crypto::sign(&world.validator, &share_message),
+    });
+    let disclosure = Op::DisclosureOrder(OrderOp {
         order,
         signatures: (0..2)
             .map(|auditor| AuditorSignature {
@@ -153,10 +165,9 @@ pub fn next_blocks(world: &World) -> Vec<(&'static str, Block)> {
                 signature: crypto::sign(&world.auditors[usize::from(auditor)], &hash),
             })
             .collect(),
-        result_hash: Hash32([5; 32]),
     });
     let (block, _) = world
-        .build(state, time, Vec::new(), vec![disclosure])
+        .build(state, time, Vec::new(), vec![disclosure, share])
         .expect("disclosure");
     blocks.push(("disclosure", block));
     blocks
@@ -280,6 +291,38 @@ fn ledger_seeds(world: &World, seeds: &mut Seeds) {
         codec::encode(&record).expect("e"),
     );
 
+    // A holder's real shares of a sealed credential (the record share is of the same
+    // ciphertext here), and the credential's capsule.
+    let (transfer_id, credential) = world.sealed_credential();
+    let label = crypto::credential_label(chain_id, &transfer_id);
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let key = &world.params.disclosure_key;
+    let share = halfveil_ledger::threshold::tdh2::share(
+        key,
+        &world.holder_secrets[1],
+        &label,
+        &credential.capsule,
+        &credential.body,
+        &mut rng,
+    )
+    .expect("share");
+    let shares = DisclosureShares {
+        order: Hash32([1; 32]),
+        holder: share.holder,
+        credential: share,
+        record: share,
+    };
+    seeds.add(
+        "disclosure_shares",
+        "shares",
+        codec::encode(&shares).expect("e"),
+    );
+    seeds.add(
+        "disclosure_shares",
+        "capsule",
+        codec::encode(&credential.capsule).expect("e"),
+    );
+
     seeds.add("text_ids", "account-id", holders[0].id.to_string());
     seeds.add("text_ids", "hash", id.to_hex());
     seeds.add("text_ids", "public-key", world.validator_key().to_hex());
@@ -361,7 +404,18 @@ pub fn apply_cases(world: &World) -> Vec<(String, Vec<u8>, bool)> {
         program(1, |w| {
             w.u8(kinds::DISCLOSURE).u8(0).u8(0).u8(0);
             w.bytes(&[3; 32]).bytes(&[9; 32]).u8(0).u8(2).u8(0).u8(1);
-            w.bytes(&[5; 32]);
+        }),
+        true,
+    ));
+    cases.push((
+        "program-disclosure-and-share".into(),
+        program(1, |w| {
+            w.u8(kinds::DISCLOSURE)
+                .u8(flags::ODD_CREDENTIAL)
+                .u8(0)
+                .u8(0);
+            w.bytes(&[3; 32]).bytes(&[9; 32]).u8(0).u8(2).u8(0).u8(1);
+            w.u8(4).bytes(&[5; 32]);
         }),
         true,
     ));
@@ -524,7 +578,7 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
         }
     }
 
-    let config = |moniker: &str, escrow: bool| Config {
+    let config = |moniker: &str, json_logs: bool| Config {
         moniker: moniker.into(),
         p2p: P2pConfig {
             listen: "/ip4/127.0.0.1/tcp/26656".into(),
@@ -553,11 +607,10 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
             genesis: "genesis.json".into(),
             node_key: "node_key.json".into(),
             signing_key: "signing_key.json".into(),
-            escrow_key: escrow.then(|| "escrow_key.json".into()),
             password_file: Some("password".into()),
         },
         log: LogConfig {
-            format: if escrow { "json" } else { "text" }.into(),
+            format: if json_logs { "json" } else { "text" }.into(),
             filter: "info,halfveil=debug".into(),
         },
         runtime: RuntimeConfig { worker_threads: 2 },
@@ -614,18 +667,6 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
     let Op::OpenAccount(open) = block1.ops[0].clone() else {
         panic!("block 1 starts with an opening");
     };
-    let record = IdentityRecord {
-        version: VERSION,
-        name: "Grace Hopper".into(),
-        national_id: "US-1906".into(),
-        fields: Vec::new(),
-        identity_key: crypto::public_key(&holders[0].identity_key),
-        possession: Signature([6; 64]),
-    };
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let sealed = record
-        .seal(&world.params.escrow_key, chain_id, &open.account, &mut rng)
-        .expect("seal");
     let rejection = Rejection::sign(
         chain_id,
         ids[0],
@@ -647,10 +688,7 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
         ),
         (
             "open-account",
-            Request::OpenAccount(OpenAccountRequest {
-                op: open,
-                record: sealed,
-            }),
+            Request::OpenAccount(OpenAccountRequest { op: open }),
         ),
         (
             "approve",
@@ -754,7 +792,6 @@ fn raft_frames(seeds: &mut Seeds, world: &World, block: &Block) {
         header: block.signed.header.clone(),
         attestations: block.attestations.clone(),
         ops: block.ops.clone(),
-        vault: Vec::new(),
     };
     let requests = vec![
         RaftRequest::Append(AppendEntriesRequest {

@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use halfveil_ledger::build::propose;
-use halfveil_ledger::crypto::{self, BusinessKey, SigningKey, X25519Secret};
+use halfveil_ledger::crypto::{self, BusinessKey, SigningKey};
 use halfveil_ledger::testkit::TestChain;
+use halfveil_ledger::threshold::HolderSecret;
 use halfveil_ledger::{
     attestation_message, AccountId, Amount, ApplyError, AttestationKind, BankId, BatchAttestation,
-    Block, ChainParams, Hash32, IdentityCredential, Issue, Memo, Nonce, Op, PublicKey, State,
-    StateChange, TimeMs, TransactionRequest, Transfer, IDENTITY_CREDENTIAL_BYTES, VERSION,
+    Block, ChainParams, Hash32, IdentityCredential, Issue, Memo, Nonce, Op, PublicKey,
+    SealedIdentityRecord, State, StateChange, TimeMs, TransactionRequest, Transfer, VERSION,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -38,7 +39,8 @@ pub struct Holder {
 pub struct World {
     pub params: ChainParams,
     pub validator: SigningKey,
-    pub escrow: X25519Secret,
+    /// The disclosure key's shares: the three auditors', then the IM's.
+    pub holder_secrets: Vec<HolderSecret>,
     pub banks: Vec<SigningKey>,
     pub auditors: Vec<SigningKey>,
     /// The state after the setup blocks: what `apply`'s inputs are checked against.
@@ -56,6 +58,8 @@ pub struct World {
     /// disclosure orders: what `State::from_parts` needs to rebuild it from scratch.
     pub remembered: BTreeSet<(AccountId, Nonce, TimeMs)>,
     pub served: Vec<Hash32>,
+    /// An identity record sealed for an account that is none of the targets' openings.
+    pub spare_record: Box<SealedIdentityRecord>,
 }
 
 /// Moves a set of remembered pairs past a block, as `State::commit` moves the state's.
@@ -117,6 +121,7 @@ impl World {
         let pool = (0..3)
             .map(|_| crypto::generate_signing_key(&mut chain.rng))
             .collect();
+        let spare_record = seal_record_for(&chain.params, &AccountId([0x5e; 32]), 5);
         let holders = accounts
             .into_iter()
             .map(|account| Holder {
@@ -130,7 +135,7 @@ impl World {
         World {
             params: chain.params,
             validator: chain.validator,
-            escrow: chain.escrow,
+            holder_secrets: chain.holders,
             banks: chain.banks,
             auditors: chain.auditors,
             state: chain.state,
@@ -140,7 +145,25 @@ impl World {
             setup,
             remembered,
             served,
+            spare_record: Box::new(spare_record),
         }
+    }
+
+    /// The first committed transfer's id and its identity credential, really sealed.
+    pub fn sealed_credential(&self) -> (Hash32, IdentityCredential) {
+        static SEALED: OnceLock<(Hash32, IdentityCredential)> = OnceLock::new();
+        SEALED
+            .get_or_init(|| {
+                let request = self.sealed_request(&self.holders[0], 9_999, self.holders[1].id, 1);
+                let id = request.transfer.id().expect("id");
+                (id, request.identity_credential)
+            })
+            .clone()
+    }
+
+    /// An identity record sealed to the disclosure key for `account`, from `seed`.
+    pub fn seal_record(&self, account: &AccountId, seed: u64) -> SealedIdentityRecord {
+        seal_record_for(&self.params, account, seed)
     }
 
     /// The time of the next block, as the IM would pick it.
@@ -170,7 +193,7 @@ impl World {
     }
 
     /// A transfer request signed by `payer`, with a well-formed identity credential that
-    /// only the IM could tell from a real one (`apply` cannot).
+    /// only a quorum of holders could tell from a real one (`apply` cannot).
     pub fn request(
         &self,
         payer: &Holder,
@@ -189,16 +212,18 @@ impl World {
             memo: Memo(b"fuzz".to_vec()),
         };
         let id = transfer.id().expect("id");
-        let mut credential = [0u8; IDENTITY_CREDENTIAL_BYTES];
-        credential[0] = VERSION;
+        let identity_credential: IdentityCredential =
+            halfveil_ledger::testkit::placeholder_credential(&self.params.disclosure_key);
+        let message = halfveil_ledger::transaction_credential_message(&id, &identity_credential)
+            .expect("message");
         TransactionRequest {
-            tx_credential: crypto::sign(&payer.tx_key, &id),
-            identity_credential: IdentityCredential(credential),
+            tx_credential: crypto::sign(&payer.tx_key, &message),
+            identity_credential,
             transfer,
         }
     }
 
-    /// A request whose identity credential is really sealed to the escrow key.
+    /// A request whose identity credential is really sealed to the disclosure key.
     pub fn sealed_request(
         &self,
         payer: &Holder,
@@ -210,13 +235,17 @@ impl World {
         let id = request.transfer.id().expect("id");
         let mut rng = ChaCha20Rng::seed_from_u64(nonce ^ SEED);
         request.identity_credential = crypto::seal_identity_credential(
-            &self.params.escrow_key,
+            &self.params.disclosure_key,
             &self.params.chain_id,
             &id,
             &payer.identity_key,
             &mut rng,
         )
         .expect("seal");
+        let message =
+            halfveil_ledger::transaction_credential_message(&id, &request.identity_credential)
+                .expect("message");
+        request.tx_credential = crypto::sign(&payer.tx_key, &message);
         request
     }
 
@@ -301,4 +330,19 @@ impl World {
     pub fn validator_key(&self) -> PublicKey {
         crypto::public_key(&self.validator)
     }
+}
+
+fn seal_record_for(params: &ChainParams, account: &AccountId, seed: u64) -> SealedIdentityRecord {
+    let record = crypto::IdentityRecord {
+        version: VERSION,
+        name: "Fuzz Holder".into(),
+        national_id: format!("F-{seed}"),
+        fields: Vec::new(),
+        identity_key: PublicKey([0x61; 32]),
+        possession: halfveil_ledger::Signature([0x62; 64]),
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    record
+        .seal(&params.disclosure_key, &params.chain_id, account, &mut rng)
+        .expect("seal")
 }

@@ -14,15 +14,16 @@ use std::str::FromStr;
 
 use halfveil_ledger::crypto::{self, SigningKey};
 use halfveil_ledger::state::InitialAccount;
+use halfveil_ledger::threshold::{DisclosureKey, HolderKey, Point};
 use halfveil_ledger::{
     codec, AccountId, Amount, BankId, ChainId, ChainParams, Domain, Hash32, Limits, PublicKey,
-    Signature, TimeMs, X25519PublicKey, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX,
+    Signature, TimeMs, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The genesis format this build reads.
-pub const GENESIS_VERSION: u8 = 1;
+pub const GENESIS_VERSION: u8 = 2;
 /// A genesis file larger than this is refused before parsing.
 pub const GENESIS_BYTES_MAX: u64 = 4 * 1024 * 1024;
 pub const BANKS_MAX: usize = 1024;
@@ -65,8 +66,7 @@ fn field_error(field: impl Into<String>, reason: impl Into<String>) -> GenesisEr
     }
 }
 
-/// The identity manager's entry: its first (or only) replica, and the escrow key all its
-/// replicas share.
+/// The identity manager's entry: its first (or only) replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityManagerEntry {
@@ -74,8 +74,36 @@ pub struct IdentityManagerEntry {
     pub peer_id: String,
     /// Ed25519 key that signs blocks and receipts (hex).
     pub validator_key: String,
-    /// X25519 key that identity credentials and records are sealed to (hex).
-    pub escrow_key: String,
+}
+
+/// The holder name of the identity manager's share of the disclosure key.
+pub const IM_HOLDER: &str = "identity-manager";
+
+/// One holder of the threshold disclosure key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderEntry {
+    /// The holder's number in the key (its FROST identifier), 1 to 64, increasing.
+    pub holder: u16,
+    /// An auditor's name, or `identity-manager`; that auditor's key (or the IM's validator
+    /// key) signs the holder's share records.
+    pub name: String,
+    /// The holder's public share of the group key (ristretto255, hex).
+    pub share_key: String,
+}
+
+/// The threshold disclosure key identity credentials and records are encrypted to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureKeyEntry {
+    pub epoch: u32,
+    pub refresh: u32,
+    /// How many holders' shares open a ciphertext. Every set of that many holders must hold
+    /// at least `auditors.threshold` auditors.
+    pub threshold: u16,
+    /// The group key (ristretto255, hex).
+    pub group_key: String,
+    pub holders: Vec<HolderEntry>,
 }
 
 /// Another replica of a replicated IM (replicas 2 to 5): a node of its own with its own
@@ -181,6 +209,7 @@ pub struct GenesisBody {
     pub identity_manager_replicas: Vec<ImReplicaEntry>,
     pub banks: Vec<BankEntry>,
     pub auditors: Auditors,
+    pub disclosure_key: DisclosureKeyEntry,
     pub initial_accounts: Vec<InitialAccountEntry>,
     pub limits: LimitsEntry,
 }
@@ -339,18 +368,11 @@ impl Genesis {
                 "must be milliseconds since the Unix epoch between 2020 and 2200",
             ));
         }
-        let im = &body.identity_manager;
         let (im_peer_ids, validator_keys) = validate_replicas(body)?;
-        let escrow_key = X25519PublicKey::from_hex(&im.escrow_key)
-            .map_err(|error| field_error("identity_manager.escrow_key", error.to_string()))?;
-        if escrow_key.0 == [0u8; 32] {
-            return Err(field_error(
-                "identity_manager.escrow_key",
-                "the all-zero key is not a key",
-            ));
-        }
         let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_ids)?;
         let auditor_keys = validate_auditors(&body.auditors)?;
+        let (disclosure_key, holder_signers) =
+            validate_disclosure_key(body, &auditor_keys, &validator_keys)?;
         let limits = validate_limits(&body.limits)?;
         let initial_accounts = validate_initial_accounts(body)?;
         let hash = body.hash()?;
@@ -360,7 +382,8 @@ impl Genesis {
             genesis_hash: hash,
             genesis_time: TimeMs(body.genesis_time_ms),
             validator_keys,
-            escrow_key,
+            disclosure_key,
+            holder_signers,
             bank_keys,
             auditor_keys,
             disclosure_threshold: body.auditors.threshold,
@@ -520,6 +543,79 @@ fn validate_banks(
         peer_ids.push(peer);
     }
     Ok((bank_keys, peer_ids))
+}
+
+fn parse_point(field: &str, text: &str) -> Result<Point, GenesisError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|error| field_error(field, format!("not 32 bytes of hex: {error}")))?;
+    Ok(Point(bytes))
+}
+
+/// The disclosure key: a consistent threshold key whose holders are auditors of genesis (or
+/// the IM), each once, and whose threshold can only be met with at least `auditors.threshold`
+/// auditors. Returns the key and each holder's signing key.
+fn validate_disclosure_key(
+    body: &GenesisBody,
+    auditor_keys: &[PublicKey],
+    validator_keys: &[PublicKey],
+) -> Result<(DisclosureKey, Vec<PublicKey>), GenesisError> {
+    let entry = &body.disclosure_key;
+    let mut holders = Vec::with_capacity(entry.holders.len());
+    let mut signers = Vec::with_capacity(entry.holders.len());
+    let mut names = HashSet::new();
+    for (index, holder) in entry.holders.iter().enumerate() {
+        let field = format!("disclosure_key.holders[{index}]");
+        let signer = if holder.name == IM_HOLDER {
+            validator_keys.first().copied()
+        } else {
+            body.auditors
+                .members
+                .iter()
+                .position(|auditor| auditor.name == holder.name)
+                .and_then(|position| auditor_keys.get(position).copied())
+        };
+        let signer = signer.ok_or_else(|| {
+            field_error(
+                format!("{field}.name"),
+                "neither an auditor's name nor identity-manager",
+            )
+        })?;
+        if !names.insert(holder.name.as_str()) {
+            return Err(field_error(format!("{field}.name"), "holds two shares"));
+        }
+        holders.push(HolderKey {
+            holder: holder.holder,
+            share_key: parse_point(&format!("{field}.share_key"), &holder.share_key)?,
+        });
+        signers.push(signer);
+    }
+    let key = DisclosureKey {
+        epoch: entry.epoch,
+        refresh: entry.refresh,
+        threshold: entry.threshold,
+        group_key: parse_point("disclosure_key.group_key", &entry.group_key)?,
+        holders,
+    };
+    key.check()
+        .map_err(|error| field_error("disclosure_key", error.to_string()))?;
+    let others = entry
+        .holders
+        .iter()
+        .filter(|holder| holder.name == IM_HOLDER)
+        .count();
+    if usize::from(entry.threshold) < usize::from(body.auditors.threshold) + others {
+        return Err(field_error(
+            "disclosure_key.threshold",
+            format!(
+                "{} holders could open without {} auditors: the threshold must be at least {}",
+                entry.threshold,
+                body.auditors.threshold,
+                usize::from(body.auditors.threshold) + others
+            ),
+        ));
+    }
+    Ok((key, signers))
 }
 
 fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError> {

@@ -1,4 +1,4 @@
-//! Password-encrypted files: signing keys, the escrow key, wallets.
+//! Password-encrypted files: signing keys, disclosure key shares, requester keys, wallets.
 //!
 //! A file is JSON: a header (format version, what the file holds, the public key if any, the
 //! Argon2id parameters and salt, the XChaCha20-Poly1305 nonce) and the ciphertext. The key is
@@ -67,8 +67,8 @@ pub enum KeystoreError {
 pub enum FileKind {
     /// The IM's Ed25519 block-signing key.
     ValidatorKey,
-    /// The IM's X25519 escrow key.
-    EscrowKey,
+    /// A holder's share of the threshold disclosure key (an auditor's or the IM's).
+    DisclosureShare,
     /// A bank's Ed25519 attestation key.
     AttestationKey,
     /// An auditor's Ed25519 key.
@@ -83,7 +83,7 @@ impl FileKind {
     pub fn describe(self) -> &'static str {
         match self {
             FileKind::ValidatorKey => "validator key",
-            FileKind::EscrowKey => "escrow key",
+            FileKind::DisclosureShare => "disclosure key share",
             FileKind::AttestationKey => "attestation key",
             FileKind::AuditorKey => "auditor key",
             FileKind::RequesterKey => "requester key",
@@ -424,7 +424,7 @@ pub fn replace_private(path: &Path, contents: &[u8]) -> Result<(), KeystoreError
     Ok(())
 }
 
-/// Writes a 32-byte secret (a signing or escrow key) as an encrypted key file.
+/// Writes a 32-byte secret (a signing key, a disclosure key share, a requester key) as an encrypted key file.
 pub fn write_key_file(
     path: &Path,
     kind: FileKind,
@@ -492,7 +492,55 @@ pub fn read_signing_key(
     Ok(key)
 }
 
-/// Reads an X25519 key file (escrow or requester), checking the public key.
+/// Writes a holder's share of the disclosure key as an encrypted key file; its public key is
+/// the holder's public share, which genesis lists.
+pub fn write_disclosure_share(
+    path: &Path,
+    share: &halfveil_ledger::threshold::HolderSecret,
+    password: &SecretString,
+    params: KdfParams,
+) -> Result<(), KeystoreError> {
+    let public = share.public().map_err(|error| KeystoreError::Malformed {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    write_key_file(
+        path,
+        FileKind::DisclosureShare,
+        &share.to_bytes(),
+        &public.0,
+        password,
+        params,
+    )
+}
+
+/// Reads a holder's share of `key` (genesis's disclosure key), checking it is one of its
+/// holders' and that the file's public key is that share's.
+pub fn read_disclosure_share(
+    path: &Path,
+    password: &SecretString,
+    key: &halfveil_ledger::threshold::DisclosureKey,
+) -> Result<halfveil_ledger::threshold::HolderSecret, KeystoreError> {
+    let (secret, public) = read_key_file(path, FileKind::DisclosureShare, password)?;
+    let share =
+        halfveil_ledger::threshold::HolderSecret::for_key(key, &secret).map_err(|error| {
+            KeystoreError::Malformed {
+                path: path.display().to_string(),
+                reason: format!(
+                    "{error} (a share of another chain's key, or of an older refresh?)"
+                ),
+            }
+        })?;
+    let derived = share
+        .public()
+        .map_err(|_| KeystoreError::PublicKeyMismatch {
+            path: path.display().to_string(),
+        })?;
+    check_public(path, &derived.0, &public)?;
+    Ok(share)
+}
+
+/// Reads an X25519 key file (a requester's), checking the public key.
 pub fn read_x25519_key(
     path: &Path,
     kind: FileKind,

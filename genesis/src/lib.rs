@@ -3,7 +3,7 @@
 //! - [`file`]: the genesis JSON: its schema, strict validation with errors that name the
 //!   field, its hash, and the [`halfveil_ledger::ChainParams`] the ledger checks blocks with.
 //! - [`keystore`]: password-encrypted files (Argon2id, XChaCha20-Poly1305) for signing keys,
-//!   the escrow key and wallets; plaintext libp2p node keys.
+//!   disclosure key shares, requester keys and wallets; plaintext libp2p node keys.
 //! - [`testnet`]: every key and the signed genesis of a local network.
 
 pub mod file;

@@ -1,12 +1,14 @@
 //! Every key and the signed genesis of a local network: an IM of 1, 3 or 5 replicas, `banks`
 //! banks, `auditors` auditors. The caller writes them to disk (the CLI's `testnet init`).
 
-use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
+use halfveil_ledger::crypto::{self, SigningKey};
+use halfveil_ledger::threshold::{dkg, DisclosureKey, HolderSecret};
 use rand_core::OsRng;
 
 use crate::file::{
-    AuditorEntry, Auditors, BankEntry, Genesis, GenesisBody, GenesisError, IdentityManagerEntry,
-    ImReplicaEntry, LimitsEntry, ValidGenesis, GENESIS_VERSION,
+    AuditorEntry, Auditors, BankEntry, DisclosureKeyEntry, Genesis, GenesisBody, GenesisError,
+    HolderEntry, IdentityManagerEntry, ImReplicaEntry, LimitsEntry, ValidGenesis, GENESIS_VERSION,
+    IM_HOLDER,
 };
 
 /// What to generate.
@@ -48,8 +50,9 @@ pub struct Testnet {
     pub genesis: ValidGenesis,
     /// The IM replicas, in genesis order.
     pub im: Vec<ImKeys>,
-    /// The escrow key every IM replica holds.
-    pub escrow: X25519Secret,
+    /// The disclosure key's shares: each auditor's, in auditor order, then the IM's (which
+    /// every IM replica holds).
+    pub holders: Vec<HolderSecret>,
     pub banks: Vec<BankKeys>,
     pub auditors: Vec<AuditorKeys>,
 }
@@ -63,7 +66,6 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
             validator: crypto::generate_signing_key(&mut rng),
         })
         .collect();
-    let escrow = X25519Secret::generate(&mut rng);
     let banks: Vec<BankKeys> = (1..=spec.banks)
         .map(|number| BankKeys {
             name: format!("bank-{number}"),
@@ -77,7 +79,15 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
             key: crypto::generate_signing_key(&mut rng),
         })
         .collect();
-    let body = body_of(spec, &im, &escrow, &banks, &auditors)?;
+    // One operator makes every key of a local network anyway, so the DKG runs in memory here;
+    // a real network runs `halfveil keys dkg` on each holder's machine.
+    let numbers: Vec<u16> = (1..=spec.auditors as u16 + 1).collect();
+    let (holders, disclosure_key) = dkg::in_memory(0, &numbers, spec.threshold + 1, None, &mut rng)
+        .map_err(|error| GenesisError::Field {
+            field: "disclosure_key".into(),
+            reason: error.to_string(),
+        })?;
+    let body = body_of(spec, &im, &disclosure_key, &banks, &auditors)?;
     let bank_keys: Vec<&SigningKey> = banks.iter().map(|bank| &bank.attestation).collect();
     let auditor_keys: Vec<&SigningKey> = auditors.iter().map(|auditor| &auditor.key).collect();
     let validators: Vec<&SigningKey> = im.iter().map(|replica| &replica.validator).collect();
@@ -86,7 +96,7 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
     Ok(Testnet {
         genesis,
         im,
-        escrow,
+        holders,
         banks,
         auditors,
     })
@@ -96,7 +106,7 @@ pub fn generate(spec: &TestnetSpec) -> Result<Testnet, GenesisError> {
 fn body_of(
     spec: &TestnetSpec,
     im: &[ImKeys],
-    escrow: &X25519Secret,
+    disclosure_key: &DisclosureKey,
     banks: &[BankKeys],
     auditors: &[AuditorKeys],
 ) -> Result<GenesisBody, GenesisError> {
@@ -106,10 +116,6 @@ fn body_of(
             reason: "an IM has at least one replica".into(),
         });
     };
-    let escrow_public = escrow.public_key().map_err(|error| GenesisError::Field {
-        field: "identity_manager.escrow_key".into(),
-        reason: error.to_string(),
-    })?;
     let peer_id = |key: &libp2p_identity::Keypair| key.public().to_peer_id().to_string();
     Ok(GenesisBody {
         version: GENESIS_VERSION,
@@ -118,7 +124,6 @@ fn body_of(
         identity_manager: IdentityManagerEntry {
             peer_id: peer_id(&first.node_key),
             validator_key: crypto::public_key(&first.validator).to_hex(),
-            escrow_key: escrow_public.to_hex(),
         },
         identity_manager_replicas: replicas
             .iter()
@@ -145,9 +150,31 @@ fn body_of(
                 })
                 .collect(),
         },
+        disclosure_key: disclosure_key_entry(disclosure_key, auditors),
         initial_accounts: Vec::new(),
         limits: spec.limits.clone(),
     })
+}
+
+/// Genesis's entry for `key`, whose holders are `auditors` in order, then the IM.
+pub fn disclosure_key_entry(key: &DisclosureKey, auditors: &[AuditorKeys]) -> DisclosureKeyEntry {
+    DisclosureKeyEntry {
+        epoch: key.epoch,
+        refresh: key.refresh,
+        threshold: key.threshold,
+        group_key: hex::encode(key.group_key.0),
+        holders: key
+            .holders
+            .iter()
+            .map(|holder| HolderEntry {
+                holder: holder.holder,
+                name: auditors
+                    .get(usize::from(holder.holder) - 1)
+                    .map_or_else(|| IM_HOLDER.to_owned(), |auditor| auditor.name.clone()),
+                share_key: hex::encode(holder.share_key.0),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

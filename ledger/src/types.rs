@@ -593,6 +593,25 @@ impl ShareRecord {
     }
 }
 
+/// What a holder seals to an order's requester ([`crate::crypto::seal_to_requester`]): its
+/// decryption shares of the payment's identity credential and of the payer's identity
+/// record. The hash of the sealed bytes is what its [`ShareRecord`] records on chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosureShares {
+    /// The order's hash.
+    pub order: Hash32,
+    pub holder: u16,
+    pub credential: crate::threshold::tdh2::DecryptionShare,
+    pub record: crate::threshold::tdh2::DecryptionShare,
+}
+
+impl DisclosureShares {
+    /// The hash a share record carries for these shares as sealed (`sealed`).
+    pub fn sealed_hash(sealed: &[u8]) -> Hash32 {
+        Domain::SealedShares.hash(sealed)
+    }
+}
+
 /// Everything a block can do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {

@@ -16,7 +16,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
 use halfveil_ledger::crypto::{self, SignatureBatch};
 use halfveil_ledger::{
-    AttestationKind, BankId, ChainId, CodecError, Hash32, PublicKey, TransactionRequest,
+    transaction_credential_message, AttestationKind, BankId, ChainId, CodecError, Hash32,
+    PublicKey, TransactionRequest,
 };
 
 use crate::protocol::ForwardBatch;
@@ -115,31 +116,36 @@ fn run<C>(chain_id: &ChainId, queue: &Receiver<Job<C>>, mut deliver: impl FnMut(
 /// signature and every credential in one combined batch, and only if that fails each job
 /// apart (its attestation alone, its credentials in a batch, then one by one).
 pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
-    let shapes: Vec<Result<(Vec<Hash32>, Hash32), BatchRefused>> = jobs
+    let shapes: Vec<Result<Shape, BatchRefused>> = jobs
         .iter()
         .map(|job| check_shape(chain_id, job.bank, &job.batch))
         .collect();
     let total = jobs.iter().map(|job| job.keys.len() + 1).sum();
     let mut combined = SignatureBatch::with_capacity(total);
     for (job_index, (job, shape)) in jobs.iter().zip(&shapes).enumerate() {
-        let Ok((ids, message)) = shape else {
+        let Ok(shape) = shape else {
             continue;
         };
         combined.push(
             (job_index, None),
             &job.bank_key,
-            message,
+            &shape.attestation_message,
             &job.batch.attestation.signature,
         );
-        for (index, ((key, id), request)) in job
+        for (index, ((key, message), request)) in job
             .keys
             .iter()
-            .zip(ids)
+            .zip(&shape.credential_messages)
             .zip(&job.batch.requests)
             .enumerate()
         {
             if let Some(key) = key {
-                combined.push((job_index, Some(index)), key, id, &request.tx_credential);
+                combined.push(
+                    (job_index, Some(index)),
+                    key,
+                    message,
+                    &request.tx_credential,
+                );
             }
         }
     }
@@ -147,34 +153,51 @@ pub fn check_jobs<C>(chain_id: &ChainId, jobs: Vec<Job<C>>) -> Vec<Checked<C>> {
     jobs.into_iter()
         .zip(shapes)
         .map(|(job, shape)| {
-            let verdict = shape.and_then(|(ids, message)| {
+            let verdict = shape.and_then(|shape| {
                 if all_verify {
                     let credential_ok = job.keys.iter().map(Option::is_some).collect();
-                    return Ok((ids, credential_ok));
+                    return Ok((shape.ids, credential_ok));
                 }
-                crypto::verify(&job.bank_key, &message, &job.batch.attestation.signature)
-                    .map_err(|_| BatchRefused::BadAttestation)?;
-                let credential_ok = verify_credentials(&job.keys, &ids, &job.batch.requests);
-                Ok((ids, credential_ok))
+                crypto::verify(
+                    &job.bank_key,
+                    &shape.attestation_message,
+                    &job.batch.attestation.signature,
+                )
+                .map_err(|_| BatchRefused::BadAttestation)?;
+                let credential_ok =
+                    verify_credentials(&job.keys, &shape.credential_messages, &job.batch.requests);
+                Ok((shape.ids, credential_ok))
             });
             Checked { job, verdict }
         })
         .collect()
 }
 
-/// A forwarded batch's ids and the message its payer-ok attestation signs, if the
-/// attestation is by `bank` and covers exactly those ids (its signature is checked by the
-/// caller).
+/// What a forwarded batch's signatures are over: each transfer's id and the message its
+/// transaction credential signs, and the message of the payer-ok attestation.
+struct Shape {
+    ids: Vec<Hash32>,
+    credential_messages: Vec<Hash32>,
+    attestation_message: Hash32,
+}
+
+/// A forwarded batch's [`Shape`], if the attestation is by `bank` and covers exactly its ids
+/// (its signature is checked by the caller).
 fn check_shape(
     chain_id: &ChainId,
     bank: BankId,
     batch: &ForwardBatch,
-) -> Result<(Vec<Hash32>, Hash32), BatchRefused> {
-    let ids = batch
-        .requests
-        .iter()
-        .map(|request| request.transfer.id())
-        .collect::<Result<Vec<Hash32>, _>>()?;
+) -> Result<Shape, BatchRefused> {
+    let mut ids = Vec::with_capacity(batch.requests.len());
+    let mut credential_messages = Vec::with_capacity(batch.requests.len());
+    for request in &batch.requests {
+        let id = request.transfer.id()?;
+        credential_messages.push(transaction_credential_message(
+            &id,
+            &request.identity_credential,
+        )?);
+        ids.push(id);
+    }
     let attestation = &batch.attestation;
     if attestation.kind != AttestationKind::PayerOk
         || attestation.bank != bank
@@ -182,19 +205,24 @@ fn check_shape(
     {
         return Err(BatchRefused::NotCovered);
     }
-    let message = halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)?;
-    Ok((ids, message))
+    let attestation_message =
+        halfveil_ledger::attestation_message(chain_id, attestation.kind, bank, &ids)?;
+    Ok(Shape {
+        ids,
+        credential_messages,
+        attestation_message,
+    })
 }
 
 /// One batch's credentials: one batch check, and one by one only if it fails, to find the
 /// bad ones. ZIP-215 either way, so the answers agree.
 fn verify_credentials(
     keys: &[Option<PublicKey>],
-    ids: &[Hash32],
+    messages: &[Hash32],
     requests: &[TransactionRequest],
 ) -> Vec<bool> {
-    let mut batch = SignatureBatch::with_capacity(ids.len());
-    for (index, ((key, id), request)) in keys.iter().zip(ids).zip(requests).enumerate() {
+    let mut batch = SignatureBatch::with_capacity(messages.len());
+    for (index, ((key, id), request)) in keys.iter().zip(messages).zip(requests).enumerate() {
         if let Some(key) = key {
             batch.push(index, key, id, &request.tx_credential);
         }
@@ -203,7 +231,7 @@ fn verify_credentials(
         return keys.iter().map(Option::is_some).collect();
     }
     keys.iter()
-        .zip(ids)
+        .zip(messages)
         .zip(requests)
         .map(|((key, id), request)| {
             key.as_ref()

@@ -15,8 +15,7 @@ use halfveil_consensus::bank::{
     Bank, BankLimits, Bounds, Effect, ForwardAnswer, Keys, LocalAccount, OnChain, Opening,
     OpeningError, PayeeItem, Refusal, SubmitError,
 };
-use halfveil_ledger::crypto::SEALED_IDENTITY_RECORD_BYTES;
-use halfveil_ledger::crypto::{self, BusinessKey, SealedIdentityRecord, SigningKey};
+use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
 use halfveil_ledger::fastmap::{HashMap, HashMapExt};
 use halfveil_ledger::{
     codec, AccountId, BankId, ChainParams, CodecError, CryptoError, Hash32, PublicKey, RejectCode,
@@ -263,26 +262,37 @@ fn account_from_row(
     Ok((account, local))
 }
 
-/// Parses an opening request: hex fields of the right lengths, a strong key, and an account
-/// not on the chain yet. Returns the opening and the identity record, sealed to the IM
-/// (relayed blind).
+/// The longest encoded sealed identity record an opening may carry.
+const SEALED_RECORD_BYTES_MAX: usize = 2048;
+
+/// Parses an opening request: hex fields of the right lengths, a strong key, an account not
+/// on the chain yet, and an identity record that is a valid ciphertext to the disclosure key
+/// for this account (the bank cannot read it, but can tell it is well formed).
 fn parse_opening(
     params: &OpenAccountParams,
+    chain: &ChainParams,
     state: &State,
-) -> Result<(Opening, Vec<u8>), RpcFailure> {
+) -> Result<Opening, RpcFailure> {
     let tx_key = PublicKey(parse_hex::<32>(&params.tx_key, "tx_key")?);
     let holder_signature = Signature(parse_hex::<64>(
         &params.holder_signature,
         "holder_signature",
     )?);
-    if params.sealed_record.len() != SEALED_IDENTITY_RECORD_BYTES * 2 {
+    if params.sealed_record.len() > SEALED_RECORD_BYTES_MAX * 2 {
         return Err(RpcFailure::new(
             codes::INVALID_INPUT,
-            "sealed_record has the wrong length",
+            "sealed_record is too long",
         ));
     }
-    let record = hex::decode(&params.sealed_record)
+    let bytes = hex::decode(&params.sealed_record)
         .map_err(|_| RpcFailure::new(codes::INVALID_INPUT, "sealed_record is not hex"))?;
+    let identity_record: halfveil_ledger::SealedIdentityRecord =
+        codec::decode(&bytes, SEALED_RECORD_BYTES_MAX).map_err(|error| {
+            RpcFailure::new(
+                codes::INVALID_INPUT,
+                format!("sealed_record does not decode: {error}"),
+            )
+        })?;
     crypto::check_key_strength(&tx_key)
         .map_err(|error| RpcFailure::new(codes::INVALID_INPUT, error.to_string()))?;
     let account = AccountId::from_key(&tx_key);
@@ -292,12 +302,19 @@ fn parse_opening(
             "the account already exists",
         ));
     }
-    let opening = Opening {
+    IdentityRecord::check(&identity_record, &chain.disclosure_key, &chain.chain_id, &account)
+        .map_err(|error| {
+            RpcFailure::new(
+                codes::INVALID_INPUT,
+                format!("sealed_record is not sealed to this chain's disclosure key for this account: {error}"),
+            )
+        })?;
+    Ok(Opening {
         tx_key,
         holder_signature,
         account,
-    };
-    Ok((opening, record))
+        identity_record: Box::new(identity_record),
+    })
 }
 
 fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], RpcFailure> {
@@ -724,7 +741,7 @@ impl Service {
         reply: oneshot::Sender<Result<OpenedAccount, RpcFailure>>,
     ) {
         let store = Arc::clone(&self.store);
-        let added = parse_opening(&params, &self.state).and_then(|(opening, record)| {
+        let added = parse_opening(&params, &self.params, &self.state).and_then(|opening| {
             let Some(bank) = self.bank() else {
                 return Err(RpcFailure::new(
                     codes::WRONG_ROLE,
@@ -740,8 +757,7 @@ impl Service {
                 bank.core.remove_account(&opening.account);
                 RpcFailure::new(codes::INTERNAL, error.to_string())
             })?;
-            let record = SealedIdentityRecord(record);
-            Ok((OpenAccountRequest { op, record }, row))
+            Ok((OpenAccountRequest { op }, row))
         });
         let (request, row) = match added {
             Ok(added) => added,

@@ -1,7 +1,8 @@
 //! The identity manager's half of the service: admits forwarded batches, asks payee banks
-//! for approval in batches, builds, signs and persists blocks, keeps the identity vault,
-//! and tells payer banks about refusals.
+//! for approval in batches, builds, signs and persists blocks, records account openings and
+//! disclosure orders and shares, and tells payer banks about refusals.
 
+mod disclosure;
 mod replica;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -14,17 +15,13 @@ use halfveil_consensus::pool::{Dropped, VerifiedBatch};
 use halfveil_consensus::TransferPool;
 use halfveil_ledger::apply::BLOCK_ATTESTATIONS_MAX;
 use halfveil_ledger::build::Proposal;
-use halfveil_ledger::crypto::{
-    self, IdentityRecord, SealedIdentityRecord, SigningKey, X25519Secret,
-};
+use halfveil_ledger::crypto::{self, IdentityRecord, SigningKey};
 use halfveil_ledger::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use halfveil_ledger::{
-    open_account_message, AccountId, Amount, AttestationKind, AuditorId, AuditorSignature, BankId,
-    BatchAttestation, Block, ChainId, ChainParams, CodecError, CryptoError, Disclosure,
-    DisclosureOrder, Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter, Rejection, State,
-    TimeMs, TransferOp,
+    AccountId, Amount, AttestationKind, BankId, BatchAttestation, Block, ChainId, CryptoError,
+    Hash32, Height, Issue, Op, PublicKey, RejectCode, Rejecter, Rejection, TimeMs,
 };
-use halfveil_store::{RocksStore, Store, StoreError};
+use halfveil_store::Store;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -35,12 +32,12 @@ use crate::protocol::{
     sender_bank, ApprovalItemWire, CommittedAt, ForwardBatch, OpenAccountRequest, Request,
     Response, BATCH_TRANSFERS_MAX,
 };
-use crate::rpc::{codes, Disclosed, DisclosureResult, RpcFailure};
+use crate::rpc::{codes, RpcFailure};
 use crate::service::{Input, Role, Service, TransferState};
 
 pub use replica::{ReplicaHalf, ReplicaInput, ServiceChain};
 
-/// Most account openings, issues and disclosures waiting for a block.
+/// Most account openings, issues and disclosure records waiting for a block.
 const ADMIN_QUEUE_MAX: usize = 10_000;
 /// Most admin ops in one block.
 const ADMIN_OPS_PER_BLOCK_MAX: usize = 1024;
@@ -55,20 +52,16 @@ const BLOCK_SPACING_MIN: std::time::Duration = std::time::Duration::from_millis(
 enum AdminWaiter {
     Rpc(oneshot::Sender<Result<Height, RpcFailure>>),
     Peer(Reply, AccountId),
-    /// A disclosure: the answer, sealed to the requester, goes out once it is recorded.
-    Disclosure(oneshot::Sender<Result<Disclosed, RpcFailure>>, Disclosed),
 }
 
 #[derive(Debug)]
 struct AdminOp {
     op: Op,
-    vault: Option<(AccountId, SealedIdentityRecord)>,
     waiter: AdminWaiter,
 }
 
-/// What an admin op's caller waits on, and the identity record it stores, carried through
-/// the block builder.
-type AdminOrigin = (AdminWaiter, Option<(AccountId, SealedIdentityRecord)>);
+/// What an admin op's caller waits on, carried through the block builder.
+type AdminOrigin = AdminWaiter;
 
 /// Ops the builder left out: a transfer is refused (signed, to its bank), an admin op's
 /// caller hears why. Returns the transfers the pool dropped, for their banks.
@@ -85,13 +78,10 @@ fn im_refuse_left_out(
                     dropped.push((drop, None));
                 }
             }
-            Origin::Admin((waiter, _)) => {
+            Origin::Admin(waiter) => {
                 let failure = RpcFailure::new(codes::REFUSED, left.reason);
                 match waiter {
                     AdminWaiter::Rpc(reply) => {
-                        let _ = reply.send(Err(failure));
-                    }
-                    AdminWaiter::Disclosure(reply, _) => {
                         let _ = reply.send(Err(failure));
                     }
                     AdminWaiter::Peer(..) => {}
@@ -127,7 +117,6 @@ pub enum ImInput {
 #[derive(Debug)]
 pub struct ImRole {
     pub validator: SigningKey,
-    pub escrow: X25519Secret,
     pub pool: TransferPool,
     pub guard: SignGuard,
     admin: VecDeque<AdminOp>,
@@ -148,15 +137,9 @@ pub struct ImRole {
 }
 
 impl ImRole {
-    pub fn new(
-        validator: SigningKey,
-        escrow: X25519Secret,
-        pool: TransferPool,
-        guard: SignGuard,
-    ) -> ImRole {
+    pub fn new(validator: SigningKey, pool: TransferPool, guard: SignGuard) -> ImRole {
         ImRole {
             validator,
-            escrow,
             pool,
             guard,
             admin: VecDeque::new(),
@@ -191,86 +174,6 @@ impl ImRole {
             TransferState::Unknown
         }
     }
-
-    /// The hash of a disclosure order the IM can take: room in the admin queue, this
-    /// version and chain, not expired, and neither served nor queued before.
-    fn check_order(
-        &self,
-        state: &State,
-        params: &ChainParams,
-        order: &DisclosureOrder,
-    ) -> Result<Hash32, DisclosureError> {
-        if self.admin.len() >= ADMIN_QUEUE_MAX {
-            return Err(DisclosureError::QueueFull);
-        }
-        if order.version != halfveil_ledger::VERSION {
-            return Err(DisclosureError::Version(order.version));
-        }
-        if order.chain_id != params.chain_id {
-            return Err(DisclosureError::OtherChain(order.chain_id.clone()));
-        }
-        if order.expires_at <= now_ms() {
-            return Err(DisclosureError::Expired(order.expires_at));
-        }
-        let order_hash = order.hash()?;
-        let queued = self.admin.iter().any(|queued| {
-            matches!(&queued.op, Op::Disclosure(other) if other.order.hash().ok() == Some(order_hash))
-        });
-        if state.order_served(&order_hash) || queued {
-            return Err(DisclosureError::AlreadyServed(order_hash));
-        }
-        Ok(order_hash)
-    }
-}
-
-/// Why the IM refuses a disclosure order (the requester sees the text).
-#[derive(Debug, thiserror::Error)]
-pub enum DisclosureError {
-    #[error("only the identity manager serves disclosures")]
-    NotIdentityManager,
-    /// [`ADMIN_QUEUE_MAX`] operations already wait for a block.
-    #[error("too many operations waiting; retry")]
-    QueueFull,
-    #[error("unsupported order version {0}")]
-    Version(u8),
-    #[error("the order is for chain {0}")]
-    OtherChain(ChainId),
-    #[error("the order expired at {0} ms")]
-    Expired(TimeMs),
-    #[error("order {0} was already served")]
-    AlreadyServed(Hash32),
-    #[error("{signatures} auditor signatures, below the threshold of {threshold}")]
-    BelowThreshold { signatures: usize, threshold: usize },
-    #[error("too many signatures")]
-    TooManySignatures,
-    #[error("auditor {0} is not in genesis")]
-    UnknownAuditor(AuditorId),
-    #[error("auditor {0} signed twice")]
-    SignedTwice(AuditorId),
-    #[error("the signature of auditor {0} does not verify")]
-    BadSignature(AuditorId),
-    #[error("transfer {0} is not on the chain")]
-    NotOnChain(Hash32),
-    #[error("the transfer's block is missing")]
-    BlockMissing,
-    #[error("the transfer's op is missing")]
-    OpMissing,
-    #[error("the payer's identity record is missing from the vault")]
-    RecordMissing,
-    /// The vault's record does not open with the escrow key.
-    #[error("the payer's identity record does not open")]
-    RecordSealed,
-    /// The order or a row does not encode.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The result does not serialize as JSON.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// The result cannot be sealed to the requester's key.
-    #[error(transparent)]
-    Seal(#[from] CryptoError),
 }
 
 /// Why the IM refuses an account opening a bank relays (the bank sees the text).
@@ -283,15 +186,11 @@ pub enum OpeningRefused {
     Exists,
     #[error("too many operations waiting; retry")]
     QueueFull,
-    /// The identity record does not open with the escrow key.
-    #[error("the identity record does not open")]
-    RecordSealed,
-    #[error("identity key refused: {0}")]
-    WeakIdentityKey(#[source] CryptoError),
-    #[error(transparent)]
-    Encode(#[from] CodecError),
-    #[error("the identity key's proof of possession does not verify")]
-    BadPossession,
+    /// Not a valid ciphertext to the disclosure key for this account.
+    #[error(
+        "the identity record is not sealed to this chain's disclosure key for this account: {0}"
+    )]
+    BadRecord(#[source] CryptoError),
 }
 
 fn error_response(code: RejectCode, message: impl Into<String>) -> Response {
@@ -807,7 +706,7 @@ impl Service {
         let admin: Vec<_> = im
             .admin
             .drain(..admin_count)
-            .map(|admin| (admin.op, Origin::Admin((admin.waiter, admin.vault))))
+            .map(|admin| (admin.op, Origin::Admin(admin.waiter)))
             .collect();
         let draft = im.pool.draft(ops_max - admin_count, BLOCK_ATTESTATIONS_MAX);
         let transfers = draft.ops.into_iter().zip(draft.ids);
@@ -841,7 +740,7 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
-        let (transfer_ids, waiters, vault) = replica::split_origins(included);
+        let (transfer_ids, waiters) = replica::split_origins(included);
         let height = proposal.header.height;
         if let Err(error) = im.guard.check(height) {
             warn!(%error, "not signing");
@@ -869,7 +768,7 @@ impl Service {
         im.unwritten.push_back((height, change.transfers.clone()));
         self.state.commit(&change, hash);
         debug!(%height, ops = block.ops.len(), "block built");
-        self.queue_write(Arc::new(block), None, hash, change, Some(height), vault);
+        self.queue_write(Arc::new(block), None, hash, change, Some(height));
     }
 
     /// The block is on disk: publish it and answer whoever waited for it.
@@ -930,101 +829,13 @@ impl Service {
                 amount: Amount(amount),
                 reference,
             }),
-            vault: None,
             waiter: AdminWaiter::Rpc(reply),
         });
     }
 
-    /// Serves a disclosure order: checks it as a block will (threshold, distinct auditors
-    /// named in genesis, signatures, expiry, not served before), finds the transfer and its
-    /// payer's identity record, checks the payment's identity credential against the
-    /// identity key, seals the answer to the requester and queues the `Disclosure` op.
-    /// The answer leaves only once the op is committed; a refusal records nothing.
-    pub fn im_disclose(
-        &mut self,
-        order: DisclosureOrder,
-        signatures: Vec<AuditorSignature>,
-        reply: oneshot::Sender<Result<Disclosed, RpcFailure>>,
-    ) {
-        if let Some(failure) = self.im_not_leading_failure() {
-            let _ = reply.send(Err(failure));
-            return;
-        }
-        let prepared = self.prepare_disclosure(&order, &signatures);
-        let (disclosed, result_hash) = match prepared {
-            Ok(prepared) => prepared,
-            Err(message) => {
-                warn!(%message, "disclosure refused");
-                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, message.to_string())));
-                return;
-            }
-        };
-        let Role::IdentityManager(im) = &mut self.role else {
-            return;
-        };
-        im.admin.push_back(AdminOp {
-            op: Op::Disclosure(Disclosure {
-                order,
-                signatures,
-                result_hash,
-            }),
-            vault: None,
-            waiter: AdminWaiter::Disclosure(reply, disclosed),
-        });
-    }
-
-    /// Checks a disclosure order and answers it: the payer's identity, sealed to the
-    /// requester, with the hash the `Disclosure` op records (see [`Service::im_disclose`]).
-    fn prepare_disclosure(
-        &mut self,
-        order: &DisclosureOrder,
-        signatures: &[AuditorSignature],
-    ) -> Result<(Disclosed, Hash32), DisclosureError> {
-        let params = self.params.clone();
-        let Role::IdentityManager(im) = &self.role else {
-            return Err(DisclosureError::NotIdentityManager);
-        };
-        let order_hash = im.check_order(&self.state, &params, order)?;
-        check_auditor_signatures(&params, &order_hash, signatures)?;
-        let store = Arc::clone(&self.store);
-        let (height, transfer) = disclosed_transfer(&store, &order.transfer)?;
-        let payer = transfer.request.transfer.payer;
-        let sealed = store
-            .vault_record(&payer)?
-            .ok_or(DisclosureError::RecordMissing)?;
-        let record = IdentityRecord::open(&sealed, &im.escrow, &params.chain_id, &payer)
-            .map_err(|_| DisclosureError::RecordSealed)?;
-        let credential_verified = credential_verifies(
-            &im.escrow,
-            &params.chain_id,
-            &order.transfer,
-            &transfer,
-            &record,
-        );
-        let result = DisclosureResult {
-            transfer: order.transfer.to_hex(),
-            height: height.0,
-            account: payer.to_string(),
-            name: record.name.clone(),
-            national_id: record.national_id.clone(),
-            identity_key: hex::encode(record.identity_key.0),
-            credential_verified,
-        };
-        let sealed_result = seal_result(&params.chain_id, order, &order_hash, &result)?;
-        let result_hash = halfveil_ledger::Domain::DisclosureResult.hash(&sealed_result);
-        Ok((
-            Disclosed {
-                order_hash: order_hash.to_hex(),
-                transfer: order.transfer.to_hex(),
-                height: 0,
-                sealed_result: hex::encode(sealed_result),
-            },
-            result_hash,
-        ))
-    }
-
-    /// A bank relays an account opening: open the sealed identity record, check both
-    /// proofs of possession, and queue the op with its vault entry.
+    /// A bank relays an account opening: check it comes from the account's bank, is new, and
+    /// carries an identity record sealed to the disclosure key for this account (the IM
+    /// cannot read it either), and queue the op.
     pub async fn im_on_open_account(
         &mut self,
         peer: PeerId,
@@ -1042,7 +853,7 @@ impl Service {
                 .await;
             return;
         };
-        let chain_id = self.params.chain_id.clone();
+        let params = self.params.clone();
         let exists = self.state.account(&open.op.account).is_some();
         let Role::IdentityManager(im) = &mut self.role else {
             self.net
@@ -1060,15 +871,13 @@ impl Service {
             if im.admin.len() >= ADMIN_QUEUE_MAX {
                 return Err(OpeningRefused::QueueFull);
             }
-            let record =
-                IdentityRecord::open(&open.record, &im.escrow, &chain_id, &open.op.account)
-                    .map_err(|_| OpeningRefused::RecordSealed)?;
-            crypto::check_key_strength(&record.identity_key)
-                .map_err(OpeningRefused::WeakIdentityKey)?;
-            let message = open_account_message(&chain_id, &open.op.tx_key, bank)?;
-            crypto::verify(&record.identity_key, &message, &record.possession)
-                .map_err(|_| OpeningRefused::BadPossession)?;
-            Ok(())
+            IdentityRecord::check(
+                &open.op.identity_record,
+                &params.disclosure_key,
+                &params.chain_id,
+                &open.op.account,
+            )
+            .map_err(OpeningRefused::BadRecord)
         })();
         if let Err(refused) = checked {
             self.net
@@ -1079,7 +888,6 @@ impl Service {
         let account = open.op.account;
         im.admin.push_back(AdminOp {
             op: Op::OpenAccount(open.op),
-            vault: Some((account, open.record)),
             waiter: AdminWaiter::Peer(channel, account),
         });
     }
@@ -1170,95 +978,4 @@ fn check_approval(
         signed,
         answered,
     }
-}
-
-/// Checks the auditors' signatures of an order as a block will: at least the threshold and
-/// at most [`halfveil_ledger::DISCLOSURE_SIGNERS_MAX`], each by a distinct auditor named in
-/// genesis, each valid.
-fn check_auditor_signatures(
-    params: &ChainParams,
-    order_hash: &Hash32,
-    signatures: &[AuditorSignature],
-) -> Result<(), DisclosureError> {
-    let threshold = usize::from(params.disclosure_threshold);
-    if signatures.len() < threshold {
-        return Err(DisclosureError::BelowThreshold {
-            signatures: signatures.len(),
-            threshold,
-        });
-    }
-    if signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
-        return Err(DisclosureError::TooManySignatures);
-    }
-    let mut seen = std::collections::HashSet::new();
-    for signed in signatures {
-        let auditor = signed.auditor;
-        let key = params
-            .auditor_keys
-            .get(usize::from(auditor.0))
-            .ok_or(DisclosureError::UnknownAuditor(auditor))?;
-        if !seen.insert(auditor) {
-            return Err(DisclosureError::SignedTwice(auditor));
-        }
-        crypto::verify(key, order_hash, &signed.signature)
-            .map_err(|_| DisclosureError::BadSignature(auditor))?;
-    }
-    Ok(())
-}
-
-/// The committed transfer `id` and the height of its block, read from the store.
-fn disclosed_transfer(
-    store: &RocksStore,
-    id: &Hash32,
-) -> Result<(Height, TransferOp), DisclosureError> {
-    let location = store
-        .transfer_location(id)?
-        .ok_or(DisclosureError::NotOnChain(*id))?;
-    let block = store
-        .block(location.height)?
-        .ok_or(DisclosureError::BlockMissing)?;
-    let Some(Op::Transfer(transfer)) = usize::try_from(location.index)
-        .ok()
-        .and_then(|index| block.ops.get(index))
-    else {
-        return Err(DisclosureError::OpMissing);
-    };
-    Ok((location.height, transfer.clone()))
-}
-
-/// Whether the identity credential of the payment `id` opens with the escrow key and holds
-/// the identity key's signature over `id`.
-fn credential_verifies(
-    escrow: &X25519Secret,
-    chain_id: &ChainId,
-    id: &Hash32,
-    transfer: &TransferOp,
-    record: &IdentityRecord,
-) -> bool {
-    crypto::open_identity_credential(escrow, chain_id, id, &transfer.request.identity_credential)
-        .and_then(|signature| {
-            crypto::verify(
-                &record.identity_key,
-                &crypto::identity_signature_message(id),
-                &signature,
-            )
-        })
-        .is_ok()
-}
-
-/// A disclosure result as JSON, sealed to the order's requester.
-fn seal_result(
-    chain_id: &ChainId,
-    order: &DisclosureOrder,
-    order_hash: &Hash32,
-    result: &DisclosureResult,
-) -> Result<Vec<u8>, DisclosureError> {
-    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(result)?);
-    Ok(crypto::seal_disclosure_result(
-        &order.requester_key,
-        chain_id,
-        order_hash,
-        &plaintext,
-        &mut rand_core::OsRng,
-    )?)
 }

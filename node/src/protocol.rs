@@ -7,7 +7,6 @@
 use std::io;
 
 use futures::prelude::*;
-use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::{
     codec, AccountId, Amount, BankId, BatchAttestation, Block, CodecError, Hash32, Height,
     OpenAccount, RejectCode, Rejection, TransactionRequest,
@@ -29,12 +28,11 @@ pub struct ForwardBatch {
     pub attestation: BatchAttestation,
 }
 
-/// A bank relays an account opening: the op (signed by holder and bank) and the sealed
-/// identity record it cannot read.
+/// A bank relays an account opening: the op, signed by holder and bank, with the encrypted
+/// identity record neither of them nor the IM can read.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OpenAccountRequest {
     pub op: OpenAccount,
-    pub record: SealedIdentityRecord,
 }
 
 /// The IM asks a payee's bank whether its accounts may receive.

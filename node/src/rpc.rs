@@ -224,45 +224,31 @@ pub struct OrderSignature {
     pub signature: String,
 }
 
+/// A disclosure order with the auditors' signatures, to record on chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DiscloseParams {
+pub struct RecordOrderParams {
     /// The order's canonical encoding, hex.
     pub order: String,
     pub signatures: Vec<OrderSignature>,
 }
 
-/// A served disclosure: recorded on chain at `height`; the result is sealed to the
-/// requester's key, so only the requester reads it.
+/// A holder's record that it released its decryption shares of an order.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Disclosed {
+pub struct RecordShareParams {
+    /// The order's canonical encoding, hex.
+    pub order: String,
+    pub holder: u16,
+    /// The hash of the shares as sealed to the requester, hex.
+    pub sealed_hash: String,
+    /// The holder's signing key over the share record's message, hex.
+    pub signature: String,
+}
+
+/// An order or share record committed on chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recorded {
     pub order_hash: String,
-    pub transfer: String,
     pub height: u64,
-    pub sealed_result: String,
-}
-
-/// What the requester finds in a sealed disclosure result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DisclosureResult {
-    pub transfer: String,
-    pub height: u64,
-    pub account: String,
-    pub name: String,
-    pub national_id: String,
-    pub identity_key: String,
-    /// Whether the payment's identity credential verified against the identity key.
-    pub credential_verified: bool,
-}
-
-/// The payer's name and national id are the secret a disclosure opens: wiped from memory
-/// when the result goes (SPEC: secrets zeroized), wherever it was built or opened.
-impl Drop for DisclosureResult {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.name.zeroize();
-        self.national_id.zeroize();
-    }
 }
 
 /// Evidence of equivocation, as `hv_evidence` returns it.
@@ -329,9 +315,14 @@ pub trait Api {
     #[method(name = "evidence")]
     async fn evidence(&self) -> RpcResult<Vec<EvidenceInfo>>;
 
-    /// The identity manager serves a disclosure order signed by a quorum of auditors.
-    #[method(name = "disclose")]
-    async fn disclose(&self, params: DiscloseParams) -> RpcResult<Disclosed>;
+    /// The identity manager records a disclosure order signed by a quorum of auditors;
+    /// holders make their shares only for a recorded order.
+    #[method(name = "recordOrder")]
+    async fn record_order(&self, params: RecordOrderParams) -> RpcResult<Recorded>;
+
+    /// The identity manager records that a holder released its shares of an order.
+    #[method(name = "recordShare")]
+    async fn record_share(&self, params: RecordShareParams) -> RpcResult<Recorded>;
 
     /// A bank opens an account for a payer (relaying the sealed identity record to the IM).
     #[method(name = "openAccount")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use halfveil_ledger::{
     codec, AccountId, AuditorId, AuditorSignature, CodecError, DisclosureOrder, Hash32, Height,
-    Receipt, Signature,
+    OrderOp, Receipt, ShareRecord, Signature,
 };
 use halfveil_store::{RocksStore, Store, StoreError};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
@@ -23,14 +23,38 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
     codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
-    DiscloseParams, Disclosed, EvidenceInfo, Final, HeadInfo, NodeStatus, OpenAccountParams,
-    OpenedAccount, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
+    EvidenceInfo, Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RecordOrderParams,
+    RecordShareParams, Recorded, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::rpc_listen::{self, Limits};
 use crate::service::{AccountChange, Input, RpcCommand, TransferState};
 
 /// The largest JSON-RPC request body.
 const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// A disclosure order from its hex encoding, bounded and strict.
+fn parse_order(text: &str) -> RpcResult<DisclosureOrder> {
+    let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
+    if text.len() > 2 * ORDER_BYTES_MAX {
+        return Err(invalid("the order is too large"));
+    }
+    let bytes = hex::decode(text).map_err(|_| invalid("the order is not hex"))?;
+    codec::decode(&bytes, ORDER_BYTES_MAX)
+        .map_err(|error| invalid(&format!("the order is malformed: {error}")))
+}
+
+/// `N` bytes from hex, or a clear error naming `what`.
+fn parse_hex_bytes<const N: usize>(text: &str, what: &str) -> RpcResult<[u8; N]> {
+    let mut bytes = [0u8; N];
+    hex::decode_to_slice(text, &mut bytes).map_err(|_| {
+        rpc_error(
+            codes::INVALID_INPUT,
+            format!("{what} is not {N} bytes of hex"),
+        )
+    })?;
+    Ok(bytes)
+}
+
 /// The largest encoded disclosure order.
 const ORDER_BYTES_MAX: usize = 1024;
 /// The largest JSON-RPC response: a block of genesis's largest size, as hex, in JSON.
@@ -565,36 +589,52 @@ impl ApiServer for RpcContext {
         .await
     }
 
-    async fn disclose(&self, params: DiscloseParams) -> RpcResult<Disclosed> {
+    async fn record_order(&self, params: RecordOrderParams) -> RpcResult<Recorded> {
         let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
-        if params.order.len() > 2 * ORDER_BYTES_MAX
-            || params.signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX
-        {
-            return Err(invalid("the order is too large"));
+        if params.signatures.len() > halfveil_ledger::DISCLOSURE_SIGNERS_MAX {
+            return Err(invalid("too many signatures"));
         }
-        let bytes = hex::decode(&params.order).map_err(|_| invalid("the order is not hex"))?;
-        let order: DisclosureOrder = codec::decode(&bytes, ORDER_BYTES_MAX)
-            .map_err(|error| invalid(&format!("the order is malformed: {error}")))?;
+        let order = parse_order(&params.order)?;
         let signatures = params
             .signatures
             .iter()
             .map(|signed| {
-                let mut signature = [0u8; 64];
-                hex::decode_to_slice(&signed.signature, &mut signature)
-                    .map_err(|_| invalid("a signature is not 64 bytes of hex"))?;
                 Ok(AuditorSignature {
                     auditor: AuditorId(signed.auditor),
-                    signature: Signature(signature),
+                    signature: Signature(parse_hex_bytes::<64>(&signed.signature, "a signature")?),
                 })
             })
             .collect::<RpcResult<Vec<_>>>()?;
-        self.ask(|reply| RpcCommand::Disclose {
-            order,
-            signatures,
-            reply,
+        let order_hash = order.hash().map_err(|error| invalid(&error.to_string()))?;
+        let op = OrderOp { order, signatures };
+        let height = self
+            .ask(|reply| RpcCommand::RecordOrder { op, reply })
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        Ok(Recorded {
+            order_hash: order_hash.to_hex(),
+            height: height.0,
         })
-        .await?
-        .map_err(RpcFailure::into_error)
+    }
+
+    async fn record_share(&self, params: RecordShareParams) -> RpcResult<Recorded> {
+        let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
+        let order = parse_order(&params.order)?;
+        let order_hash = order.hash().map_err(|error| invalid(&error.to_string()))?;
+        let record = ShareRecord {
+            order,
+            holder: params.holder,
+            sealed_hash: Hash32(parse_hex_bytes::<32>(&params.sealed_hash, "sealed_hash")?),
+            signature: Signature(parse_hex_bytes::<64>(&params.signature, "signature")?),
+        };
+        let height = self
+            .ask(|reply| RpcCommand::RecordShare { record, reply })
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        Ok(Recorded {
+            order_hash: order_hash.to_hex(),
+            height: height.0,
+        })
     }
 
     async fn open_account(&self, params: OpenAccountParams) -> RpcResult<OpenedAccount> {

@@ -10,7 +10,7 @@ use halfveil_consensus::{PoolLimits, TransferPool};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KeystoreError};
 use halfveil_genesis::{Genesis, GenesisError};
-use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
+use halfveil_ledger::crypto::{self, SigningKey};
 use halfveil_ledger::{BankId, ChainParams, CryptoError, State};
 use halfveil_store::{IndexEpochs, RocksStore, Store, StoreError};
 use jsonrpsee::server::ServerHandle;
@@ -82,13 +82,9 @@ pub enum StartError {
     /// The IM replicas' raft node could not start.
     #[error("cannot start the identity manager replica: {0}")]
     Replica(#[from] crate::replica::ReplicaError),
-    #[error("the identity manager's config must name keys.escrow_key")]
-    NoEscrowKey,
-    #[error("{path} is not the escrow key genesis names")]
-    NotGenesisEscrowKey { path: PathBuf },
     #[error("{path} is not the attestation key genesis names for this bank")]
     NotGenesisBankKey { path: PathBuf },
-    /// The escrow key's public half cannot be derived.
+    /// A key or seal failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// The chain state or the IM's last signed height cannot be read.
@@ -342,14 +338,13 @@ fn service_role(
     state: &State,
 ) -> Result<Role, StartError> {
     match keys {
-        RoleKeys::IdentityManager { validator, escrow } => {
+        RoleKeys::IdentityManager { validator } => {
             let last_signed = store.last_signed()?;
             let pool_limits = PoolLimits {
                 pending_max: crate::POOL_PENDING_MAX,
             };
             Ok(Role::IdentityManager(Box::new(ImRole::new(
                 validator,
-                escrow,
                 TransferPool::new(pool_limits),
                 SignGuard::new(last_signed.max(state.height)),
             ))))
@@ -661,14 +656,8 @@ async fn supervise(
 
 /// A role's secret keys, decrypted and checked against genesis.
 enum RoleKeys {
-    IdentityManager {
-        validator: SigningKey,
-        escrow: X25519Secret,
-    },
-    Bank {
-        id: BankId,
-        key: SigningKey,
-    },
+    IdentityManager { validator: SigningKey },
+    Bank { id: BankId, key: SigningKey },
 }
 
 /// Decrypts the keys `role` needs from `home` and checks each against genesis.
@@ -688,17 +677,7 @@ fn read_role_keys(
             if params.validator_keys.get(replica) != Some(&crypto::public_key(&validator)) {
                 return Err(StartError::NotGenesisValidatorKey { path: signing_path });
             }
-            let escrow_path = config
-                .keys
-                .escrow_key
-                .as_ref()
-                .map(|path| Config::resolve(home, path))
-                .ok_or(StartError::NoEscrowKey)?;
-            let escrow = keystore::read_x25519_key(&escrow_path, FileKind::EscrowKey, password)?;
-            if escrow.public_key()? != params.escrow_key {
-                return Err(StartError::NotGenesisEscrowKey { path: escrow_path });
-            }
-            Ok(RoleKeys::IdentityManager { validator, escrow })
+            Ok(RoleKeys::IdentityManager { validator })
         }
         NodeRole::Bank(id) => {
             let key =

@@ -68,10 +68,13 @@ pub enum RpcCommand {
         reference: u64,
         reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
     },
-    Disclose {
-        order: halfveil_ledger::DisclosureOrder,
-        signatures: Vec<halfveil_ledger::AuditorSignature>,
-        reply: oneshot::Sender<Result<crate::rpc::Disclosed, crate::rpc::RpcFailure>>,
+    RecordOrder {
+        op: halfveil_ledger::OrderOp,
+        reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
+    },
+    RecordShare {
+        record: halfveil_ledger::ShareRecord,
+        reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
     },
     ChangeAccount {
         account: AccountId,
@@ -541,7 +544,7 @@ impl Service {
             return false;
         }
         self.state.commit(&change, hash);
-        self.queue_write(block, encoded, hash, change, None, Vec::new());
+        self.queue_write(block, encoded, hash, change, None);
         true
     }
 
@@ -554,7 +557,6 @@ impl Service {
         hash: Hash32,
         change: StateChange,
         last_signed: Option<Height>,
-        vault: Vec<(AccountId, halfveil_ledger::crypto::SealedIdentityRecord)>,
     ) {
         let job = WriteJob {
             block,
@@ -562,7 +564,6 @@ impl Service {
             hash,
             change,
             last_signed,
-            vault,
             local: Vec::new(),
         };
         self.submit_write(job);
@@ -576,7 +577,6 @@ impl Service {
         hash: Hash32,
         change: StateChange,
         last_signed: Option<Height>,
-        vault: Vec<(AccountId, halfveil_ledger::crypto::SealedIdentityRecord)>,
         local: Vec<halfveil_store::LocalRow>,
     ) {
         let job = WriteJob {
@@ -585,7 +585,6 @@ impl Service {
             hash,
             change,
             last_signed,
-            vault,
             local,
         };
         self.submit_write(job);
@@ -683,11 +682,8 @@ impl Service {
                 reference,
                 reply,
             } => self.im_issue(to, amount, reference, reply),
-            RpcCommand::Disclose {
-                order,
-                signatures,
-                reply,
-            } => self.im_disclose(order, signatures, reply),
+            RpcCommand::RecordOrder { op, reply } => self.im_record_order(op, reply),
+            RpcCommand::RecordShare { record, reply } => self.im_record_share(record, reply),
             RpcCommand::ChangeAccount {
                 account,
                 change,

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halfveil_ledger::crypto::SealedIdentityRecord;
-use halfveil_ledger::{AccountId, Block, CodecError, Hash32, Height, StateChange};
+use halfveil_ledger::{Block, CodecError, Hash32, Height, StateChange};
 use halfveil_store::{BlockWrite, RocksStore, Store, StoreError};
 use tracing::warn;
 
@@ -30,7 +29,6 @@ pub struct WriteJob {
     pub hash: Hash32,
     pub change: StateChange,
     pub last_signed: Option<Height>,
-    pub vault: Vec<(AccountId, SealedIdentityRecord)>,
     /// Node-local rows written in the same batch (a replica's applied raft log id).
     pub local: Vec<halfveil_store::LocalRow>,
 }
@@ -109,7 +107,6 @@ impl Writer {
                             block_hash: job.hash,
                             change: &job.change,
                             last_signed: job.last_signed,
-                            vault: &job.vault,
                             local: &job.local,
                         };
                         store

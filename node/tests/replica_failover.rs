@@ -277,7 +277,6 @@ impl Cluster {
             header: block.signed.header,
             attestations: block.attestations,
             ops: block.ops,
-            vault: Vec::new(),
         };
         let node = self.nodes[index].as_ref().unwrap();
         let applied = node.replica.propose(proposed).await?;
@@ -475,7 +474,6 @@ async fn one_block_per_height_and_disk_loss() {
         header: block.signed.header.clone(),
         attestations: block.attestations.clone(),
         ops: block.ops.clone(),
-        vault: Vec::new(),
     };
     let applied = node.replica.propose(proposed(&first)).await.unwrap();
     assert!(

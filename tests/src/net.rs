@@ -525,7 +525,7 @@ impl TestNet {
             transfer,
             &keys.tx_key,
             &keys.identity_key,
-            &params.escrow_key,
+            &params.disclosure_key,
             &mut OsRng,
         )
         .expect("signed request");

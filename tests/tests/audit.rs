@@ -81,19 +81,72 @@ impl Audit {
         ])
     }
 
-    fn disclose(&self, order: &Path, requester: &Path) -> Output {
+    fn record(&self, order: &Path) -> Output {
         self.net.run(&[
             "--output",
             "json",
             "audit",
-            "disclose",
+            "order",
+            "record",
+            "--rpc",
+            &self.net.rpc("im"),
+            order.to_str().unwrap(),
+        ])
+    }
+
+    /// Holder `holder` (auditor-1..3, or `im`) releases its shares of `order` into `out`.
+    fn share(&self, order: &Path, holder: &str, out: &Path) -> Output {
+        let (share, key, password) = if holder == "im" {
+            let home = self.net.dir.path().join("network").join("im");
+            (
+                home.join("disclosure_share.json"),
+                home.join("validator_key.json"),
+                home.join("password"),
+            )
+        } else {
+            (
+                self.auditors().join(format!("{holder}-share.json")),
+                self.auditors().join(format!("{holder}.json")),
+                self.auditors().join("password"),
+            )
+        };
+        self.net.run(&[
+            "--output",
+            "json",
+            "audit",
+            "share",
             "--rpc",
             &self.net.rpc("im"),
             "--order",
             order.to_str().unwrap(),
-            "--key",
-            requester.to_str().unwrap(),
+            "--share",
+            share.to_str().unwrap(),
+            "--signing-key",
+            key.to_str().unwrap(),
+            "--password-file",
+            password.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
         ])
+    }
+
+    fn disclose(&self, order: &Path, requester: &Path, shares: &[&Path]) -> Output {
+        let mut args = vec![
+            "--output".to_owned(),
+            "json".to_owned(),
+            "audit".to_owned(),
+            "disclose".to_owned(),
+            "--rpc".to_owned(),
+            self.net.rpc("bank-1"),
+            "--order".to_owned(),
+            order.to_str().unwrap().to_owned(),
+            "--key".to_owned(),
+            requester.to_str().unwrap().to_owned(),
+            "--shares".to_owned(),
+        ];
+        args.extend(shares.iter().map(|path| path.to_str().unwrap().to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.net.run(&args)
     }
 
     fn new_order(&self, name: &str, requester: &Path) -> PathBuf {
@@ -246,11 +299,12 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
             |b| {
                 for op in &mut b.ops {
                     if let Op::Transfer(transfer) = op {
-                        transfer.request.identity_credential.0[40] ^= 1;
+                        transfer.request.identity_credential.body[40] ^= 1;
                     }
                 }
             },
-            "op root",
+            // The payer's signature covers the credential: a swapped one breaks it.
+            "credential",
         ),
         (
             "attestation signature",
@@ -456,7 +510,7 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
 }
 
 #[test]
-fn disclosure_needs_the_threshold_and_is_recorded_on_chain() {
+fn disclosure_needs_a_recorded_order_and_a_quorum_of_recorded_shares() {
     let mut audit = setup();
     let requester = audit.net.dir.path().join("requester.json");
     let output = audit.net.run(&[
@@ -468,82 +522,131 @@ fn disclosure_needs_the_threshold_and_is_recorded_on_chain() {
     assert!(output.status.success(), "{}", describe(&output));
     let order = audit.new_order("order.json", &requester);
     let height_before = audit.net.head("im").height;
+    let dir = audit.net.dir.path().to_path_buf();
 
-    // Below the threshold (2 of 3): refused, nothing recorded.
+    // Below the auditors' threshold (2 of 3): the CLI does not send it.
     assert!(audit.sign(&order, 1).status.success());
-    let refused = audit.disclose(&order, &requester);
-    assert!(!refused.status.success(), "{}", describe(&refused));
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("below the threshold"),
-        "{}",
-        describe(&refused)
-    );
-    // The same auditor twice: the CLI refuses, and the IM refuses a file that says so.
+    assert_eq!(audit.record(&order).status.code(), Some(2));
+    // The same auditor twice, or one not in genesis: the IM refuses, nothing recorded.
     assert_eq!(audit.sign(&order, 1).status.code(), Some(2));
     let mut file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&order).unwrap()).unwrap();
     let first = file["signatures"][0].clone();
     file["signatures"].as_array_mut().unwrap().push(first);
-    let twice = audit.net.dir.path().join("twice.json");
+    let twice = dir.join("twice.json");
     std::fs::write(&twice, serde_json::to_vec(&file).unwrap()).unwrap();
-    let refused = audit.disclose(&twice, &requester);
+    let refused = audit.record(&twice);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("signed twice"),
         "{}",
         describe(&refused)
     );
-    // A signer not in genesis.
     file["signatures"][1]["auditor"] = serde_json::json!(9);
     std::fs::write(&twice, serde_json::to_vec(&file).unwrap()).unwrap();
-    let refused = audit.disclose(&twice, &requester);
+    let refused = audit.record(&twice);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not in genesis"),
         "{}",
         describe(&refused)
     );
     // An altered order file.
-    file["signatures"].as_array_mut().unwrap().truncate(1);
     file["basis"] = serde_json::json!("another basis");
     std::fs::write(&twice, serde_json::to_vec(&file).unwrap()).unwrap();
-    assert_eq!(audit.disclose(&twice, &requester).status.code(), Some(3));
+    assert_eq!(audit.record(&twice).status.code(), Some(3));
+    // No holder shares for an order that is not on chain.
+    let early = audit.share(&order, "auditor-1", &dir.join("early.json"));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("not recorded on chain"),
+        "{}",
+        describe(&early)
+    );
     assert_eq!(
         audit.net.head("im").height,
         height_before,
         "refusals record nothing"
     );
 
-    // Exactly the threshold: served, and the payer revealed to the requester only.
+    // Exactly the auditors' threshold: recorded, once.
     assert!(audit.sign(&order, 3).status.success());
-    let served = audit.disclose(&order, &requester);
-    assert!(served.status.success(), "{}", describe(&served));
-    let result = json(&served);
+    let recorded = audit.record(&order);
+    assert!(recorded.status.success(), "{}", describe(&recorded));
+    let recorded_at = json(&recorded)["height"].as_u64().unwrap();
+    assert!(recorded_at > height_before);
+    let again = audit.record(&order);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already recorded"),
+        "{}",
+        describe(&again)
+    );
+
+    // Holders release shares: each on chain, each once. Two do not open (the key needs
+    // three: two auditors at least, whatever the IM does).
+    let shares: Vec<PathBuf> = ["auditor-1", "auditor-2", "im"]
+        .iter()
+        .map(|holder| {
+            let out = dir.join(format!("{holder}.shares.json"));
+            let shared = audit.share(&order, holder, &out);
+            assert!(shared.status.success(), "{holder}: {}", describe(&shared));
+            assert!(!contains(&shared.stdout, b"Alice Audited"));
+            out
+        })
+        .collect();
+    let twice = audit.share(&order, "auditor-1", &dir.join("twice.shares.json"));
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("already released"),
+        "{}",
+        describe(&twice)
+    );
+    let two = audit.disclose(&order, &requester, &[&shares[0], &shares[2]]);
+    assert!(!two.status.success(), "{}", describe(&two));
+    assert!(
+        String::from_utf8_lossy(&two.stderr).contains("3 needed"),
+        "{}",
+        describe(&two)
+    );
+    assert!(!contains(&two.stdout, b"Alice Audited"));
+
+    // A quorum: the requester opens the payer's identity, and both signatures hold.
+    let paths: Vec<&Path> = shares.iter().map(PathBuf::as_path).collect();
+    let disclosed = audit.disclose(&order, &requester, &paths);
+    assert!(disclosed.status.success(), "{}", describe(&disclosed));
+    let result = json(&disclosed);
     assert_eq!(result["name"], "Alice Audited");
     assert_eq!(result["national_id"], "NID-AUDIT-1111");
     assert_eq!(result["account"], audit.alice.as_str());
     assert_eq!(result["credential_verified"], true);
-    let recorded_at = result["recorded_at_height"].as_u64().unwrap();
-    assert!(recorded_at > height_before);
+    assert_eq!(result["possession_verified"], true);
+    assert_eq!(result["holders"], serde_json::json!([1, 2, 4]));
 
-    // Served once only.
-    let again = audit.disclose(&order, &requester);
+    // Shares whose release is not the one recorded are refused.
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&shares[1]).unwrap()).unwrap();
+    let sealed = forged["sealed"].as_str().unwrap().to_owned();
+    let flipped = if sealed.ends_with('0') { "1" } else { "0" };
+    forged["sealed"] = serde_json::json!(format!("{}{flipped}", &sealed[..sealed.len() - 1]));
+    let forged_path = dir.join("forged.shares.json");
+    std::fs::write(&forged_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let refused = audit.disclose(&order, &requester, &[&shares[0], &forged_path, &shares[2]]);
+    assert_eq!(refused.status.code(), Some(3), "{}", describe(&refused));
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already served"),
+        String::from_utf8_lossy(&refused.stderr).contains("not recorded on chain"),
         "{}",
-        describe(&again)
+        describe(&refused)
     );
-    // An unknown transfer.
+
+    // An order for a transfer not on the chain.
     audit.transfer = "ab".repeat(32);
     let unknown = audit.new_order("unknown.json", &requester);
     assert!(audit.sign(&unknown, 1).status.success());
     assert!(audit.sign(&unknown, 2).status.success());
-    let refused = audit.disclose(&unknown, &requester);
+    let refused = audit.record(&unknown);
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not on the chain"),
         "{}",
         describe(&refused)
     );
 
-    // Replay shows the disclosure, with no identity.
+    // Replay shows the order and the three releases, with no identity.
     audit.net.wait_same_head();
     let replay = audit.net.run(&[
         "--output",
@@ -559,10 +662,20 @@ fn disclosure_needs_the_threshold_and_is_recorded_on_chain() {
     assert_eq!(disclosures.len(), 1);
     assert_eq!(disclosures[0]["height"].as_u64(), Some(recorded_at));
     assert_eq!(disclosures[0]["signers"], serde_json::json!([0, 2]));
+    let holders: Vec<u64> = disclosures[0]["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|share| share["holder"].as_u64().unwrap())
+        .collect();
+    assert_eq!(holders, [1, 2, 4]);
+    assert_eq!(disclosures[0]["openable"], true);
     assert!(!contains(&replay.stdout, b"Alice Audited"));
+    let share_at = disclosures[0]["shares"][1]["height"].as_u64().unwrap();
 
-    // An altered auditor signature in the recorded disclosure is found by replay.
-    let chain = audit.net.dir.path().join("disclosed.hv");
+    // An altered auditor signature on the order, or holder signature on a release, is
+    // found by replay.
+    let chain = dir.join("disclosed.hv");
     let output = audit.net.run(&[
         "chain",
         "export",
@@ -572,30 +685,51 @@ fn disclosure_needs_the_threshold_and_is_recorded_on_chain() {
         chain.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", describe(&output));
-    let (genesis, mut frames) = read_chain(&chain);
-    let index = (recorded_at - 1) as usize;
-    let mut block = Block::decode(&frames[index]).unwrap();
-    let Some(Op::Disclosure(disclosure)) = block
-        .ops
-        .iter_mut()
-        .find(|op| matches!(op, Op::Disclosure(_)))
-    else {
-        panic!("no disclosure op in block {recorded_at}");
+    let (genesis, frames) = read_chain(&chain);
+    let alter = |height: u64, name: &str, change: &dyn Fn(&mut Op) -> bool| {
+        let mut frames = frames.clone();
+        let index = (height - 1) as usize;
+        let mut block = Block::decode(&frames[index]).unwrap();
+        assert!(
+            block.ops.iter_mut().any(change),
+            "no such op in block {height}"
+        );
+        frames[index] = block.encode().unwrap();
+        let altered = dir.join(name);
+        write_chain(&altered, &genesis, &frames);
+        let output = audit.replay_file(&altered);
+        assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+        json(&output)
     };
-    disclosure.signatures[1].signature.0[0] ^= 1;
-    frames[index] = block.encode().unwrap();
-    let altered = audit.net.dir.path().join("altered-disclosure.hv");
-    write_chain(&altered, &genesis, &frames);
-    let output = audit.replay_file(&altered);
-    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
-    let report = json(&output);
+    let report = alter(recorded_at, "altered-order.hv", &|op| match op {
+        Op::DisclosureOrder(recorded) => {
+            recorded.signatures[1].signature.0[0] ^= 1;
+            true
+        }
+        _ => false,
+    });
     assert_eq!(report["violation"]["height"].as_u64(), Some(recorded_at));
-    assert_eq!(report["violation"]["op_kind"], "disclosure");
+    assert_eq!(report["violation"]["op_kind"], "disclosure-order");
     assert!(
         report["violation"]["reason"]
             .as_str()
             .unwrap()
             .contains("auditor 2"),
+        "{report}"
+    );
+    let report = alter(share_at, "altered-share.hv", &|op| match op {
+        Op::DisclosureShare(record) => {
+            record.sealed_hash.0[0] ^= 1;
+            true
+        }
+        _ => false,
+    });
+    assert_eq!(report["violation"]["op_kind"], "disclosure-share");
+    assert!(
+        report["violation"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("holder 2"),
         "{report}"
     );
     audit.net.stop_all();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
-use halfveil_ledger::{open_account_message, AccountId, BankId, ChainParams, VERSION};
+use halfveil_ledger::{codec, open_account_message, AccountId, BankId, ChainParams, VERSION};
 use halfveil_node::rpc::{AccountInfo, ApiClient, OpenAccountParams};
 use rand_core::OsRng;
 use secrecy::SecretString;
@@ -159,8 +159,9 @@ pub struct NewAccount {
 }
 
 impl NewAccount {
-    /// Makes the holder's two keys and the opening request for `bank`: proofs of
-    /// possession by both keys, and the identity record sealed to the IM's escrow key.
+    /// Makes the holder's two keys and the opening request for `bank`: the identity record
+    /// (with the identity key's proof of possession) encrypted to the chain's threshold
+    /// disclosure key, and the transaction key's signature over the opening, record included.
     pub fn generate(
         params: &ChainParams,
         bank: BankId,
@@ -170,20 +171,28 @@ impl NewAccount {
         let identity_key = SigningKey::generate(&mut OsRng);
         let tx_public = crypto::public_key(&tx_key);
         let account = AccountId::from_key(&tx_public);
-        let message = open_account_message(&params.chain_id, &tx_public, bank)?;
         let record = IdentityRecord {
             version: VERSION,
             name: holder.name.clone(),
             national_id: holder.national_id.clone(),
             fields: Vec::new(),
             identity_key: crypto::public_key(&identity_key),
-            possession: crypto::sign(&identity_key, &message),
+            possession: crypto::sign(
+                &identity_key,
+                &crypto::identity_possession_message(&params.chain_id, &account),
+            ),
         };
-        let sealed = record.seal(&params.escrow_key, &params.chain_id, &account, &mut OsRng)?;
+        let sealed = record.seal(
+            &params.disclosure_key,
+            &params.chain_id,
+            &account,
+            &mut OsRng,
+        )?;
+        let message = open_account_message(&params.chain_id, &tx_public, bank, &sealed)?;
         let request = OpenAccountParams {
             tx_key: hex::encode(tx_public.0),
             holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
-            sealed_record: hex::encode(&sealed.0),
+            sealed_record: hex::encode(codec::encode(&sealed)?),
         };
         Ok(NewAccount {
             account,

@@ -16,18 +16,17 @@ use clap::{Args, Subcommand};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::Genesis;
-use halfveil_ledger::crypto::{self, X25519Secret};
+use halfveil_ledger::crypto::X25519Secret;
 use halfveil_ledger::{
-    apply_blocks_pending, codec, ApplyError, Block, ChainId, ChainParams, CodecError, Domain,
-    Hash32, Op, State, X25519PublicKey, VERSION,
+    apply_blocks_pending, ApplyError, Block, ChainParams, CodecError, Op, State,
 };
-use halfveil_node::rpc::{ApiClient, DiscloseParams, DisclosureResult, OrderSignature};
 use indicatif::ProgressBar;
 use rand_core::OsRng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::client::{block_on, Node};
 use crate::commands::chain::{open_source, Blocks, Source};
+use crate::commands::disclosure::{DiscloseArgs, ShareArgs, Watch};
+use crate::commands::order::OrderCommand;
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, progress, OutputFormat};
 use crate::password;
@@ -35,21 +34,21 @@ use crate::password;
 /// Blocks checked together: their signatures are one batch.
 const REPLAY_WINDOW_BLOCKS: usize = 512;
 const REPLAY_WINDOW_TRANSFERS: usize = 16_384;
-/// The longest basis text an order carries.
-const BASIS_BYTES_MAX: usize = 4096;
-const ORDER_FILE_BYTES_MAX: u64 = 1 << 20;
 
 /// `halfveil audit`: replay and verify the chain; threshold disclosure.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check every block from genesis; exit 3 at the first violation.
     Replay(ReplayArgs),
-    /// Create a requester's key (disclosure results are sealed to it).
+    /// Create a requester's key (holders seal their decryption shares to it).
     RequesterKey(RequesterKeyArgs),
-    /// Disclosure orders.
+    /// Disclosure orders: write, sign, record on chain.
     #[command(subcommand)]
     Order(OrderCommand),
-    /// Have the identity manager serve an order signed by a quorum of auditors.
+    /// As a holder of the disclosure key: check a recorded order on your own replay, release
+    /// your decryption shares sealed to its requester, and record that on chain.
+    Share(ShareArgs),
+    /// As the requester: combine a quorum of holders' shares and open the payer's identity.
     Disclose(DiscloseArgs),
 }
 
@@ -60,26 +59,8 @@ impl AuditCommand {
             AuditCommand::Replay(args) => args.execute(output),
             AuditCommand::RequesterKey(args) => args.execute(output),
             AuditCommand::Order(command) => command.execute(output),
+            AuditCommand::Share(args) => args.execute(output),
             AuditCommand::Disclose(args) => args.execute(output),
-        }
-    }
-}
-
-/// `halfveil audit order`: write and sign disclosure orders.
-#[derive(Debug, Subcommand)]
-pub enum OrderCommand {
-    /// Write a new, unsigned order to reveal one transfer's payer.
-    New(OrderNewArgs),
-    /// Add one auditor's signature to an order.
-    Sign(OrderSignArgs),
-}
-
-impl OrderCommand {
-    /// Runs the subcommand.
-    pub fn execute(&self, output: OutputFormat) -> CommandResult {
-        match self {
-            OrderCommand::New(args) => args.execute(output),
-            OrderCommand::Sign(args) => args.execute(output),
         }
     }
 }
@@ -105,53 +86,6 @@ pub struct ReplayArgs {
 pub struct RequesterKeyArgs {
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
-    pub password_file: Option<PathBuf>,
-}
-
-/// `halfveil audit order new`: an unsigned order file for one transfer.
-#[derive(Debug, Args)]
-pub struct OrderNewArgs {
-    #[arg(long)]
-    pub transfer: String,
-    /// The legal basis; the chain records only its hash.
-    #[arg(long)]
-    pub basis: String,
-    #[arg(long)]
-    pub requester_key: PathBuf,
-    #[arg(long)]
-    pub out: PathBuf,
-    /// The chain's genesis file.
-    #[arg(long)]
-    pub genesis: PathBuf,
-    /// Seconds the order stays valid.
-    #[arg(long, default_value_t = 7 * 24 * 3600)]
-    pub expires_in: u64,
-    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
-    pub password_file: Option<PathBuf>,
-}
-
-/// `halfveil audit order sign`: one auditor's signature added to an order file.
-#[derive(Debug, Args)]
-pub struct OrderSignArgs {
-    #[arg(long)]
-    pub key: PathBuf,
-    pub order: PathBuf,
-    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
-    pub password_file: Option<PathBuf>,
-}
-
-/// `halfveil audit disclose`: a signed order served by the identity manager.
-#[derive(Debug, Args)]
-pub struct DiscloseArgs {
-    /// The identity manager's RPC URL.
-    #[arg(long)]
-    pub rpc: String,
-    #[arg(long)]
-    pub order: PathBuf,
-    /// The requester's key file (the result is sealed to it).
-    #[arg(long)]
-    pub key: PathBuf,
     #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 }
@@ -186,7 +120,10 @@ pub struct ReplaySummary {
     pub transfers: u64,
     pub accounts: usize,
     pub supply: u64,
+    /// Disclosure orders recorded on chain, with the holders' share records of each.
     pub disclosures: Vec<DisclosureSeen>,
+    /// How many holders' shares open a disclosure.
+    pub disclosure_threshold: u16,
     pub head_hash: String,
     pub state_root: String,
     pub seconds: f64,
@@ -200,8 +137,19 @@ pub struct DisclosureSeen {
     pub height: u64,
     pub order_hash: String,
     pub transfer: String,
+    /// The auditors who signed the order.
     pub signers: Vec<u16>,
-    pub result_hash: String,
+    /// Each holder's record that it released its shares to the requester.
+    pub shares: Vec<ShareSeen>,
+    /// Whether enough holders released shares for the requester to open the identity.
+    pub openable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShareSeen {
+    pub height: u64,
+    pub holder: u16,
+    pub sealed_hash: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,6 +167,18 @@ pub fn replay_chain(
     pinned: Option<&Path>,
     output: OutputFormat,
 ) -> Result<ReplaySummary, Failure> {
+    replay_chain_watching(source, to, pinned, output, Watch::default()).map(|(summary, _)| summary)
+}
+
+/// [`replay_chain`], showing `watch` every verified block (a disclosure's holder or
+/// requester looks for its order, transfer and opening this way).
+pub fn replay_chain_watching(
+    source: &Source,
+    to: Option<u64>,
+    pinned: Option<&Path>,
+    output: OutputFormat,
+    watch: Watch,
+) -> Result<(ReplaySummary, Watch), Failure> {
     let (genesis_text, last, blocks) = open_source(source, 1, to)?;
     let genesis = parse_genesis(&genesis_text, pinned)?;
     let params = &genesis.params;
@@ -226,15 +186,25 @@ pub fn replay_chain(
     let started = Instant::now();
     let bar = progress(if last == u64::MAX { 0 } else { last }, output, "replaying");
     let mut summary = ReplaySummary::new(genesis.hash.to_hex(), state.head_hash.to_hex());
+    summary.disclosure_threshold = params.disclosure_key.threshold;
+    let mut replay = Replay { summary, watch };
     // Blocks are read and decoded on their own thread while the window before them is
     // checked; a window's signatures are verified as one batch on every core.
     let (decoded, reader) = spawn_decoder(blocks);
-    check_windows(params, &mut state, &decoded, last, &mut summary, &bar)?;
+    check_windows(params, &mut state, &decoded, last, &mut replay, &bar)?;
     drop(decoded);
     let _ = reader.join();
     bar.finish_and_clear();
-    summary.finish(&state, started.elapsed().as_secs_f64());
-    Ok(summary)
+    replay
+        .summary
+        .finish(&state, started.elapsed().as_secs_f64());
+    Ok((replay.summary, replay.watch))
+}
+
+/// A replay's findings so far: the summary, and the watch that sees every verified block.
+struct Replay {
+    summary: ReplaySummary,
+    watch: Watch,
 }
 
 impl ReplaySummary {
@@ -249,6 +219,7 @@ impl ReplaySummary {
             accounts: 0,
             supply: 0,
             disclosures: Vec::new(),
+            disclosure_threshold: 0,
             head_hash,
             state_root: String::new(),
             seconds: 0.0,
@@ -266,6 +237,9 @@ impl ReplaySummary {
         self.state_root = state.state_root().to_hex();
         self.seconds = seconds;
         self.transfers_per_second = self.transfers as f64 / seconds.max(f64::EPSILON);
+        for disclosure in &mut self.disclosures {
+            disclosure.openable = disclosure.shares.len() >= usize::from(self.disclosure_threshold);
+        }
     }
 }
 
@@ -299,13 +273,13 @@ fn check_windows(
     state: &mut State,
     decoded: &Receiver<Decoded>,
     last: u64,
-    summary: &mut ReplaySummary,
+    replay: &mut Replay,
     bar: &ProgressBar,
 ) -> Result<(), Failure> {
     let mut previous: Option<Verifying> = None;
     let mut ended = false;
-    while !ended && summary.violation.is_none() {
-        let base = summary.blocks
+    while !ended && replay.summary.violation.is_none() {
+        let base = replay.summary.blocks
             + previous
                 .as_ref()
                 .map_or(0, |(blocks, _)| blocks.len() as u64);
@@ -313,8 +287,8 @@ fn check_windows(
         ended = window.ended;
         let checked = apply_blocks_pending(params, state, &window.blocks);
         if let Some(verifying) = previous.take() {
-            settle(summary, bar, verifying)?;
-            if summary.violation.is_some() {
+            settle(replay, bar, verifying)?;
+            if replay.summary.violation.is_some() {
                 break;
             }
         }
@@ -328,24 +302,25 @@ fn check_windows(
             }
             Err(failure) => {
                 let (index, error) = *failure;
-                count_blocks(summary, &window.blocks[..index])?;
-                summary.violation = Some(violation_at(summary, &window.blocks, index, &error));
+                count_blocks(replay, &window.blocks[..index])?;
+                replay.summary.violation =
+                    Some(violation_at(&replay.summary, &window.blocks, index, &error));
             }
         }
-        if summary.violation.is_none() {
+        if replay.summary.violation.is_none() {
             if let Some(undecodable) = window.undecodable {
                 // Everything before the undecodable block must hold first.
                 if let Some(verifying) = previous.take() {
-                    settle(summary, bar, verifying)?;
+                    settle(replay, bar, verifying)?;
                 }
-                if summary.violation.is_none() {
-                    summary.violation = Some(undecodable);
+                if replay.summary.violation.is_none() {
+                    replay.summary.violation = Some(undecodable);
                 }
             }
         }
     }
     if let Some(verifying) = previous.take() {
-        settle(summary, bar, verifying)?;
+        settle(replay, bar, verifying)?;
     }
     Ok(())
 }
@@ -409,7 +384,7 @@ type Verifying = (
 /// Waits for a window's signatures: counts its blocks if they hold, or those before the
 /// first bad one and records the violation.
 fn settle(
-    summary: &mut ReplaySummary,
+    replay: &mut Replay,
     bar: &ProgressBar,
     (blocks, verifier): Verifying,
 ) -> Result<(), Failure> {
@@ -418,36 +393,55 @@ fn settle(
         .map_err(|_| Failure::error("signature verification failed to run"))?;
     match verified {
         Ok(()) => {
-            count_blocks(summary, &blocks)?;
+            count_blocks(replay, &blocks)?;
             bar.inc(blocks.len() as u64);
         }
         Err(failure) => {
             let (index, error) = *failure;
-            count_blocks(summary, &blocks[..index])?;
-            summary.violation = Some(violation_at(summary, &blocks, index, &error));
+            count_blocks(replay, &blocks[..index])?;
+            replay.summary.violation = Some(violation_at(&replay.summary, &blocks, index, &error));
         }
     }
     Ok(())
 }
 
-/// Adds verified blocks to the summary.
-fn count_blocks(summary: &mut ReplaySummary, blocks: &[Block]) -> Result<(), Failure> {
+/// Adds verified blocks to the summary, and shows them to the watch.
+fn count_blocks(replay: &mut Replay, blocks: &[Block]) -> Result<(), Failure> {
     for block in blocks {
+        let summary = &mut replay.summary;
         summary.blocks += 1;
         summary.ops += block.ops.len() as u64;
+        let height = summary.blocks;
         for op in &block.ops {
             match op {
                 Op::Transfer(_) => summary.transfers += 1,
-                Op::Disclosure(disclosure) => summary.disclosures.push(DisclosureSeen {
-                    height: summary.blocks,
-                    order_hash: disclosure.order.hash()?.to_hex(),
-                    transfer: disclosure.order.transfer.to_hex(),
-                    signers: disclosure.signatures.iter().map(|s| s.auditor.0).collect(),
-                    result_hash: disclosure.result_hash.to_hex(),
+                Op::DisclosureOrder(recorded) => summary.disclosures.push(DisclosureSeen {
+                    height,
+                    order_hash: recorded.order.hash()?.to_hex(),
+                    transfer: recorded.order.transfer.to_hex(),
+                    signers: recorded.signatures.iter().map(|s| s.auditor.0).collect(),
+                    shares: Vec::new(),
+                    openable: false,
                 }),
+                Op::DisclosureShare(record) => {
+                    let order_hash = record.order.hash()?.to_hex();
+                    // `apply` accepted it, so its order is on chain, hence listed.
+                    if let Some(order) = summary
+                        .disclosures
+                        .iter_mut()
+                        .find(|seen| seen.order_hash == order_hash)
+                    {
+                        order.shares.push(ShareSeen {
+                            height,
+                            holder: record.holder,
+                            sealed_hash: record.sealed_hash.to_hex(),
+                        });
+                    }
+                }
                 _ => {}
             }
         }
+        replay.watch.see(height, block)?;
     }
     Ok(())
 }
@@ -521,12 +515,16 @@ fn render_replay(summary: &ReplaySummary) -> String {
                 summary.transfers_per_second
             );
             for disclosure in &summary.disclosures {
+                let holders: Vec<u16> =
+                    disclosure.shares.iter().map(|share| share.holder).collect();
                 text.push_str(&format!(
-                    "\ndisclosure at block {}: transfer {} by auditors {:?} (order {})",
+                    "\ndisclosure order at block {}: transfer {} by auditors {:?} (order {}); shares released by holders {:?}{}",
                     disclosure.height,
                     disclosure.transfer,
                     disclosure.signers,
-                    disclosure.order_hash
+                    disclosure.order_hash,
+                    holders,
+                    if disclosure.openable { ", enough to open" } else { "" }
                 ));
             }
             text
@@ -566,276 +564,4 @@ impl RequesterKeyArgs {
         });
         Ok(())
     }
-}
-
-/// A disclosure order as a file auditors pass around and sign.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrderFile {
-    pub version: u8,
-    pub chain_id: String,
-    pub genesis_hash: String,
-    pub transfer: String,
-    pub basis: String,
-    pub basis_hash: String,
-    pub requester_key: String,
-    pub expires_at_ms: u64,
-    /// The order's canonical encoding, hex: what the fields above encode.
-    pub order: String,
-    pub order_hash: String,
-    /// The auditors' keys and threshold from genesis, so signers need no node.
-    pub auditor_keys: Vec<String>,
-    pub threshold: u16,
-    pub signatures: Vec<OrderSignature>,
-}
-
-fn hex32(text: &str, what: &str) -> Result<[u8; 32], Failure> {
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text, &mut bytes)
-        .map_err(|_| Failure::verification(format!("{what} must be 32 bytes of hex")))?;
-    Ok(bytes)
-}
-
-impl OrderFile {
-    /// The order the fields describe, checked against the encoding and hash in the file.
-    fn order(&self) -> Result<(halfveil_ledger::DisclosureOrder, Hash32), Failure> {
-        if self.basis_hash != Domain::DisclosureBasis.hash(self.basis.as_bytes()).to_hex() {
-            return Err(Failure::verification(
-                "the order's basis does not match its hash",
-            ));
-        }
-        let order = halfveil_ledger::DisclosureOrder {
-            version: self.version,
-            chain_id: ChainId::new(&self.chain_id)
-                .map_err(|error| Failure::verification(format!("chain_id: {error}")))?,
-            transfer: Hash32(hex32(&self.transfer, "transfer")?),
-            basis_hash: Hash32(hex32(&self.basis_hash, "basis_hash")?),
-            requester_key: X25519PublicKey(hex32(&self.requester_key, "requester_key")?),
-            expires_at: halfveil_ledger::TimeMs(self.expires_at_ms),
-        };
-        let encoded = hex::encode(codec::encode(&order)?);
-        let hash = order.hash()?;
-        if encoded != self.order || hash.to_hex() != self.order_hash {
-            return Err(Failure::verification(
-                "the order file's fields do not match its encoding: it was altered",
-            ));
-        }
-        Ok((order, hash))
-    }
-
-    fn load(path: &Path) -> Result<OrderFile, Failure> {
-        let bytes = std::fs::metadata(path)
-            .map_err(|error| Failure::error(format!("{}: {error}", path.display())))?
-            .len();
-        if bytes > ORDER_FILE_BYTES_MAX {
-            return Err(Failure::verification(format!(
-                "{} is too large for an order",
-                path.display()
-            )));
-        }
-        let text = std::fs::read(path)?;
-        serde_json::from_slice(&text).map_err(|error| {
-            Failure::verification(format!("{}: not an order file: {error}", path.display()))
-        })
-    }
-
-    fn save(&self, path: &Path, create: bool) -> Result<(), Failure> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|error| Failure::error(error.to_string()))?;
-        if create {
-            keystore::write_new_private(path, text.as_bytes())?;
-        } else {
-            keystore::replace_private(path, text.as_bytes())?;
-        }
-        Ok(())
-    }
-}
-
-impl OrderNewArgs {
-    /// Writes the order, with the chain's auditor keys and threshold, to a new file.
-    pub fn execute(&self, output: OutputFormat) -> CommandResult {
-        if self.basis.trim().is_empty() || self.basis.len() > BASIS_BYTES_MAX {
-            return Err(Failure::usage(format!(
-                "--basis must be 1 to {BASIS_BYTES_MAX} bytes"
-            )));
-        }
-        let genesis = Genesis::load(&self.genesis).map_err(|error| {
-            Failure::verification(format!("{}: {error}", self.genesis.display()))
-        })?;
-        let transfer =
-            Hash32(hex32(&self.transfer, "--transfer").map_err(|e| Failure::usage(e.message))?);
-        let password = password::obtain(self.password_file.as_deref(), "the requester key")?;
-        let requester =
-            keystore::read_x25519_key(&self.requester_key, FileKind::RequesterKey, &password)?;
-        let params = &genesis.params;
-        let order = halfveil_ledger::DisclosureOrder {
-            version: VERSION,
-            chain_id: params.chain_id.clone(),
-            transfer,
-            basis_hash: Domain::DisclosureBasis.hash(self.basis.as_bytes()),
-            requester_key: requester.public_key()?,
-            expires_at: halfveil_ledger::TimeMs(
-                halfveil_node::clock::now_ms()
-                    .0
-                    .saturating_add(self.expires_in.saturating_mul(1_000)),
-            ),
-        };
-        let file = OrderFile {
-            version: order.version,
-            chain_id: order.chain_id.to_string(),
-            genesis_hash: genesis.hash.to_hex(),
-            transfer: transfer.to_hex(),
-            basis: self.basis.clone(),
-            basis_hash: order.basis_hash.to_hex(),
-            requester_key: hex::encode(order.requester_key.0),
-            expires_at_ms: order.expires_at.0,
-            order: hex::encode(codec::encode(&order)?),
-            order_hash: order.hash()?.to_hex(),
-            auditor_keys: params
-                .auditor_keys
-                .iter()
-                .map(|key| hex::encode(key.0))
-                .collect(),
-            threshold: params.disclosure_threshold,
-            signatures: Vec::new(),
-        };
-        file.save(&self.out, true)?;
-        emit(output, &file, || {
-            format!(
-                "order {} for transfer {} written to {}; it needs {} auditor signatures",
-                file.order_hash,
-                file.transfer,
-                self.out.display(),
-                file.threshold
-            )
-        });
-        Ok(())
-    }
-}
-
-impl OrderSignArgs {
-    /// Adds the signature of the auditor whose key is `--key` to the order file.
-    pub fn execute(&self, output: OutputFormat) -> CommandResult {
-        let (order_path, key) = (&self.order, &self.key);
-        let mut file = OrderFile::load(order_path)?;
-        let (_, hash) = file.order()?;
-        let password = password::obtain(self.password_file.as_deref(), "the auditor key")?;
-        let signing = keystore::read_signing_key(key, FileKind::AuditorKey, &password)?;
-        let public = hex::encode(crypto::public_key(&signing).0);
-        let auditor = file
-            .auditor_keys
-            .iter()
-            .position(|listed| *listed == public)
-            .ok_or_else(|| {
-                Failure::verification(format!("{} is not an auditor of this chain", key.display()))
-            })?;
-        let auditor =
-            u16::try_from(auditor).map_err(|_| Failure::error("auditor index out of range"))?;
-        if file
-            .signatures
-            .iter()
-            .any(|signed| signed.auditor == auditor)
-        {
-            return Err(Failure::usage(format!(
-                "auditor {auditor} has already signed this order"
-            )));
-        }
-        file.signatures.push(OrderSignature {
-            auditor,
-            signature: hex::encode(crypto::sign(&signing, &hash).0),
-        });
-        file.save(order_path, false)?;
-        emit(output, &file, || {
-            format!(
-                "auditor {auditor} signed order {} ({} of {} signatures)",
-                file.order_hash,
-                file.signatures.len(),
-                file.threshold
-            )
-        });
-        Ok(())
-    }
-}
-
-impl DiscloseArgs {
-    /// Asks the identity manager to serve the order; opens the sealed result with the
-    /// requester's key and prints the payer it reveals.
-    pub fn execute(&self, output: OutputFormat) -> CommandResult {
-        let (rpc, order_path, key) = (&self.rpc, &self.order, &self.key);
-        let file = OrderFile::load(order_path)?;
-        let (order, hash) = file.order()?;
-        let password = password::obtain(self.password_file.as_deref(), "the requester key")?;
-        let requester = keystore::read_x25519_key(key, FileKind::RequesterKey, &password)?;
-        if requester.public_key()? != order.requester_key {
-            return Err(Failure::usage(format!(
-                "{} is not the order's requester key",
-                key.display()
-            )));
-        }
-        let disclosed = block_on(async {
-            let node = Node::connect(rpc).await?;
-            let genesis = node.genesis(Some(&file.genesis_hash)).await?;
-            let disclosed = node
-                .client
-                .disclose(DiscloseParams {
-                    order: file.order.clone(),
-                    signatures: file.signatures.clone(),
-                })
-                .await
-                .map_err(|error| node.failure(error))?;
-            Ok::<_, Failure>((disclosed, genesis))
-        })??;
-        let (disclosed, genesis) = disclosed;
-        let sealed = hex::decode(&disclosed.sealed_result)
-            .map_err(|_| Failure::verification("the sealed result is not hex"))?;
-        let result = open_result(&requester, &genesis.params.chain_id, &hash, &sealed)?;
-        if result.transfer != file.transfer {
-            return Err(Failure::verification("the result is for another transfer"));
-        }
-        #[derive(Serialize)]
-        struct Report<'a> {
-            order_hash: &'a str,
-            recorded_at_height: u64,
-            result_hash: String,
-            #[serde(flatten)]
-            result: &'a DisclosureResult,
-        }
-        let report = Report {
-            order_hash: &disclosed.order_hash,
-            recorded_at_height: disclosed.height,
-            result_hash: Domain::DisclosureResult.hash(&sealed).to_hex(),
-            result: &result,
-        };
-        emit(output, &report, || {
-            format!(
-                "transfer {} (block {})\n  paid from account {}\n  payer: {} (national id {})\n  identity key {}\n  identity credential verified: {}\n  disclosure recorded on chain at block {} (order {})",
-                result.transfer,
-                result.height,
-                result.account,
-                result.name,
-                result.national_id,
-                result.identity_key,
-                result.credential_verified,
-                disclosed.height,
-                disclosed.order_hash
-            )
-        });
-        Ok(())
-    }
-}
-
-/// Opens the sealed result of the order `order_hash` with the requester's key.
-fn open_result(
-    requester: &X25519Secret,
-    chain_id: &ChainId,
-    order_hash: &Hash32,
-    sealed: &[u8],
-) -> Result<DisclosureResult, Failure> {
-    let plaintext = crypto::open_disclosure_result(requester, chain_id, order_hash, sealed)
-        .map_err(|_| {
-            Failure::verification("the sealed result does not open with the requester key")
-        })?;
-    serde_json::from_slice(&plaintext).map_err(|error| {
-        Failure::verification(format!("the disclosure result is malformed: {error}"))
-    })
 }

@@ -315,7 +315,6 @@ fn import_blocks(
             block_hash,
             change: &change,
             last_signed: None,
-            vault: &[],
             local: &[],
         })?;
         state.commit(&change, block_hash);

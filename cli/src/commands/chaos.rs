@@ -609,7 +609,7 @@ impl PayerTask {
             transfer,
             &account.tx_key,
             &account.identity_key,
-            &params.escrow_key,
+            &params.disclosure_key,
             &mut OsRng,
         )?;
         let envelope = Envelope::seal(

@@ -245,7 +245,7 @@ fn seal(keys: &AccountKeys, params: &ChainParams, transfer: &Transfer) -> Result
         transfer.clone(),
         &keys.tx_key,
         &keys.identity_key,
-        &params.escrow_key,
+        &params.disclosure_key,
         &mut OsRng,
     )?;
     let envelope = Envelope::seal(

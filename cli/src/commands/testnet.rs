@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! DIR/genesis.json
-//! DIR/im/      config.toml genesis.json node_key.json validator_key.json escrow_key.json
+//! DIR/im/      config.toml genesis.json node_key.json validator_key.json disclosure_share.json
 //!              admin_token [password]    (with --im-replicas 3 or 5: DIR/im-1/, DIR/im-2/, ...)
 //! DIR/bank-N/  config.toml genesis.json node_key.json attestation_key.json admin_token [password]
-//! DIR/auditors/auditor-N.json [password]
+//! DIR/auditors/auditor-N.json auditor-N-share.json [password]
 //! ```
+//! The disclosure key is shared by the auditors and the IM (any `--threshold` + 1 of them
+//! open, so never without `--threshold` auditors); its DKG runs in this one process, since
+//! one operator makes every key of a local network anyway.
 //! Key files are encrypted with the password from `--password-file` or `HALFVEIL_PASSWORD`;
 //! without either, each folder gets a random password in a 0600 `password` file that its
 //! config names, so a local network starts unattended. Nothing existing is overwritten.
@@ -19,7 +22,7 @@ use clap::{Args, Subcommand};
 use halfveil_genesis::file::{LimitsEntry, IM_REPLICA_COUNTS};
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::testnet::{generate, AuditorKeys, BankKeys, ImKeys, Testnet, TestnetSpec};
-use halfveil_ledger::crypto::X25519Secret;
+use halfveil_ledger::threshold::HolderSecret;
 use halfveil_node::config::{
     Config, KeysConfig, LogConfig, MetricsConfig, P2pConfig, RpcConfig, RuntimeConfig,
     StorageConfig, CONFIG_FILE,
@@ -54,7 +57,7 @@ pub struct InitArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// Identity manager replicas: 1 (a single IM), or 3 or 5 (a replicated IM, in folders
-    /// im-1 .. im-N, each with its own node and validator key and the shared escrow key).
+    /// im-1 .. im-N, each with its own node and validator key and a copy of the IM's disclosure key share).
     #[arg(long, default_value_t = 1)]
     pub im_replicas: usize,
     #[arg(long, default_value_t = 2)]
@@ -265,7 +268,6 @@ fn node_config(
     ports: Ports,
     peers: Vec<String>,
     signing_key: &str,
-    escrow: bool,
     password_file: Option<PathBuf>,
 ) -> Config {
     Config {
@@ -294,7 +296,6 @@ fn node_config(
             genesis: "genesis.json".into(),
             node_key: "node_key.json".into(),
             signing_key: signing_key.into(),
-            escrow_key: escrow.then(|| "escrow_key.json".into()),
             password_file,
         },
         log: LogConfig::default(),
@@ -363,7 +364,11 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
             ports: &ports,
             addresses: &addresses,
         };
-        nodes.push(home.write_im(&options.dir, &node, replica, &testnet.escrow)?);
+        let im_share = testnet
+            .holders
+            .last()
+            .ok_or_else(|| Failure::usage("no IM share"))?;
+        nodes.push(home.write_im(&options.dir, &node, replica, im_share)?);
     }
     for (index, bank) in testnet.banks.iter().enumerate() {
         let node = NodeSlot {
@@ -374,7 +379,12 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
         };
         nodes.push(home.write_bank(&options.dir, &node, bank)?);
     }
-    let auditors = write_auditor_keys(&options.dir.join("auditors"), &testnet.auditors, &given)?;
+    let auditors = write_auditor_keys(
+        &options.dir.join("auditors"),
+        &testnet.auditors,
+        &testnet.holders,
+        &given,
+    )?;
 
     let report = InitSummary {
         dir: options.dir.display().to_string(),
@@ -462,7 +472,7 @@ impl Home<'_> {
         dir: &Path,
         node: &NodeSlot<'_>,
         im: &ImKeys,
-        escrow: &X25519Secret,
+        share: &HolderSecret,
     ) -> Result<NodeSummary, Failure> {
         let home = dir.join(node.name);
         create_private_dir(&home)?;
@@ -476,12 +486,9 @@ impl Home<'_> {
             &password,
             KdfParams::DEFAULT,
         )?;
-        let escrow_public = escrow.public_key()?;
-        keystore::write_key_file(
-            &home.join("escrow_key.json"),
-            FileKind::EscrowKey,
-            escrow.as_bytes(),
-            &escrow_public.0,
+        keystore::write_disclosure_share(
+            &home.join("disclosure_share.json"),
+            share,
             &password,
             KdfParams::DEFAULT,
         )?;
@@ -491,7 +498,6 @@ impl Home<'_> {
             ports,
             peers_except(node.addresses, node.index),
             "validator_key.json",
-            true,
             password_file,
         );
         write_home_files(&home, &config, self.genesis_text)?;
@@ -525,7 +531,6 @@ impl Home<'_> {
             ports,
             peers_except(node.addresses, node.index),
             "attestation_key.json",
-            false,
             password_file,
         );
         write_home_files(&home, &config, self.genesis_text)?;
@@ -534,16 +539,24 @@ impl Home<'_> {
     }
 }
 
-/// Writes each auditor's key file into `auditors_dir`; returns their paths.
+/// Writes each auditor's key file and disclosure key share into `auditors_dir`; returns the
+/// key files' paths.
 fn write_auditor_keys(
     auditors_dir: &Path,
     auditors: &[AuditorKeys],
+    shares: &[HolderSecret],
     given: &Option<SecretString>,
 ) -> Result<Vec<String>, Failure> {
     create_private_dir(auditors_dir)?;
     let (password, _) = folder_password(auditors_dir, given)?;
     let mut auditor_files = Vec::new();
-    for auditor in auditors {
+    for (auditor, share) in auditors.iter().zip(shares) {
+        keystore::write_disclosure_share(
+            &auditors_dir.join(format!("{}-share.json", auditor.name)),
+            share,
+            &password,
+            KdfParams::DEFAULT,
+        )?;
         let path = auditors_dir.join(format!("{}.json", auditor.name));
         keystore::write_key_file(
             &path,

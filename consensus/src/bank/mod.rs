@@ -131,11 +131,14 @@ pub enum SubmitError {
 }
 
 /// An account opening the bank was asked for, parsed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Opening {
     pub tx_key: PublicKey,
     pub holder_signature: halfveil_ledger::Signature,
     pub account: AccountId,
+    /// The holder's identity record, encrypted to the disclosure key: the bank relays it
+    /// blind, and its signature covers it.
+    pub identity_record: Box<halfveil_ledger::SealedIdentityRecord>,
 }
 
 /// Why the bank will not open an account.

@@ -19,8 +19,13 @@ impl Bank {
         if self.accounts.contains_key(&opening.account) {
             return Err(OpeningError::Exists);
         }
-        let message = open_account_message(&self.keys.chain_id, &opening.tx_key, self.id)
-            .map_err(|_| OpeningError::Message)?;
+        let message = open_account_message(
+            &self.keys.chain_id,
+            &opening.tx_key,
+            self.id,
+            &opening.identity_record,
+        )
+        .map_err(|_| OpeningError::Message)?;
         crypto::verify(&opening.tx_key, &message, &opening.holder_signature)
             .map_err(|_| OpeningError::HolderSignature)?;
         let local = LocalAccount::new(business_key, false, BankLimits::default(), false);
@@ -31,6 +36,7 @@ impl Bank {
             bank: self.id,
             holder_signature: opening.holder_signature,
             bank_signature: crypto::sign(&self.key, &message),
+            identity_record: opening.identity_record.clone(),
         })
     }
 

@@ -655,11 +655,20 @@ fn an_opening_needs_the_holders_signature_and_a_new_account() {
     let public = crypto::public_key(&tx_key);
     let account = AccountId::from_key(&public);
     let chain_id = w.chain.params.chain_id.clone();
-    let message = halfveil_ledger::open_account_message(&chain_id, &public, BANK).unwrap();
+    // The testkit's opening carries a real record for another account; any record will do
+    // for the bank, which cannot read it (the chain checks its label).
+    let (_, other) = w.chain.new_account(BANK);
+    let halfveil_ledger::Op::OpenAccount(other) = other else {
+        unreachable!()
+    };
+    let identity_record = other.identity_record;
+    let message =
+        halfveil_ledger::open_account_message(&chain_id, &public, BANK, &identity_record).unwrap();
     let wrong = Opening {
         tx_key: public,
         holder_signature: crypto::sign(&w.chain.banks[0], &message),
         account,
+        identity_record,
     };
     let key = || BusinessKey::from_bytes([9; 32]);
     assert_eq!(
@@ -668,7 +677,7 @@ fn an_opening_needs_the_holders_signature_and_a_new_account() {
     );
     let opening = Opening {
         holder_signature: crypto::sign(&tx_key, &message),
-        ..wrong
+        ..wrong.clone()
     };
     let op = w.bank.add_account(&opening, key()).unwrap();
     let bank_key = &w.chain.params.bank_keys[0];

@@ -163,6 +163,34 @@ impl HolderSecret {
         }
     }
 
+    /// The secret share's 32 bytes, for an encrypted key file.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.share)
+    }
+
+    /// This share's public key, `x_i * G`.
+    pub fn public(&self) -> Result<Point, ThresholdError> {
+        Ok(Point::of(&RistrettoPoint::mul_base(&self.scalar()?)))
+    }
+
+    /// The holder of `key` whose public share `share` (a key file's secret) is.
+    pub fn for_key(key: &DisclosureKey, share: &[u8; 32]) -> Result<HolderSecret, ThresholdError> {
+        let scalar = Option::<Scalar>::from(Scalar::from_canonical_bytes(*share))
+            .ok_or(ThresholdError::InvalidScalar)?;
+        let public = Point::of(&RistrettoPoint::mul_base(&scalar));
+        let holder = key
+            .holders
+            .iter()
+            .find(|holder| holder.share_key == public)
+            .ok_or(ThresholdError::NotAHolder)?;
+        Ok(HolderSecret::new(
+            key.epoch,
+            key.refresh,
+            holder.holder,
+            &scalar,
+        ))
+    }
+
     fn scalar(&self) -> Result<Scalar, ThresholdError> {
         Option::from(Scalar::from_canonical_bytes(self.share)).ok_or(ThresholdError::InvalidScalar)
     }
@@ -236,6 +264,8 @@ pub enum ThresholdError {
     SharesDoNotMatchKey,
     #[error("holder {holder} is not one of this key's holders")]
     UnknownHolder { holder: u16 },
+    #[error("this share is not one of the disclosure key's holders' shares")]
+    NotAHolder,
     #[error("holder {holder}'s secret share does not match its public share")]
     ShareDoesNotMatchKey { holder: u16 },
     #[error("the ciphertext is for key epoch {found}, this key is epoch {expected}")]

@@ -64,7 +64,6 @@ fn commit_again(store: &RocksStore, block: &mut Block, block_hash: Hash32, chang
             block_hash,
             change,
             last_signed: Some(block.height()),
-            vault: &[],
             local: &[],
         })
         .unwrap();

@@ -23,7 +23,6 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 pub use error::StoreError;
 use halfveil_ledger::codec;
-use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::fastmap::{HashMap, HashSet};
 use halfveil_ledger::hash::Hash32;
 use halfveil_ledger::state::{Account, ChainParams, State, StateChange};
@@ -45,7 +44,6 @@ const CF_TRANSFERS_V2: &str = "transfers";
 const CF_ACCOUNTS: &str = "accounts";
 const CF_NONCES: &str = "nonces";
 const CF_ORDERS: &str = "orders";
-const CF_VAULT: &str = "vault";
 /// Node-local rows outside the chain (a bank's accounts and limits, equivocation evidence).
 const CF_LOCAL: &str = "local";
 /// A replicated IM's raft log (`raft_log.rs`): entries by big-endian index.
@@ -63,7 +61,7 @@ const STEADY_WRITE_BUFFER_BYTES: usize = 2 << 20;
 /// once every family with rows in it has flushed; above this total RocksDB flushes the
 /// families holding the oldest file, however little they hold (see `db_options`).
 pub const WAL_BYTES_MAX: u64 = 32 << 20;
-const COLUMN_FAMILIES: [&str; 10] = [
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_META,
     CF_BLOCKS,
     CF_BLOCK_HASHES,
@@ -71,7 +69,6 @@ const COLUMN_FAMILIES: [&str; 10] = [
     CF_ACCOUNTS,
     CF_NONCES,
     CF_ORDERS,
-    CF_VAULT,
     CF_LOCAL,
     CF_RAFT_LOG,
 ];
@@ -111,8 +108,6 @@ pub struct BlockWrite<'a> {
     pub change: &'a StateChange,
     /// The IM records the height it is about to sign in the same batch (SPEC section 5).
     pub last_signed: Option<Height>,
-    /// The IM's identity vault entries for accounts this block opens.
-    pub vault: &'a [(AccountId, SealedIdentityRecord)],
     /// Node-local rows that must be durable with the block (an IM replica's applied raft
     /// log id).
     pub local: &'a [LocalRow],
@@ -130,8 +125,6 @@ pub trait Store: Send + Sync {
     fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError>;
     fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError>;
     fn last_signed(&self) -> Result<Height, StoreError>;
-    fn vault_record(&self, account: &AccountId)
-        -> Result<Option<SealedIdentityRecord>, StoreError>;
     /// A node-local row.
     fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Writes node-local rows atomically, synced.
@@ -333,13 +326,19 @@ impl RocksStore {
         let descriptors = COLUMN_FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, family_options(name)));
-        // A version 2 database still has its `transfers` family until it is converted, and
-        // RocksDB opens a database only with every family it has.
-        let legacy = DB::list_cf(&options, path)
-            .map(|names| names.iter().any(|name| name == CF_TRANSFERS_V2))
-            .unwrap_or(false);
+        // RocksDB opens a database only with every family it has: a version 2 database still
+        // has its `transfers` family until it is converted, and an older one its `vault`
+        // (whose chain the meta check then refuses with a clear error).
+        let extra: Vec<String> = DB::list_cf(&options, path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| name != "default" && !COLUMN_FAMILIES.contains(&name.as_str()))
+            .collect();
+        let legacy = extra.iter().any(|name| name == CF_TRANSFERS_V2);
         let descriptors = descriptors.chain(
-            legacy.then(|| ColumnFamilyDescriptor::new(CF_TRANSFERS_V2, Options::default())),
+            extra
+                .iter()
+                .map(|name| ColumnFamilyDescriptor::new(name, Options::default())),
         );
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         let mut store = RocksStore {
@@ -597,9 +596,9 @@ impl RocksStore {
         Ok(())
     }
 
-    /// Adds the orders a block served (with its height) and the identity records it
-    /// brought to `batch`.
-    fn batch_orders_and_vault(
+    /// Adds the disclosure orders and share records a block recorded (with its height) to
+    /// `batch`.
+    fn batch_orders(
         &self,
         batch: &mut WriteBatch,
         write: &BlockWrite<'_>,
@@ -608,10 +607,6 @@ impl RocksStore {
         let orders = self.cf(CF_ORDERS)?;
         for order in &write.change.orders_served {
             batch.put_cf(orders, order.as_bytes(), height_key);
-        }
-        let vault = self.cf(CF_VAULT)?;
-        for (account, sealed) in write.vault {
-            batch.put_cf(vault, account.0, &sealed.0);
         }
         Ok(())
     }
@@ -771,7 +766,7 @@ impl Store for RocksStore {
             .lock()
             .map_err(|_| corrupt("nonce rows lock poisoned"))?;
         let (forgotten, added) = batch_nonces(&mut batch, nonces, &nonce_rows, change, height);
-        self.batch_orders_and_vault(&mut batch, write, height_key)?;
+        self.batch_orders(&mut batch, write, height_key)?;
         let local = self.cf(CF_LOCAL)?;
         for (key, value) in write.local {
             batch.put_cf(local, key, value);
@@ -849,16 +844,6 @@ impl Store for RocksStore {
             None => Ok(Height(0)),
             Some(bytes) => Ok(Height(u64_from(&bytes, "last signed height")?)),
         }
-    }
-
-    fn vault_record(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<SealedIdentityRecord>, StoreError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_VAULT)?, account.0)?
-            .map(SealedIdentityRecord))
     }
 
     fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

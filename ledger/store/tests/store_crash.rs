@@ -15,7 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use halfveil_ledger::build::propose;
-use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{
     apply, Amount, Block, ChainParams, Hash32, Height, Issue, Op, State, StateChange, TimeMs,
@@ -95,11 +94,11 @@ impl Writer {
         self.commit_next_with(store, &[])
     }
 
-    /// [`Writer::commit_next`], with vault entries written in the same batch.
+    /// [`Writer::commit_next`], with node-local rows written in the same batch.
     fn commit_next_with(
         &mut self,
         store: &RocksStore,
-        vault: &[(halfveil_ledger::AccountId, SealedIdentityRecord)],
+        local: &[halfveil_store::LocalRow],
     ) -> Height {
         let (block, change) = self.next_block();
         let block_hash = block.header().hash().unwrap();
@@ -110,8 +109,7 @@ impl Writer {
                 block_hash,
                 change: &change,
                 last_signed: Some(block.height()),
-                vault,
-                local: &[],
+                local,
             })
             .unwrap();
         self.chain.state.commit(&change, block_hash);
@@ -285,7 +283,6 @@ fn a_store_takes_only_the_next_height() {
             block_hash: block.header().hash().unwrap(),
             change,
             last_signed: None,
-            vault: &[],
             local: &[],
         }
     }
@@ -310,18 +307,16 @@ fn a_store_takes_only_the_next_height() {
 }
 
 #[test]
-fn last_signed_and_vault_entries_are_durable_with_their_block() {
+fn last_signed_and_local_rows_are_durable_with_their_block() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = Writer::new();
     let params = writer.chain.params.clone();
     let store = RocksStore::open(dir.path(), &params).unwrap();
     assert_eq!(store.last_signed().unwrap(), Height(0));
-    let record = SealedIdentityRecord(vec![0xa5; 1073]);
-    let opened = writer.accounts[0].id;
+    let row = (b"applied".to_vec(), vec![0xa5; 1073]);
 
     let (block, change) = writer.next_block();
     let hash = block.header().hash().unwrap();
-    let vault = [(opened, record.clone())];
     store
         .commit(&BlockWrite {
             block: &block,
@@ -329,8 +324,7 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
             block_hash: hash,
             change: &change,
             last_signed: Some(Height(1)),
-            vault: &vault,
-            local: &[],
+            local: std::slice::from_ref(&row),
         })
         .unwrap();
     writer.chain.state.commit(&change, hash);
@@ -346,7 +340,6 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
             block_hash: hash,
             change: &change,
             last_signed: None,
-            vault: &[],
             local: &[],
         })
         .unwrap();
@@ -356,8 +349,8 @@ fn last_signed_and_vault_entries_are_durable_with_their_block() {
     assert_eq!(store.head().unwrap().height, Height(2));
     assert_eq!(store.block(Height(2)).unwrap(), Some(block));
     assert_eq!(store.last_signed().unwrap(), Height(1));
-    assert_eq!(store.vault_record(&opened).unwrap(), Some(record));
-    assert_eq!(store.vault_record(&writer.accounts[1].id).unwrap(), None);
+    assert_eq!(store.local_get(&row.0).unwrap(), Some(row.1));
+    assert_eq!(store.local_get(b"never written").unwrap(), None);
 }
 
 #[test]
@@ -445,7 +438,7 @@ fn genesis_accounts_survive_a_reopen() {
 }
 
 /// The write-ahead log stays bounded however unevenly the families are written: here every
-/// block carries a large vault row (a family that never fills its memtable), which without
+/// block carries a large node-local row (a family that never fills its memtable), which without
 /// `max_total_wal_size` pinned every WAL file since the start. A bounded log is the live file
 /// plus up to a few obsolete files of about the same size kept for recycling.
 #[test]
@@ -458,10 +451,12 @@ fn the_write_ahead_log_stays_bounded() {
     let store = RocksStore::open(dir.path(), &params).unwrap();
     let mut last = None;
     for index in 0..BLOCKS {
-        let account = writer.accounts[index % writer.accounts.len()].id;
-        let record = SealedIdentityRecord(vec![index as u8; RECORD_BYTES]);
-        writer.commit_next_with(&store, &[(account, record.clone())]);
-        last = Some((account, record));
+        let row = (
+            format!("row {}", index % 4).into_bytes(),
+            vec![index as u8; RECORD_BYTES],
+        );
+        writer.commit_next_with(&store, std::slice::from_ref(&row));
+        last = Some(row);
     }
     let wal_bytes = |dir: &Path| -> u64 {
         std::fs::read_dir(dir)
@@ -496,8 +491,8 @@ fn the_write_ahead_log_stays_bounded() {
     drop(store);
     let store = RocksStore::open(dir.path(), &params).unwrap();
     assert_eq!(store.head().unwrap().height, Height(BLOCKS as u64));
-    let (account, record) = last.unwrap();
-    assert_eq!(store.vault_record(&account).unwrap(), Some(record));
+    let (key, value) = last.unwrap();
+    assert_eq!(store.local_get(&key).unwrap(), Some(value));
 }
 
 /// The raw database under a closed store, every column family open.
@@ -548,7 +543,6 @@ fn commit_empty_block_after(writer: &mut Writer, store: &RocksStore, step_ms: u6
             block_hash: hash,
             change: &change,
             last_signed: Some(block.height()),
-            vault: &[],
             local: &[],
         })
         .unwrap();

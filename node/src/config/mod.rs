@@ -155,9 +155,6 @@ pub struct KeysConfig {
     pub node_key: PathBuf,
     /// The IM's block-signing key, or a bank's attestation key.
     pub signing_key: PathBuf,
-    /// The IM's escrow key; absent for banks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escrow_key: Option<PathBuf>,
     /// A file holding the key files' password, for unattended start. Without it the
     /// password comes from `HALFVEIL_PASSWORD` or a prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,7 +305,6 @@ mod tests {
                 genesis: "genesis.json".into(),
                 node_key: "node_key.json".into(),
                 signing_key: "attestation_key.json".into(),
-                escrow_key: None,
                 password_file: Some("password".into()),
             },
             log: LogConfig::default(),

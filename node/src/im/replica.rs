@@ -100,30 +100,17 @@ impl Chain for ServiceChain {
     }
 }
 
-/// The transfer ids, the waiters and the vault records of a block's ops, by origin.
-pub(super) fn split_origins(
-    included: Vec<Origin<AdminOrigin>>,
-) -> (
-    Vec<Hash32>,
-    Vec<AdminWaiter>,
-    Vec<(
-        halfveil_ledger::AccountId,
-        halfveil_ledger::crypto::SealedIdentityRecord,
-    )>,
-) {
+/// The transfer ids and the waiters of a block's ops, by origin.
+pub(super) fn split_origins(included: Vec<Origin<AdminOrigin>>) -> (Vec<Hash32>, Vec<AdminWaiter>) {
     let mut transfer_ids = Vec::new();
     let mut waiters = Vec::new();
-    let mut vault = Vec::new();
     for origin in included {
         match origin {
             Origin::Transfer(id) => transfer_ids.push(id),
-            Origin::Admin((waiter, entry)) => {
-                waiters.push(waiter);
-                vault.extend(entry);
-            }
+            Origin::Admin(waiter) => waiters.push(waiter),
         }
     }
-    (transfer_ids, waiters, vault)
+    (transfer_ids, waiters)
 }
 
 impl Service {
@@ -210,7 +197,6 @@ impl Service {
             return;
         };
         let height = proposed.header.height;
-        let vault = proposed.vault.clone();
         let proposed_hash = proposed.header.hash().ok();
         let built = im
             .replicated
@@ -242,14 +228,7 @@ impl Service {
         im.pool.committed(&committed);
         im.replicated.applying.insert(height, (hash, reply));
         self.state.commit(&change, hash);
-        self.queue_write_with(
-            Arc::new(block),
-            hash,
-            change,
-            Some(height),
-            vault,
-            vec![applied],
-        );
+        self.queue_write_with(Arc::new(block), hash, change, Some(height), vec![applied]);
     }
 
     /// A block this replica applied is on disk: its state machine may go on.
@@ -270,7 +249,7 @@ impl Service {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
         };
-        let (transfer_ids, waiters, vault) = split_origins(included);
+        let (transfer_ids, waiters) = split_origins(included);
         let (Some(replica), Ok(hash)) = (im.replicated.replica.clone(), proposal.header.hash())
         else {
             im.pool.undraft(&transfer_ids);
@@ -287,7 +266,6 @@ impl Service {
             header: proposal.header,
             attestations: proposal.attestations,
             ops: proposal.ops,
-            vault,
         };
         let inputs = self.inputs.clone();
         let propose_seconds = self.metrics.replica_propose_seconds.clone();
@@ -354,14 +332,6 @@ impl Service {
                     message,
                 };
                 self.net.respond(channel, response).await;
-            }
-            (AdminWaiter::Disclosure(reply, mut disclosed), Ok(height)) => {
-                disclosed.height = height.0;
-                info!(order = %disclosed.order_hash, %height, "disclosure recorded");
-                let _ = reply.send(Ok(disclosed));
-            }
-            (AdminWaiter::Disclosure(reply, _), Err(why)) => {
-                let _ = reply.send(Err(RpcFailure::new(codes::REFUSED, why)));
             }
         }
     }

@@ -132,7 +132,6 @@ impl Chain for StoreChain {
     fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError> {
         let mut state = self.state()?;
         let height = proposed.header.height;
-        let vault = proposed.vault.clone();
         let (block, hash, change) = match decide(&self.params, &state, &self.key, proposed, None) {
             Ok(decided) => decided,
             Err(reason) => {
@@ -150,7 +149,6 @@ impl Chain for StoreChain {
                 block_hash: hash,
                 change: &change,
                 last_signed: Some(height),
-                vault: &vault,
                 local: std::slice::from_ref(&applied),
             })
             .map_err(ChainError::of)?;
@@ -191,7 +189,6 @@ mod tests {
             header: proposal.header,
             attestations: proposal.attestations,
             ops: proposal.ops,
-            vault: Vec::new(),
         };
         (proposed, proposal.change)
     }

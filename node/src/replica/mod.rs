@@ -28,9 +28,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use halfveil_ledger::crypto::SealedIdentityRecord;
 use halfveil_ledger::{
-    AccountId, BatchAttestation, BlockHeader, ChainParams, Hash32, Height, Op, BLOCK_BYTES_MAX,
+    BatchAttestation, BlockHeader, ChainParams, Hash32, Height, Op, BLOCK_BYTES_MAX,
 };
 use halfveil_store::RocksStore;
 use libp2p::PeerId;
@@ -72,14 +71,12 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 const PROPOSE_TIMEOUT: Duration = Duration::from_millis(2 * ELECTION_MAX_MS + 600);
 
 /// A block as the leader proposes it: everything but the signature, which each replica adds
-/// once the entry is committed; and the identity records of the accounts it opens, which
-/// every replica keeps in its vault.
+/// once the entry is committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposed {
     pub header: BlockHeader,
     pub attestations: Vec<BatchAttestation>,
     pub ops: Vec<Op>,
-    pub vault: Vec<(AccountId, SealedIdentityRecord)>,
 }
 
 /// What applying one committed entry did.

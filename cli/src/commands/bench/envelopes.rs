@@ -143,7 +143,7 @@ pub(super) fn seal_envelope(
         transfer,
         &from.tx_key,
         &from.identity_key,
-        &params.escrow_key,
+        &params.disclosure_key,
         &mut OsRng,
     )?;
     let envelope = Envelope::seal(
