@@ -75,8 +75,11 @@ fn admit(batch: &ForwardBatch) {
         .zip(credentials_ok)
     {
         assert_eq!(request.transfer.id().ok(), Some(*id));
+        let message =
+            halfveil_ledger::transaction_credential_message(id, &request.identity_credential)
+                .expect("message");
         let single =
-            key.is_some_and(|key| crypto::verify(&key, id, &request.tx_credential).is_ok());
+            key.is_some_and(|key| crypto::verify(&key, &message, &request.tx_credential).is_ok());
         assert_eq!(
             ok, single,
             "admission's verdict on a credential is not single verification's"

@@ -332,6 +332,7 @@ impl Genesis {
                 bytes: text.len() as u64,
             });
         }
+        check_version(text)?;
         let genesis: Genesis =
             serde_json::from_slice(text).map_err(|error| GenesisError::Json {
                 line: error.line(),
@@ -397,6 +398,29 @@ impl Genesis {
             im_peer_ids,
             bank_peer_ids,
         })
+    }
+}
+
+/// Refuses a genesis of another version before its fields are read, so an older file gets
+/// that reason rather than an unknown field.
+fn check_version(text: &[u8]) -> Result<(), GenesisError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        body: VersionOnly,
+    }
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u8,
+    }
+    match serde_json::from_slice::<Versioned>(text) {
+        Ok(versioned) if versioned.body.version != GENESIS_VERSION => Err(field_error(
+            "version",
+            format!(
+                "version {} is not supported; this build reads {GENESIS_VERSION}",
+                versioned.body.version
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -281,18 +281,19 @@ mod tests {
         .unwrap()
     }
 
-    /// A genesis written before replicas existed (one IM) still reads, with the same hash:
-    /// the replicas' fields are absent from its text and from its hashed encoding.
+    /// A genesis of version 1 (an escrow key, no disclosure key) is refused with a reason,
+    /// and a single-IM genesis has no replicas' fields in its text or hashed encoding.
     #[test]
-    fn a_single_im_genesis_is_unchanged_by_replicas() {
+    fn a_version_1_genesis_is_refused_and_a_single_im_has_no_replica_fields() {
         let text = include_bytes!("../tests/fixtures/single-im-before-replicas.json");
-        let genesis = Genesis::parse(text).unwrap();
-        assert_eq!(
-            genesis.hash.to_hex(),
-            "1ccd72bd8ce20e4165ab89ad828ffbffb51d4fa48cc3f4d42cc534ccf740d3c1"
+        let error = Genesis::parse(text).unwrap_err();
+        assert!(
+            error.to_string().contains("version 1 is not supported"),
+            "{error}"
         );
-        assert_eq!(genesis.params.validator_keys.len(), 1);
-        assert!(!genesis.im_replicated());
+        let single = generate(&spec()).unwrap().genesis;
+        assert_eq!(single.params.validator_keys.len(), 1);
+        assert!(!single.im_replicated());
         let written = generate(&spec())
             .unwrap()
             .genesis
