@@ -46,12 +46,29 @@ fn testnet_init_output_validates_and_a_changed_byte_is_refused() {
         }
     }
     assert!(dir.join("im/validator_key.json").exists());
-    assert!(dir.join("im/escrow_key.json").exists());
+    assert!(dir.join("im/disclosure_share.json").exists());
     assert!(
-        !dir.join("bank-1/escrow_key.json").exists(),
-        "a bank must never hold the escrow key"
+        !dir.join("bank-1/disclosure_share.json").exists(),
+        "a bank must never hold a disclosure key share"
     );
     assert!(dir.join("auditors/auditor-3.json").exists());
+    assert!(dir.join("auditors/auditor-3-share.json").exists());
+    // Four holders (three auditors and the IM), any three of whom open: never fewer than
+    // the two auditors the order needs.
+    let genesis: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("genesis.json")).unwrap()).unwrap();
+    let key = &genesis["body"]["disclosure_key"];
+    assert_eq!(key["threshold"], 3);
+    let names: Vec<&str> = key["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|holder| holder["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["auditor-1", "auditor-2", "auditor-3", "identity-manager"]
+    );
 
     let genesis = dir.join("genesis.json");
     let output = run_bounded(
@@ -107,7 +124,7 @@ fn testnet_init_output_validates_and_a_changed_byte_is_refused() {
 }
 
 /// `--im-replicas 3` writes three IM homes, each with its own node and validator key and the
-/// shared escrow key, in a genesis that lists them all; 2 replicas is a usage error.
+/// IM's disclosure key share, in a genesis that lists them all; 2 replicas is a usage error.
 #[test]
 fn testnet_init_writes_a_replicated_identity_manager() {
     let temp = tempfile::tempdir().unwrap();
@@ -139,7 +156,11 @@ fn testnet_init_writes_a_replicated_identity_manager() {
         .map(|replica| &replica["validator_key"])
         .collect();
     for (index, home) in ["im-1", "im-2", "im-3"].iter().enumerate() {
-        for file in ["validator_key.json", "escrow_key.json", "node_key.json"] {
+        for file in [
+            "validator_key.json",
+            "disclosure_share.json",
+            "node_key.json",
+        ] {
             assert!(dir.join(home).join(file).exists(), "{home}/{file} missing");
         }
         // Each replica holds its own validator key, the one genesis lists at its place.

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{
-    lagrange_at_zero, second_generator, DisclosureKey, HolderSecret, Point, ProofSecret,
-    ThresholdError,
+    group_table, lagrange_at_zero, second_generator, DisclosureKey, HolderSecret, Point,
+    ProofSecret, ThresholdError,
 };
 use crate::codec::byte_array;
 use crate::hash::Hash32;
@@ -104,13 +104,13 @@ pub fn seal<R: RngCore + CryptoRng>(
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<(Capsule, Vec<u8>), ThresholdError> {
-    let group_key = key.group_key.decode()?;
-    let (generator, generator_key) = second_generator()?;
+    let group_table = group_table(&key.group_key)?;
+    let (_, generator_key, generator_table) = second_generator()?;
     let r = ProofSecret::generate(rng);
     let u = RistrettoPoint::mul_base(r.expose_scalar());
-    let u_bar = generator * r.expose_scalar();
+    let u_bar = generator_table * r.expose_scalar();
     let u_point = Point::of(&u);
-    let body = body_cipher(&(group_key * r.expose_scalar()), &u_point, label)
+    let body = body_cipher(&(&*group_table * r.expose_scalar()), &u_point, label)
         .encrypt(
             &Nonce::default(),
             Payload {
