@@ -97,6 +97,7 @@ failure_from!(
     halfveil_genesis::GenesisError,
     halfveil_ledger::CryptoError,
     halfveil_ledger::CodecError,
+    halfveil_ledger::threshold::ThresholdError,
     halfveil_store::StoreError,
     std::io::Error,
 );

@@ -76,6 +76,9 @@ enum Command {
     /// Check a genesis file.
     #[command(subcommand)]
     Genesis(commands::genesis::GenesisCommand),
+    /// Key ceremonies: the disclosure key's distributed generation among its holders.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// The payer's encrypted wallet.
     #[command(subcommand)]
     Wallet(commands::wallet::WalletCommand),
@@ -106,6 +109,7 @@ impl Command {
             Command::Status(args) => args.execute(output),
             Command::Testnet(command) => command.execute(output),
             Command::Genesis(command) => command.execute(output),
+            Command::Keys(command) => command.execute(output),
             Command::Wallet(command) => command.execute(output),
             Command::Config(command) => command.execute(output),
             Command::Completions(args) => args.execute(Cli::command()),

@@ -132,9 +132,10 @@ pub fn config(data: &[u8]) {
     assert_eq!(again.to_toml(), canonical);
 }
 
-const FILE_KINDS: [FileKind; 6] = [
+const FILE_KINDS: [FileKind; 7] = [
     FileKind::ValidatorKey,
     FileKind::DisclosureShare,
+    FileKind::DkgState,
     FileKind::AttestationKey,
     FileKind::AuditorKey,
     FileKind::RequesterKey,

@@ -69,6 +69,8 @@ pub enum FileKind {
     ValidatorKey,
     /// A holder's share of the threshold disclosure key (an auditor's or the IM's).
     DisclosureShare,
+    /// A holder's secrets between the rounds of a disclosure key ceremony.
+    DkgState,
     /// A bank's Ed25519 attestation key.
     AttestationKey,
     /// An auditor's Ed25519 key.
@@ -84,6 +86,7 @@ impl FileKind {
         match self {
             FileKind::ValidatorKey => "validator key",
             FileKind::DisclosureShare => "disclosure key share",
+            FileKind::DkgState => "key ceremony state",
             FileKind::AttestationKey => "attestation key",
             FileKind::AuditorKey => "auditor key",
             FileKind::RequesterKey => "requester key",

@@ -572,6 +572,35 @@ pub fn open_as_requester(
     hpke_open(requester, &info, order_hash.as_bytes(), sealed)
 }
 
+/// Seals a key ceremony's secret message (a DKG round-2 package) to one holder's transport
+/// key, bound to the ceremony (`ceremony`, its hash) and to sender and recipient (`aad`).
+pub fn seal_to_holder<R: RngCore + CryptoRng>(
+    recipient: &X25519PublicKey,
+    ceremony: &Hash32,
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    hpke_seal(recipient, &dkg_info(ceremony), aad, plaintext, rng)
+}
+
+/// Opens what [`seal_to_holder`] sealed, with the holder's transport secret.
+pub fn open_as_holder(
+    transport: &X25519Secret,
+    ceremony: &Hash32,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    hpke_open(transport, &dkg_info(ceremony), aad, sealed)
+}
+
+fn dkg_info(ceremony: &Hash32) -> Vec<u8> {
+    let mut info = b"halfveil v1 dkg round 2".to_vec();
+    info.push(0);
+    info.extend_from_slice(ceremony.as_bytes());
+    info
+}
+
 /// Encrypts a node-local secret at rest (a bank's business keys) under a key derived from
 /// one of the node's own secrets: XChaCha20-Poly1305, random nonce, `aad` binding the row.
 pub fn seal_at_rest<R: RngCore + CryptoRng>(

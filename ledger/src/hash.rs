@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProofError;
 
+/// blake3 in `derive_key` mode under `context`: for hashes that are not chain data (a key
+/// ceremony's files), whose contexts live with their users; chain hashes use [`Domain`].
+pub fn derive(context: &str, bytes: &[u8]) -> Hash32 {
+    Hash32(blake3::derive_key(context, bytes))
+}
+
 /// A 32-byte blake3 digest.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Hash32(pub [u8; 32]);

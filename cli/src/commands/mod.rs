@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod disclosure;
 pub mod genesis;
+pub mod keys;
 pub mod node;
 pub mod order;
 pub mod pay;
