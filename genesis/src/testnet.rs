@@ -150,14 +150,21 @@ fn body_of(
                 })
                 .collect(),
         },
-        disclosure_key: disclosure_key_entry(disclosure_key, auditors),
+        disclosure_key: disclosure_key_entry(disclosure_key, |holder| {
+            auditors
+                .get(usize::from(holder) - 1)
+                .map_or_else(|| IM_HOLDER.to_owned(), |auditor| auditor.name.clone())
+        }),
         initial_accounts: Vec::new(),
         limits: spec.limits.clone(),
     })
 }
 
-/// Genesis's entry for `key`, whose holders are `auditors` in order, then the IM.
-pub fn disclosure_key_entry(key: &DisclosureKey, auditors: &[AuditorKeys]) -> DisclosureKeyEntry {
+/// Genesis's entry for `key`, each holder named by `name_of` its number.
+pub fn disclosure_key_entry(
+    key: &DisclosureKey,
+    name_of: impl Fn(u16) -> String,
+) -> DisclosureKeyEntry {
     DisclosureKeyEntry {
         epoch: key.epoch,
         refresh: key.refresh,
@@ -168,9 +175,7 @@ pub fn disclosure_key_entry(key: &DisclosureKey, auditors: &[AuditorKeys]) -> Di
             .iter()
             .map(|holder| HolderEntry {
                 holder: holder.holder,
-                name: auditors
-                    .get(usize::from(holder.holder) - 1)
-                    .map_or_else(|| IM_HOLDER.to_owned(), |auditor| auditor.name.clone()),
+                name: name_of(holder.holder),
                 share_key: hex::encode(holder.share_key.0),
             })
             .collect(),

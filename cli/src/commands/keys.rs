@@ -17,8 +17,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use halfveil_genesis::file::{DisclosureKeyEntry, HolderEntry, IM_HOLDER};
+use halfveil_genesis::file::{DisclosureKeyEntry, IM_HOLDER};
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
+use halfveil_genesis::testnet::disclosure_key_entry;
 use halfveil_ledger::crypto::{self, SigningKey, X25519Secret};
 use halfveil_ledger::threshold::{dkg, DisclosureKey, HolderSecret};
 use halfveil_ledger::{codec, Hash32, PublicKey, Signature, X25519PublicKey};
@@ -542,25 +543,13 @@ fn result_message(ceremony: &Hash32, entry: &DisclosureKeyEntry) -> Result<Hash3
 
 /// Genesis's entry for `key`, each holder named as the ceremony names it.
 fn genesis_entry(key: &DisclosureKey, ceremony: &Ceremony) -> DisclosureKeyEntry {
-    DisclosureKeyEntry {
-        epoch: key.epoch,
-        refresh: key.refresh,
-        threshold: key.threshold,
-        group_key: hex::encode(key.group_key.0),
-        holders: key
+    disclosure_key_entry(key, |number| {
+        ceremony
             .holders
             .iter()
-            .map(|holder| HolderEntry {
-                holder: holder.holder,
-                name: ceremony
-                    .holders
-                    .iter()
-                    .find(|entry| entry.holder == holder.holder)
-                    .map_or_else(String::new, |entry| entry.name.clone()),
-                share_key: hex::encode(holder.share_key.0),
-            })
-            .collect(),
-    }
+            .find(|entry| entry.holder == number)
+            .map_or_else(String::new, |entry| entry.name.clone())
+    })
 }
 
 impl FinishArgs {

@@ -116,28 +116,30 @@ pub fn begin_refresh<R: RngCore + CryptoRng>(
     ))
 }
 
-fn round1_packages(
+/// Packages by holder number, decoded with `deserialize` and keyed by FROST identifier.
+fn packages<T>(
     packages: &BTreeMap<u16, Vec<u8>>,
-) -> Result<BTreeMap<Identifier, round1::Package>, ThresholdError> {
+    deserialize: fn(&[u8]) -> Result<T, frost::Error>,
+) -> Result<BTreeMap<Identifier, T>, ThresholdError> {
     packages
         .iter()
         .map(|(holder, bytes)| {
-            let package = round1::Package::deserialize(bytes).map_err(dkg_error)?;
+            let package = deserialize(bytes).map_err(dkg_error)?;
             Ok((identifier(*holder)?, package))
         })
         .collect()
 }
 
+fn round1_packages(
+    given: &BTreeMap<u16, Vec<u8>>,
+) -> Result<BTreeMap<Identifier, round1::Package>, ThresholdError> {
+    packages(given, round1::Package::deserialize)
+}
+
 fn round2_packages(
-    packages: &BTreeMap<u16, Vec<u8>>,
+    given: &BTreeMap<u16, Vec<u8>>,
 ) -> Result<BTreeMap<Identifier, round2::Package>, ThresholdError> {
-    packages
-        .iter()
-        .map(|(holder, bytes)| {
-            let package = round2::Package::deserialize(bytes).map_err(dkg_error)?;
-            Ok((identifier(*holder)?, package))
-        })
-        .collect()
+    packages(given, round2::Package::deserialize)
 }
 
 /// The holder number behind a FROST identifier (holders are numbered 1..=HOLDERS_MAX).

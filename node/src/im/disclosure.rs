@@ -195,25 +195,14 @@ impl Service {
         op: OrderOp,
         reply: oneshot::Sender<Result<Height, RpcFailure>>,
     ) {
-        if let Some(failure) = self.im_not_leading_failure() {
-            let _ = reply.send(Err(failure));
-            return;
-        }
-        let params = self.params.clone();
-        let Role::IdentityManager(im) = &mut self.role else {
-            let _ = reply.send(Err(DisclosureError::NotIdentityManager.failure()));
-            return;
+        let transfer = op.order.transfer;
+        let checked = |im: &ImRole, params: &ChainParams, state: &State, store: &RocksStore| {
+            check_new_order(im, params, state, store, &op).map(|()| Op::DisclosureOrder(op.clone()))
         };
-        if let Err(refused) = check_new_order(im, &params, &self.state, &self.store, &op) {
-            warn!(%refused, "disclosure order refused");
-            let _ = reply.send(Err(refused.failure()));
-            return;
+        if let Some((im, queued)) = self.im_record(checked, reply) {
+            info!(%transfer, "disclosure order queued");
+            im.admin.push_back(queued);
         }
-        info!(transfer = %op.order.transfer, "disclosure order queued");
-        im.admin.push_back(AdminOp {
-            op: Op::DisclosureOrder(op),
-            waiter: AdminWaiter::Rpc(reply),
-        });
     }
 
     /// Records a holder's share record once it passes [`check_new_share`].
@@ -222,24 +211,46 @@ impl Service {
         record: ShareRecord,
         reply: oneshot::Sender<Result<Height, RpcFailure>>,
     ) {
+        let holder = record.holder;
+        let checked = |im: &ImRole, params: &ChainParams, state: &State, _: &RocksStore| {
+            check_new_share(im, params, state, &record)
+                .map(|()| Op::DisclosureShare(record.clone()))
+        };
+        if let Some((im, queued)) = self.im_record(checked, reply) {
+            info!(holder, "share record queued");
+            im.admin.push_back(queued);
+        }
+    }
+
+    /// The IM's part of recording: leading, the IM, and `check` passes; else the caller
+    /// hears why. Returns the IM and the admin op to queue.
+    fn im_record(
+        &mut self,
+        check: impl FnOnce(&ImRole, &ChainParams, &State, &RocksStore) -> Result<Op, DisclosureError>,
+        reply: oneshot::Sender<Result<Height, RpcFailure>>,
+    ) -> Option<(&mut ImRole, AdminOp)> {
         if let Some(failure) = self.im_not_leading_failure() {
             let _ = reply.send(Err(failure));
-            return;
+            return None;
         }
         let params = self.params.clone();
         let Role::IdentityManager(im) = &mut self.role else {
             let _ = reply.send(Err(DisclosureError::NotIdentityManager.failure()));
-            return;
+            return None;
         };
-        if let Err(refused) = check_new_share(im, &params, &self.state, &record) {
-            warn!(%refused, "share record refused");
-            let _ = reply.send(Err(refused.failure()));
-            return;
+        match check(im, &params, &self.state, &self.store) {
+            Ok(op) => Some((
+                im,
+                AdminOp {
+                    op,
+                    waiter: AdminWaiter::Rpc(reply),
+                },
+            )),
+            Err(refused) => {
+                warn!(%refused, "disclosure record refused");
+                let _ = reply.send(Err(refused.failure()));
+                None
+            }
         }
-        info!(holder = record.holder, "share record queued");
-        im.admin.push_back(AdminOp {
-            op: Op::DisclosureShare(record),
-            waiter: AdminWaiter::Rpc(reply),
-        });
     }
 }
