@@ -33,6 +33,17 @@ pub struct WalletAccount {
     identity_key: String,
     business_key: String,
     pub next_nonce: u64,
+    /// A new transaction key sent to the chain and not yet seen committed (hex); kept
+    /// before the rotation is submitted, so a crash cannot lose the key the chain takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_tx_key: Option<String>,
+    /// How often the key was rotated: after a rotation the key no longer derives the id.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rotations: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl std::fmt::Debug for WalletAccount {
@@ -81,7 +92,22 @@ impl WalletAccount {
             identity_key: hex::encode(identity_key.to_bytes()),
             business_key: hex::encode(business_key.as_bytes()),
             next_nonce: 0,
+            pending_tx_key: None,
+            rotations: 0,
         }
+    }
+
+    /// The new transaction key of a rotation not yet seen committed.
+    pub fn pending_tx_key(&self) -> Result<Option<SigningKey>, Failure> {
+        self.pending_tx_key
+            .as_deref()
+            .map(|text| {
+                Ok(SigningKey::from_bytes(&*secret_from_hex(
+                    text,
+                    "pending_tx_key",
+                )?))
+            })
+            .transpose()
     }
 
     pub fn keys(&self) -> Result<AccountKeys, Failure> {
@@ -90,7 +116,8 @@ impl WalletAccount {
             .parse()
             .map_err(|_| Failure::error("wallet is corrupt: bad account id"))?;
         let tx_key = SigningKey::from_bytes(&*secret_from_hex(&self.tx_key, "tx_key")?);
-        if AccountId::from_key(&halfveil_ledger::crypto::public_key(&tx_key)) != account {
+        let derived = AccountId::from_key(&halfveil_ledger::crypto::public_key(&tx_key));
+        if self.rotations == 0 && derived != account {
             return Err(Failure::error(format!(
                 "wallet is corrupt: the transaction key does not belong to {account}"
             )));
@@ -255,6 +282,33 @@ impl Wallet {
                 )),
             },
         }
+    }
+
+    fn account_mut(&mut self, id: &str) -> Result<&mut WalletAccount, Failure> {
+        self.data
+            .accounts
+            .iter_mut()
+            .find(|account| account.account == id)
+            .ok_or_else(|| Failure::usage(format!("account {id} is not in the wallet")))
+    }
+
+    /// Keeps `new_key` as `id`'s pending transaction key and saves, before the rotation
+    /// leaves this machine.
+    pub fn begin_rotation(&mut self, id: &str, new_key: &SigningKey) -> Result<(), Failure> {
+        self.account_mut(id)?.pending_tx_key = Some(hex::encode(new_key.to_bytes()));
+        self.save()
+    }
+
+    /// The chain took the pending key: it is the transaction key from now on.
+    pub fn finish_rotation(&mut self, id: &str) -> Result<(), Failure> {
+        let account = self.account_mut(id)?;
+        let pending = account
+            .pending_tx_key
+            .take()
+            .ok_or_else(|| Failure::error("no rotation is pending"))?;
+        account.tx_key = pending;
+        account.rotations = account.rotations.saturating_add(1);
+        self.save()
     }
 
     /// Takes the next nonce of `id` and saves the wallet before returning it.

@@ -699,6 +699,7 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
             }]),
         ),
         ("rejected", Request::Rejected(vec![rejection.clone()])),
+        ("lifecycle", Request::Lifecycle(Box::new(close_op(world)))),
         (
             "blocks",
             Request::Blocks {
@@ -778,6 +779,20 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
         }
     }
     seeds.add("link_frame", "stream", stream);
+}
+
+/// The empty account's closing, signed by its key.
+fn close_op(world: &World) -> Op {
+    let holder = &world.holders[4];
+    let mut close = CloseAccount {
+        account: holder.id,
+        nonce: Nonce(holder.next_nonce),
+        expires_at: TimeMs(world.state.time.0 + 60_000),
+        signature: Signature([0; 64]),
+    };
+    let message = close.message(&world.params.chain_id).expect("message");
+    close.signature = crypto::sign(&holder.tx_key, &message);
+    Op::CloseAccount(close)
 }
 
 /// Raft streams between IM replicas: requests (an append carrying a proposed block, a vote,

@@ -347,23 +347,22 @@ fn opening_failure(error: OpeningError) -> RpcFailure {
     RpcFailure::new(code, error.to_string())
 }
 
-/// Sends an opening to the IM replica `first`, then, while the one asked does not lead or
-/// cannot be reached, to the one it names or the next, for at most [`RELAY_LIMIT`] (a
-/// leader election takes about 1.5 s); a single IM is asked once.
-async fn relay_to_leader(
+/// Sends a request (an opening, a key rotation, a closing) to the IM replica `first`, then,
+/// while the one asked does not lead or cannot be reached, to the one it names or the next,
+/// for at most [`RELAY_LIMIT`] (a leader election takes about 1.5 s); a single IM is asked
+/// once.
+pub(crate) async fn relay_to_leader(
     net: &NetworkHandle,
     replicas: &[PeerId],
     first: usize,
-    request: OpenAccountRequest,
+    request: Request,
 ) -> Result<Response, RequestError> {
     let started = Instant::now();
     let mut target = first;
     loop {
         // Genesis validation requires at least one replica, so the index is in range.
         let peer = replicas[target % replicas.len().max(1)];
-        let result = net
-            .request(peer, Request::OpenAccount(request.clone()))
-            .await;
+        let result = net.request(peer, request.clone()).await;
         let next = match &result {
             Ok(Response::NotLeader {
                 leader: Some(leader),
@@ -497,7 +496,7 @@ impl BankRole {
 }
 
 impl Service {
-    fn bank(&mut self) -> Option<&mut BankRole> {
+    pub(crate) fn bank(&mut self) -> Option<&mut BankRole> {
         match &mut self.role {
             Role::Bank(bank) => Some(bank),
             Role::IdentityManager(_) => None,
@@ -791,7 +790,8 @@ impl Service {
         let inputs = self.inputs.clone();
         let account = request.op.account;
         tokio::spawn(async move {
-            let result = relay_to_leader(&net, &replicas, first, request).await;
+            let result =
+                relay_to_leader(&net, &replicas, first, Request::OpenAccount(request)).await;
             let relayed = BankInput::OpenRelayed {
                 account,
                 result,

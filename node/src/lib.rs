@@ -17,6 +17,7 @@ pub mod config;
 pub mod evidence;
 pub mod im;
 pub mod launch;
+pub mod lifecycle;
 pub mod links;
 pub mod metrics;
 pub mod network;

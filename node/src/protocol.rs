@@ -8,7 +8,7 @@ use std::io;
 
 use futures::prelude::*;
 use halfveil_ledger::{
-    codec, AccountId, Amount, BankId, BatchAttestation, Block, CodecError, Hash32, Height,
+    codec, AccountId, Amount, BankId, BatchAttestation, Block, CodecError, Hash32, Height, Op,
     OpenAccount, RejectCode, Rejection, TransactionRequest,
 };
 use libp2p::StreamProtocol;
@@ -65,6 +65,9 @@ pub enum Request {
     Blocks { from: Height, to: Height },
     /// Anyone to anyone: the head.
     Status,
+    /// Bank to IM: a holder's key rotation or account closing (an `Op::RotateKey` or
+    /// `Op::CloseAccount`), answered with `Opened { account, height }` once committed.
+    Lifecycle(Box<Op>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -109,6 +109,8 @@ pub struct AccountInfo {
     pub bank: String,
     pub balance: u64,
     pub closed: bool,
+    /// The account's online transaction public key now (it changes with a rotation), hex.
+    pub tx_key: String,
     /// Only from the account's own bank.
     pub frozen: Option<bool>,
     pub limits: Option<BankLimits>,
@@ -224,6 +226,20 @@ pub struct OrderSignature {
     pub signature: String,
 }
 
+/// A holder's key rotation or account closing, signed by the account's keys.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LifecycleParams {
+    /// The canonical encoding of the op (`RotateKey` or `CloseAccount`), hex.
+    pub op: String,
+}
+
+/// An account's change committed on chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountChanged {
+    pub account: String,
+    pub height: u64,
+}
+
 /// A disclosure order with the auditors' signatures, to record on chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RecordOrderParams {
@@ -323,6 +339,11 @@ pub trait Api {
     /// The identity manager records that a holder released its shares of an order.
     #[method(name = "recordShare")]
     async fn record_share(&self, params: RecordShareParams) -> RpcResult<Recorded>;
+
+    /// A bank relays its payer's key rotation or account closing to the IM; answers once the
+    /// op is committed.
+    #[method(name = "submitLifecycle")]
+    async fn submit_lifecycle(&self, params: LifecycleParams) -> RpcResult<AccountChanged>;
 
     /// A bank opens an account for a payer (relaying the sealed identity record to the IM).
     #[method(name = "openAccount")]

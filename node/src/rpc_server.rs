@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halfveil_ledger::{
-    codec, AccountId, AuditorId, AuditorSignature, CodecError, DisclosureOrder, Hash32, Height,
+    codec, AccountId, AuditorId, AuditorSignature, CodecError, DisclosureOrder, Hash32, Height, Op,
     OrderOp, Receipt, ShareRecord, Signature,
 };
 use halfveil_store::{RocksStore, Store, StoreError};
@@ -22,9 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
-    codes, rpc_error, AccountInfo, AdminApiServer, ApiServer, BankLimits, BlockInfo, Committed,
-    EvidenceInfo, Final, HeadInfo, NodeStatus, OpenAccountParams, OpenedAccount, RecordOrderParams,
-    RecordShareParams, Recorded, RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
+    codes, rpc_error, AccountChanged, AccountInfo, AdminApiServer, ApiServer, BankLimits,
+    BlockInfo, Committed, EvidenceInfo, Final, HeadInfo, LifecycleParams, NodeStatus,
+    OpenAccountParams, OpenedAccount, RecordOrderParams, RecordShareParams, Recorded, RpcFailure,
+    Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::rpc_listen::{self, Limits};
 use crate::service::{AccountChange, Input, RpcCommand, TransferState};
@@ -54,6 +55,9 @@ fn parse_hex_bytes<const N: usize>(text: &str, what: &str) -> RpcResult<[u8; N]>
     })?;
     Ok(bytes)
 }
+
+/// The largest encoded key rotation or closing.
+const LIFECYCLE_BYTES_MAX: usize = 512;
 
 /// The largest encoded disclosure order.
 const ORDER_BYTES_MAX: usize = 1024;
@@ -587,6 +591,27 @@ impl ApiServer for RpcContext {
             serde_json::value::to_raw_value(&Watched::Finals { finals })
         })
         .await
+    }
+
+    async fn submit_lifecycle(&self, params: LifecycleParams) -> RpcResult<AccountChanged> {
+        let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
+        if params.op.len() > 2 * LIFECYCLE_BYTES_MAX {
+            return Err(invalid("the op is too large"));
+        }
+        let bytes = hex::decode(&params.op).map_err(|_| invalid("the op is not hex"))?;
+        let op: Op = codec::decode(&bytes, LIFECYCLE_BYTES_MAX)
+            .map_err(|error| invalid(&format!("the op is malformed: {error}")))?;
+        if !matches!(op, Op::RotateKey(_) | Op::CloseAccount(_)) {
+            return Err(invalid("only a key rotation or an account closing"));
+        }
+        let (account, height) = self
+            .ask(|reply| RpcCommand::Lifecycle { op, reply })
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        Ok(AccountChanged {
+            account: account.to_string(),
+            height: height.0,
+        })
     }
 
     async fn record_order(&self, params: RecordOrderParams) -> RpcResult<Recorded> {

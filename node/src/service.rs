@@ -68,6 +68,10 @@ pub enum RpcCommand {
         reference: u64,
         reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
     },
+    Lifecycle {
+        op: halfveil_ledger::Op,
+        reply: oneshot::Sender<Result<(AccountId, Height), crate::rpc::RpcFailure>>,
+    },
     RecordOrder {
         op: halfveil_ledger::OrderOp,
         reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
@@ -303,6 +307,7 @@ impl Service {
             }
             Request::Forward(batch) => self.im_on_forward(peer, batch, channel).await,
             Request::OpenAccount(open) => self.im_on_open_account(peer, open, channel).await,
+            Request::Lifecycle(op) => self.im_on_lifecycle(peer, *op, channel).await,
             Request::Approve(items) => self.bank_on_approve(peer, items, channel).await,
             Request::Rejected(rejections) => self.bank_on_rejected(peer, rejections, channel).await,
         }
@@ -682,6 +687,7 @@ impl Service {
                 reference,
                 reply,
             } => self.im_issue(to, amount, reference, reply),
+            RpcCommand::Lifecycle { op, reply } => self.bank_lifecycle(op, reply),
             RpcCommand::RecordOrder { op, reply } => self.im_record_order(op, reply),
             RpcCommand::RecordShare { record, reply } => self.im_record_share(record, reply),
             RpcCommand::ChangeAccount {
@@ -750,6 +756,7 @@ impl Service {
                 .to_owned(),
             balance: account.balance.0,
             closed: account.closed,
+            tx_key: account.tx_key.to_hex(),
             frozen,
             limits,
         })

@@ -30,6 +30,11 @@ pub enum AccountCommand {
     Open(OpenArgs),
     /// Balances and status, from each account's bank or from a node.
     Show(ShowArgs),
+    /// Give the account a new online transaction key; the old one stops working.
+    RotateKey(crate::commands::lifecycle::RotateKeyArgs),
+    /// Close the account (paying its balance out first with --to); it never pays or
+    /// receives again.
+    Close(crate::commands::lifecycle::CloseArgs),
 }
 
 impl AccountCommand {
@@ -38,6 +43,8 @@ impl AccountCommand {
         match self {
             AccountCommand::Open(args) => args.execute(output),
             AccountCommand::Show(args) => args.execute(output),
+            AccountCommand::RotateKey(args) => args.execute(output),
+            AccountCommand::Close(args) => args.execute(output),
         }
     }
 }

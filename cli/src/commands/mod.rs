@@ -12,6 +12,7 @@ pub mod demo;
 pub mod disclosure;
 pub mod genesis;
 pub mod keys;
+pub mod lifecycle;
 pub mod node;
 pub mod order;
 pub mod pay;
