@@ -228,6 +228,23 @@ impl Wallet {
         )?)
     }
 
+    /// Writes a copy of the wallet to a new file `path` under `password` (a backup, or a
+    /// restored wallet); refuses to overwrite a file.
+    pub fn copy_to(&self, path: &Path, password: SecretString) -> Result<Wallet, Failure> {
+        let copy = Wallet {
+            path: path.to_path_buf(),
+            password,
+            data: WalletData {
+                version: self.data.version,
+                chain_id: self.data.chain_id.clone(),
+                genesis_hash: self.data.genesis_hash.clone(),
+                accounts: self.data.accounts.clone(),
+            },
+        };
+        keystore::write_new_private(path, copy.seal()?.as_bytes())?;
+        Ok(copy)
+    }
+
     /// Writes the wallet back, atomically.
     pub fn save(&self) -> Result<(), Failure> {
         let text = self.seal()?;
@@ -333,6 +350,44 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use rand_core::OsRng;
+
+    #[test]
+    fn a_backup_opens_only_with_its_own_password_and_restores_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = |text: &str| SecretString::from(text.to_owned());
+        let path = dir.path().join("wallet.json");
+        let mut wallet =
+            Wallet::create(&path, password("wallet pass"), "halfveil-test", "00").unwrap();
+        let tx_key = SigningKey::generate(&mut OsRng);
+        let id = AccountId::from_key(&halfveil_ledger::crypto::public_key(&tx_key));
+        let account = WalletAccount::new(
+            id,
+            "bank-1",
+            BankId(0),
+            "http://127.0.0.1:1",
+            &tx_key,
+            &SigningKey::generate(&mut OsRng),
+            &BusinessKey::generate(&mut OsRng),
+        );
+        wallet.add(account).unwrap();
+        wallet.reserve_nonce(&id.to_string()).unwrap();
+        let backup = dir.path().join("backup.json");
+        wallet.copy_to(&backup, password("backup pass")).unwrap();
+        assert!(
+            wallet.copy_to(&backup, password("backup pass")).is_err(),
+            "no overwrite"
+        );
+        assert!(Wallet::open(&backup, password("wallet pass")).is_err());
+        let opened = Wallet::open(&backup, password("backup pass")).unwrap();
+        let restored_path = dir.path().join("restored.json");
+        let restored = opened
+            .copy_to(&restored_path, password("new pass"))
+            .unwrap();
+        let keys = restored.account(None).unwrap().keys().unwrap();
+        assert_eq!(keys.tx_key.to_bytes(), tx_key.to_bytes());
+        assert_eq!(restored.account(None).unwrap().next_nonce, 1);
+        assert!(Wallet::open(&restored_path, password("new pass")).is_ok());
+    }
 
     #[test]
     fn a_wallet_round_trips_and_nonces_never_repeat() {

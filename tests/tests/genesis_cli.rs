@@ -286,6 +286,77 @@ fn a_wallet_is_created_encrypted_and_opens_only_with_its_password() {
         "{}",
         describe(&no_password)
     );
+
+    // A backup under its own password, restored under a third one; neither overwrites.
+    let backup = temp.path().join("backup.json");
+    let backup_password = temp.path().join("backup-password");
+    std::fs::write(&backup_password, "backup pass\n").unwrap();
+    let export = |out: &std::path::Path| {
+        run_bounded(
+            halfveil()
+                .args(["wallet", "export", "--wallet"])
+                .arg(&wallet)
+                .arg("--out")
+                .arg(out)
+                .arg("--password-file")
+                .arg(&password)
+                .arg("--backup-password-file")
+                .arg(&backup_password),
+            LIMIT,
+        )
+    };
+    let exported = export(&backup);
+    assert!(exported.status.success(), "{}", describe(&exported));
+    assert_ne!(
+        export(&backup).status.code(),
+        Some(0),
+        "a backup is never overwritten"
+    );
+    let restored = temp.path().join("restored.json");
+    let new_password = temp.path().join("new-password");
+    std::fs::write(&new_password, "new pass\n").unwrap();
+    let imported = run_bounded(
+        halfveil()
+            .args(["--output", "json", "wallet", "import", "--backup"])
+            .arg(&backup)
+            .arg("--wallet")
+            .arg(&restored)
+            .arg("--backup-password-file")
+            .arg(&backup_password)
+            .arg("--password-file")
+            .arg(&new_password),
+        LIMIT,
+    );
+    assert!(imported.status.success(), "{}", describe(&imported));
+    let shown_restored = run_bounded(
+        halfveil()
+            .args(["--output", "json", "wallet", "show", "--wallet"])
+            .arg(&restored)
+            .env("HALFVEIL_PASSWORD", "new pass"),
+        LIMIT,
+    );
+    assert!(
+        shown_restored.status.success(),
+        "{}",
+        describe(&shown_restored)
+    );
+    assert_eq!(
+        shown_restored.stdout, shown.stdout,
+        "the restored wallet is the wallet"
+    );
+    let wrong_backup = run_bounded(
+        halfveil()
+            .args(["wallet", "show", "--wallet"])
+            .arg(&backup)
+            .env("HALFVEIL_PASSWORD", "s3cret pass"),
+        LIMIT,
+    );
+    assert_eq!(
+        wrong_backup.status.code(),
+        Some(1),
+        "{}",
+        describe(&wrong_backup)
+    );
 }
 
 /// A node whose config has an unknown key does not start, exits 3 (restarting it would

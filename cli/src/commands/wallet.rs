@@ -1,4 +1,4 @@
-//! `halfveil wallet create|show`: the payer's encrypted wallet.
+//! `halfveil wallet create|show|export|import`: the payer's encrypted wallet.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,10 @@ pub enum WalletCommand {
     Create(CreateArgs),
     /// List a wallet's accounts.
     Show(ShowArgs),
+    /// Write a backup of the wallet, encrypted under its own password.
+    Export(ExportArgs),
+    /// Restore a wallet from a backup, under a new password.
+    Import(ImportArgs),
 }
 
 impl WalletCommand {
@@ -26,6 +30,8 @@ impl WalletCommand {
         match self {
             WalletCommand::Create(args) => args.execute(output),
             WalletCommand::Show(args) => args.execute(output),
+            WalletCommand::Export(args) => args.execute(output),
+            WalletCommand::Import(args) => args.execute(output),
         }
     }
 }
@@ -48,6 +54,92 @@ pub struct ShowArgs {
     pub wallet: PathBuf,
     #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
+}
+
+/// `halfveil wallet export`: a backup file of the wallet, under a backup password.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub wallet: PathBuf,
+    /// The backup file (never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The backup's password (asked twice when not given).
+    #[arg(long)]
+    pub backup_password_file: Option<PathBuf>,
+}
+
+/// `halfveil wallet import`: a wallet restored from a backup.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[arg(long)]
+    pub backup: PathBuf,
+    /// The restored wallet (never overwritten).
+    #[arg(long)]
+    pub wallet: PathBuf,
+    #[arg(long)]
+    pub backup_password_file: Option<PathBuf>,
+    /// The restored wallet's password (asked twice when not given).
+    #[arg(long, env = "HALFVEIL_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Copied {
+    from: String,
+    to: String,
+    accounts: usize,
+}
+
+impl ExportArgs {
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let password = password::obtain(
+            self.password_file.as_deref(),
+            &format!("wallet {}", self.wallet.display()),
+        )?;
+        let wallet = Wallet::open(&self.wallet, password)?;
+        let backup_password =
+            password::obtain_new(self.backup_password_file.as_deref(), "the backup")?;
+        wallet.copy_to(&self.out, backup_password)?;
+        let report = Copied {
+            from: self.wallet.display().to_string(),
+            to: self.out.display().to_string(),
+            accounts: wallet.accounts().len(),
+        };
+        emit(output, &report, || {
+            format!(
+                "backup of {} ({} accounts) written to {}; export again after a key rotation, which a backup does not follow",
+                report.from, report.accounts, report.to
+            )
+        });
+        Ok(())
+    }
+}
+
+impl ImportArgs {
+    pub fn execute(&self, output: OutputFormat) -> CommandResult {
+        let backup_password = password::obtain(self.backup_password_file.as_deref(), "the backup")?;
+        let backup = Wallet::open(&self.backup, backup_password)?;
+        let password = password::obtain_new(
+            self.password_file.as_deref(),
+            &format!("new wallet {}", self.wallet.display()),
+        )?;
+        let restored = backup.copy_to(&self.wallet, password)?;
+        let report = Copied {
+            from: self.backup.display().to_string(),
+            to: self.wallet.display().to_string(),
+            accounts: restored.accounts().len(),
+        };
+        emit(output, &report, || {
+            format!(
+                "wallet {} restored from {} ({} accounts)",
+                report.to, report.from, report.accounts
+            )
+        });
+        Ok(())
+    }
 }
 
 impl CreateArgs {
