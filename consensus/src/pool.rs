@@ -211,27 +211,11 @@ impl TransferPool {
         check_fields(params, now, request)?;
         let transfer = &request.transfer;
         let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
-        let payer = state
-            .account(&transfer.payer)
-            .filter(|account| !account.closed)
-            .ok_or_else(|| {
-                (
-                    RejectCode::UnknownAccount,
-                    format!("unknown payer {}", transfer.payer),
-                )
-            })?;
+        let payer = open_account(state, &transfer.payer, "payer")?;
         if payer.bank != bank {
             return invalid("the payer's home bank did not forward this transfer");
         }
-        let payee = state
-            .account(&transfer.payee)
-            .filter(|account| !account.closed)
-            .ok_or_else(|| {
-                (
-                    RejectCode::UnknownAccount,
-                    format!("unknown payee {}", transfer.payee),
-                )
-            })?;
+        let payee = open_account(state, &transfer.payee, "payee")?;
         if state.nonce_used(&transfer.payer, transfer.nonce)
             || self.nonces.contains(&(transfer.payer, transfer.nonce))
         {
@@ -454,6 +438,23 @@ impl TransferPool {
             code,
             detail,
         })
+    }
+}
+
+/// The account `id` of a transfer's `role` (payer or payee), if it exists and is open; a
+/// closed account is refused as unknown, saying it is closed.
+fn open_account<'a>(
+    state: &'a State,
+    id: &AccountId,
+    role: &str,
+) -> Result<&'a halfveil_ledger::Account, (RejectCode, String)> {
+    match state.account(id) {
+        None => Err((RejectCode::UnknownAccount, format!("unknown {role} {id}"))),
+        Some(account) if account.closed => Err((
+            RejectCode::UnknownAccount,
+            format!("the {role}'s account {id} is closed"),
+        )),
+        Some(account) => Ok(account),
     }
 }
 
