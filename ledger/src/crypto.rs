@@ -431,7 +431,9 @@ impl Envelope {
         chain_id: &ChainId,
         bank: BankId,
     ) -> Result<TransactionRequest, CryptoError> {
-        if self.version != VERSION {
+        // The cleartext bank is bound too: an envelope that names another bank is refused
+        // even where the AAD (computed with the opener's own id) would let it open.
+        if self.version != VERSION || self.bank != bank {
             return Err(CryptoError::OpenFailed);
         }
         let aad = envelope_aad(self.version, chain_id, self.account, bank)?;

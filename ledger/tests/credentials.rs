@@ -628,6 +628,10 @@ fn envelope_round_trips_and_every_failure_is_the_same() {
     truncated.ciphertext.truncate(10);
     let mut versioned = envelope.clone();
     versioned.version = 9;
+    // The cleartext bank is bound: the AAD the opener computes uses its own id, so without
+    // the check an envelope naming another bank would still open here.
+    let mut renamed_bank = envelope.clone();
+    renamed_bank.bank = BankId(2);
     let failures = [
         ("wrong key", envelope.open(&other_key, &chain_id(), bank)),
         ("wrong chain", envelope.open(&key, &other_chain, bank)),
@@ -644,6 +648,10 @@ fn envelope_round_trips_and_every_failure_is_the_same() {
         ),
         ("truncated", truncated.open(&key, &chain_id(), bank)),
         ("other version", versioned.open(&key, &chain_id(), bank)),
+        (
+            "cleartext bank of another",
+            renamed_bank.open(&key, &chain_id(), bank),
+        ),
     ];
     for (name, result) in failures {
         assert_eq!(result, Err(CryptoError::OpenFailed), "{name}");

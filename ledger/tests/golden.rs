@@ -32,7 +32,8 @@ use rand_chacha::ChaCha20Rng;
 /// Compares a list of `(name, actual)` with the pasted expectations. On any difference it
 /// names every changed vector and prints the whole computed table, ready to paste once the
 /// change is confirmed deliberate (and versioned).
-fn assert_golden(actual: &[(&str, String)], expected: &[(&str, &str)]) {
+fn assert_golden(group: &str, actual: &[(&str, String)], expected: &[(&str, &str)]) {
+    check_vectors_file(group, actual);
     let changed: Vec<&str> = actual
         .iter()
         .filter(|(name, found)| {
@@ -59,6 +60,30 @@ fn assert_golden(actual: &[(&str, String)], expected: &[(&str, &str)]) {
     panic!(
         "golden vectors changed (a wire change!): {changed:?}\ncomputed now:\n{}",
         table.join("\n")
+    );
+}
+
+/// The vectors as auditors read them: `docs/vectors/<group>.json`, one JSON object of the
+/// same names and values in the same order, which must equal what this test computes.
+/// `HALFVEIL_WRITE_VECTORS=1` rewrites the file (after a deliberate, versioned change).
+fn check_vectors_file(group: &str, actual: &[(&str, String)]) {
+    let lines: Vec<String> = actual
+        .iter()
+        .map(|(name, value)| format!("  {name:?}: {value:?}"))
+        .collect();
+    let text = format!("{{\n{}\n}}\n", lines.join(",\n"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/vectors")
+        .join(format!("{group}.json"));
+    if std::env::var_os("HALFVEIL_WRITE_VECTORS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let found = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        found == text,
+        "{} differs from the computed vectors: rerun with HALFVEIL_WRITE_VECTORS=1 once the \
+         change is deliberate and versioned",
+        path.display()
     );
 }
 
@@ -223,7 +248,7 @@ fn domain_contexts_are_fixed() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), contexts.len(), "two domains share a context");
-    assert_golden(&actual, DOMAIN_GOLDEN);
+    assert_golden("hashes", &actual, DOMAIN_GOLDEN);
 }
 
 const DOMAIN_GOLDEN: &[(&str, &str)] = &[
@@ -488,8 +513,14 @@ fn encodings_and_ids_are_fixed() {
         ("header", hex_of!(&header)),
         ("header hash", header_hash.to_hex()),
         ("header signature", header_signature.to_hex()),
+        ("open account op", hex::encode(&open_encoded)),
+        ("rotate key op", hex_of!(&Op::RotateKey(rotate.clone()))),
+        (
+            "close account op",
+            hex_of!(&Op::CloseAccount(close.clone())),
+        ),
     ];
-    assert_golden(&actual, ENCODING_GOLDEN);
+    assert_golden("encodings", &actual, ENCODING_GOLDEN);
 
     // A block is its parts in order, each with a varint length prefix for the lists.
     let block = Block {
@@ -562,6 +593,9 @@ const ENCODING_GOLDEN: &[(&str, &str)] = &[
     ("header", "030f68616c667665696c2d676f6c64656e034444444444444444444444444444444444444444444444444444444444444444acd2eab6b73355555555555555555555555555555555555555555555555555555555555555556666666666666666666666666666666666666666666666666666666666666666777777777777777777777777777777777777777777777777777777777777777701"),
     ("header hash", "8106da91466cb83cff59a91eaba6c96187eb4062fd08b2b105c0d3b5c1c92624"),
     ("header signature", "4bdff91b4e9e3ee8edca4d2f0c10556d67ad3e3cbbc54ee2793d25716fbc799d4dfa8fce4ba1bd258750b0ef7c397da2af527e4793d5531d5cf5a6604b19f10c"),
+    ("open account op", "00b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c01e5028396f5351ef7901e333c75331f25a6ca35ce4e79eca0704548c2fa4f2beacabdb50ac9fd7e8a7db04a1e1fc97ae36d49d57e7dad131ad76b3e44319abd055fda97794109b91e0bd58da573504158290df1923d73ad222ddbeabae700e241a3170e32f14d9cdaea86e5aa925fe2d635b10c3d0504e790bb815ba1acb1640701a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3a3015c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c"),
+    ("rotate key op", "03b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f61805a0ddf0b6b7330000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"),
+    ("close account op", "04b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de3406a0ddf0b6b73300000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"),
 ];
 
 #[test]
@@ -582,7 +616,7 @@ fn merkle_roots_and_proofs_are_fixed() {
     let proof = merkle_proof(&seven, 4).unwrap();
     assert_eq!(proof.root(&seven[4]).unwrap(), merkle_root(&seven));
     actual.push(("proof of leaf 4 of 7", hex_of!(&proof)));
-    assert_golden(&actual, MERKLE_GOLDEN);
+    assert_golden("merkle", &actual, MERKLE_GOLDEN);
 }
 
 const MERKLE_GOLDEN: &[(&str, &str)] = &[
@@ -619,7 +653,7 @@ fn envelope_is_fixed_under_a_seeded_rng() {
         ),
         ("envelope bytes", encoded.len().to_string()),
     ];
-    assert_golden(&actual, ENVELOPE_GOLDEN);
+    assert_golden("envelope", &actual, ENVELOPE_GOLDEN);
     assert_eq!(Envelope::decode(&encoded).unwrap(), envelope);
     assert_eq!(
         envelope.open(&key, &chain_id(), BankId(1)).unwrap(),
@@ -710,8 +744,10 @@ fn threshold_seals_are_fixed_under_a_seeded_rng() {
         ("identity credential", hex_of!(&credential)),
         ("decryption share of holder 3", hex_of!(&shares[0])),
         ("identity record hash", sealed.hash().unwrap().to_hex()),
+        ("identity record", hex_of!(&sealed)),
+        ("identity record account", hex::encode(account.0)),
     ];
-    assert_golden(&actual, THRESHOLD_GOLDEN);
+    assert_golden("threshold", &actual, THRESHOLD_GOLDEN);
 }
 
 const THRESHOLD_GOLDEN: &[(&str, &str)] = &[
@@ -720,6 +756,8 @@ const THRESHOLD_GOLDEN: &[(&str, &str)] = &[
     ("identity credential", "015cd84ea27646cd7f4dca067af9ce9a61649800229cae06c2a94db0193ad3f27ca86409459a44c6f3b81fc081973638b2da908a7450b1c2ed53bf5569cb2587753022429110e950bcf2373987c23a464ef0612754d0545d64b0207f3ad091200f0685b6c8a46cd67aa1beea8c4c61a562318a48597c8bba76d5a968727e488001d445a7c16717914e9e0d5817a6562e07bf90644c5822b4921efb3c88fdcdbbe3346a2bbaec32930002b0909ea9f320d0d4d83c2ec1f37890118f29b336cee80dca4af04c28b3e7d2e56c54762a4b659947"),
     ("decryption share of holder 3", "039a79ca4e0ac567b83096de7be0d72a4f0991f2b3f0deab6404bc3522cf6f2b4765fa760e8e4c2305449633cc978f7759fb73b86948419d6caad87e6b7b764001274ae28cf488d96f1b396afa673459324645151d2f72f7979f0111560a1d0f03"),
     ("identity record hash", "614315e180552d9c80027d05951bb9599e836d31bad905b6ef18a35871c37a75"),
+    ("identity record", "016802a08e89f38c92371b5d4cabdfc415bd2495646c39d3d11b0118f23cb58e638045756d041352feaffa5965c07e425ffb6a2636fa3ad5b6233098e3ebae227898cebc60200f2bd7c98b8971af7b8ae3e5738c7349747850fe53ff68debb060254a804168a0bba3c345f58da2186fe9bce140f38ba2fbd83577c118c1eaea701204e144cdedda3a9ff667b40f83615a0dd99af498ae19a27f720bad7473d13593e03c3c6235840a6ee43c90d18a9e5e990bfbd18ddb7c0a3c35d536bc9df83d9ff3c6597afc3f555d5b07ddfc7e4789834175b5539a4a6a34ed4a825b888fc517dba0604c1953551e1e6b6014cf9071845055f42bcc82c1fb7d0dd5a9d7bc7232bed1c57897f9ac007da18c23975a7d26c3f2c3b326d7e42c2793b052112748d3e7d13ae388d9a78692e73ef541338ece9e00a8dc2e50eec57fef267ce24e51b31a3f1eb63afd9ea40592106d13d79ec81272e19db7c8675887190ace901dcf3c5d7c6d24a0a9daad63fd5f606459cabad0d6f227c32d387b51853ed5e539175c848a76f012edd85aa45375aa78e828855952e11d1baaf087343c5deb659c0460c712ca87633cb20f736219492a0a2176fde1da82878874ac04382c890e19038bd3e11f48dea2a5c04aab6d92a4abf19f3a99bbea7d9f90832a07bae251b81f838d92860bf89ef6d262bae55aa8b4d1fbf3b597308af1f3d821d5a8856c7bbbdb3add7a5ec8a875bbd4eb6ef8dfe13be8402f6bcbae5951653859ab967926ce1c5e55ef3fb5c1718e86d11725c97870635289dd5e260e2588e6ada37803fb000848cf0db314fa8954dbad11892e77a7ee847f73c2c45ef0dd8e4a041cf1a91de4a6c83f9b99e319940faa0c6211bdaae30a73004bc3896b7afd6170e82d41c1358cbe293b51d8365212c53629491d9147d84a3f343ecbf3c0b1b31a4a41d4cd8c034ff94ebbaf629d1decbb14f6f0ae73f2592cfbdf4abad098dceb194477ceaedb8ae8361e21a8a506192569b6c6b7ced87c46eb0c2d44e0e628231867f99ecee4681b41e6502136b51df32bb7a65e4817304e8c6179b1136c919704d0b9eed55dc6cf48e19993b110412d44bcf23a64d145933a07bd4cc85bba88580ef41c8903c75602f2a6bf8c17bd8f8c4bac0c45d81d8ff8fafa192afbe8829c17b27bd2652f490cc3fb59ca252c15538207b8d4c20f56d10dacd476d714127b017757d340645d93b07dd5ca025b15fffc46c9edcc70134bc4ab6f901b2e3489c926ec6804ff12999152c9434688e5586ddda5ae086df998c74c2a5c324a98b9dc2b1e5e2cd37204b16e684960d88ec47256a42af936b7ed0581eea12ff563b09e4f1979e0377e2fa55f5f75a32924049a0a7e95c9fb4c756809e5996b929c9a9b282e016f1df3e62c3381629e0bf0c1b4df39734c45f889000599ea8799c61a6007939eb3b2f61c7ff7803189fa8c78767a58ec0d8fea65df84dc780ea0b940ee601cbbbf20f2bce1f99875cb9177ae879bde884b7a99dbf74298a9e17a4dc74fa0909a386e7d3c130d65524f45644723ac55fa50aca9d83c2dee9114ed3b6aef129aceb2733aafaff4cea0505cb66a9bd7c38d5cc5e7b327b5143efad56f22782c2f2aef1f53313483c44b83451d18fd48c38"),
+    ("identity record account", "1212121212121212121212121212121212121212121212121212121212121212"),
 ];
 
 /// The seeded test chain: keys, genesis, and the first blocks' hashes and state roots. These
@@ -760,7 +798,7 @@ fn seeded_test_chain_is_fixed() {
         ("block 2 state root", chain.state.state_root().to_hex()),
         ("block 2 signature", block.signed.signature.to_hex()),
     ];
-    assert_golden(&actual, CHAIN_GOLDEN);
+    assert_golden("chain", &actual, CHAIN_GOLDEN);
     assert_eq!(chain.state.supply, Amount(2_000));
     assert_eq!(
         chain.state.account(&accounts[0].id).unwrap().balance,
@@ -818,4 +856,155 @@ fn account_id_text_with_nonzero_padding_is_refused() {
     let account = canonical.parse::<AccountId>().unwrap();
     assert_eq!(account.to_string(), canonical);
     assert!(padded.parse::<AccountId>().is_err());
+}
+
+/// The signature rule is ZIP-215: it accepts what strict RFC 8032 verifiers accept and also
+/// a small-order key with a small-order R (valid for any message), which strict verifiers
+/// refuse; s must still be below the group order. Written to `docs/vectors/signatures.json`
+/// for second implementations (`"<case> valid"` is what the chain's rule says).
+#[test]
+fn signature_rule_is_zip215() {
+    let key = payer_key();
+    let public = PublicKey(key.verifying_key().to_bytes());
+    let message = Domain::OpHash.hash(b"halfveil");
+    let signature = crypto::sign(&key, &message);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut small_order = [0u8; 64];
+    small_order[..32].copy_from_slice(&identity);
+    let strict = ed25519_dalek::VerifyingKey::from_bytes(&identity)
+        .unwrap()
+        .verify_strict(
+            message.as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&small_order),
+        );
+    assert!(
+        strict.is_err(),
+        "strict RFC 8032 refuses the small-order case"
+    );
+    // s + L: the same signature with a non-canonical s.
+    let mut high_s = signature.0;
+    // L = 2^252 + 27742317777372353535851937790883648493, little-endian.
+    let mut order = [0u8; 32];
+    hex::decode_to_slice(
+        "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010",
+        &mut order,
+    )
+    .unwrap();
+    let mut carry = 0u16;
+    for (byte, add) in high_s[32..].iter_mut().zip(order) {
+        let sum = u16::from(*byte) + u16::from(add) + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+    }
+    let cases: [(&str, PublicKey, Hash32, [u8; 64]); 4] = [
+        ("valid", public, message, signature.0),
+        ("zip215_only", PublicKey(identity), message, small_order),
+        ("s_not_canonical", public, message, high_s),
+        (
+            "other_message",
+            public,
+            Domain::OpHash.hash(b"other"),
+            signature.0,
+        ),
+    ];
+    let mut actual: Vec<(String, String)> = Vec::new();
+    for (name, key, message, signature) in cases {
+        let valid = crypto::verify(&key, &message, &Signature(signature)).is_ok();
+        actual.push((format!("{name} key"), key.to_hex()));
+        actual.push((format!("{name} message"), message.to_hex()));
+        actual.push((format!("{name} signature"), hex::encode(signature)));
+        actual.push((format!("{name} valid"), valid.to_string()));
+    }
+    let valid = |name: &str| actual.iter().any(|(n, v)| n == name && v == "true");
+    assert!(valid("valid valid") && valid("zip215_only valid"));
+    assert!(!valid("s_not_canonical valid") && !valid("other_message valid"));
+    let named: Vec<(&str, String)> = actual
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    check_vectors_file("signatures", &named);
+}
+
+/// A whole block with real roots, signed, and the receipt of its transfer; and a state root
+/// over one account, one remembered nonce and one disclosure record. Written to
+/// `docs/vectors/block.json` and `docs/vectors/state.json` for second implementations.
+#[test]
+fn block_receipt_and_state_root_vectors() {
+    let op = fixed_transfer_op();
+    let attestation = fixed_attestation();
+    let op_hashes = vec![op.hash().unwrap()];
+    let attestation_hash = Domain::AttestationHash.hash(&codec::encode(&attestation).unwrap());
+    let header = BlockHeader {
+        op_root: merkle_root(&op_hashes),
+        attestation_root: merkle_root(&[attestation_hash]),
+        ..fixed_header()
+    };
+    let signer = crypto::public_key(&bank_key());
+    let signature = crypto::sign(&bank_key(), &header.hash().unwrap());
+    let block = Block {
+        signed: SignedHeader {
+            header: header.clone(),
+            signer,
+            signature,
+        },
+        attestations: vec![attestation],
+        ops: vec![op.clone()],
+    };
+    let receipt = halfveil_ledger::Receipt {
+        version: VERSION,
+        transfer_id: fixed_transfer().id().unwrap(),
+        op,
+        header: block.signed.clone(),
+        proof: merkle_proof(&op_hashes, 0).unwrap(),
+    };
+    receipt.verify(&[signer]).unwrap();
+    check_vectors_file(
+        "block",
+        &[
+            ("block", hex_of!(&block)),
+            ("block hash", header.hash().unwrap().to_hex()),
+            ("validator key", signer.to_hex()),
+            ("receipt", hex_of!(&receipt)),
+        ],
+    );
+
+    let account = AccountId::from_key(&crypto::public_key(&payer_key()));
+    let mut accounts = halfveil_ledger::fastmap::HashMap::default();
+    accounts.insert(
+        account,
+        halfveil_ledger::Account {
+            tx_key: crypto::public_key(&payer_key()),
+            bank: BankId(1),
+            balance: Amount(1_000),
+            closed: false,
+        },
+    );
+    let nonce = (account, Nonce(42), TimeMs(1_767_225_900_000));
+    let record = Hash32([0x88; 32]);
+    let state = halfveil_ledger::State::from_parts(
+        Height(3),
+        Hash32::ZERO,
+        TimeMs(1_767_225_600_300),
+        Amount(1_000),
+        accounts,
+        vec![nonce],
+        [record].into_iter().collect(),
+    )
+    .unwrap();
+    check_vectors_file(
+        "state",
+        &[
+            ("account", hex::encode(account.0)),
+            ("tx key", crypto::public_key(&payer_key()).to_hex()),
+            ("bank", "1".to_owned()),
+            ("balance", "1000".to_owned()),
+            ("nonce", "42".to_owned()),
+            ("nonce expires at", "1767225900000".to_owned()),
+            ("record", record.to_hex()),
+            ("supply", "1000".to_owned()),
+            ("lthash checksum", state.lthash().checksum().to_hex()),
+            ("state root", state.state_root().to_hex()),
+        ],
+    );
 }

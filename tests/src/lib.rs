@@ -7,6 +7,7 @@
 pub mod flood;
 pub mod net;
 pub mod netns;
+pub mod verifier;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

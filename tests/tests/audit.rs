@@ -8,8 +8,9 @@ use std::process::Output;
 
 use halfveil_genesis::Genesis;
 use halfveil_ledger::{apply_blocks, Block, Op, State};
-use halfveil_tests::describe;
 use halfveil_tests::net::{contains, TestNet};
+use halfveil_tests::verifier;
+use halfveil_tests::{describe, run_bounded};
 use rand_core::RngCore;
 
 const MAGIC: &[u8; 8] = b"HVCHAIN1";
@@ -45,6 +46,8 @@ fn json(output: &Output) -> serde_json::Value {
 
 struct Audit {
     net: TestNet,
+    /// Whether the second verifier (tools/verify-chain) is installed here.
+    second_verifier: bool,
     chain: PathBuf,
     transfer: String,
     alice: String,
@@ -60,6 +63,16 @@ impl Audit {
             "--file",
             file.to_str().unwrap(),
         ])
+    }
+
+    /// Replays `file` with `halfveil audit replay` and, where it is installed, with the second
+    /// verifier, which must agree (`what` names the case in a failure).
+    fn replay_both(&self, file: &Path, what: &str) -> Output {
+        let output = self.replay_file(file);
+        if self.second_verifier {
+            verifier::assert_agrees(file, &output, what);
+        }
+        output
     }
 
     fn auditors(&self) -> PathBuf {
@@ -196,6 +209,7 @@ fn setup() -> Audit {
     assert!(output.status.success(), "export: {}", describe(&output));
     Audit {
         net,
+        second_verifier: verifier::available(),
         chain,
         transfer,
         alice,
@@ -205,7 +219,7 @@ fn setup() -> Audit {
 #[test]
 fn replay_verifies_the_chain_and_finds_every_altered_field() {
     let audit = setup();
-    let output = audit.replay_file(&audit.chain);
+    let output = audit.replay_both(&audit.chain, "the exported chain");
     assert!(output.status.success(), "replay: {}", describe(&output));
     let summary = json(&output);
     assert_eq!(summary["ok"], true);
@@ -377,7 +391,7 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
         change(&mut block);
         blocks[index] = block.encode().unwrap();
         write_chain(&altered, &genesis, &blocks);
-        let output = audit.replay_file(&altered);
+        let output = audit.replay_both(&altered, field);
         assert_eq!(
             output.status.code(),
             Some(3),
@@ -403,14 +417,17 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
     let mut gap = frames.clone();
     gap.remove(1);
     write_chain(&altered, &genesis, &gap);
-    assert_eq!(audit.replay_file(&altered).status.code(), Some(3));
+    assert_eq!(
+        audit.replay_both(&altered, "a missing block").status.code(),
+        Some(3)
+    );
     // A block that does not decode, first, in the middle and last: found at its height
     // (the first once passed as an empty valid chain).
     for index in [0, frames.len() / 2, frames.len() - 1] {
         let mut garbage = frames.clone();
         garbage[index] = vec![0xff; 10];
         write_chain(&altered, &genesis, &garbage);
-        let output = audit.replay_file(&altered);
+        let output = audit.replay_both(&altered, "a block that does not decode");
         assert_eq!(
             output.status.code(),
             Some(3),
@@ -501,9 +518,9 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
             detected,
             "flip {round} of bit {flip} at byte {at} was not detected"
         );
-        if round % 60 == 0 {
+        if round % 20 == 0 {
             std::fs::write(&altered, &bytes).unwrap();
-            let output = audit.replay_file(&altered);
+            let output = audit.replay_both(&altered, &format!("flip of bit {flip} at byte {at}"));
             assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
         }
     }
@@ -646,6 +663,19 @@ fn disclosure_needs_a_recorded_order_and_a_quorum_of_recorded_shares() {
         describe(&refused)
     );
 
+    // A rotation and a closing, so that the chain both verifiers check below holds every
+    // kind of op.
+    let account = |command: &str, holder: &str, extra: &[&str]| {
+        let wallet = audit.net.wallet_path(holder);
+        let mut args = vec!["--output", "json", "account", command, "--wallet"];
+        args.push(wallet.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let output = audit.net.run(&args);
+        assert!(output.status.success(), "{command}: {}", describe(&output));
+    };
+    account("rotate-key", "Alice Audited", &[]);
+    account("close", "Bob Audited", &["--to", &audit.alice]);
+
     // Replay shows the order and the three releases, with no identity.
     audit.net.wait_same_head();
     let replay = audit.net.run(&[
@@ -685,6 +715,26 @@ fn disclosure_needs_a_recorded_order_and_a_quorum_of_recorded_shares() {
         chain.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", describe(&output));
+    let whole = "issues, payments, a disclosure, a rotation and a closing";
+    let replayed = audit.replay_both(&chain, whole);
+    assert!(replayed.status.success(), "{}", describe(&replayed));
+    if std::env::var_os("HALFVEIL_WRITE_VECTORS").is_some() {
+        write_chain_vector(&chain, &json(&replayed));
+    }
+    if audit.second_verifier {
+        let (_, second) = verifier::run(&chain);
+        for kind in [
+            "open-account",
+            "issue",
+            "transfer",
+            "rotate-key",
+            "close-account",
+        ] {
+            assert!(second["ops"][kind].as_u64() >= Some(1), "{kind}: {second}");
+        }
+        assert_eq!(second["ops"]["disclosure-order"], 1, "{second}");
+        assert_eq!(second["ops"]["disclosure-share"], 3, "{second}");
+    }
     let (genesis, frames) = read_chain(&chain);
     let alter = |height: u64, name: &str, change: &dyn Fn(&mut Op) -> bool| {
         let mut frames = frames.clone();
@@ -697,7 +747,7 @@ fn disclosure_needs_a_recorded_order_and_a_quorum_of_recorded_shares() {
         frames[index] = block.encode().unwrap();
         let altered = dir.join(name);
         write_chain(&altered, &genesis, &frames);
-        let output = audit.replay_file(&altered);
+        let output = audit.replay_both(&altered, name);
         assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
         json(&output)
     };
@@ -732,5 +782,96 @@ fn disclosure_needs_a_recorded_order_and_a_quorum_of_recorded_shares() {
             .contains("holder 2"),
         "{report}"
     );
+    // Altered rotations, closings and identity records: both verifiers refuse them alike.
+    let height_of = |kind: &str| -> u64 {
+        let index = frames
+            .iter()
+            .position(|frame| {
+                let block = Block::decode(frame).unwrap();
+                block.ops.iter().any(|op| op.kind() == kind)
+            })
+            .unwrap();
+        index as u64 + 1
+    };
+    alter(
+        height_of("rotate-key"),
+        "altered-rotation.hv",
+        &|op| match op {
+            Op::RotateKey(rotate) => {
+                rotate.new_signature.0[1] ^= 1;
+                true
+            }
+            _ => false,
+        },
+    );
+    alter(
+        height_of("close-account"),
+        "altered-closing.hv",
+        &|op| match op {
+            Op::CloseAccount(close) => {
+                close.nonce.0 += 1;
+                true
+            }
+            _ => false,
+        },
+    );
+    alter(
+        height_of("open-account"),
+        "altered-record.hv",
+        &|op| match op {
+            Op::OpenAccount(open) => {
+                open.identity_record.body[10] ^= 1;
+                true
+            }
+            _ => false,
+        },
+    );
     audit.net.stop_all();
+}
+
+/// `docs/vectors/chain.hv`: a small chain exported from a real run (issues, payments, a
+/// disclosure, a rotation, a closing), and `chain-file.json`, what replaying it gives.
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors")
+}
+
+fn write_chain_vector(chain: &Path, replayed: &serde_json::Value) {
+    std::fs::copy(chain, vectors_dir().join("chain.hv")).unwrap();
+    let expected = serde_json::json!({
+        "height": replayed["blocks"],
+        "head_hash": replayed["head_hash"],
+        "state_root": replayed["state_root"],
+        "supply": replayed["supply"],
+    });
+    let text = serde_json::to_string_pretty(&expected).unwrap() + "\n";
+    std::fs::write(vectors_dir().join("chain-file.json"), text).unwrap();
+}
+
+/// The chain file vector replays to what `chain-file.json` says, with both verifiers.
+#[test]
+fn the_chain_file_vector_replays_to_its_recorded_head() {
+    let chain = vectors_dir().join("chain.hv");
+    let output = run_bounded(
+        halfveil_tests::halfveil().args([
+            "--output",
+            "json",
+            "audit",
+            "replay",
+            "--file",
+            chain.to_str().unwrap(),
+        ]),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    let summary = json(&output);
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vectors_dir().join("chain-file.json")).unwrap())
+            .unwrap();
+    for field in ["head_hash", "state_root", "supply"] {
+        assert_eq!(summary[field], expected[field], "{field}");
+    }
+    assert_eq!(summary["blocks"], expected["height"]);
+    if verifier::available() {
+        verifier::assert_agrees(&chain, &output, "docs/vectors/chain.hv");
+    }
 }

@@ -109,14 +109,24 @@ impl DisclosureKey {
             holder.share_key.decode()?;
         }
         let group_key = self.group_key.decode()?;
-        let first = &self.holders[..usize::from(self.threshold)];
+        let (first, others) = self.holders.split_at(usize::from(self.threshold));
         let numbers: Vec<u16> = first.iter().map(|holder| holder.holder).collect();
-        let mut sum = RistrettoPoint::default();
-        for holder in first {
-            sum += lagrange_at_zero(holder.holder, &numbers) * holder.share_key.decode()?;
-        }
-        if sum != group_key {
+        let value_at = |at: Scalar| -> Result<RistrettoPoint, ThresholdError> {
+            let mut sum = RistrettoPoint::default();
+            for holder in first {
+                sum += lagrange_at(at, holder.holder, &numbers) * holder.share_key.decode()?;
+            }
+            Ok(sum)
+        };
+        if value_at(Scalar::ZERO)? != group_key {
             return Err(ThresholdError::SharesDoNotMatchKey);
+        }
+        // Every other share lies on the same polynomial: a holder whose share does not could
+        // never take part in an opening.
+        for holder in others {
+            if value_at(Scalar::from(u64::from(holder.holder)))? != holder.share_key.decode()? {
+                return Err(ThresholdError::SharesDoNotMatchKey);
+            }
         }
         Ok(())
     }
@@ -221,12 +231,17 @@ impl HolderSecret {
 
 /// The Lagrange coefficient of `holder` at zero over the set `numbers` (distinct, non-zero).
 fn lagrange_at_zero(holder: u16, numbers: &[u16]) -> Scalar {
+    lagrange_at(Scalar::ZERO, holder, numbers)
+}
+
+/// The Lagrange coefficient of `holder` among `numbers` for the polynomial's value at `at`.
+fn lagrange_at(at: Scalar, holder: u16, numbers: &[u16]) -> Scalar {
     let x_i = Scalar::from(u64::from(holder));
     let mut numerator = Scalar::ONE;
     let mut denominator = Scalar::ONE;
     for &other in numbers.iter().filter(|&&other| other != holder) {
         let x_j = Scalar::from(u64::from(other));
-        numerator *= x_j;
+        numerator *= x_j - at;
         denominator *= x_j - x_i;
     }
     numerator * denominator.invert()
@@ -321,6 +336,28 @@ mod tests {
         let at_zero = lagrange_at_zero(1, &numbers) * Scalar::from(10u64)
             + lagrange_at_zero(3, &numbers) * Scalar::from(16u64);
         assert_eq!(at_zero, Scalar::from(7u64));
+    }
+
+    /// Every share must lie on the polynomial, not just the first `threshold`: a key whose
+    /// last holder's share is off it is refused, as is one whose shares miss the group key.
+    #[test]
+    fn a_share_off_the_polynomial_is_refused() {
+        let mut rng = rand::rngs::OsRng;
+        let (_, key) = dkg::in_memory(1, &[1, 2, 3, 5], 2, None, &mut rng).unwrap();
+        key.check().unwrap();
+        let mut off = key.clone();
+        let last = off.holders.len() - 1;
+        off.holders[last].share_key = off.holders[0].share_key;
+        assert_eq!(
+            off.check().unwrap_err(),
+            ThresholdError::SharesDoNotMatchKey
+        );
+        let mut wrong_group = key.clone();
+        wrong_group.group_key = key.holders[1].share_key;
+        assert_eq!(
+            wrong_group.check().unwrap_err(),
+            ThresholdError::SharesDoNotMatchKey
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod accounts;
 mod envelopes;
 mod load;
+mod plot;
 mod report;
 mod targets;
 
@@ -74,7 +75,8 @@ pub struct BenchArgs {
     /// Raise the rate (5k, 10k, 15k, 20k, ...) until the network falls behind.
     #[arg(long)]
     pub ramp: bool,
-    /// Where to write the JSON report (default DIR/bench.json).
+    /// Where to write the JSON report (default DIR/bench.json); its SVG plot goes beside it
+    /// (the same name ending in .svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Attach to running nodes instead of starting a network: the RPC address of the
@@ -154,6 +156,7 @@ impl BenchArgs {
             serde_json::to_string_pretty(&report)
                 .map_err(|error| Failure::error(error.to_string()))?,
         )?;
+        plot::write_svg(&report, &out.with_extension("svg"))?;
         emit(output, &report, || render_report(&report, &out));
         if !report.nodes_agree || !report.supply_conserved {
             return Err(Failure::verification(

@@ -23,6 +23,7 @@ pub struct Latency {
 pub struct Second {
     pub second: u32,
     pub committed: u64,
+    pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
 }
@@ -158,6 +159,7 @@ pub(super) fn timeline_of(latencies_us: &[(u32, u64)]) -> Result<Vec<Second>, Fa
             Ok(Second {
                 second,
                 committed,
+                p50_ms: latency.p50_ms,
                 p99_ms: latency.p99_ms,
                 max_ms: latency.max_ms,
             })
@@ -312,12 +314,13 @@ pub(super) fn render_report(report: &BenchReport, out: &Path) -> String {
     }
     lines.push(format!(
         "{} accounts; signature check {:.1} µs; reference rate {:.0}/s on {} cores (\"of \
-         ref\" is the committed rate over it); report in {}",
+         ref\" is the committed rate over it); report in {}, plot in {}",
         report.accounts,
         report.signature_check_us,
         report.reference_rate,
         report.cores,
-        out.display()
+        out.display(),
+        out.with_extension("svg").display()
     ));
     lines.join("\n")
 }

@@ -1,0 +1,1 @@
+"""halfveil's second chain verifier, written from docs/protocol.md alone."""
