@@ -257,5 +257,51 @@ class Vectors(unittest.TestCase):
         self.assertEqual(refused.exception.height, 2)
 
 
+class Genesis(unittest.TestCase):
+    """The genesis of docs/vectors/chain.hv, and copies of it that genesis rules refuse."""
+
+    def setUp(self):
+        self.text, _ = model.chain_file((VECTORS / "chain.hv").read_bytes())
+
+    def refused(self, text):
+        with self.assertRaises(genesis.GenesisError):
+            genesis.load(text)
+
+    def test_the_real_genesis_loads(self):
+        params = genesis.load(self.text)
+        self.assertEqual(params["chain_id"], "halfveil-testnet")
+        self.assertEqual(len(params["validator_keys"]), 1)
+
+    def test_altered_copies_are_refused(self):
+        value = json.loads(self.text)
+        self.refused(self.text.replace(b'\n  "signatures"', b'\n    "signatures"'))  # not canonical
+        for change in (
+            lambda g: g["body"].__setitem__("chain_id", "another-chain"),  # signatures break
+            lambda g: g["signatures"].__setitem__("banks", g["signatures"]["banks"][:-1]),
+            lambda g: g["body"]["banks"][0].__setitem__("peer_id", "12D3KooW"),
+            lambda g: g["body"]["disclosure_key"].__setitem__("threshold", 1),
+            lambda g: g["body"]["disclosure_key"]["holders"][-1].__setitem__(
+                "share_key", g["body"]["disclosure_key"]["holders"][0]["share_key"]
+            ),
+            # An empty optional list is left out, never written as [] (in its place).
+            lambda g: g.__setitem__("body", {
+                k2: v2 for k, v in g["body"].items()
+                for k2, v2 in ([(k, v), ("identity_manager_replicas", [])] if k == "identity_manager" else [(k, v)])
+            }),
+            lambda g: g["body"]["limits"].__setitem__("memo_bytes_max", 257),
+        ):
+            copy = json.loads(json.dumps(value))
+            change(copy)
+            self.refused(genesis.canonical_text(copy).encode())
+
+    def test_peer_ids(self):
+        self.assertEqual(
+            genesis.peer_id("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N", "p")[:2], b"\x12\x20"
+        )
+        for bad in ("", "0OIl", "1111", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5"):
+            with self.assertRaises(genesis.GenesisError):
+                genesis.peer_id(bad, "p")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,5 @@
-"""Genesis (docs/protocol.md, "Genesis"): its canonical JSON, its hash, its signatures and
-the chain parameters a replay needs. Peer ids are not checked here: they name network
-identities and no rule of the chain reads them."""
+"""Genesis (docs/protocol.md, "Genesis"): its canonical JSON, every field's rule, its hash,
+its signatures and the chain parameters a replay needs."""
 
 import json
 import re
@@ -61,11 +60,11 @@ class GenesisError(Exception):
 
 
 def fields(value, kind):
-    """The keys of a JSON object, exactly the schema's in its order (optional ones may be
-    left out)."""
+    """The keys of a JSON object, exactly the schema's in its order; an optional list is
+    left out when empty, and present only when not."""
     if not isinstance(value, dict):
         raise GenesisError(f"{kind}: not an object")
-    expected = [key for key in FIELDS[kind] if key in value or key not in OPTIONAL]
+    expected = [key for key in FIELDS[kind] if value.get(key) or key not in OPTIONAL]
     if list(value) != expected:
         raise GenesisError(f"{kind}: fields {list(value)}, expected {expected}")
     return value
@@ -100,6 +99,33 @@ def point(text, what):
     if decoded is None or curve.is_identity(decoded):
         raise GenesisError(f"{what}: not a ristretto255 point other than the identity")
     return raw, decoded
+
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def peer_id(text, what):
+    """A libp2p peer id: base58btc of a multihash (varint code, varint length, digest, nothing
+    after) that is SHA-256 (code 0x12) or an inlined key (identity, code 0, <= 42 bytes)."""
+    if not isinstance(text, str) or not text or any(c not in BASE58 for c in text):
+        raise GenesisError(f"{what}: not a libp2p peer id (base58)")
+    number = 0
+    for char in text:
+        number = number * 58 + BASE58.index(char)
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    raw = bytes(len(text) - len(text.lstrip("1"))) + body
+    try:
+        reader = wire.Reader(raw)
+        code, size = reader.u64(), reader.u64()
+        if size > 64:
+            raise wire.DecodeError("digest longer than 64 bytes")
+        reader.take(size)
+        reader.end()
+    except wire.DecodeError as error:
+        raise GenesisError(f"{what}: not a libp2p peer id ({error})") from None
+    if not (code == 0x12 or (code == 0 and size <= 42)):
+        raise GenesisError(f"{what}: not a libp2p peer id (multihash code {code})")
+    return raw
 
 
 def encode_body(body):
@@ -186,6 +212,7 @@ def parameters(body):
     banks = body["banks"]
     if not 1 <= len(banks) <= 1024:
         raise GenesisError("banks: between 1 and 1024")
+    distinct([peer_id(node["peer_id"], "peer_id") for node in [*replicas, *banks]], "peer ids")
     names(banks, "banks")
     bank_keys = distinct([key(b["attestation_key"], "attestation_key") for b in banks], "bank keys")
     auditors = body["auditors"]
