@@ -1,6 +1,8 @@
 """The rules of a block (docs/protocol.md, "A block is valid when"), applied in order from
 genesis. A rule broken anywhere makes the block, and the chain from there, invalid."""
 
+import heapq
+
 from . import hashing, model, tdh2, wire
 from .sig import strong_key, verify
 
@@ -26,6 +28,7 @@ class State:
         self.time = params["genesis_time"]
         self.accounts = {}
         self.nonces = {}
+        self.expiries = []  # a heap of (expires_at, account, nonce) for every nonce remembered
         self.records = set()
         self.lthash = hashing.LtHash()
         self.supply = 0
@@ -255,8 +258,8 @@ class Block:
         return block_hash, self.finish()
 
     def finish(self):
-        state, lthash = self.state, hashing.LtHash()
-        lthash.lanes = list(state.lthash.lanes)
+        state = self.state
+        lthash = state.lthash.copy()
         before = sum(state.accounts[a][2] for a in self.touched if a in state.accounts)
         after = sum(value[2] for value in self.touched.values())
         self.require(after == before + self.issued, "the block does not conserve the supply")
@@ -264,7 +267,10 @@ class Block:
             if account in state.accounts:
                 lthash.remove(hashing.account_leaf(account, state.accounts[account]))
             lthash.add(hashing.account_leaf(account, value))
-        expired = [(key, at) for key, at in state.nonces.items() if at <= self.time]
+        expired = []
+        while state.expiries and state.expiries[0][0] <= self.time:
+            at, account, nonce = heapq.heappop(state.expiries)
+            expired.append(((account, nonce), at))
         for (account, nonce), at in expired:
             lthash.remove(hashing.nonce_leaf(account, nonce, at))
         for (account, nonce), at in self.nonces_added.items():
@@ -289,6 +295,8 @@ class Block:
         for key, _ in expired:
             del state.nonces[key]
         state.nonces.update(self.nonces_added)
+        for (account, nonce), at in self.nonces_added.items():
+            heapq.heappush(state.expiries, (at, account, nonce))
         state.records.update(self.records)
         state.lthash, state.supply = lthash, state.supply + self.issued
         state.height, state.head, state.time = self.height, block_hash, self.time
