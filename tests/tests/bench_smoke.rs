@@ -30,7 +30,11 @@ fn a_short_bench_commits_and_every_node_agrees() {
     // The picture beside it: an SVG with the axes and one line per series.
     let svg = std::fs::read_to_string(bench_dir.join("bench.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
-    for label in ["committed transfers/s", "latency (ms)", "1 IM: p99 ms"] {
+    for label in [
+        "committed transfers/s",
+        "latency (ms, log scale)",
+        "1 IM: p99 ms (dashed)",
+    ] {
         assert!(svg.contains(label), "{label} missing from the plot");
     }
     assert!(svg.matches("<polyline").count() >= 3, "no lines drawn");

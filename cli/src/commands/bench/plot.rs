@@ -76,8 +76,8 @@ fn series_of(networks: &[NetworkReport], ramp: bool) -> Vec<Series> {
             points,
         };
         series.push(line(format!("{name}: committed/s"), false, false, rate));
-        series.push(line(format!("{name}: p50 ms"), true, true, p50));
-        series.push(line(format!("{name}: p99 ms"), true, true, p99));
+        series.push(line(format!("{name}: p50 ms"), false, true, p50));
+        series.push(line(format!("{name}: p99 ms (dashed)"), true, true, p99));
     }
     series
 }
@@ -91,6 +91,10 @@ fn top(series: &[Series], right: bool, x: bool) -> f64 {
         .fold(0.0_f64, f64::max);
     (value * 1.1).max(1.0)
 }
+
+/// Latencies go on a log scale from a tenth of a millisecond, so a 3 ms p50 and a 7 s p99
+/// of an overloaded rate are both readable.
+const MS_FLOOR: f64 = 0.1;
 
 /// Writes the picture of `report` to `path` (an SVG file).
 pub(super) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), Failure> {
@@ -115,7 +119,8 @@ pub(super) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), Failure
         .right_y_label_area_size(60)
         .build_cartesian_2d(0.0..x_top, 0.0..rate_top)
         .map_err(failure)?
-        .set_secondary_coord(0.0..x_top, 0.0..ms_top);
+        .set_secondary_coord(0.0..x_top, (MS_FLOOR..ms_top.max(1.0)).log_scale());
+    let whole = |value: &f64| format!("{value:.0}");
     chart
         .configure_mesh()
         .x_desc(if ramp {
@@ -124,25 +129,18 @@ pub(super) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), Failure
             "second of the run"
         })
         .y_desc("committed transfers/s")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&whole)
         .draw()
         .map_err(failure)?;
     chart
         .configure_secondary_axes()
-        .y_desc("latency (ms)")
+        .y_desc("latency (ms, log scale)")
+        .y_label_formatter(&|value: &f64| format!("{value}"))
         .draw()
         .map_err(failure)?;
     for line in series {
-        let style = ShapeStyle::from(line.colour).stroke_width(if line.dashed { 1 } else { 2 });
-        let colour = line.colour;
-        let drawn = if line.right {
-            chart.draw_secondary_series(LineSeries::new(line.points, style))
-        } else {
-            chart.draw_series(LineSeries::new(line.points, style))
-        };
-        drawn
-            .map_err(failure)?
-            .label(line.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+        draw_series(&mut chart, line)?;
     }
     chart
         .configure_series_labels()
@@ -152,4 +150,51 @@ pub(super) fn write_svg(report: &BenchReport, path: &Path) -> Result<(), Failure
         .draw()
         .map_err(failure)?;
     root.present().map_err(failure)
+}
+
+/// One series: throughput as a thick line with dots, p50 as a thin line, p99 dashed; the
+/// latency ones against the log axis on the right.
+fn draw_series(
+    chart: &mut plotters::chart::DualCoordChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+        Cartesian2d<
+            plotters::coord::types::RangedCoordf64,
+            plotters::coord::combinators::LogCoord<f64>,
+        >,
+    >,
+    line: Series,
+) -> Result<(), Failure> {
+    let colour = line.colour;
+    let style = ShapeStyle::from(colour).stroke_width(if line.right { 1 } else { 2 });
+    let dots = line
+        .points
+        .iter()
+        .map(|point| Circle::new(*point, 3, colour.filled()))
+        .collect::<Vec<_>>();
+    let (dashed, right) = (line.dashed, line.right);
+    let drawn = if line.right {
+        let points: Vec<(f64, f64)> = line
+            .points
+            .iter()
+            .map(|(x, y)| (*x, y.max(MS_FLOOR)))
+            .collect();
+        if dashed {
+            chart.draw_secondary_series(DashedLineSeries::new(points, 6, 4, style))
+        } else {
+            chart.draw_secondary_series(LineSeries::new(points, style))
+        }
+    } else {
+        chart.draw_series(dots).map_err(failure)?;
+        chart.draw_series(LineSeries::new(line.points, style))
+    };
+    drawn
+        .map_err(failure)?
+        .label(line.label)
+        .legend(move |(x, y)| {
+            let width = if right { 1 } else { 2 };
+            PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(width))
+        });
+    Ok(())
 }
