@@ -120,6 +120,7 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::set_format(cli.output);
     let result = cli.command.execute(cli.output);
     // Every database is closed by now; RocksDB's threads must end before the process does.
     halfveil_store::join_background_threads();

@@ -28,17 +28,41 @@ pub fn emit<T: Serialize>(format: OutputFormat, value: &T, text: impl FnOnce() -
 
 /// A progress bar over blocks, on a terminal for text output; hidden otherwise.
 pub fn progress(total: u64, output: OutputFormat, what: &str) -> ProgressBar {
+    progress_of(total, output, what, "blocks")
+}
+
+/// A progress bar over `total` things called `unit`, on stderr when it is a terminal and
+/// the output is text; hidden otherwise (JSON output, a pipe, a test).
+pub fn progress_of(total: u64, output: OutputFormat, what: &str, unit: &str) -> ProgressBar {
     if output == OutputFormat::Json || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
+    let template =
+        format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} blocks ({per_sec}, eta {eta})")
+        ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// Records the command line's `--output`, for progress bars deep in long commands.
+pub fn set_format(output: OutputFormat) {
+    FORMAT.store(u8::from(output == OutputFormat::Json), Ordering::Relaxed);
+}
+
+/// A progress bar (see [`progress_of`]) under the command line's `--output`.
+pub fn bar(total: u64, what: &str, unit: &str) -> ProgressBar {
+    let output = match FORMAT.load(Ordering::Relaxed) {
+        0 => OutputFormat::Text,
+        _ => OutputFormat::Json,
+    };
+    progress_of(total, output, what, unit)
 }
 
 /// What became of standard output: still writable, closed by its reader (`| head`), or

@@ -38,6 +38,54 @@ pub fn range(head: Height, peer_head: Height, max: u64) -> Option<(Height, Heigh
     Some((from, Height(peer_head.0.min(last))))
 }
 
+/// How long a follower's head may stand still before it asks an IM replica for its head.
+pub const HEAD_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A follower's guard against a missed gossip message. Blocks reach banks by gossip and a
+/// sync starts only on a connection or a block from ahead, so a bank that missed the last
+/// block (dropped, or sent while it was paused or cut off) would wait for the next block,
+/// which may never come. When the head has not moved for [`HEAD_POLL`], ask again: each
+/// IM replica in turn (the source of blocks; one that does not answer costs one turn).
+#[derive(Debug)]
+pub struct HeadPoll {
+    height: Height,
+    since: std::time::Instant,
+    next: usize,
+}
+
+impl HeadPoll {
+    pub fn new(height: Height, now: std::time::Instant) -> Self {
+        HeadPoll {
+            height,
+            since: now,
+            next: 0,
+        }
+    }
+
+    /// The replica (index among `replicas`) to ask now, if the head at `height` has stood
+    /// still for [`HEAD_POLL`] and no sync runs; the wait starts again after each ask.
+    pub fn due(
+        &mut self,
+        height: Height,
+        now: std::time::Instant,
+        syncing: bool,
+        replicas: usize,
+    ) -> Option<usize> {
+        if height != self.height || syncing {
+            self.height = height;
+            self.since = now;
+            return None;
+        }
+        if now.saturating_duration_since(self.since) < HEAD_POLL {
+            return None;
+        }
+        let replica = self.next.checked_rem(replicas)?;
+        self.since = now;
+        self.next = replica.saturating_add(1);
+        Some(replica)
+    }
+}
+
 /// What to do with a peer's answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Catchup<B> {
@@ -176,6 +224,28 @@ mod tests {
         );
         let catchup = sync.on_fetched(Height(4), Some(Vec::new()));
         assert_eq!(catchup.apply, vec![B(5)]);
+    }
+
+    #[test]
+    fn a_standing_head_polls_each_replica_in_turn_and_a_moving_one_does_not() {
+        use std::time::{Duration, Instant};
+        let start = Instant::now();
+        let mut poll = HeadPoll::new(Height(5), start);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(poll.due(Height(5), at(999), false, 3), None);
+        assert_eq!(poll.due(Height(5), at(1_000), false, 3), Some(0));
+        // The wait starts again after each ask; replicas are taken in turn.
+        assert_eq!(poll.due(Height(5), at(1_500), false, 3), None);
+        assert_eq!(poll.due(Height(5), at(2_000), false, 3), Some(1));
+        assert_eq!(poll.due(Height(5), at(3_000), false, 3), Some(2));
+        assert_eq!(poll.due(Height(5), at(4_000), false, 3), Some(0));
+        // A head that moves, or a sync that runs, resets the wait.
+        assert_eq!(poll.due(Height(6), at(5_000), false, 3), None);
+        assert_eq!(poll.due(Height(6), at(5_500), true, 3), None);
+        assert_eq!(poll.due(Height(6), at(6_400), false, 3), None);
+        assert_eq!(poll.due(Height(6), at(6_500), false, 3), Some(1));
+        // No replica to ask: nothing.
+        assert_eq!(poll.due(Height(6), at(9_000), false, 0), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use halfveil_consensus::guard::SignGuard;
+use halfveil_consensus::sync::HeadPoll;
 use halfveil_consensus::{PoolLimits, TransferPool};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind, KeystoreError};
@@ -445,6 +446,7 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
     let halted = holds_evidence(&store)?;
     let store_alive = Arc::downgrade(&store);
     let live = metrics.live.clone();
+    let state_height = state.height;
     let service = Service {
         moniker: config.moniker.clone(),
         genesis: identity.genesis,
@@ -464,6 +466,7 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         im_target: 0,
         role,
         sync: Default::default(),
+        head_poll: HeadPoll::new(state_height, std::time::Instant::now()),
     };
     let service_task = tokio::spawn(service.run(input_queue));
     Ok(Running {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::network::Reply;
-use halfveil_consensus::sync::BlockSync;
+use halfveil_consensus::sync::{BlockSync, HeadPoll};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::{AccountId, Block, ChainParams, Hash32, Height, State, StateChange};
 use halfveil_store::{RocksStore, Store};
@@ -157,6 +157,8 @@ pub struct Service {
     pub role: Role,
     /// Catching up: one peer asked at a time, blocks ahead of the head held meanwhile.
     pub sync: BlockSync<Arc<Block>>,
+    /// A follower asks an IM replica for its head when its own stands still.
+    pub head_poll: HeadPoll,
 }
 
 impl Service {
@@ -260,7 +262,24 @@ impl Service {
             .set(i64::try_from(self.waiters.len()).unwrap_or(i64::MAX));
         match self.role {
             Role::IdentityManager(_) => self.im_tick().await,
-            Role::Bank(_) => self.bank_tick().await,
+            Role::Bank(_) => {
+                self.poll_head();
+                self.bank_tick().await
+            }
+        }
+    }
+
+    /// A bank whose head stood still for a while asks an IM replica for its head, in case
+    /// it missed a gossiped block (see [`HeadPoll`]).
+    fn poll_head(&mut self) {
+        let replicas = &self.genesis.im_peer_ids;
+        let syncing = self.sync.is_running();
+        let now = std::time::Instant::now();
+        let due = self
+            .head_poll
+            .due(self.state.height, now, syncing, replicas.len());
+        if let Some(peer) = due.and_then(|index| replicas.get(index)).copied() {
+            self.start_sync(peer);
         }
     }
 

@@ -151,7 +151,10 @@ impl TestNet {
                 let log = logs.join(format!("{name}.log"));
                 NodeProcess::new(name, home, rpc, &log, &crate::halfveil_bin())
                     .env_remove("HALFVEIL_PASSWORD")
-                    .env("RUST_LOG", "info")
+                    .env(
+                        "RUST_LOG",
+                        &std::env::var("HALFVEIL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+                    )
             })
             .collect();
         TestNet {

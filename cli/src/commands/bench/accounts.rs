@@ -85,6 +85,9 @@ pub(crate) async fn open_accounts(
     count: usize,
 ) -> Result<Vec<BenchAccount>, Failure> {
     let params = &genesis.params;
+    let total = u64::try_from(count).unwrap_or(u64::MAX).saturating_mul(2);
+    let bar = crate::output::bar(total, "opening and funding accounts", "ops");
+    let bar = &bar;
     let mut clients = Vec::new();
     for (_, url) in banks {
         clients.push(Arc::new(Node::connect(url).await?));
@@ -100,6 +103,7 @@ pub(crate) async fn open_accounts(
                 };
                 let new = NewAccount::generate(params, bank, &holder)?;
                 let (business_key, _) = new.open_at(&node, bank).await?;
+                bar.inc(1);
                 Ok::<_, Failure>(BenchAccount {
                     id: new.account,
                     bank,
@@ -122,11 +126,13 @@ pub(crate) async fn open_accounts(
             let admin = Arc::clone(&admin);
             let token = token.clone();
             async move {
-                admin
+                let issued = admin
                     .client
                     .issue(token, id.to_string(), FUNDS_PER_ACCOUNT, OsRng.next_u64())
                     .await
-                    .map_err(|error| admin.failure(error))
+                    .map_err(|error| admin.failure(error));
+                bar.inc(1);
+                issued
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
@@ -134,5 +140,6 @@ pub(crate) async fn open_accounts(
         .await
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
+    bar.finish_and_clear();
     Ok(opened)
 }

@@ -57,6 +57,12 @@ pub(super) fn prepare_envelopes(
     banks: &[(BankId, String)],
 ) -> Result<Vec<Vec<String>>, Failure> {
     let plan = plan_envelopes(genesis, accounts, count);
+    let bar = crate::output::bar(
+        plan.len() as u64,
+        "signing and sealing envelopes",
+        "envelopes",
+    );
+    let bar = &bar;
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = plan.len().div_ceil(threads).max(1);
     let accounts: &[BenchAccount] = accounts;
@@ -66,7 +72,10 @@ pub(super) fn prepare_envelopes(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|planned| seal_envelope(genesis, accounts, planned))
+                        .map(|planned| {
+                            bar.inc(1);
+                            seal_envelope(genesis, accounts, planned)
+                        })
                         .collect()
                 })
             })
@@ -80,6 +89,7 @@ pub(super) fn prepare_envelopes(
             })
             .collect()
     });
+    bar.finish_and_clear();
     let mut per_bank = vec![Vec::with_capacity(count / banks.len() + 1); banks.len()];
     for part in sealed {
         for (bank, envelope) in part? {
