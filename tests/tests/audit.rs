@@ -441,6 +441,21 @@ fn replay_verifies_the_chain_and_finds_every_altered_field() {
             "block {index}: {report}"
         );
     }
+    // Framing: a file cut inside block 3, and block 3's length over the 32 MiB bound. Both
+    // verifiers read record by record and name block 3.
+    let offset_of = |index: usize| -> usize {
+        8 + 4 + genesis.len() + frames[..index].iter().map(|f| 4 + f.len()).sum::<usize>()
+    };
+    let whole = std::fs::read(&audit.chain).unwrap();
+    std::fs::write(&altered, &whole[..offset_of(2) + 50]).unwrap();
+    let cut = audit.replay_both(&altered, "a file cut inside block 3");
+    assert_eq!(cut.status.code(), Some(3), "{}", describe(&cut));
+    let mut oversized = whole.clone();
+    let at = offset_of(2);
+    oversized[at..at + 4].copy_from_slice(&(40u32 << 20).to_le_bytes());
+    std::fs::write(&altered, &oversized).unwrap();
+    let over = audit.replay_both(&altered, "a block length over 32 MiB");
+    assert_eq!(over.status.code(), Some(3), "{}", describe(&over));
     // Import: a bank that lost its data is rebuilt from the file, verified block by block,
     // and rejoins with the same head; an altered file is refused.
     let mut audit = audit;

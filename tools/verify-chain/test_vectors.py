@@ -247,7 +247,8 @@ class Vectors(unittest.TestCase):
             self.assertEqual(summary[field], expected[field], field)
         for kind in model.OP_KINDS:
             self.assertGreaterEqual(summary["ops"][kind], 1, kind)
-        genesis_text, blocks = model.chain_file(data)
+        genesis_text, blocks, framing = model.chain_file(data)
+        self.assertIsNone(framing)
         at = 8 + 4 + len(genesis_text) + 4 + len(blocks[0]) + 4
         header_length = len(model.block(blocks[1])["header"]["raw"])
         altered = bytearray(data)
@@ -255,13 +256,20 @@ class Vectors(unittest.TestCase):
         with self.assertRaises(replay.Invalid) as refused:
             verify_chain.verify(bytes(altered))
         self.assertEqual(refused.exception.height, 2)
+        # A length that runs past the end: the file is read up to it, and the block it
+        # would have been is named, as a replay reading record by record names it.
+        cut = bytearray(data[: at - 4 + 100])
+        with self.assertRaises(replay.Invalid) as refused:
+            verify_chain.verify(bytes(cut))
+        self.assertEqual(refused.exception.height, 2)
+        self.assertIn("truncated record", refused.exception.reason)
 
 
 class Genesis(unittest.TestCase):
     """The genesis of docs/vectors/chain.hv, and copies of it that genesis rules refuse."""
 
     def setUp(self):
-        self.text, _ = model.chain_file((VECTORS / "chain.hv").read_bytes())
+        self.text, _, _ = model.chain_file((VECTORS / "chain.hv").read_bytes())
 
     def refused(self, text):
         with self.assertRaises(genesis.GenesisError):

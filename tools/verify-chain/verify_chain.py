@@ -18,7 +18,7 @@ from hvverify import genesis, model, replay, wire
 def verify(data):
     """The summary of a valid chain; raises replay.Invalid or genesis.GenesisError."""
     try:
-        genesis_text, blocks = model.chain_file(data)
+        genesis_text, blocks, framing = model.chain_file(data)
     except wire.DecodeError as error:
         raise replay.Invalid(0, None, f"chain file: {error}") from None
     params = genesis.load(genesis_text)
@@ -28,6 +28,8 @@ def verify(data):
         block = replay.apply(params, state, block_bytes, index + 1)
         for op in block["ops"]:
             counts[op["kind"]] += 1
+    if framing is not None:
+        raise replay.Invalid(len(blocks) + 1, None, f"chain file: {framing}")
     return {
         "valid": True,
         "chain_id": params["chain_id"],

@@ -183,22 +183,27 @@ GENESIS_BYTES_MAX = 1 << 20
 
 
 def chain_file(data):
-    """(genesis text, [block bytes]) from a chain file (docs/protocol.md, "Chain file")."""
+    """(genesis text, [block bytes], framing error) of a chain file (docs/protocol.md, "Chain
+    file"). Records are read in order, as a replay reads them: a record that cannot be read
+    (a length over its bound, a truncated record) ends the list, and the error says why;
+    the block it would have been is the one after the last in the list."""
     if data[:8] != MAGIC:
         raise DecodeError("not a halfveil chain file (no HVCHAIN1 magic)")
-    at = 8
-    records = []
+    at, records, error = 8, [], None
     while at < len(data):
-        if at + 4 > len(data):
-            raise DecodeError(f"truncated length at byte {at}")
-        length = int.from_bytes(data[at : at + 4], "little")
         bound = GENESIS_BYTES_MAX if not records else BLOCK_BYTES_MAX
+        if at + 4 > len(data):
+            error = f"truncated length at byte {at}"
+            break
+        length = int.from_bytes(data[at : at + 4], "little")
         if length > bound:
-            raise DecodeError(f"record at byte {at} is {length} bytes, more than {bound}")
+            error = f"record at byte {at} is {length} bytes, more than {bound}"
+            break
         if at + 4 + length > len(data):
-            raise DecodeError(f"truncated record at byte {at}")
+            error = f"truncated record at byte {at}"
+            break
         records.append(data[at + 4 : at + 4 + length])
         at += 4 + length
     if not records:
-        raise DecodeError("no genesis in the chain file")
-    return records[0], records[1:]
+        raise DecodeError(error or "no genesis in the chain file")
+    return records[0], records[1:], error
