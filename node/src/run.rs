@@ -443,15 +443,15 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         rpc = %config.rpc.listen,
         "node started"
     );
-    let halted = holds_evidence(&store)?;
     let store_alive = Arc::downgrade(&store);
     let live = metrics.live.clone();
-    let state_height = state.height;
     let service = Service {
         moniker: config.moniker.clone(),
         genesis: identity.genesis,
         params,
+        head_poll: HeadPoll::new(state.height, std::time::Instant::now()),
         state,
+        halted: holds_evidence(&store)?,
         store,
         writer,
         net,
@@ -461,12 +461,10 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         peers: 0,
         writes_in_flight: 0,
         waiters: Waiters::new(waiter_count),
-        halted,
         stopping: false,
         im_target: 0,
         role,
         sync: Default::default(),
-        head_poll: HeadPoll::new(state_height, std::time::Instant::now()),
     };
     let service_task = tokio::spawn(service.run(input_queue));
     Ok(Running {
