@@ -101,6 +101,17 @@ impl Fixture {
         forge(&self.chain, self.chain.next_time(), attestations, ops)
     }
 
+    /// A block of one account opening, forged past `propose`, so `apply` judges it.
+    fn opening_block(&self, open: OpenAccount) -> Block {
+        let chain = &self.chain;
+        forge(
+            chain,
+            chain.next_time(),
+            Vec::new(),
+            vec![Op::OpenAccount(open)],
+        )
+    }
+
     /// Builds, signs and commits a block at `time`.
     fn commit_at(&mut self, time: TimeMs, attestations: Vec<BatchAttestation>, ops: Vec<Op>) {
         let proposal = propose(
@@ -1095,14 +1106,7 @@ fn opening_an_account_is_checked() {
         unreachable!()
     };
     let chain = &fixture.chain;
-    let block_of = |open: OpenAccount| {
-        forge(
-            chain,
-            chain.next_time(),
-            Vec::new(),
-            vec![Op::OpenAccount(open)],
-        )
-    };
+    let block_of = |open: OpenAccount| fixture.opening_block(open);
 
     fixture.apply(&block_of(base.clone())).unwrap();
 
@@ -1379,14 +1383,7 @@ fn an_identity_record_must_be_a_ciphertext_bound_to_its_account() {
         unreachable!()
     };
     let chain = &fixture.chain;
-    let block_of = |open: OpenAccount| {
-        forge(
-            chain,
-            chain.next_time(),
-            Vec::new(),
-            vec![Op::OpenAccount(open)],
-        )
-    };
+    let block_of = |open: OpenAccount| fixture.opening_block(open);
     // Another account's record, re-signed by the holder and the bank: the label differs.
     let mut copied = first.clone();
     copied.identity_record = second.identity_record.clone();
