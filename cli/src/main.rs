@@ -70,10 +70,13 @@ enum Command {
     Transfer(commands::transfer::TransferCommand),
     /// A node's status.
     Status(commands::status::StatusArgs),
+    /// Make this party's keys (an IM replica, a bank or an auditor) for a genesis assembled
+    /// from several machines; prints the public part to hand over.
+    Init(commands::init::InitArgs),
     /// Set up a local network.
     #[command(subcommand)]
     Testnet(commands::testnet::TestnetCommand),
-    /// Check a genesis file.
+    /// Check a genesis file; draft, sign and assemble one across machines.
     #[command(subcommand)]
     Genesis(commands::genesis::GenesisCommand),
     /// Key ceremonies: the disclosure key's distributed generation among its holders.
@@ -107,6 +110,7 @@ impl Command {
             Command::Audit(command) => command.execute(output),
             Command::Transfer(command) => command.execute(output),
             Command::Status(args) => args.execute(output),
+            Command::Init(args) => args.execute(output),
             Command::Testnet(command) => command.execute(output),
             Command::Genesis(command) => command.execute(output),
             Command::Keys(command) => command.execute(output),

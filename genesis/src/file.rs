@@ -350,7 +350,39 @@ impl Genesis {
 
     /// Checks every field and every signature.
     pub fn validate(self) -> Result<ValidGenesis, GenesisError> {
-        let body = &self.body;
+        let checked = self.body.check()?;
+        let params = &checked.params;
+        verify_signatures(
+            &self,
+            &checked.hash,
+            &params.validator_keys,
+            &params.bank_keys,
+            &params.auditor_keys,
+        )?;
+        Ok(ValidGenesis {
+            genesis: self,
+            hash: checked.hash,
+            params: checked.params,
+            im_peer_ids: checked.im_peer_ids,
+            bank_peer_ids: checked.bank_peer_ids,
+        })
+    }
+}
+
+/// A genesis body whose every field is checked, before anyone signed it (a draft): its hash,
+/// the chain parameters and the nodes' peer ids.
+#[derive(Clone, Debug)]
+pub struct CheckedBody {
+    pub hash: Hash32,
+    pub params: ChainParams,
+    pub im_peer_ids: Vec<libp2p_identity::PeerId>,
+    pub bank_peer_ids: Vec<libp2p_identity::PeerId>,
+}
+
+impl GenesisBody {
+    /// Checks every field (but no signature: see [`Genesis::validate`]).
+    pub fn check(&self) -> Result<CheckedBody, GenesisError> {
+        let body = self;
         if body.version != GENESIS_VERSION {
             return Err(field_error(
                 "version",
@@ -377,7 +409,6 @@ impl Genesis {
         let limits = validate_limits(&body.limits)?;
         let initial_accounts = validate_initial_accounts(body)?;
         let hash = body.hash()?;
-        verify_signatures(&self, &hash, &validator_keys, &bank_keys, &auditor_keys)?;
         let params = ChainParams {
             chain_id,
             genesis_hash: hash,
@@ -391,8 +422,7 @@ impl Genesis {
             limits,
             initial_accounts,
         };
-        Ok(ValidGenesis {
-            genesis: self,
+        Ok(CheckedBody {
             hash,
             params,
             im_peer_ids,
@@ -455,7 +485,8 @@ fn parse_signing_public(field: &str, text: &str) -> Result<PublicKey, GenesisErr
     Ok(key)
 }
 
-fn check_name(field: &str, name: &str) -> Result<(), GenesisError> {
+/// A bank's or an auditor's name: 1 to 32 characters of a-z, 0-9 and '-'.
+pub fn check_name(field: &str, name: &str) -> Result<(), GenesisError> {
     let valid = !name.is_empty()
         && name.len() <= NAME_BYTES_MAX
         && name

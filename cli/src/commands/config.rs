@@ -20,6 +20,17 @@ pub enum ConfigCommand {
     Show(ConfigArgs),
     /// Check a home's configuration with the environment's overrides; exit 3 if invalid
     Validate(ConfigArgs),
+    /// Set `[p2p] peers` from the other nodes' `public.json` files (`halfveil init`)
+    Peers(PeersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    #[arg(long)]
+    pub home: PathBuf,
+    /// The nodes' `public.json` files; this node's own and auditors' are skipped.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +62,7 @@ impl ConfigCommand {
         match self {
             ConfigCommand::Show(args) => show(args, output),
             ConfigCommand::Validate(args) => validate(args, output),
+            ConfigCommand::Peers(args) => peers(args, output),
         }
     }
 }
@@ -116,6 +128,57 @@ fn validate(args: &ConfigArgs, output: OutputFormat) -> CommandResult {
     };
     emit(output, &report, || {
         format!("the configuration of {} is valid", report.home)
+    });
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct PeersSet {
+    home: String,
+    peers: Vec<String>,
+}
+
+/// Writes `[p2p] peers`: every other node's announced address.
+fn peers(args: &PeersArgs, output: OutputFormat) -> CommandResult {
+    let mut config = Config::load(&args.home)?;
+    let own = halfveil_genesis::keystore::read_node_key(&args.home.join(&config.keys.node_key))?
+        .public()
+        .to_peer_id()
+        .to_string();
+    let mut peers = Vec::new();
+    for path in &args.files {
+        let entry = crate::commands::init::read_public(path)?;
+        if entry.peer_id.is_none() || entry.peer_id.as_deref() == Some(own.as_str()) {
+            continue;
+        }
+        let address = entry.p2p_address.ok_or_else(|| {
+            Failure::usage(format!(
+                "{} gives no address to dial ({}'s operator: `halfveil init \
+                 --external-address`)",
+                path.display(),
+                entry.name
+            ))
+        })?;
+        if !peers.contains(&address) {
+            peers.push(address);
+        }
+    }
+    config.p2p.peers = peers.clone();
+    halfveil_genesis::keystore::replace_private(
+        &args.home.join(halfveil_node::config::CONFIG_FILE),
+        config.to_toml().as_bytes(),
+    )?;
+    let report = PeersSet {
+        home: args.home.display().to_string(),
+        peers,
+    };
+    emit(output, &report, || {
+        format!(
+            "{} dials {} peers:\n  {}",
+            report.home,
+            report.peers.len(),
+            report.peers.join("\n  ")
+        )
     });
     Ok(())
 }

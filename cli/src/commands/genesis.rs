@@ -1,4 +1,5 @@
-//! `halfveil genesis validate FILE` and `halfveil genesis hash FILE`.
+//! `halfveil genesis validate FILE` and `halfveil genesis hash FILE`; `draft`, `sign` and
+//! `assemble` live in `assembly.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,13 @@ pub enum GenesisCommand {
     Validate(GenesisFileArgs),
     /// Print the genesis hash.
     Hash(GenesisFileArgs),
+    /// Coordinator: write the unsigned genesis of parties on separate machines, from their
+    /// `public.json` files and the finished disclosure key ceremony.
+    Draft(crate::commands::assembly::DraftArgs),
+    /// Each party: sign a draft with its own key, at home, after reading it.
+    Sign(crate::commands::assembly::SignArgs),
+    /// Coordinator: put every party's signature in its place; writes the genesis.
+    Assemble(crate::commands::assembly::AssembleArgs),
 }
 
 impl GenesisCommand {
@@ -24,6 +32,9 @@ impl GenesisCommand {
         match self {
             GenesisCommand::Validate(args) => validate(&args.file, output),
             GenesisCommand::Hash(args) => hash(&args.file, output),
+            GenesisCommand::Draft(args) => args.execute(output),
+            GenesisCommand::Sign(args) => args.execute(output),
+            GenesisCommand::Assemble(args) => args.execute(output),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use halfveil_genesis::assembly::Role;
 use halfveil_genesis::file::{DisclosureKeyEntry, IM_HOLDER};
 use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_genesis::testnet::disclosure_key_entry;
@@ -177,7 +178,8 @@ pub struct InitArgs {
     #[arg(long)]
     pub chain_id: String,
     /// `NAME=SIGNER_KEY_HEX`, one per holder, in holder order (an auditor's name and key, or
-    /// `identity-manager=` the IM's first validator key).
+    /// `identity-manager=` the IM's first validator key); or the holder's `public.json` from
+    /// `halfveil init` (an auditor's, or the first IM replica's).
     #[arg(long = "holder", required = true, num_args = 1..)]
     pub holders: Vec<String>,
     #[arg(long)]
@@ -186,13 +188,36 @@ pub struct InitArgs {
     pub epoch: u32,
 }
 
+/// A `--holder`: `NAME=KEY_HEX`, or a party's `public.json`.
+fn holder_of(given: &str) -> Result<(String, String), Failure> {
+    if let Some((name, key)) = given.split_once('=') {
+        return Ok((name.to_owned(), key.to_owned()));
+    }
+    let path = Path::new(given);
+    if !path.is_file() {
+        return Err(Failure::usage(format!(
+            "--holder {given}: give NAME=KEY_HEX or a party's public.json"
+        )));
+    }
+    let entry = crate::commands::init::read_public(path)?;
+    let name = match entry.role {
+        Role::Auditor => entry.name,
+        Role::IdentityManager => IM_HOLDER.to_owned(),
+        Role::Bank => {
+            return Err(Failure::usage(format!(
+                "--holder {given}: a bank holds no share of the disclosure key"
+            )))
+        }
+    };
+    Ok((name, entry.key))
+}
+
 impl InitArgs {
     fn execute(&self, output: OutputFormat) -> CommandResult {
         let mut holders = Vec::with_capacity(self.holders.len());
         for (index, given) in self.holders.iter().enumerate() {
-            let (name, signer) = given
-                .split_once('=')
-                .ok_or_else(|| Failure::usage(format!("--holder {given}: give NAME=KEY_HEX")))?;
+            let (name, signer) = holder_of(given)?;
+            let (name, signer) = (name.as_str(), signer.as_str());
             PublicKey::from_hex(signer)
                 .map_err(|error| Failure::usage(format!("--holder {name}: {error}")))?;
             let holder =
@@ -639,46 +664,55 @@ pub struct CheckArgs {
     pub dir: PathBuf,
 }
 
+/// A finished ceremony in `dir`: its holders and the key every one of them computed (each
+/// result file's signature checked).
+pub fn ceremony_result(dir: &Path) -> Result<(Vec<(String, String)>, DisclosureKeyEntry), Failure> {
+    let (ceremony, hash) = Ceremony::load(dir)?;
+    let mut agreed: Option<DisclosureKeyEntry> = None;
+    for holder in &ceremony.holders {
+        let path = dir.join("result").join(format!("{}.json", holder.name));
+        if !path.exists() {
+            return Err(Failure::refused(format!(
+                "{} has not finished yet",
+                holder.name
+            )));
+        }
+        let file: ResultFile = parse_json(&path, &read_small(&path)?)?;
+        verify(
+            &ceremony,
+            holder,
+            &result_message(&hash, &file.disclosure_key)?,
+            &file.signature,
+            &path,
+        )?;
+        match &agreed {
+            Some(key) if *key != file.disclosure_key => {
+                return Err(Failure::verification(format!(
+                    "{} computed another key: the ceremony failed, start again",
+                    holder.name
+                )))
+            }
+            Some(_) => {}
+            None => agreed = Some(file.disclosure_key),
+        }
+    }
+    let entry = agreed.ok_or_else(|| Failure::usage("the ceremony has no holders"))?;
+    let signers = ceremony
+        .holders
+        .into_iter()
+        .map(|holder| (holder.name, holder.signer))
+        .collect();
+    Ok((signers, entry))
+}
+
 impl CheckArgs {
     fn execute(&self, output: OutputFormat) -> CommandResult {
-        let (ceremony, hash) = Ceremony::load(&self.dir)?;
-        let mut agreed: Option<DisclosureKeyEntry> = None;
-        for holder in &ceremony.holders {
-            let path = self
-                .dir
-                .join("result")
-                .join(format!("{}.json", holder.name));
-            if !path.exists() {
-                return Err(Failure::refused(format!(
-                    "{} has not finished yet",
-                    holder.name
-                )));
-            }
-            let file: ResultFile = parse_json(&path, &read_small(&path)?)?;
-            verify(
-                &ceremony,
-                holder,
-                &result_message(&hash, &file.disclosure_key)?,
-                &file.signature,
-                &path,
-            )?;
-            match &agreed {
-                Some(key) if *key != file.disclosure_key => {
-                    return Err(Failure::verification(format!(
-                        "{} computed another key: the ceremony failed, start again",
-                        holder.name
-                    )))
-                }
-                Some(_) => {}
-                None => agreed = Some(file.disclosure_key),
-            }
-        }
-        let entry = agreed.ok_or_else(|| Failure::usage("the ceremony has no holders"))?;
+        let (holders, entry) = ceremony_result(&self.dir)?;
         emit(output, &entry, || {
             let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
             format!(
                 "all {} holders computed the same key; genesis body's \"disclosure_key\":\n{text}",
-                ceremony.holders.len()
+                holders.len()
             )
         });
         Ok(())

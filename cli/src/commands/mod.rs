@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod assembly;
 pub mod audit;
 pub mod bench;
 pub mod chain;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod disclosure;
 pub mod genesis;
+pub mod init;
 pub mod keys;
 pub mod lifecycle;
 pub mod node;
