@@ -65,7 +65,10 @@ impl Node {
             .build(&websocket)
             .await
             .map_err(|error| {
-                Failure::unreachable(format!("cannot reach the node at {url}: {error}"))
+                Failure::unreachable(format!(
+                    "cannot reach the node at {url}: {error}; check that the node runs and that \
+                     this is its public RPC address (`[rpc] listen` in its config.toml)"
+                ))
             })?;
         Ok(Node {
             url: url.to_owned(),

@@ -89,6 +89,8 @@ pub struct RpcContext {
     pub inputs: mpsc::Sender<Input>,
     pub store: Arc<RocksStore>,
     pub genesis_text: Arc<String>,
+    /// The parsed genesis, for names (a refusing bank's).
+    pub genesis: Arc<halfveil_genesis::file::ValidGenesis>,
     /// How many final-status waiters the service holds: new waits are refused while full.
     pub waiters: crate::waiters::WaiterCount,
 }
@@ -153,7 +155,10 @@ impl RpcContext {
             TransferState::Rejected(rejection) => {
                 let by = match rejection.by {
                     halfveil_ledger::Rejecter::IdentityManager => "identity-manager".to_owned(),
-                    halfveil_ledger::Rejecter::Bank(bank) => format!("bank {}", bank.0),
+                    halfveil_ledger::Rejecter::Bank(bank) => match self.genesis.bank_name(bank) {
+                        Some(name) => name.to_owned(),
+                        None => format!("bank {}", bank.0),
+                    },
                 };
                 return Ok(TransferStatus::Rejected {
                     id: hex_id,

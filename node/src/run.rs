@@ -428,6 +428,7 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
         inputs: inputs.clone(),
         store: Arc::clone(&store),
         genesis_text: identity.genesis_text,
+        genesis: Arc::clone(&identity.genesis),
         waiters: waiter_count.clone(),
     };
     let (public_rpc, admin_rpc) = start_rpc(home, config, context, &metrics).await?;

@@ -49,7 +49,7 @@ fn a_signed_refusal_is_final_and_a_resubmission_moves_money_once() {
     let first = refusal(&net.submit("bank-1", &frozen).unwrap());
     assert_eq!(
         (first.0.as_str(), first.1.as_str()),
-        ("bank 0", "account-frozen")
+        ("bank-1", "account-frozen")
     );
     net.bank("bank-1", "unfreeze", &alice);
     assert_eq!(refusal(&net.submit("bank-1", &frozen).unwrap()), first);

@@ -275,7 +275,7 @@ fn refusals_move_no_money() {
     let (_, frozen_payer) = net.envelope(&keys, &bob, 5, nonce, later, &keys.business_key);
     assert_eq!(
         rejected(&net.submit("bank-1", &frozen_payer).unwrap()),
-        ("bank 0".into(), "account-frozen".into())
+        ("bank-1".into(), "account-frozen".into())
     );
     let output = net.pay("Alice Refused", &bob, 5);
     assert_eq!(output.status.code(), Some(5), "{}", describe(&output));
@@ -284,7 +284,7 @@ fn refusals_move_no_money() {
     let (_, frozen_payee) = net.envelope(&keys, &bob, 6, nonce, later, &keys.business_key);
     assert_eq!(
         rejected(&net.submit("bank-1", &frozen_payee).unwrap()),
-        ("bank 1".into(), "account-frozen".into())
+        ("bank-2".into(), "account-frozen".into())
     );
     net.bank("bank-2", "unfreeze", &bob);
 

@@ -123,7 +123,7 @@ pub struct ReplaySummary {
     /// Disclosure orders recorded on chain, with the holders' share records of each.
     pub disclosures: Vec<DisclosureSeen>,
     /// How many holders' shares open a disclosure.
-    pub disclosure_threshold: u16,
+    pub shares_needed: u16,
     pub head_hash: String,
     pub state_root: String,
     pub seconds: f64,
@@ -186,7 +186,7 @@ pub fn replay_chain_watching(
     let started = Instant::now();
     let bar = progress(if last == u64::MAX { 0 } else { last }, output, "replaying");
     let mut summary = ReplaySummary::new(genesis.hash.to_hex(), state.head_hash.to_hex());
-    summary.disclosure_threshold = params.disclosure_key.threshold;
+    summary.shares_needed = params.disclosure_key.threshold;
     let mut replay = Replay { summary, watch };
     // Blocks are read and decoded on their own thread while the window before them is
     // checked; a window's signatures are verified as one batch on every core.
@@ -219,7 +219,7 @@ impl ReplaySummary {
             accounts: 0,
             supply: 0,
             disclosures: Vec::new(),
-            disclosure_threshold: 0,
+            shares_needed: 0,
             head_hash,
             state_root: String::new(),
             seconds: 0.0,
@@ -238,7 +238,7 @@ impl ReplaySummary {
         self.seconds = seconds;
         self.transfers_per_second = self.transfers as f64 / seconds.max(f64::EPSILON);
         for disclosure in &mut self.disclosures {
-            disclosure.openable = disclosure.shares.len() >= usize::from(self.disclosure_threshold);
+            disclosure.openable = disclosure.shares.len() >= usize::from(self.shares_needed);
         }
     }
 }

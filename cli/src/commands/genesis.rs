@@ -55,7 +55,7 @@ struct Validated {
     im_replicas: usize,
     banks: Vec<String>,
     auditors: usize,
-    disclosure_threshold: u16,
+    auditor_threshold: u16,
 }
 
 /// Loads a genesis; a file that does not verify is exit code 3.
@@ -81,18 +81,18 @@ fn validate(file: &Path, output: OutputFormat) -> CommandResult {
         im_replicas: genesis.im_peer_ids.len(),
         banks: body.banks.iter().map(|bank| bank.name.clone()).collect(),
         auditors: body.auditors.members.len(),
-        disclosure_threshold: body.auditors.threshold,
+        auditor_threshold: body.auditors.threshold,
     };
     emit(output, &report, || {
         format!(
-            "{} is a valid genesis\n  chain id   {}\n  hash       {}\n  IM         {} replica(s)\n  banks      {}\n  auditors   {} (disclosure threshold {})",
+            "{} is a valid genesis\n  chain id   {}\n  hash       {}\n  IM         {} replica(s)\n  banks      {}\n  auditors   {} (an order needs {} of their signatures)",
             report.file,
             report.chain_id,
             report.hash,
             report.im_replicas,
             report.banks.join(", "),
             report.auditors,
-            report.disclosure_threshold
+            report.auditor_threshold
         )
     });
     Ok(())

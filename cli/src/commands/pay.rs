@@ -173,7 +173,7 @@ fn check_refusal(genesis: &ValidGenesis, id: &Hash32, rejection: &str) -> Result
         return Err(Failure::verification("the refusal is for another transfer"));
     }
     let by = match decoded.by {
-        Rejecter::IdentityManager => "identity manager".to_owned(),
+        Rejecter::IdentityManager => "identity-manager".to_owned(),
         Rejecter::Bank(bank) => match genesis.bank_name(bank) {
             Some(name) => name.to_owned(),
             None => return Err(Failure::verification("the refusal names no known signer")),

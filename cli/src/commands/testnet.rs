@@ -350,7 +350,7 @@ pub struct InitSummary {
     pub genesis_hash: String,
     pub nodes: Vec<NodeSummary>,
     pub auditors: Vec<String>,
-    pub disclosure_threshold: u16,
+    pub auditor_threshold: u16,
 }
 
 /// Writes the network's files; see the module documentation.
@@ -417,7 +417,7 @@ pub fn create(options: &InitOptions) -> Result<InitSummary, Failure> {
         genesis_hash: testnet.genesis.hash.to_hex(),
         nodes,
         auditors,
-        disclosure_threshold: options.threshold,
+        auditor_threshold: options.threshold,
     };
     Ok(report)
 }
@@ -644,9 +644,9 @@ fn render(report: &InitSummary) -> String {
         ));
     }
     text.push_str(&format!(
-        "  auditors: {} (disclosure threshold {})\n  check it: halfveil genesis validate {}/genesis.json",
+        "  auditors: {} (an order needs {} of their signatures)\n  check it: halfveil genesis validate {}/genesis.json",
         report.auditors.len(),
-        report.disclosure_threshold,
+        report.auditor_threshold,
         report.dir
     ));
     text
