@@ -88,8 +88,8 @@ const SUBSCRIPTION_WAIT_MAX: Duration = Duration::from_secs(600);
 pub struct RpcContext {
     pub inputs: mpsc::Sender<Input>,
     pub store: Arc<RocksStore>,
-    pub genesis_text: Arc<String>,
-    /// The parsed genesis, for names (a refusing bank's).
+    /// The genesis, for `hv_genesis` (its canonical text is the file's, byte for byte) and
+    /// for names (a refusing bank's).
     pub genesis: Arc<halfveil_genesis::file::ValidGenesis>,
     /// How many final-status waiters the service holds: new waits are refused while full.
     pub waiters: crate::waiters::WaiterCount,
@@ -414,7 +414,7 @@ impl ApiServer for RpcContext {
     }
 
     async fn genesis(&self) -> RpcResult<String> {
-        Ok(self.genesis_text.as_str().to_owned())
+        Ok(self.genesis.genesis.to_canonical_json())
     }
 
     async fn evidence(&self) -> RpcResult<Vec<EvidenceInfo>> {

@@ -210,11 +210,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Who this node is, from its home: genesis (parsed, and as read for the RPC), the node key,
+/// Who this node is, from its home: genesis, the node key,
 /// its peer id and its role.
 struct Identity {
     genesis: Arc<ValidGenesis>,
-    genesis_text: Arc<String>,
     keypair: Keypair,
     own_peer: PeerId,
     role: NodeRole,
@@ -230,8 +229,6 @@ fn identify(home: &Path, config: &Config) -> Result<Identity, StartError> {
             source,
         })?,
     );
-    let genesis_text =
-        Arc::new(std::fs::read_to_string(&genesis_path).map_err(io_error(&genesis_path))?);
     let node_key_path = Config::resolve(home, &config.keys.node_key);
     let keypair = keystore::read_node_key(&node_key_path)?;
     let own_peer = keypair.public().to_peer_id();
@@ -254,7 +251,6 @@ fn identify(home: &Path, config: &Config) -> Result<Identity, StartError> {
     };
     Ok(Identity {
         genesis,
-        genesis_text,
         keypair,
         own_peer,
         role,
@@ -427,7 +423,6 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
     let context = RpcContext {
         inputs: inputs.clone(),
         store: Arc::clone(&store),
-        genesis_text: identity.genesis_text,
         genesis: Arc::clone(&identity.genesis),
         waiters: waiter_count.clone(),
     };
