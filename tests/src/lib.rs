@@ -5,6 +5,7 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod flood;
+pub mod guide;
 pub mod net;
 pub mod netns;
 pub mod verifier;

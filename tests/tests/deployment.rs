@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use halfveil_tests::guide::{section, sh_blocks};
 use halfveil_tests::netns::{unavailable, Hosts};
 use halfveil_tests::{describe, halfveil_bin, run_bounded};
 
@@ -29,30 +30,28 @@ struct Step {
 
 /// The `HOST$ COMMAND` lines of the section's `sh` blocks, in order.
 fn walkthrough(guide: &str) -> Vec<Step> {
-    let start = guide.find(SECTION).expect("the guide has the section");
-    let rest = &guide[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut steps = Vec::new();
-    let mut in_sh = false;
-    for line in section.lines() {
-        if line.starts_with("```") {
-            in_sh = !in_sh && line.trim() == "```sh";
-            continue;
-        }
-        let Some((host, command)) = line.split_once("$ ").filter(|_| in_sh) else {
-            continue;
-        };
-        let is_host = !host.is_empty()
-            && host
-                .bytes()
-                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-        assert!(is_host, "a line of an sh block without a host: {line}");
-        steps.push(Step {
-            host: host.to_owned(),
-            command: command.to_owned(),
-        });
-    }
-    steps
+    sh_blocks(section(guide, SECTION))
+        .into_iter()
+        .flatten()
+        .map(|command| {
+            let (host, line) = command.line.split_once("$ ").unwrap_or_else(|| {
+                panic!("a line of an sh block without a host: {}", command.line)
+            });
+            let is_host = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+            assert!(
+                is_host,
+                "a line of an sh block without a host: {}",
+                command.line
+            );
+            Step {
+                host: host.to_owned(),
+                command: line.to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// `scp SOURCE... TARGET` between the hosts' folders.
