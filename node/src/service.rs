@@ -293,7 +293,10 @@ impl Service {
                     self.start_sync(peer);
                 }
             }
-            NetEvent::Disconnected(_) => self.peers = self.peers.saturating_sub(1),
+            NetEvent::Disconnected(peer) => {
+                self.peers = self.peers.saturating_sub(1);
+                self.im_peer_lost(&peer);
+            }
             NetEvent::Block {
                 peer,
                 message,

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use libp2p::PeerId;
+
 use halfveil_consensus::builder::Origin;
 use halfveil_ledger::build::Proposal;
 use halfveil_ledger::{Hash32, Height, RejectCode};
@@ -144,12 +146,32 @@ impl Service {
         }
     }
 
-    /// Whether this node may build blocks: a single IM, or the leading replica.
+    /// A peer's last connection closed: if it is the raft leader this replica follows, the
+    /// replica calls an election without waiting out raft's timeouts.
+    pub fn im_peer_lost(&self, peer: &PeerId) {
+        let Some(replica) = self.im_replica() else {
+            return;
+        };
+        let replicas = &self.genesis.im_peer_ids;
+        let Some(leader) = replica.leader() else {
+            return;
+        };
+        let leads = usize::try_from(leader)
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .and_then(|index| replicas.get(index));
+        if leads == Some(peer) {
+            replica.leader_lost(leader, replicas.len() as u64);
+        }
+    }
+
+    /// Whether this node may build blocks: a single IM, or the leading replica once it has
+    /// applied its whole log (see `Replica::leads_caught_up`); the 10 ms tick asks again.
     pub fn im_may_build(&self) -> bool {
         match &self.role {
             Role::IdentityManager(im) => match &im.replicated.replica {
                 None => true,
-                Some(replica) => replica.is_leader() && im.replicated.in_flight.is_none(),
+                Some(replica) => im.replicated.in_flight.is_none() && replica.leads_caught_up(),
             },
             Role::Bank(_) => false,
         }

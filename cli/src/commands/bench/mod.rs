@@ -440,8 +440,11 @@ const GAP_BEFORE_KILL: Duration = Duration::from_millis(500);
 const GAP_WINDOW: Duration = Duration::from_secs(10);
 
 /// Each kill with the longest time nothing committed from just before it until the next
-/// kill (or [`GAP_WINDOW`]), so that no pause counts for two kills.
+/// kill (or [`GAP_WINDOW`]), so that no pause counts for two kills; and not past the run's
+/// last commit, once commits came back after the kill (the quiet after the load ends is no
+/// failover: it made the last kill of every run look 4 s long).
 fn kill_reports(killed: &[Killed], tally: &Tally, started: Instant) -> Vec<KillReport> {
+    let last_commit = tally.commit_times.iter().max().copied();
     killed
         .iter()
         .enumerate()
@@ -449,6 +452,10 @@ fn kill_reports(killed: &[Killed], tally: &Tally, started: Instant) -> Vec<KillR
             let until = killed.get(index + 1).map_or(kill.at + GAP_WINDOW, |next| {
                 next.at.min(kill.at + GAP_WINDOW)
             });
+            let until = match last_commit {
+                Some(last) if last > kill.at => until.min(last),
+                _ => until,
+            };
             let from = kill.at.checked_sub(GAP_BEFORE_KILL).unwrap_or(kill.at);
             KillReport {
                 node: kill.name.clone(),
@@ -515,4 +522,39 @@ fn figures(
         reference_fraction: 0.0,
         longest_pause_ms: longest_pause_ms(tally),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_kill_s_gap_ends_with_the_run_s_last_commit() {
+        let started = Instant::now();
+        let ms = |ms: u64| started + Duration::from_millis(ms);
+        let kill = |at: u64| Killed {
+            name: "im-1".into(),
+            at: ms(at),
+            down: Duration::from_secs(2),
+        };
+        // Commits every 100 ms until 9,000 ms, but none from 2,000 to 2,400 (the first
+        // kill) nor from 6,000 to 6,300 (the second); the load ends at 9,000.
+        let commit_times = (0..=90)
+            .map(|step| step * 100)
+            .filter(|at| !((2_001..2_400).contains(at) || (6_001..6_300).contains(at)))
+            .map(ms)
+            .collect();
+        let tally = Tally {
+            commit_times,
+            ..Tally::default()
+        };
+        let gaps: Vec<f64> = kill_reports(&[kill(2_000), kill(6_000)], &tally, started)
+            .iter()
+            .map(|report| report.gap_ms.round())
+            .collect();
+        assert_eq!(gaps, vec![400.0, 300.0]);
+        // A kill after which nothing ever committed: the whole window is its gap.
+        let gaps = kill_reports(&[kill(9_500)], &tally, started);
+        assert!(gaps[0].gap_ms >= 9_999.0, "{:?}", gaps[0].gap_ms);
+    }
 }
