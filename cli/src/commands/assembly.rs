@@ -12,7 +12,7 @@ use halfveil_genesis::keystore::{self, FileKind};
 use serde::Serialize;
 
 use crate::commands::init::read_public;
-use crate::commands::keys::ceremony_result;
+use crate::commands::keys::{ceremony_result, write_json};
 use crate::commands::testnet::genesis_time_ms;
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
@@ -72,7 +72,7 @@ impl DraftArgs {
             limits: LimitsEntry::default(),
         };
         let body = assembly::draft(&spec).map_err(|error| Failure::usage(error.to_string()))?;
-        write_new(&self.out, &pretty(&body)?)?;
+        write_json(&self.out, &body)?;
         let report = Drafted {
             file: self.out.display().to_string(),
             chain_id: body.chain_id.clone(),
@@ -125,26 +125,6 @@ fn signer_names(body: &GenesisBody) -> Vec<String> {
         .into_iter()
         .map(|(name, _)| name)
         .collect()
-}
-
-fn pretty<T: Serialize>(value: &T) -> Result<String, Failure> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|error| Failure::error(error.to_string()))?;
-    text.push('\n');
-    Ok(text)
-}
-
-/// Writes a new file; an existing one is left alone.
-fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|error| Failure::error(format!("cannot create {}: {error}", path.display())))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|error| Failure::error(format!("cannot write {}: {error}", path.display())))
 }
 
 /// Reads a draft: a genesis body, bounded and strict.
@@ -213,7 +193,7 @@ impl SignArgs {
         drop(password);
         let signature = assembly::sign_draft(&body, &key)
             .map_err(|error| Failure::refused(error.to_string()))?;
-        write_new(&self.out, &pretty(&signature)?)?;
+        write_json(&self.out, &signature)?;
         emit(output, &signature, || {
             format!(
                 "{} signed the draft of {} (genesis hash {}): {}",
@@ -266,7 +246,7 @@ impl AssembleArgs {
             .collect::<Result<Vec<_>, _>>()?;
         let genesis = assembly::assemble(body, &files)
             .map_err(|error| Failure::verification(error.to_string()))?;
-        write_new(&self.out, &genesis.genesis.to_canonical_json())?;
+        keystore::write_new_private(&self.out, genesis.genesis.to_canonical_json().as_bytes())?;
         let report = Assembled {
             file: self.out.display().to_string(),
             chain_id: genesis.genesis.body.chain_id.clone(),

@@ -21,6 +21,7 @@ use halfveil_genesis::keystore::{self, FileKind, KdfParams};
 use halfveil_ledger::crypto;
 use rand_core::OsRng;
 
+use crate::commands::keys::write_json;
 use crate::commands::testnet::{create_private_dir, node_config, write_config_and_token, Listen};
 use crate::failure::{CommandResult, Failure};
 use crate::output::{emit, OutputFormat};
@@ -97,10 +98,9 @@ impl InitArgs {
             InitRole::Auditor => self.write_auditor(&password)?,
             InitRole::IdentityManager | InitRole::Bank => self.write_node(&password, announced)?,
         };
-        let text = serde_json::to_string_pretty(&entry)
-            .map_err(|error| Failure::error(error.to_string()))?;
-        keystore::write_new_private(&self.home.join(PUBLIC_FILE), format!("{text}\n").as_bytes())?;
+        write_json(&self.home.join(PUBLIC_FILE), &entry)?;
         emit(output, &entry, || {
+            let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
             format!(
                 "{} keys written to {}\n  hand {} to the genesis coordinator:\n{text}",
                 entry.role.describe(),

@@ -145,7 +145,9 @@ fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result
         .map_err(|error| Failure::verification(format!("{}: {error}", path.display())))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Failure> {
+/// Writes `value` as pretty JSON to a new file (0600, never overwritten), creating its
+/// folder.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Failure> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

@@ -15,34 +15,30 @@ fn network(im_replicas: usize) -> (Testnet, Vec<PublicEntry>) {
         limits: LimitsEntry::default(),
     };
     let net = generate(&spec).expect("testnet");
-    let peer = |key: &libp2p_identity::Keypair| Some(key.public().to_peer_id().to_string());
+    let party = |role, name: &str, key, node: Option<&libp2p_identity::Keypair>| PublicEntry {
+        role,
+        name: name.to_owned(),
+        key: crypto::public_key(key).to_hex(),
+        peer_id: node.map(|node| node.public().to_peer_id().to_string()),
+        p2p_address: None,
+    };
     let mut parties = Vec::new();
     for (index, replica) in net.im.iter().enumerate() {
-        parties.push(PublicEntry {
-            role: Role::IdentityManager,
-            name: format!("im-{}", index + 1),
-            key: crypto::public_key(&replica.validator).to_hex(),
-            peer_id: peer(&replica.node_key),
-            p2p_address: None,
-        });
+        let name = format!("im-{}", index + 1);
+        let node = Some(&replica.node_key);
+        parties.push(party(
+            Role::IdentityManager,
+            &name,
+            &replica.validator,
+            node,
+        ));
     }
     for bank in &net.banks {
-        parties.push(PublicEntry {
-            role: Role::Bank,
-            name: bank.name.clone(),
-            key: crypto::public_key(&bank.attestation).to_hex(),
-            peer_id: peer(&bank.node_key),
-            p2p_address: None,
-        });
+        let node = Some(&bank.node_key);
+        parties.push(party(Role::Bank, &bank.name, &bank.attestation, node));
     }
     for auditor in &net.auditors {
-        parties.push(PublicEntry {
-            role: Role::Auditor,
-            name: auditor.name.clone(),
-            key: crypto::public_key(&auditor.key).to_hex(),
-            peer_id: None,
-            p2p_address: None,
-        });
+        parties.push(party(Role::Auditor, &auditor.name, &auditor.key, None));
     }
     (net, parties)
 }

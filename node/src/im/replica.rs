@@ -152,16 +152,13 @@ impl Service {
         let Some(replica) = self.im_replica() else {
             return;
         };
-        let replicas = &self.genesis.im_peer_ids;
-        let Some(leader) = replica.leader() else {
-            return;
-        };
-        let leads = usize::try_from(leader)
-            .ok()
-            .and_then(|id| id.checked_sub(1))
-            .and_then(|index| replicas.get(index));
-        if leads == Some(peer) {
-            replica.leader_lost(leader, replicas.len() as u64);
+        // Raft node ids are genesis replica indexes + 1.
+        let lost = self.genesis.im_replica(peer).map(|index| index as u64 + 1);
+        match replica.leader() {
+            Some(leader) if lost == Some(leader) => {
+                replica.leader_lost(leader, self.genesis.im_peer_ids.len() as u64)
+            }
+            _ => {}
         }
     }
 
