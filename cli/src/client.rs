@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::Genesis;
+use halfveil_ledger::codec;
+use halfveil_ledger::disclosure_keys::{HeldKey, KeyAdoption, KEY_ADOPTION_BYTES_MAX};
+use halfveil_ledger::threshold::{DisclosureKey, HOLDERS_MAX};
 use halfveil_node::config::Config;
 use halfveil_node::rpc::{codes, ApiClient};
 use jsonrpsee::core::client::Error as ClientError;
@@ -108,6 +111,58 @@ impl Node {
             }
         }
         Ok(genesis)
+    }
+
+    /// The disclosure keys on chain: genesis's, then every adopted one (each epoch's latest,
+    /// oldest first), each adoption's holders' signatures checked here against `genesis`
+    /// (a node cannot hand a payer a key of its own making). The last is the current key.
+    pub async fn disclosure_keys(&self, genesis: &ValidGenesis) -> Result<Vec<HeldKey>, Failure> {
+        let info = self
+            .client
+            .disclosure_key()
+            .await
+            .map_err(|error| self.failure(error))?;
+        let invalid = |why: String| {
+            Failure::verification(format!("the disclosure key from {}: {why}", self.url))
+        };
+        if info.adoptions.len() > HOLDERS_MAX * 1024 {
+            return Err(invalid("too many adoptions".to_owned()));
+        }
+        let params = &genesis.params;
+        let mut keys = vec![HeldKey {
+            key: params.disclosure_key.clone(),
+            parties: params.holder_parties.clone(),
+        }];
+        for text in &info.adoptions {
+            if text.len() > 2 * KEY_ADOPTION_BYTES_MAX {
+                return Err(invalid("too large".to_owned()));
+            }
+            let bytes = hex::decode(text).map_err(|_| invalid("not hex".to_owned()))?;
+            let adoption: KeyAdoption = codec::decode(&bytes, KEY_ADOPTION_BYTES_MAX)
+                .map_err(|error| invalid(error.to_string()))?;
+            adoption
+                .verify(params)
+                .map_err(|error| invalid(error.to_string()))?;
+            keys.push(adoption.held);
+        }
+        let current = &keys[keys.len() - 1].key;
+        if (
+            current.epoch,
+            current.refresh,
+            hex::encode(current.group_key.0),
+        ) != (info.epoch, info.refresh, info.group_key)
+        {
+            return Err(invalid("its summary does not match the key".to_owned()));
+        }
+        Ok(keys)
+    }
+
+    /// The disclosure key payers seal to now ([`Node::disclosure_keys`]'s last).
+    pub async fn disclosure_key(&self, genesis: &ValidGenesis) -> Result<DisclosureKey, Failure> {
+        let mut keys = self.disclosure_keys(genesis).await?;
+        keys.pop()
+            .map(|held| held.key)
+            .ok_or_else(|| Failure::error("no disclosure key"))
     }
 }
 

@@ -5,6 +5,7 @@
 //! the caller hands in the draft, the state and the time, and carries out the outcome
 //! (the pool's bookkeeping, the answers to admin callers, the signature, the write).
 
+use crate::pool::stale_epoch;
 use halfveil_ledger::build::{propose_or_return, Credentials, Proposal};
 use halfveil_ledger::state::{ChainParams, State};
 use halfveil_ledger::{BatchAttestation, Hash32, Op, TimeMs};
@@ -71,6 +72,46 @@ impl<A> Slate<A> {
         Some(self.origins.remove(index))
     }
 
+    /// Takes out the transfers sealed to another disclosure key epoch than the state's (a
+    /// new epoch was adopted after they were admitted): in one pass, where leaving them out
+    /// one build attempt at a time could give up on the block.
+    fn take_stale(&mut self, state: &State) -> Vec<Left<A>> {
+        let epoch = state.disclosure_key().epoch;
+        let stale = |op: &Op| {
+            matches!(op, Op::Transfer(transfer)
+                if transfer.request.identity_credential.capsule.epoch != epoch)
+        };
+        if !self.ops.iter().any(stale) {
+            return Vec::new();
+        }
+        let mut left = Vec::new();
+        let mut kept = Slate {
+            ops: Vec::with_capacity(self.ops.len()),
+            origins: Vec::with_capacity(self.ops.len()),
+        };
+        let slate = std::mem::replace(
+            self,
+            Slate {
+                ops: Vec::new(),
+                origins: Vec::new(),
+            },
+        );
+        for (op, origin) in slate.ops.into_iter().zip(slate.origins) {
+            match &op {
+                Op::Transfer(transfer) if stale(&op) => left.push(Left {
+                    origin,
+                    reason: stale_epoch(transfer.request.identity_credential.capsule.epoch, state),
+                }),
+                _ => {
+                    kept.ops.push(op);
+                    kept.origins.push(origin);
+                }
+            }
+        }
+        *self = kept;
+        left
+    }
+
     /// Keeps the first `keep` ops; returns the origins of the rest.
     fn truncate(&mut self, keep: usize) -> Vec<Origin<A>> {
         debug_assert_eq!(self.ops.len(), self.origins.len());
@@ -94,7 +135,7 @@ pub fn build<A>(
         proposal: None,
         included: Vec::new(),
         returned: Vec::new(),
-        refused: Vec::new(),
+        refused: slate.take_stale(state),
     };
     for _ in 0..BUILD_ATTEMPTS_MAX {
         let ops = std::mem::take(&mut slate.ops);
@@ -172,7 +213,9 @@ fn give_up<A>(mut outcome: Outcome<A>, slate: Slate<A>, reason: &str) -> Outcome
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use halfveil_ledger::disclosure_keys::HeldKey;
     use halfveil_ledger::testkit::{TestAccount, TestChain};
+    use halfveil_ledger::threshold::dkg;
     use halfveil_ledger::{codec, Amount, Issue};
 
     /// A chain with one funded account (100) at each of two banks, and transfer candidates
@@ -313,5 +356,40 @@ mod tests {
         assert_eq!(outcome.refused.len(), 1);
         assert_eq!(outcome.refused[0].origin, Origin::Admin(7));
         assert_eq!(outcome.proposal.expect("a block").ops.len(), 1);
+    }
+
+    #[test]
+    fn transfers_sealed_to_a_replaced_epoch_are_refused_in_one_pass() {
+        let amounts = [1; 2 * BUILD_ATTEMPTS_MAX];
+        let (mut chain, accounts, mut candidates, attestations) = draft(16, &amounts);
+        // A new epoch is adopted after these transfers were admitted.
+        let current = chain.state.disclosure_keys().current().clone();
+        let numbers: Vec<u16> = current.key.holders.iter().map(|h| h.holder).collect();
+        let threshold = current.key.threshold;
+        let (_, key) = dkg::in_memory(1, &numbers, threshold, None, &mut chain.rng).unwrap();
+        let held = HeldKey {
+            key,
+            parties: current.parties,
+        };
+        let adoption = chain.adoption(held);
+        chain.commit(Vec::new(), vec![adoption]).unwrap();
+        let issue = Op::Issue(Issue {
+            to: accounts[0].id,
+            amount: Amount(1),
+            reference: 99,
+        });
+        candidates.insert(0, (issue, Origin::Admin(7)));
+        let time = chain.next_time();
+        let outcome = build(&chain.params, &chain.state, time, attestations, candidates);
+        assert_eq!(outcome.included, vec![Origin::Admin(7)]);
+        assert_eq!(outcome.refused.len(), amounts.len());
+        assert!(outcome.returned.is_empty());
+        assert!(
+            outcome.refused[0]
+                .reason
+                .contains("epoch 0; the chain's is epoch 1"),
+            "{}",
+            outcome.refused[0].reason
+        );
     }
 }

@@ -209,6 +209,10 @@ impl TransferPool {
         credential_ok: bool,
     ) -> Result<BankId, (RejectCode, String)> {
         check_fields(params, now, request)?;
+        let epoch = request.identity_credential.capsule.epoch;
+        if epoch != state.disclosure_key().epoch {
+            return Err((RejectCode::Invalid, stale_epoch(epoch, state)));
+        }
         let transfer = &request.transfer;
         let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
         let payer = open_account(state, &transfer.payer, "payer")?;
@@ -458,6 +462,15 @@ fn open_account<'a>(
     }
 }
 
+/// Why a credential sealed to disclosure key epoch `epoch` is refused.
+pub fn stale_epoch(epoch: u32, state: &State) -> String {
+    format!(
+        "identity credential sealed to disclosure key epoch {epoch}; the chain's is epoch {} \
+         (fetch the current key and pay again)",
+        state.disclosure_key().epoch
+    )
+}
+
 /// A request's own fields, in the order they are checked: versions, chain, memo length, a
 /// non-zero amount, two different accounts, an expiry after `now` and not too far ahead.
 fn check_fields(
@@ -469,9 +482,6 @@ fn check_fields(
     let invalid = |detail: &str| Err((RejectCode::Invalid, detail.to_owned()));
     if transfer.version != VERSION {
         return invalid("unsupported version");
-    }
-    if request.identity_credential.capsule.epoch != params.disclosure_key.epoch {
-        return invalid("identity credential sealed to another disclosure key epoch");
     }
     if transfer.chain_id != params.chain_id {
         return invalid("wrong chain");

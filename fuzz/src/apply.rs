@@ -157,7 +157,10 @@ fn check_invariants(world: &World, before: &State, block: &Block, change: &State
                 nonces.push((close.account, close.nonce));
                 closed.push(close.account);
             }
-            Op::OpenAccount(_) | Op::DisclosureOrder(_) | Op::DisclosureShare(_) => {}
+            Op::OpenAccount(_)
+            | Op::DisclosureOrder(_)
+            | Op::DisclosureShare(_)
+            | Op::AdoptKey(_) => {}
         }
     }
     assert_eq!(
@@ -234,6 +237,7 @@ fn check_invariants(world: &World, before: &State, block: &Block, change: &State
             accounts,
             remembered.into_iter().collect(),
             served,
+            after.disclosure_keys().clone(),
         )
         .expect("rebuild");
         assert_eq!(

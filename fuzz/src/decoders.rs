@@ -11,6 +11,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use halfveil_ledger::apply::{execute, execute_admitted, hash_ops};
 use halfveil_ledger::codec;
 use halfveil_ledger::crypto::{self, BusinessKey, Envelope, IdentityRecord, ENVELOPE_BYTES_MAX};
+use halfveil_ledger::disclosure_keys::KeyAdoption;
 use halfveil_ledger::hash::{merkle_proof, merkle_root};
 use halfveil_ledger::threshold::tdh2;
 use halfveil_ledger::{
@@ -180,6 +181,13 @@ pub fn op(data: &[u8]) {
             transfer.request.transfer.id().expect("id");
         }
         Op::Issue(_) => {}
+        Op::AdoptKey(adoption) => {
+            let message = KeyAdoption::message(chain_id, &adoption.held).expect("message");
+            // Checking it on its own never panics, whatever the points and parties.
+            if adoption.verify(&world.params).is_ok() {
+                assert_ne!(message, Hash32::ZERO);
+            }
+        }
     }
     let height = world.state.height.next().expect("height");
     let ops = [op];

@@ -13,11 +13,12 @@ use std::path::Path;
 use std::str::FromStr;
 
 use halfveil_ledger::crypto::{self, SigningKey};
+use halfveil_ledger::disclosure_keys::{threshold_min, HolderParty};
 use halfveil_ledger::state::InitialAccount;
 use halfveil_ledger::threshold::{DisclosureKey, HolderKey, Point};
 use halfveil_ledger::{
-    codec, AccountId, Amount, BankId, ChainId, ChainParams, Domain, Hash32, Limits, PublicKey,
-    Signature, TimeMs, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX,
+    codec, AccountId, Amount, AuditorId, BankId, ChainId, ChainParams, Domain, Hash32, Limits,
+    PublicKey, Signature, TimeMs, DISCLOSURE_SIGNERS_MAX, MEMO_BYTES_MAX,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -261,6 +262,22 @@ impl ValidGenesis {
             .get(usize::from(bank.0))
             .map(|bank| bank.name.as_str())
     }
+
+    /// Auditor `auditor`'s name.
+    pub fn auditor_name(&self, auditor: AuditorId) -> Option<String> {
+        let members = &self.genesis.body.auditors.members;
+        members
+            .get(usize::from(auditor.0))
+            .map(|member| member.name.clone())
+    }
+
+    /// The genesis name of a disclosure key holder's party.
+    pub fn party_name(&self, party: HolderParty) -> Option<String> {
+        match party {
+            HolderParty::IdentityManager => Some(IM_HOLDER.to_owned()),
+            HolderParty::Auditor(auditor) => self.auditor_name(auditor),
+        }
+    }
 }
 
 impl GenesisBody {
@@ -404,8 +421,7 @@ impl GenesisBody {
         let (im_peer_ids, validator_keys) = validate_replicas(body)?;
         let (bank_keys, bank_peer_ids) = validate_banks(&body.banks, &im_peer_ids)?;
         let auditor_keys = validate_auditors(&body.auditors)?;
-        let (disclosure_key, holder_signers) =
-            validate_disclosure_key(body, &auditor_keys, &validator_keys)?;
+        let (disclosure_key, holder_parties) = validate_disclosure_key(body)?;
         let limits = validate_limits(&body.limits)?;
         let initial_accounts = validate_initial_accounts(body)?;
         let hash = body.hash()?;
@@ -415,7 +431,7 @@ impl GenesisBody {
             genesis_time: TimeMs(body.genesis_time_ms),
             validator_keys,
             disclosure_key,
-            holder_signers,
+            holder_parties,
             bank_keys,
             auditor_keys,
             disclosure_threshold: body.auditors.threshold,
@@ -609,28 +625,27 @@ fn parse_point(field: &str, text: &str) -> Result<Point, GenesisError> {
 
 /// The disclosure key: a consistent threshold key whose holders are auditors of genesis (or
 /// the IM), each once, and whose threshold can only be met with at least `auditors.threshold`
-/// auditors. Returns the key and each holder's signing key.
+/// auditors. Returns the key and who holds each share.
 fn validate_disclosure_key(
     body: &GenesisBody,
-    auditor_keys: &[PublicKey],
-    validator_keys: &[PublicKey],
-) -> Result<(DisclosureKey, Vec<PublicKey>), GenesisError> {
+) -> Result<(DisclosureKey, Vec<HolderParty>), GenesisError> {
     let entry = &body.disclosure_key;
     let mut holders = Vec::with_capacity(entry.holders.len());
-    let mut signers = Vec::with_capacity(entry.holders.len());
+    let mut parties = Vec::with_capacity(entry.holders.len());
     let mut names = HashSet::new();
     for (index, holder) in entry.holders.iter().enumerate() {
         let field = format!("disclosure_key.holders[{index}]");
-        let signer = if holder.name == IM_HOLDER {
-            validator_keys.first().copied()
+        let party = if holder.name == IM_HOLDER {
+            Some(HolderParty::IdentityManager)
         } else {
             body.auditors
                 .members
                 .iter()
                 .position(|auditor| auditor.name == holder.name)
-                .and_then(|position| auditor_keys.get(position).copied())
+                .and_then(|position| u16::try_from(position).ok())
+                .map(|position| HolderParty::Auditor(AuditorId(position)))
         };
-        let signer = signer.ok_or_else(|| {
+        let party = party.ok_or_else(|| {
             field_error(
                 format!("{field}.name"),
                 "neither an auditor's name nor identity-manager",
@@ -643,7 +658,7 @@ fn validate_disclosure_key(
             holder: holder.holder,
             share_key: parse_point(&format!("{field}.share_key"), &holder.share_key)?,
         });
-        signers.push(signer);
+        parties.push(party);
     }
     let key = DisclosureKey {
         epoch: entry.epoch,
@@ -654,23 +669,21 @@ fn validate_disclosure_key(
     };
     key.check()
         .map_err(|error| field_error("disclosure_key", error.to_string()))?;
-    let others = entry
-        .holders
+    let others = parties
         .iter()
-        .filter(|holder| holder.name == IM_HOLDER)
+        .filter(|party| **party == HolderParty::IdentityManager)
         .count();
-    if usize::from(entry.threshold) < usize::from(body.auditors.threshold) + others {
+    let needed = threshold_min(body.auditors.threshold, others);
+    if usize::from(entry.threshold) < needed {
         return Err(field_error(
             "disclosure_key.threshold",
             format!(
-                "{} holders could open without {} auditors: the threshold must be at least {}",
-                entry.threshold,
-                body.auditors.threshold,
-                usize::from(body.auditors.threshold) + others
+                "{} holders could open without {} auditors: the threshold must be at least {needed}",
+                entry.threshold, body.auditors.threshold,
             ),
         ));
     }
-    Ok((key, signers))
+    Ok((key, parties))
 }
 
 fn validate_auditors(auditors: &Auditors) -> Result<Vec<PublicKey>, GenesisError> {

@@ -190,6 +190,12 @@ pub enum Violation {
     ShareRecorded { holder: u16 },
     #[error("holder {holder}'s signature on its share record does not verify")]
     BadShareSignature { holder: u16 },
+    #[error("disclosure key not adopted: {reason}")]
+    BadKeyAdoption { reason: String },
+    #[error("a block adopts at most one disclosure key")]
+    KeyAdoptedTwice,
+    #[error("holder {holder}'s signature on the adopted disclosure key does not verify")]
+    BadKeyAdoptionSignature { holder: u16 },
     #[error("auditor {auditor} is not in genesis")]
     UnknownAuditor { auditor: u16 },
     #[error("auditor {auditor} signed twice")]

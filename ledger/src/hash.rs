@@ -85,6 +85,7 @@ pub enum Domain {
     ShareRecordKey,
     ShareRecord,
     SealedShares,
+    KeyAdoption,
 }
 
 impl Domain {
@@ -119,11 +120,12 @@ impl Domain {
             Domain::ShareRecordKey => "halfveil v1 disclosure share record key",
             Domain::ShareRecord => "halfveil v1 disclosure share record",
             Domain::SealedShares => "halfveil v1 sealed disclosure shares",
+            Domain::KeyAdoption => "halfveil v1 adopt disclosure key",
         }
     }
 
     /// Every domain, in declaration order (`self as usize` indexes it).
-    pub const ALL: [Domain; 29] = [
+    pub const ALL: [Domain; 30] = [
         Domain::TransferId,
         Domain::OpHash,
         Domain::MerkleLeaf,
@@ -153,6 +155,7 @@ impl Domain {
         Domain::ShareRecordKey,
         Domain::ShareRecord,
         Domain::SealedShares,
+        Domain::KeyAdoption,
     ];
 
     /// A hasher for this domain, for inputs fed in pieces. `derive_key` mode first hashes

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod build;
 pub mod codec;
 pub mod crypto;
+pub mod disclosure_keys;
 pub mod error;
 pub mod fastmap;
 pub mod hash;

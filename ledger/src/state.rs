@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::disclosure_keys::{DisclosureKeys, HolderParty, KeyAdoption};
 use crate::error::CodecError;
 use crate::fastmap::{HashMap, HashMapExt, HashSet, HashSetExt};
 use crate::hash::{Domain, Hash32};
@@ -52,9 +53,9 @@ pub struct ChainParams {
     pub validator_keys: Vec<PublicKey>,
     /// The threshold disclosure key identity credentials and records are encrypted to.
     pub disclosure_key: crate::threshold::DisclosureKey,
-    /// Each disclosure key holder's signing key (an auditor's key, or an IM validator key),
-    /// in the order of `disclosure_key.holders`: it signs the holder's share records.
-    pub holder_signers: Vec<PublicKey>,
+    /// Who holds each share of the genesis key (an auditor, or the IM), in the order of
+    /// `disclosure_key.holders`: that party's key signs the holder's share records.
+    pub holder_parties: Vec<HolderParty>,
     /// Each bank's attestation key, by [`BankId`].
     pub bank_keys: Vec<PublicKey>,
     /// Each auditor's key, by [`crate::types::AuditorId`].
@@ -67,16 +68,6 @@ pub struct ChainParams {
 impl ChainParams {
     pub fn bank_key(&self, bank: BankId) -> Option<&PublicKey> {
         self.bank_keys.get(usize::from(bank.0))
-    }
-
-    /// The signing key of disclosure key holder `holder`.
-    pub fn holder_signer(&self, holder: u16) -> Option<&PublicKey> {
-        let index = self
-            .disclosure_key
-            .holders
-            .iter()
-            .position(|entry| entry.holder == holder)?;
-        self.holder_signers.get(index)
     }
 
     /// Whether `key` is one of the IM replicas' validator keys.
@@ -193,6 +184,8 @@ pub struct State {
     pub(crate) expiries: ExpiryIndex,
     pub(crate) served_orders: HashSet<Hash32>,
     pub(crate) lthash: LtHash,
+    /// The disclosure keys adopted so far (genesis's first).
+    pub(crate) keys: DisclosureKeys,
 }
 
 /// Everything one block changed: what `apply` returns and what the store writes.
@@ -205,6 +198,8 @@ pub struct StateChange {
     pub nonces_added: Vec<(AccountId, Nonce, TimeMs)>,
     pub nonces_expired: Vec<(AccountId, Nonce, TimeMs)>,
     pub orders_served: Vec<Hash32>,
+    /// The disclosure key the block adopted, if any (its adoption is among `orders_served`).
+    pub adopted: Option<KeyAdoption>,
     /// Transfer ids committed, with their op index.
     pub transfers: Vec<(Hash32, u32)>,
     pub supply: Amount,
@@ -229,6 +224,7 @@ impl State {
             expiries: ExpiryIndex::default(),
             served_orders: HashSet::new(),
             lthash: LtHash::default(),
+            keys: DisclosureKeys::genesis(params),
         };
         let mut supply: u64 = 0;
         for initial in &params.initial_accounts {
@@ -250,6 +246,7 @@ impl State {
 
     /// Rebuilds a state from stored rows (the store's restart path). The caller checks the
     /// returned root against the stored head.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_parts(
         height: Height,
         head_hash: Hash32,
@@ -258,6 +255,7 @@ impl State {
         accounts: HashMap<AccountId, Account>,
         nonces: Vec<(AccountId, Nonce, TimeMs)>,
         served_orders: HashSet<Hash32>,
+        keys: DisclosureKeys,
     ) -> Result<State, CodecError> {
         let mut lthash = LtHash::default();
         for (id, account) in &accounts {
@@ -283,6 +281,7 @@ impl State {
             expiries,
             served_orders,
             lthash,
+            keys,
         })
     }
 
@@ -311,6 +310,21 @@ impl State {
         self.served_orders.contains(order)
     }
 
+    /// The disclosure keys: the current one payers seal to, and every epoch's latest.
+    pub fn disclosure_keys(&self) -> &DisclosureKeys {
+        &self.keys
+    }
+
+    /// The current disclosure key.
+    pub fn disclosure_key(&self) -> &crate::threshold::DisclosureKey {
+        &self.keys.current().key
+    }
+
+    /// The signing key of disclosure key holder `holder` (of any epoch).
+    pub fn holder_signer<'p>(&self, params: &'p ChainParams, holder: u16) -> Option<&'p PublicKey> {
+        params.party_key(self.keys.party_of(holder)?)
+    }
+
     pub fn lthash(&self) -> &LtHash {
         &self.lthash
     }
@@ -334,6 +348,9 @@ impl State {
         }
         for order in &change.orders_served {
             self.served_orders.insert(*order);
+        }
+        if let Some(adoption) = &change.adopted {
+            self.keys.adopt(adoption.clone());
         }
         self.height = change.height;
         self.head_hash = block_hash;

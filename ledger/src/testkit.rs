@@ -11,14 +11,15 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::build::propose;
 use crate::crypto::{self, SigningKey};
+use crate::disclosure_keys::{HeldKey, HolderParty, KeyAdoption};
 use crate::error::ApplyError;
 use crate::hash::Hash32;
 use crate::state::{ChainParams, Limits, State, StateChange};
 use crate::threshold::{dkg, DisclosureKey, HolderSecret};
 use crate::types::{
-    attestation_message, open_account_message, AccountId, Amount, AttestationKind, BankId,
-    BatchAttestation, Block, ChainId, Issue, Memo, Nonce, Op, OpenAccount, PublicKey, TimeMs,
-    TransactionRequest, Transfer, TransferOp, VERSION,
+    attestation_message, open_account_message, AccountId, Amount, AttestationKind, AuditorId,
+    BankId, BatchAttestation, Block, ChainId, Issue, Memo, Nonce, Op, OpenAccount, PublicKey,
+    TimeMs, TransactionRequest, Transfer, TransferOp, VERSION,
 };
 
 /// Limits generous enough for benchmarks.
@@ -103,16 +104,19 @@ impl TestChain {
             .map(|_| crypto::generate_signing_key(&mut rng))
             .collect();
         let (holders, disclosure_key) = test_disclosure_key(auditors, threshold, &mut rng);
-        let mut holder_signers: Vec<PublicKey> =
-            auditor_keys.iter().map(crypto::public_key).collect();
-        holder_signers.resize(disclosure_key.holders.len(), crypto::public_key(&validator));
+        let holder_parties = (0..disclosure_key.holders.len())
+            .map(|index| match u16::try_from(index) {
+                Ok(auditor) if index < auditors => HolderParty::Auditor(AuditorId(auditor)),
+                _ => HolderParty::IdentityManager,
+            })
+            .collect();
         let params = ChainParams {
             chain_id: ChainId::new("halfveil-test").unwrap_or_else(|_| unreachable!()),
             genesis_hash: crate::hash::Domain::Genesis.hash(&seed.to_le_bytes()),
             genesis_time: GENESIS_TIME,
             validator_keys: vec![crypto::public_key(&validator)],
             disclosure_key,
-            holder_signers,
+            holder_parties,
             bank_keys: bank_keys.iter().map(crypto::public_key).collect(),
             auditor_keys: auditor_keys.iter().map(crypto::public_key).collect(),
             disclosure_threshold: threshold,
@@ -154,13 +158,9 @@ impl TestChain {
                 &crypto::identity_possession_message(&self.params.chain_id, &id),
             ),
         };
+        let key = self.state.disclosure_key().clone();
         let identity_record = record
-            .seal(
-                &self.params.disclosure_key,
-                &self.params.chain_id,
-                &id,
-                &mut self.rng,
-            )
+            .seal(&key, &self.params.chain_id, &id, &mut self.rng)
             .unwrap_or_else(|_| unreachable!());
         let message = open_account_message(&self.params.chain_id, &public, bank, &identity_record)
             .unwrap_or_else(|_| unreachable!());
@@ -227,9 +227,10 @@ impl TestChain {
         };
         payer.next_nonce += 1;
         let id = transfer.id().unwrap_or_else(|_| unreachable!());
+        let key = self.state.disclosure_key().clone();
         let identity_credential = if self.seal_identity {
             crypto::seal_identity_credential(
-                &self.params.disclosure_key,
+                &key,
                 &self.params.chain_id,
                 &id,
                 &payer.identity_key,
@@ -237,7 +238,7 @@ impl TestChain {
             )
             .unwrap_or_else(|_| unreachable!())
         } else {
-            placeholder_credential(&self.params.disclosure_key)
+            placeholder_credential(&key)
         };
         let message = crate::types::transaction_credential_message(&id, &identity_credential)
             .unwrap_or_else(|_| unreachable!());
@@ -362,6 +363,22 @@ impl TestChain {
             requests.push(request);
         }
         self.transfer_ops(requests)
+    }
+
+    /// The op adopting `held`, signed by each holder's party (auditor keys, the validator).
+    pub fn adoption(&self, held: HeldKey) -> Op {
+        let message =
+            KeyAdoption::message(&self.params.chain_id, &held).unwrap_or_else(|_| unreachable!());
+        let signatures = held
+            .parties
+            .iter()
+            .map(|party| match party {
+                HolderParty::Auditor(auditor) => &self.auditors[usize::from(auditor.0)],
+                HolderParty::IdentityManager => &self.validator,
+            })
+            .map(|key| crypto::sign(key, &message))
+            .collect();
+        Op::AdoptKey(KeyAdoption { held, signatures })
     }
 
     pub fn validator_public(&self) -> PublicKey {

@@ -622,6 +622,8 @@ pub enum Op {
     CloseAccount(CloseAccount),
     DisclosureOrder(OrderOp),
     DisclosureShare(ShareRecord),
+    /// A new disclosure key (a refresh or a new epoch), signed by all its holders.
+    AdoptKey(crate::disclosure_keys::KeyAdoption),
 }
 
 impl Op {
@@ -639,6 +641,7 @@ impl Op {
             Op::CloseAccount(_) => "close-account",
             Op::DisclosureOrder(_) => "disclosure-order",
             Op::DisclosureShare(_) => "disclosure-share",
+            Op::AdoptKey(_) => "adopt-disclosure-key",
         }
     }
 }

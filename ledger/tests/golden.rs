@@ -200,7 +200,7 @@ fn leaves(count: u64) -> Vec<Hash32> {
 
 /// Every domain, so each context is pinned. `listed` below stops compiling when a domain is
 /// added, so `Domain::ALL` (and the golden table) cannot silently fall behind.
-const ALL_DOMAINS: [Domain; 29] = Domain::ALL;
+const ALL_DOMAINS: [Domain; 30] = Domain::ALL;
 
 fn listed(domain: Domain) -> bool {
     match domain {
@@ -232,7 +232,8 @@ fn listed(domain: Domain) -> bool {
         | Domain::RecordLabel
         | Domain::ShareRecordKey
         | Domain::ShareRecord
-        | Domain::SealedShares => ALL_DOMAINS.contains(&domain),
+        | Domain::SealedShares
+        | Domain::KeyAdoption => ALL_DOMAINS.contains(&domain),
     }
 }
 
@@ -367,6 +368,10 @@ const DOMAIN_GOLDEN: &[(&str, &str)] = &[
     (
         "halfveil v1 sealed disclosure shares",
         "db9f04da8a9bd8d8dcbb9ec1a9dbc824abcd2fc1fe9c073dca65492e22c182b4",
+    ),
+    (
+        "halfveil v1 adopt disclosure key",
+        "38ab19369362d56672062dfb1aaf40606709b975058ec3eebacd5811cb79f3b3",
     ),
 ];
 
@@ -597,6 +602,55 @@ const ENCODING_GOLDEN: &[(&str, &str)] = &[
     ("rotate key op", "03b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de34fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f61805a0ddf0b6b7330000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"),
     ("close account op", "04b6e3b918e7e7aabc06f20e8b523c0249de305a749dbc170245f85f9a62c2de3406a0ddf0b6b73300000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"),
 ];
+
+/// A disclosure key adoption (wire version 3, issue 22): epoch 1 held by auditors 0 and 2
+/// and the IM, threshold 3, each holder's signature over the adoption message.
+#[test]
+fn key_adoption_is_fixed() {
+    use halfveil_ledger::disclosure_keys::{HeldKey, HolderParty, KeyAdoption};
+    use halfveil_ledger::threshold::{DisclosureKey, HolderKey, Point};
+    let held = HeldKey {
+        key: DisclosureKey {
+            epoch: 1,
+            refresh: 0,
+            threshold: 3,
+            group_key: Point([0x11; 32]),
+            holders: (1..=3u8)
+                .map(|number| HolderKey {
+                    holder: u16::from(number),
+                    share_key: Point([0x20 + number; 32]),
+                })
+                .collect(),
+        },
+        parties: vec![
+            HolderParty::Auditor(AuditorId(0)),
+            HolderParty::Auditor(AuditorId(2)),
+            HolderParty::IdentityManager,
+        ],
+    };
+    let message = KeyAdoption::message(&chain_id(), &held).unwrap();
+    let adoption = KeyAdoption {
+        signatures: vec![crypto::sign(&bank_key(), &message); 3],
+        held: held.clone(),
+    };
+    let op = Op::AdoptKey(adoption.clone());
+    let actual: Vec<(&str, String)> = vec![
+        ("held key", hex_of!(&held)),
+        ("adoption message", message.to_hex()),
+        ("adopt key op", hex_of!(&op)),
+        ("adopt key op hash", op.hash().unwrap().to_hex()),
+    ];
+    check_vectors_file("adoption", &actual);
+    // The op is its tag (7) and the adoption: the held key, then the signatures.
+    let expected = [
+        "07",
+        &hex_of!(&held),
+        "03",
+        &adoption.signatures[0].to_hex().repeat(3),
+    ]
+    .concat();
+    assert_eq!(hex_of!(&op), expected);
+}
 
 #[test]
 fn merkle_roots_and_proofs_are_fixed() {
@@ -990,6 +1044,9 @@ fn block_receipt_and_state_root_vectors() {
         accounts,
         vec![nonce],
         [record].into_iter().collect(),
+        halfveil_ledger::disclosure_keys::DisclosureKeys::genesis(
+            &halfveil_ledger::testkit::TestChain::new(1, 1, 1, 1).params,
+        ),
     )
     .unwrap();
     check_vectors_file(

@@ -302,7 +302,7 @@ fn parse_opening(
             "the account already exists",
         ));
     }
-    IdentityRecord::check(&identity_record, &chain.disclosure_key, &chain.chain_id, &account)
+    IdentityRecord::check(&identity_record, state.disclosure_key(), &chain.chain_id, &account)
         .map_err(|error| {
             RpcFailure::new(
                 codes::INVALID_INPUT,

@@ -856,6 +856,7 @@ impl Service {
         };
         let params = self.params.clone();
         let exists = self.state.account(&open.op.account).is_some();
+        let disclosure_key = self.state.disclosure_key().clone();
         let Role::IdentityManager(im) = &mut self.role else {
             self.net
                 .respond(channel, refuse("not the identity manager"))
@@ -874,7 +875,7 @@ impl Service {
             }
             IdentityRecord::check(
                 &open.op.identity_record,
-                &params.disclosure_key,
+                &disclosure_key,
                 &params.chain_id,
                 &open.op.account,
             )

@@ -260,6 +260,30 @@ pub struct RecordShareParams {
     pub signature: String,
 }
 
+/// The current disclosure key, as `hv_disclosureKey` gives it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DisclosureKeyInfo {
+    pub epoch: u32,
+    pub refresh: u32,
+    pub threshold: u16,
+    /// The group key, hex.
+    pub group_key: String,
+    /// Every adopted key (each epoch's latest, oldest first; the last is the current key
+    /// unless empty, when genesis's is): each adoption's canonical encoding (the key, its
+    /// holders' parties and their signatures), hex, for the caller to verify against genesis.
+    pub adoptions: Vec<String>,
+}
+
+/// A disclosure key adopted on chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Adopted {
+    /// The adoption's hash (what every holder signed), hex.
+    pub adoption_hash: String,
+    pub epoch: u32,
+    pub refresh: u32,
+    pub height: u64,
+}
+
 /// An order or share record committed on chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Recorded {
@@ -339,6 +363,15 @@ pub trait Api {
     /// The identity manager records that a holder released its shares of an order.
     #[method(name = "recordShare")]
     async fn record_share(&self, params: RecordShareParams) -> RpcResult<Recorded>;
+
+    /// The disclosure key payers seal to now, with its adoption for them to verify.
+    #[method(name = "disclosureKey")]
+    async fn disclosure_key(&self) -> RpcResult<DisclosureKeyInfo>;
+
+    /// The identity manager adopts a new disclosure key (a refresh or a new epoch) signed by
+    /// every holder: `adoption` is the op's canonical encoding, hex. Answers once committed.
+    #[method(name = "adoptDisclosureKey")]
+    async fn adopt_disclosure_key(&self, adoption: String) -> RpcResult<Adopted>;
 
     /// A bank relays its payer's key rotation or account closing to the IM; answers once the
     /// op is committed.

@@ -22,10 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::rpc::{
-    codes, rpc_error, AccountChanged, AccountInfo, AdminApiServer, ApiServer, BankLimits,
-    BlockInfo, Committed, EvidenceInfo, Final, HeadInfo, LifecycleParams, NodeStatus,
-    OpenAccountParams, OpenedAccount, RecordOrderParams, RecordShareParams, Recorded, RpcFailure,
-    Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
+    codes, rpc_error, AccountChanged, AccountInfo, AdminApiServer, Adopted, ApiServer, BankLimits,
+    BlockInfo, Committed, DisclosureKeyInfo, EvidenceInfo, Final, HeadInfo, LifecycleParams,
+    NodeStatus, OpenAccountParams, OpenedAccount, RecordOrderParams, RecordShareParams, Recorded,
+    RpcFailure, Submitted, TransferStatus, Watched, RPC_BATCH_MAX,
 };
 use crate::rpc_listen::{self, Limits};
 use crate::service::{AccountChange, Input, RpcCommand, TransferState};
@@ -35,13 +35,22 @@ const REQUEST_BYTES_MAX: u32 = 16 * 1024 * 1024;
 
 /// A disclosure order from its hex encoding, bounded and strict.
 fn parse_order(text: &str) -> RpcResult<DisclosureOrder> {
-    let invalid = |message: &str| rpc_error(codes::INVALID_INPUT, message);
-    if text.len() > 2 * ORDER_BYTES_MAX {
-        return Err(invalid("the order is too large"));
+    parse_encoded(text, ORDER_BYTES_MAX, "the order")
+}
+
+/// A value from the hex of its canonical encoding, at most `max` bytes, or a clear error
+/// naming `what`.
+fn parse_encoded<T: serde::de::DeserializeOwned + serde::Serialize>(
+    text: &str,
+    max: usize,
+    what: &str,
+) -> RpcResult<T> {
+    let invalid = |message: String| rpc_error(codes::INVALID_INPUT, &message);
+    if text.len() > 2 * max {
+        return Err(invalid(format!("{what} is too large")));
     }
-    let bytes = hex::decode(text).map_err(|_| invalid("the order is not hex"))?;
-    codec::decode(&bytes, ORDER_BYTES_MAX)
-        .map_err(|error| invalid(&format!("the order is malformed: {error}")))
+    let bytes = hex::decode(text).map_err(|_| invalid(format!("{what} is not hex")))?;
+    codec::decode(&bytes, max).map_err(|error| invalid(format!("{what} is malformed: {error}")))
 }
 
 /// `N` bytes from hex, or a clear error naming `what`.
@@ -663,6 +672,47 @@ impl ApiServer for RpcContext {
             .map_err(RpcFailure::into_error)?;
         Ok(Recorded {
             order_hash: order_hash.to_hex(),
+            height: height.0,
+        })
+    }
+
+    async fn disclosure_key(&self) -> RpcResult<DisclosureKeyInfo> {
+        let genesis = self.genesis.params.disclosure_key.clone();
+        let adopted = self.read(|store| Ok(store.adopted_keys()?)).await?;
+        let key = adopted
+            .last()
+            .map_or(&genesis, |adoption| &adoption.held.key);
+        let adoptions = adopted
+            .iter()
+            .map(|adoption| codec::encode(adoption).map(hex::encode))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| {
+                internal(format!("a stored disclosure key does not encode: {error}"))
+            })?;
+        Ok(DisclosureKeyInfo {
+            epoch: key.epoch,
+            refresh: key.refresh,
+            threshold: key.threshold,
+            group_key: hex::encode(key.group_key.0),
+            adoptions,
+        })
+    }
+
+    async fn adopt_disclosure_key(&self, adoption: String) -> RpcResult<Adopted> {
+        use halfveil_ledger::disclosure_keys::{KeyAdoption, KEY_ADOPTION_BYTES_MAX};
+        let adoption: KeyAdoption =
+            parse_encoded(&adoption, KEY_ADOPTION_BYTES_MAX, "the adoption")?;
+        let (epoch, refresh) = (adoption.held.key.epoch, adoption.held.key.refresh);
+        let hash = KeyAdoption::message(&self.genesis.params.chain_id, &adoption.held)
+            .map_err(|error| rpc_error(codes::INVALID_INPUT, error.to_string()))?;
+        let height = self
+            .ask(|reply| RpcCommand::AdoptKey { adoption, reply })
+            .await?
+            .map_err(RpcFailure::into_error)?;
+        Ok(Adopted {
+            adoption_hash: hash.to_hex(),
+            epoch,
+            refresh,
             height: height.0,
         })
     }

@@ -80,6 +80,10 @@ pub enum RpcCommand {
         record: halfveil_ledger::ShareRecord,
         reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
     },
+    AdoptKey {
+        adoption: halfveil_ledger::disclosure_keys::KeyAdoption,
+        reply: oneshot::Sender<Result<Height, crate::rpc::RpcFailure>>,
+    },
     ChangeAccount {
         account: AccountId,
         change: AccountChange,
@@ -712,6 +716,7 @@ impl Service {
             RpcCommand::Lifecycle { op, reply } => self.bank_lifecycle(op, reply),
             RpcCommand::RecordOrder { op, reply } => self.im_record_order(op, reply),
             RpcCommand::RecordShare { record, reply } => self.im_record_share(record, reply),
+            RpcCommand::AdoptKey { adoption, reply } => self.im_adopt_key(adoption, reply),
             RpcCommand::ChangeAccount {
                 account,
                 change,

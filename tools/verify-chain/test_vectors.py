@@ -9,8 +9,9 @@ import json
 import pathlib
 import unittest
 
-from hvverify import curve, genesis, hashing, model, tdh2, wire
+from hvverify import curve, genesis, hashing, keys, model, replay, tdh2, wire
 from hvverify.sig import strong_key, verify
+from nacl.signing import SigningKey
 
 VECTORS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "vectors"
 
@@ -28,6 +29,46 @@ def decode(decoder, text):
     value = decoder(reader)
     reader.end()
     return value
+
+
+def encode_held(held):
+    """A held key's encoding (serde's field order), written apart from the decoder so that
+    re-encoding a decoded key checks the decoder lost nothing."""
+    key = held["key"]
+    out = wire.varint(key["epoch"]) + wire.varint(key["refresh"]) + wire.varint(key["threshold"])
+    out += key["group_key"] + wire.varint(len(key["holders"]))
+    out += b"".join(wire.varint(h["holder"]) + h["share_key"] for h in key["holders"])
+    party = lambda p: b"\x01" if p == model.IM else b"\x00" + wire.varint(p[1])
+    return out + wire.varint(len(held["parties"])) + b"".join(party(p) for p in held["parties"])
+
+
+def encode_adoption_op(op):
+    tag = wire.varint(model.OP_KINDS.index("adopt-disclosure-key"))
+    return tag + encode_held(op["held"]) + wire.varint(len(op["signatures"])) + b"".join(op["signatures"])
+
+
+def times_base(scalar):
+    return curve.mul(scalar % curve.L, curve.BASE)
+
+
+def fresh_key(epoch, threshold, numbers, seed):
+    """A new epoch's key: the shares of the polynomial with coefficients seed, seed + 1, ..."""
+    f = lambda x: sum((seed + i) * x**i for i in range(threshold))
+    encode = lambda x: curve.ristretto_encode(times_base(f(x)))
+    holders = [{"holder": n, "share_key": encode(n)} for n in numbers]
+    return {"epoch": epoch, "refresh": 0, "threshold": threshold, "group_key": encode(0), "holders": holders}
+
+
+def refreshed(key, numbers, seed):
+    """The next refresh of `key` (public shares only), held by `numbers`: each holder's
+    share (interpolated where it has none) plus g(n)B, for a polynomial g with g(0) = 0."""
+    threshold, first = key["threshold"], key["holders"][: key["threshold"]]
+    xs = [h["holder"] for h in first]
+    points = [curve.ristretto_decode(h["share_key"]) for h in first]
+    g = lambda x: sum((seed + i) * x**i for i in range(1, threshold))
+    share = lambda n: curve.ristretto_encode(curve.add(keys.interpolate(xs, points, n), times_base(g(n))))
+    holders = [{"holder": n, "share_key": share(n)} for n in numbers]
+    return dict(key, refresh=key["refresh"] + 1, holders=holders)
 
 
 class Primitives(unittest.TestCase):
@@ -238,7 +279,6 @@ class Vectors(unittest.TestCase):
         """docs/vectors/chain.hv, exported from a real run, replays to the recorded head;
         with one block's signature altered it does not."""
         import verify_chain
-        from hvverify import replay
 
         data = (VECTORS / "chain.hv").read_bytes()
         expected = json.loads((VECTORS / "chain-file.json").read_text())
@@ -246,7 +286,9 @@ class Vectors(unittest.TestCase):
         for field in ("height", "head_hash", "state_root", "supply"):
             self.assertEqual(summary[field], expected[field], field)
         for kind in model.OP_KINDS:
-            self.assertGreaterEqual(summary["ops"][kind], 1, kind)
+            # The chain predates the adoption of disclosure keys (see the KeyAdoption tests).
+            if kind != "adopt-disclosure-key":
+                self.assertGreaterEqual(summary["ops"][kind], 1, kind)
         genesis_text, blocks, framing = model.chain_file(data)
         self.assertIsNone(framing)
         at = 8 + 4 + len(genesis_text) + 4 + len(blocks[0]) + 4
@@ -309,6 +351,190 @@ class Genesis(unittest.TestCase):
         for bad in ("", "0OIl", "1111", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5"):
             with self.assertRaises(genesis.GenesisError):
                 genesis.peer_id(bad, "p")
+
+
+class KeyAdoption(unittest.TestCase):
+    """The adopt-disclosure-key op: its vector, and its rules on the genesis of
+    docs/vectors/chain.hv (auditors 0-2 hold shares 1-3 and the IM share 4, any 3 open, 2
+    auditors must agree), with its auditor and IM keys replaced by keys this test signs with."""
+
+    def setUp(self):
+        text, _, _ = model.chain_file((VECTORS / "chain.hv").read_bytes())
+        self.params = params = genesis.load(text)
+        self.signers = {("auditor", i): SigningKey(bytes([i + 1]) * 32) for i in range(3)}
+        self.signers[model.IM] = SigningKey(bytes([4]) * 32)
+        params["auditor_keys"] = [bytes(self.signers[("auditor", i)].verify_key) for i in range(3)]
+        params["validator_keys"] = [bytes(self.signers[model.IM].verify_key)]
+        self.state = replay.State(params)
+        self.parties = params["disclosure_key"]["parties"]
+        self.genesis_key = params["disclosure_key"]["key"]
+
+    def held(self, key, parties=None):
+        value = {"key": key, "parties": self.parties if parties is None else parties}
+        return decode(lambda r: model.spanned(r, model.held_key), encode_held(value).hex())
+
+    def adoption(self, held, signers=None):
+        message = keys.message(self.params["chain_id"], held)
+        signers = held["parties"] if signers is None else signers
+        op = {"held": held, "signatures": [self.signers[party].sign(message).signature for party in signers]}
+        return decode(model.op, encode_adoption_op(op).hex())
+
+    def refused(self, held, reason):
+        with self.assertRaises(keys.Refused) as refused:
+            self.state.keys.check_successor(self.params, held)
+        self.assertIn(reason, str(refused.exception))
+
+    def block(self):
+        """A block's run after the state (ops are called on it one by one)."""
+        header = {"height": self.state.height + 1, "time": self.state.time + 1_000}
+        return replay.Block(self.params, self.state, {"header": header, "attestations": [], "ops": []})
+
+    def invalid(self, call, reason):
+        with self.assertRaises(replay.Invalid) as refused:
+            call()
+        self.assertIn(reason, refused.exception.reason)
+
+    def test_vector(self):
+        v = load("adoption")
+        op = decode(model.op, v["adopt key op"])
+        self.assertEqual(op["kind"], "adopt-disclosure-key")
+        self.assertEqual(encode_adoption_op(op).hex(), v["adopt key op"])
+        self.assertEqual(op["held"]["raw"].hex(), v["held key"])
+        self.assertEqual(encode_held(op["held"]).hex(), v["held key"])
+        self.assertEqual(op["held"]["parties"], [("auditor", 0), ("auditor", 2), model.IM])
+        self.assertEqual(keys.numbers(op["held"]), [1, 2, 3])
+        message = keys.message("halfveil-golden", op["held"])
+        self.assertEqual(message.hex(), v["adoption message"])
+        self.assertEqual(hashing.h("halfveil v1 op hash", op["raw"]).hex(), v["adopt key op hash"])
+        # golden.rs signs with bank_key(), the Ed25519 seed [9; 32] (signing is deterministic).
+        signer = SigningKey(bytes([9]) * 32)
+        self.assertEqual(op["signatures"], [signer.sign(message).signature] * 3)
+        self.assertTrue(verify(bytes(signer.verify_key), message, op["signatures"][0]))
+        with self.assertRaises(wire.DecodeError):  # a holder party is variant 0 or 1
+            decode(model.holder_party, "02")
+
+    def test_genesis_key_and_its_parties(self):
+        self.assertEqual(self.parties, [("auditor", 0), ("auditor", 1), ("auditor", 2), model.IM])
+        self.assertEqual(self.state.keys.epoch(), 0)
+        self.assertEqual(self.state.keys.signer(self.params, 4), self.params["validator_keys"][0])
+        self.assertEqual(self.state.keys.signer(self.params, 2), self.params["auditor_keys"][1])
+        self.assertIsNone(self.state.keys.signer(self.params, 5))
+
+    def test_refreshes_and_epochs_kept(self):
+        chain = self.state.keys
+        dropped = self.held(refreshed(self.genesis_key, [1, 2, 4], 5), [self.parties[i] for i in (0, 1, 3)])
+        chain.check_successor(self.params, dropped)
+        chain.check_successor(self.params, self.held(fresh_key(1, 3, [1, 2, 3, 4], 11)))
+        chain.adopt(dropped)
+        self.assertEqual(len(chain.epochs), 1, "a refresh replaces its epoch's key")
+        self.assertIsNone(chain.party_of(3), "auditor 2 holds no share of a kept key now")
+        self.refused(self.held(refreshed(dropped["key"], [1, 2, 3, 4], 6)), "a refresh cannot add holders")
+        # No kept key uses number 3 any more: auditor 2 may come back under another number.
+        parties = [self.parties[i] for i in (0, 1, 3)] + [("auditor", 2)]
+        renumbered = self.held(fresh_key(1, 3, [1, 2, 4, 5], 12), parties)
+        chain.check_successor(self.params, renumbered)
+        chain.adopt(renumbered)
+        self.assertEqual((len(chain.epochs), chain.epoch()), (2, 1))
+        self.assertEqual(chain.epochs[0], dropped, "epoch 0's latest key is kept")
+        self.assertEqual(chain.signer(self.params, 5), self.params["auditor_keys"][2])
+        self.refused(self.held(fresh_key(1, 3, [1, 2, 3, 4], 13), self.parties), "holder 3 is auditor 2 here")
+        # A new epoch's group key is new to every kept key, not only the current one.
+        again = refreshed(dropped["key"], [1, 2, 4], 7) | {"epoch": 2, "refresh": 0}
+        self.refused(self.held(again, dropped["parties"]), "a new epoch needs a new group key")
+
+    def test_successors_refused(self):
+        key, parties = self.genesis_key, self.parties
+        im_last = [("auditor", 0), ("auditor", 1), ("auditor", 2), model.IM]
+        swapped = [("auditor", 1), ("auditor", 0), ("auditor", 2), model.IM]
+        fresh = fresh_key(1, 3, [1, 2, 3, 4], 11)
+        cases = [
+            (refreshed(key, [1, 2, 3, 4], 5) | {"refresh": 2}, parties, "must be refresh 1"),
+            (refreshed(key, [1, 2, 3, 4], 5) | {"threshold": 4}, parties, "keeps the group key and the threshold"),
+            (refreshed(key, [1, 2, 3, 4], 5) | {"epoch": 1, "refresh": 0}, parties, "needs a new group key"),
+            (fresh_key(2, 3, [1, 2, 3, 4], 11), parties, "epoch 0's next refresh or epoch 1 refresh 0"),
+            (fresh | {"refresh": 1}, parties, "epoch 0's next refresh or epoch 1 refresh 0"),
+            (fresh, swapped, "holder 1 is auditor 1 here but holder 1 is auditor 0 on chain"),
+            (fresh_key(1, 2, [1, 2, 3, 4], 11), im_last, "it must be at least 3"),
+            (fresh_key(1, 3, [1, 2, 3, 5], 11), im_last[:3] + [("auditor", 3)], "auditor 3 is not in genesis"),
+            (fresh_key(1, 3, [1, 2, 3, 5], 11), im_last[:3] + [("auditor", 0)], "auditor 0 holds two shares"),
+            (fresh, im_last[:3], "one party per holder"),
+            (fresh | {"threshold": 5}, parties, "threshold 5 does not fit 4 holders"),
+            (fresh | {"holders": fresh["holders"][1::-1] + fresh["holders"][2:]}, parties, "numbered"),
+            (fresh | {"group_key": key["group_key"]}, parties, "do not interpolate to the group key"),
+            (fresh | {"group_key": bytes(32)}, parties, "the identity point"),
+            (fresh | {"group_key": b"\xff" * 32}, parties, "not a valid ristretto255 point"),
+        ]
+        for new, holders, reason in cases:
+            with self.subTest(reason):
+                self.refused(self.held(new, holders), reason)
+        # Without the IM, any 2 of the auditors may open: the auditor threshold is met.
+        self.state.keys.check_successor(self.params, self.held(fresh_key(1, 2, [1, 2, 3], 11), im_last[:3]))
+
+    def test_the_op_and_when_its_key_becomes_current(self):
+        held = self.held(fresh_key(1, 3, [1, 2, 3, 4], 11))
+        message = keys.message(self.params["chain_id"], held)
+        run = self.block()
+        self.invalid(lambda: run.adopt_disclosure_key(self.adoption(held, self.parties[:3])), "one signature per holder")
+        swapped = [self.parties[i] for i in (1, 0, 2, 3)]
+        self.invalid(lambda: run.adopt_disclosure_key(self.adoption(held, swapped)), "holder 1's adoption")
+        self.state.records.add(message)
+        self.invalid(lambda: run.adopt_disclosure_key(self.adoption(held)), "adopted before")
+        self.state.records.clear()
+        run.adopt_disclosure_key(self.adoption(held))
+        self.assertEqual(run.records, [message])
+        refresh = self.held(refreshed(held["key"], [1, 2, 3, 4], 5))
+        self.invalid(lambda: run.adopt_disclosure_key(self.adoption(refresh)), "at most one disclosure key")
+        # The block's own ops still use the old key.
+        self.assertEqual(self.state.keys.epoch(), 0)
+        self.invalid(lambda: run.transfer(self.transfer(run, epoch=1)), "sealed to key epoch 1, the key is epoch 0")
+        self.invalid(lambda: run.transfer(self.transfer(run, epoch=0)), "attestation 0 missing")
+
+    def test_a_block_adopting_a_key(self):
+        held = self.held(fresh_key(1, 3, [1, 2, 3, 4], 11))
+        self.apply_block([self.adoption(held)], records=[keys.message(self.params["chain_id"], held)])
+        self.assertEqual(self.state.keys.epoch(), 1)
+        self.assertEqual(self.state.keys.current(), held)
+        self.assertEqual(len(self.state.keys.epochs), 2)
+        run = self.block()
+        self.invalid(lambda: run.transfer(self.transfer(run, epoch=0)), "sealed to key epoch 0, the key is epoch 1")
+        self.invalid(lambda: run.transfer(self.transfer(run, epoch=1)), "attestation 0 missing")
+        # An identity record (of another chain, sealed to epoch 1): now refused by its proof
+        # only, where before the adoption its epoch was wrong.
+        opened = decode(model.op, load("encodings")["open account op"])
+        opened["identity_record"] = decode(model.sealed(model.RECORD_BODY_BYTES), load("threshold")["identity record"])
+        self.invalid(lambda: run.open_account(opened), "proof does not verify")
+        self.state = replay.State(self.params)
+        self.invalid(lambda: self.block().open_account(opened), "sealed to key epoch 1, the key is epoch 0")
+
+    def transfer(self, run, epoch):
+        """A transfer between two accounts put in the state, its credential sealed to `epoch`
+        (the rules after the epoch's need attestations: it stops at them)."""
+        payer, payee = bytes([1]) * 32, bytes([2]) * 32
+        for account in (payer, payee):
+            self.state.accounts[account] = (bytes(32), 0, 10, False)
+        transfer = {
+            "version": replay.VERSION, "chain_id": self.params["chain_id"], "payer": payer, "payee": payee,
+            "amount": 1, "nonce": 0, "expires_at": run.time + 1_000, "memo": b"", "raw": b"",
+        }
+        credential = {"capsule": {"epoch": epoch}, "raw": b""}
+        return {"transfer": transfer, "identity_credential": credential, "payer_ok": 0, "payee_ok": 1}
+
+    def apply_block(self, ops, records):
+        """Makes, signs (as the IM) and applies the next block of `ops`, which add `records`."""
+        state, params = self.state, self.params
+        lthash = state.lthash.copy()
+        for record in records:
+            lthash.add(hashing.record_leaf(record))
+        header = (
+            bytes([replay.VERSION]) + wire.string(params["chain_id"]) + wire.varint(state.height + 1)
+            + state.head + wire.varint(state.time + 1_000)
+            + hashing.merkle_root([hashing.h("halfveil v1 op hash", op["raw"]) for op in ops])
+            + hashing.merkle_root([]) + hashing.state_root(lthash, state.supply) + wire.varint(len(ops))
+        )
+        signer = self.signers[model.IM]
+        signature = signer.sign(hashing.h("halfveil v1 block hash", header)).signature
+        body = wire.varint(0) + wire.varint(len(ops)) + b"".join(op["raw"] for op in ops)
+        replay.apply(params, state, header + bytes(signer.verify_key) + signature + body, state.height + 1)
 
 
 if __name__ == "__main__":

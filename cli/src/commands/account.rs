@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::crypto::{self, BusinessKey, IdentityRecord, SigningKey};
+use halfveil_ledger::threshold::DisclosureKey;
 use halfveil_ledger::{codec, open_account_message, AccountId, BankId, ChainParams, VERSION};
 use halfveil_node::rpc::{AccountInfo, ApiClient, OpenAccountParams};
 use rand_core::OsRng;
@@ -167,10 +168,11 @@ pub struct NewAccount {
 
 impl NewAccount {
     /// Makes the holder's two keys and the opening request for `bank`: the identity record
-    /// (with the identity key's proof of possession) encrypted to the chain's threshold
-    /// disclosure key, and the transaction key's signature over the opening, record included.
+    /// (with the identity key's proof of possession) encrypted to the chain's current
+    /// threshold disclosure key `key`, and the transaction key's signature over the opening, record included.
     pub fn generate(
         params: &ChainParams,
+        key: &DisclosureKey,
         bank: BankId,
         holder: &Holder,
     ) -> Result<NewAccount, Failure> {
@@ -189,12 +191,7 @@ impl NewAccount {
                 &crypto::identity_possession_message(&params.chain_id, &account),
             ),
         };
-        let sealed = record.seal(
-            &params.disclosure_key,
-            &params.chain_id,
-            &account,
-            &mut OsRng,
-        )?;
+        let sealed = record.seal(key, &params.chain_id, &account, &mut OsRng)?;
         let message = open_account_message(&params.chain_id, &tx_public, bank, &sealed)?;
         let request = OpenAccountParams {
             tx_key: hex::encode(tx_public.0),
@@ -249,7 +246,8 @@ pub async fn open_account(
     let mut wallet = open_or_create_wallet(wallet_path, password, &genesis)?;
     let params = &genesis.params;
 
-    let new = NewAccount::generate(params, bank_id, holder)?;
+    let key = node.disclosure_key(&genesis).await?;
+    let new = NewAccount::generate(params, &key, bank_id, holder)?;
     let (business_key, height) = new.open_at(&node, bank_id).await?;
     wallet.add(WalletAccount::new(
         new.account,

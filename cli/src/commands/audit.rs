@@ -122,8 +122,13 @@ pub struct ReplaySummary {
     pub supply: u64,
     /// Disclosure orders recorded on chain, with the holders' share records of each.
     pub disclosures: Vec<DisclosureSeen>,
-    /// How many holders' shares open a disclosure.
+    /// Disclosure keys adopted on chain after genesis's (refreshes and new epochs).
+    pub keys_adopted: Vec<KeySeen>,
+    /// How many holders' shares open a disclosure (the current disclosure key's threshold).
     pub shares_needed: u16,
+    /// The current disclosure key's epoch and refresh (genesis's, or the last adopted).
+    pub key_epoch: u32,
+    pub key_refresh: u32,
     pub head_hash: String,
     pub state_root: String,
     pub seconds: f64,
@@ -143,6 +148,16 @@ pub struct DisclosureSeen {
     pub shares: Vec<ShareSeen>,
     /// Whether enough holders released shares for the requester to open the identity.
     pub openable: bool,
+}
+
+/// A disclosure key adopted on chain, signed by every holder.
+#[derive(Debug, Serialize)]
+pub struct KeySeen {
+    pub height: u64,
+    pub epoch: u32,
+    pub refresh: u32,
+    pub threshold: u16,
+    pub holders: Vec<u16>,
 }
 
 #[derive(Debug, Serialize)]
@@ -185,8 +200,7 @@ pub fn replay_chain_watching(
     let mut state = State::genesis(params)?;
     let started = Instant::now();
     let bar = progress(if last == u64::MAX { 0 } else { last }, output, "replaying");
-    let mut summary = ReplaySummary::new(genesis.hash.to_hex(), state.head_hash.to_hex());
-    summary.shares_needed = params.disclosure_key.threshold;
+    let summary = ReplaySummary::new(genesis.hash.to_hex(), state.head_hash.to_hex());
     let mut replay = Replay { summary, watch };
     // Blocks are read and decoded on their own thread while the window before them is
     // checked; a window's signatures are verified as one batch on every core.
@@ -198,6 +212,7 @@ pub fn replay_chain_watching(
     replay
         .summary
         .finish(&state, started.elapsed().as_secs_f64());
+    replay.watch.keys = Some(state.disclosure_keys().clone());
     Ok((replay.summary, replay.watch))
 }
 
@@ -219,7 +234,10 @@ impl ReplaySummary {
             accounts: 0,
             supply: 0,
             disclosures: Vec::new(),
+            keys_adopted: Vec::new(),
             shares_needed: 0,
+            key_epoch: 0,
+            key_refresh: 0,
             head_hash,
             state_root: String::new(),
             seconds: 0.0,
@@ -235,6 +253,9 @@ impl ReplaySummary {
         self.supply = state.supply.0;
         self.head_hash = state.head_hash.to_hex();
         self.state_root = state.state_root().to_hex();
+        let key = state.disclosure_key();
+        (self.shares_needed, self.key_epoch, self.key_refresh) =
+            (key.threshold, key.epoch, key.refresh);
         self.seconds = seconds;
         self.transfers_per_second = self.transfers as f64 / seconds.max(f64::EPSILON);
         for disclosure in &mut self.disclosures {
@@ -415,6 +436,13 @@ fn count_blocks(replay: &mut Replay, blocks: &[Block]) -> Result<(), Failure> {
         for op in &block.ops {
             match op {
                 Op::Transfer(_) => summary.transfers += 1,
+                Op::AdoptKey(adoption) => summary.keys_adopted.push(KeySeen {
+                    height,
+                    epoch: adoption.held.key.epoch,
+                    refresh: adoption.held.key.refresh,
+                    threshold: adoption.held.key.threshold,
+                    holders: adoption.held.key.holders.iter().map(|h| h.holder).collect(),
+                }),
                 Op::DisclosureOrder(recorded) => summary.disclosures.push(DisclosureSeen {
                     height,
                     order_hash: recorded.order.hash()?.to_hex(),
@@ -514,6 +542,12 @@ fn render_replay(summary: &ReplaySummary) -> String {
                 summary.seconds,
                 summary.transfers_per_second
             );
+            for key in &summary.keys_adopted {
+                text.push_str(&format!(
+                    "\ndisclosure key epoch {} refresh {} adopted at block {}: any {} of holders {:?}",
+                    key.epoch, key.refresh, key.height, key.threshold, key.holders
+                ));
+            }
             for disclosure in &summary.disclosures {
                 let holders: Vec<u16> =
                     disclosure.shares.iter().map(|share| share.holder).collect();

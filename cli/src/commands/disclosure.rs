@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use halfveil_genesis::file::{ValidGenesis, IM_HOLDER};
+use halfveil_genesis::file::ValidGenesis;
 use halfveil_genesis::keystore::{self, FileKind};
 use halfveil_ledger::crypto::{self, IdentityRecord, X25519Secret};
+use halfveil_ledger::disclosure_keys::{DisclosureKeys, HeldKey, HolderParty};
 use halfveil_ledger::threshold::{tdh2, HolderSecret};
 use halfveil_ledger::{
     codec, AccountId, Block, DisclosureOrder, DisclosureShares, Hash32, Op, OpenAccount,
@@ -45,6 +46,8 @@ pub struct Watch {
     found: Option<(u64, TransferOp)>,
     order_recorded: Option<u64>,
     shares: Vec<(u64, ShareRecord)>,
+    /// The disclosure keys after the replay (set at its end).
+    pub keys: Option<DisclosureKeys>,
 }
 
 impl Watch {
@@ -90,6 +93,23 @@ struct Replayed {
     transfer: TransferOp,
     transfer_height: u64,
     opening: OpenAccount,
+    keys: DisclosureKeys,
+}
+
+impl Replayed {
+    /// The keys the payment's identity credential and its payer's identity record were
+    /// sealed to (each names its epoch; the chain keeps every epoch's latest key).
+    fn sealed_to(&self) -> Result<(&HeldKey, &HeldKey), Failure> {
+        let of = |epoch: u32| {
+            self.keys.of_epoch(epoch).ok_or_else(|| {
+                Failure::verification(format!("no disclosure key of epoch {epoch} on chain"))
+            })
+        };
+        Ok((
+            of(self.transfer.request.identity_credential.capsule.epoch)?,
+            of(self.opening.identity_record.capsule.epoch)?,
+        ))
+    }
 }
 
 /// Replays the chain of `rpc` (its genesis must be `genesis_hash`) with a watch on `order`,
@@ -136,6 +156,10 @@ fn replay_for(
     let payer = transfer.request.transfer.payer;
     let opening = fetch_opening(&source, &watch, &payer)?;
     tracing::debug!(order_height, transfer_height, "order and transfer found");
+    let keys = watch
+        .keys
+        .clone()
+        .unwrap_or_else(|| DisclosureKeys::genesis(&genesis.params));
     Ok(Replayed {
         genesis,
         summary,
@@ -143,6 +167,7 @@ fn replay_for(
         transfer,
         transfer_height,
         opening,
+        keys,
     })
 }
 
@@ -191,9 +216,11 @@ pub struct ShareArgs {
     #[arg(long)]
     pub order: PathBuf,
     /// This holder's disclosure key share (an auditor's `auditor-N-share.json`, or the IM's
-    /// `disclosure_share.json`).
-    #[arg(long)]
-    pub share: PathBuf,
+    /// `disclosure_share.json`): the latest refresh of the epoch the payment was sealed to,
+    /// and of the epoch the payer's account was opened in when that is another (give
+    /// `--share` twice then).
+    #[arg(long, num_args = 1.., required = true)]
+    pub share: Vec<PathBuf>,
     /// The key that signs this holder's share records: the auditor's key, or the IM's
     /// validator key.
     #[arg(long)]
@@ -218,47 +245,76 @@ pub struct ShareFile {
     pub recorded_at_height: u64,
 }
 
-/// The holder a share key is, and its signing key, checked against genesis.
-fn holder_keys(
-    genesis: &ValidGenesis,
-    args: &ShareArgs,
-) -> Result<(HolderSecret, halfveil_ledger::crypto::SigningKey, String), Failure> {
+/// This holder's shares of the two keys the payment and its payer's record were sealed to
+/// (one, if the same), its signing key, and its name.
+struct HolderKeys {
+    credential: HolderSecret,
+    record: HolderSecret,
+    signing: halfveil_ledger::crypto::SigningKey,
+    name: String,
+}
+
+/// The holder's share of `key` among the `--share` files.
+fn share_of(
+    files: &[PathBuf],
+    password: &secrecy::SecretString,
+    key: &HeldKey,
+) -> Result<HolderSecret, Failure> {
+    for path in files {
+        if let Ok(share) = keystore::read_disclosure_share(path, password, &key.key) {
+            return Ok(share);
+        }
+    }
+    Err(Failure::usage(format!(
+        "no --share file is a share of the disclosure key of epoch {} refresh {} (a share of \
+         an older refresh, or a holder this key left out?)",
+        key.key.epoch, key.key.refresh
+    )))
+}
+
+/// The holder's shares and signing key, checked against the keys on chain and genesis.
+fn holder_keys(replayed: &Replayed, args: &ShareArgs) -> Result<HolderKeys, Failure> {
     let password = password::obtain(args.password_file.as_deref(), "the holder's keys")?;
-    let params = &genesis.params;
-    let share = keystore::read_disclosure_share(&args.share, &password, &params.disclosure_key)?;
-    let entry = genesis
-        .genesis
-        .body
-        .disclosure_key
-        .holders
-        .iter()
-        .find(|entry| entry.holder == share.holder)
-        .ok_or_else(|| Failure::verification("the share's holder is not in genesis"))?;
-    let kind = if entry.name == IM_HOLDER {
-        FileKind::ValidatorKey
-    } else {
-        FileKind::AuditorKey
+    let (credential_key, record_key) = replayed.sealed_to()?;
+    let credential = share_of(&args.share, &password, credential_key)?;
+    let record = share_of(&args.share, &password, record_key)?;
+    if credential.holder != record.holder {
+        return Err(Failure::usage("the --share files are of two holders"));
+    }
+    let params = &replayed.genesis.params;
+    let party = replayed
+        .keys
+        .party_of(credential.holder)
+        .ok_or_else(|| Failure::verification("the share's holder is not on chain"))?;
+    let kind = match party {
+        HolderParty::IdentityManager => FileKind::ValidatorKey,
+        HolderParty::Auditor(_) => FileKind::AuditorKey,
     };
+    let name = replayed.genesis.party_name(party).unwrap_or_default();
     let signing = keystore::read_signing_key(&args.signing_key, kind, &password)?;
-    if params.holder_signer(share.holder) != Some(&crypto::public_key(&signing)) {
+    if params.party_key(party) != Some(&crypto::public_key(&signing)) {
         return Err(Failure::usage(format!(
-            "{} is not the key genesis names for holder {} ({})",
+            "{} is not the key genesis names for holder {} ({name})",
             args.signing_key.display(),
-            share.holder,
-            entry.name
+            credential.holder,
         )));
     }
-    Ok((share, signing, entry.name.clone()))
+    Ok(HolderKeys {
+        credential,
+        record,
+        signing,
+        name,
+    })
 }
 
 /// This holder's shares of the credential and the record, checked ciphertexts first.
 fn make_shares(
     replayed: &Replayed,
-    share: &HolderSecret,
+    holder: &HolderKeys,
     order_hash: Hash32,
 ) -> Result<DisclosureShares, Failure> {
     let params = &replayed.genesis.params;
-    let key = &params.disclosure_key;
+    let (credential_key, record_key) = replayed.sealed_to()?;
     let transfer_id = replayed.transfer.request.transfer.id()?;
     let credential = &replayed.transfer.request.identity_credential;
     let record = &replayed.opening.identity_record;
@@ -269,8 +325,8 @@ fn make_shares(
     };
     let credential_label = crypto::credential_label(&params.chain_id, &transfer_id);
     let credential_share = tdh2::share(
-        key,
-        share,
+        &credential_key.key,
+        &holder.credential,
         &credential_label,
         &credential.capsule,
         &credential.body,
@@ -279,8 +335,8 @@ fn make_shares(
     .map_err(|error| refuse("payment's identity credential", error))?;
     let record_label = crypto::record_label(&params.chain_id, &replayed.opening.account);
     let record_share = tdh2::share(
-        key,
-        share,
+        &record_key.key,
+        &holder.record,
         &record_label,
         &record.capsule,
         &record.body,
@@ -289,7 +345,7 @@ fn make_shares(
     .map_err(|error| refuse("payer's identity record", error))?;
     Ok(DisclosureShares {
         order: order_hash,
-        holder: share.holder,
+        holder: holder.credential.holder,
         credential: credential_share,
         record: record_share,
     })
@@ -302,7 +358,8 @@ impl ShareArgs {
         let file = OrderFile::load(&self.order)?;
         let (order, order_hash) = file.order()?;
         let replayed = replay_for(&self.rpc, &file.genesis_hash, &order, output)?;
-        let (share, signing, holder_name) = holder_keys(&replayed.genesis, self)?;
+        let holder = holder_keys(&replayed, self)?;
+        let number = holder.credential.holder;
         if order.expires_at.0 <= halfveil_node::clock::now_ms().0 {
             return Err(Failure::refused("the order has expired: no share"));
         }
@@ -310,14 +367,13 @@ impl ShareArgs {
             .watch
             .shares
             .iter()
-            .any(|(_, record)| record.holder == share.holder)
+            .any(|(_, record)| record.holder == number)
         {
             return Err(Failure::refused(format!(
-                "holder {} already released its shares of this order",
-                share.holder
+                "holder {number} already released its shares of this order"
             )));
         }
-        let shares = make_shares(&replayed, &share, order_hash)?;
+        let shares = make_shares(&replayed, &holder, order_hash)?;
         let params = &replayed.genesis.params;
         let plaintext = zeroize::Zeroizing::new(codec::encode(&shares)?);
         let sealed = crypto::seal_to_requester(
@@ -328,13 +384,12 @@ impl ShareArgs {
             &mut OsRng,
         )?;
         let sealed_hash = DisclosureShares::sealed_hash(&sealed);
-        let message =
-            ShareRecord::message(&params.chain_id, &order_hash, share.holder, &sealed_hash)?;
+        let message = ShareRecord::message(&params.chain_id, &order_hash, number, &sealed_hash)?;
         let params_out = RecordShareParams {
             order: file.order.clone(),
-            holder: share.holder,
+            holder: number,
             sealed_hash: sealed_hash.to_hex(),
-            signature: hex::encode(crypto::sign(&signing, &message).0),
+            signature: hex::encode(crypto::sign(&holder.signing, &message).0),
         };
         let im = self.im_rpc.as_deref().unwrap_or(&self.rpc);
         let recorded = block_on(async {
@@ -346,8 +401,8 @@ impl ShareArgs {
         })??;
         let report = ShareFile {
             order_hash: order_hash.to_hex(),
-            holder: share.holder,
-            holder_name,
+            holder: number,
+            holder_name: holder.name.clone(),
             sealed: hex::encode(&sealed),
             sealed_hash: sealed_hash.to_hex(),
             recorded_at_height: recorded.height,
@@ -480,13 +535,13 @@ fn open_identity(
     order_hash: &Hash32,
 ) -> Result<Disclosed, Failure> {
     let params = &replayed.genesis.params;
-    let key = &params.disclosure_key;
+    let (credential_key, record_key) = replayed.sealed_to()?;
     let transfer_id = replayed.transfer.request.transfer.id()?;
     let account = replayed.opening.account;
     let credential_shares: Vec<_> = shares.iter().map(|share| share.credential).collect();
     let record_shares: Vec<_> = shares.iter().map(|share| share.record).collect();
     let signature = crypto::open_identity_credential(
-        key,
+        &credential_key.key,
         &params.chain_id,
         &transfer_id,
         &replayed.transfer.request.identity_credential,
@@ -497,7 +552,7 @@ fn open_identity(
     })?;
     let record = IdentityRecord::open(
         &replayed.opening.identity_record,
-        key,
+        &record_key.key,
         &params.chain_id,
         &account,
         &record_shares,
@@ -557,7 +612,8 @@ impl DiscloseArgs {
             }
             shares.push(opened);
         }
-        let threshold = usize::from(replayed.genesis.params.disclosure_key.threshold);
+        let (credential_key, record_key) = replayed.sealed_to()?;
+        let threshold = usize::from(credential_key.key.threshold.max(record_key.key.threshold));
         if shares.len() < threshold {
             return Err(Failure::refused(format!(
                 "{} holders' shares, {threshold} needed",

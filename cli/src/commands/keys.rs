@@ -12,6 +12,11 @@
 //! `check` verifies every file and that all holders computed the same key, and prints the
 //! genesis `disclosure_key` entry. Each holder's secrets between rounds stay in its own
 //! encrypted state file; its share ends in an encrypted key file.
+//!
+//! On a running chain (`init --rpc`), the same steps make a refresh of the current key
+//! (`--refresh`) or the key of a new epoch, and `adopt` puts it on chain ([`rekey`]).
+
+mod rekey;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +72,8 @@ pub enum DkgCommand {
     Finish(FinishArgs),
     /// Check that every holder computed the same key; print genesis's `disclosure_key`.
     Check(CheckArgs),
+    /// On a running chain: put the key every holder computed and signed on chain.
+    Adopt(rekey::AdoptArgs),
 }
 
 impl DkgCommand {
@@ -77,6 +84,7 @@ impl DkgCommand {
             DkgCommand::Round2(args) => args.round2(output),
             DkgCommand::Finish(args) => args.execute(output),
             DkgCommand::Check(args) => args.execute(output),
+            DkgCommand::Adopt(args) => args.execute(output),
         }
     }
 }
@@ -100,6 +108,9 @@ pub struct Ceremony {
     pub epoch: u32,
     pub threshold: u16,
     pub holders: Vec<CeremonyHolder>,
+    /// A ceremony on a running chain (`init --rpc`): what the key follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_chain: Option<rekey::OnChain>,
 }
 
 impl Ceremony {
@@ -124,6 +135,12 @@ impl Ceremony {
 
     fn count(&self) -> Result<u16, Failure> {
         u16::try_from(self.holders.len()).map_err(|_| Failure::usage("too many holders"))
+    }
+
+    fn is_refresh(&self) -> bool {
+        self.on_chain
+            .as_ref()
+            .is_some_and(|on_chain| on_chain.refresh_of.is_some())
     }
 }
 
@@ -177,17 +194,27 @@ pub struct InitArgs {
     /// The ceremony folder (created).
     #[arg(long)]
     pub dir: PathBuf,
-    #[arg(long)]
-    pub chain_id: String,
+    /// The chain (for a genesis ceremony; `--rpc` reads it from the chain).
+    #[arg(long, required_unless_present = "rpc")]
+    pub chain_id: Option<String>,
     /// `NAME=SIGNER_KEY_HEX`, one per holder, in holder order (an auditor's name and key, or
     /// `identity-manager=` the IM's first validator key); or the holder's `public.json` from
     /// `halfveil init` (an auditor's, or the first IM replica's).
     #[arg(long = "holder", required = true, num_args = 1..)]
     pub holders: Vec<String>,
-    #[arg(long)]
-    pub threshold: u16,
-    #[arg(long, default_value_t = 0)]
+    /// How many holders open (a refresh keeps the current key's).
+    #[arg(long, required_unless_present = "refresh")]
+    pub threshold: Option<u16>,
+    #[arg(long, default_value_t = 0, conflicts_with = "rpc")]
     pub epoch: u32,
+    /// A node of the running chain: the ceremony makes the next key of that chain (a new
+    /// epoch, or with `--refresh` fresh shares of the current key), for `adopt`.
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// With `--rpc`: refresh the current key (same group key and threshold, fresh shares;
+    /// the holders named keep a share, the others lose theirs).
+    #[arg(long, requires = "rpc")]
+    pub refresh: bool,
 }
 
 /// A `--holder`: `NAME=KEY_HEX`, or a party's `public.json`.
@@ -216,34 +243,17 @@ fn holder_of(given: &str) -> Result<(String, String), Failure> {
 
 impl InitArgs {
     fn execute(&self, output: OutputFormat) -> CommandResult {
-        let mut holders = Vec::with_capacity(self.holders.len());
-        for (index, given) in self.holders.iter().enumerate() {
-            let (name, signer) = holder_of(given)?;
-            let (name, signer) = (name.as_str(), signer.as_str());
-            PublicKey::from_hex(signer)
-                .map_err(|error| Failure::usage(format!("--holder {name}: {error}")))?;
-            let holder =
-                u16::try_from(index + 1).map_err(|_| Failure::usage("too many holders"))?;
-            if holders
-                .iter()
-                .any(|other: &CeremonyHolder| other.name == name)
-            {
-                return Err(Failure::usage(format!("{name} is named twice")));
-            }
-            holders.push(CeremonyHolder {
-                holder,
-                name: name.to_owned(),
-                signer: signer.to_owned(),
-            });
-        }
-        let ceremony = Ceremony {
-            chain_id: self.chain_id.clone(),
-            epoch: self.epoch,
-            threshold: self.threshold,
-            holders,
+        let named = self
+            .holders
+            .iter()
+            .map(|given| holder_of(given))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ceremony = match &self.rpc {
+            Some(rpc) => rekey::plan(rpc, self.refresh, self.threshold, &named)?,
+            None => self.genesis_ceremony(&named)?,
         };
         let count = ceremony.count()?;
-        if self.threshold < 2 || self.threshold > count {
+        if ceremony.threshold < 2 || ceremony.threshold > count {
             return Err(Failure::usage(
                 "--threshold must be between 2 and the number of holders",
             ));
@@ -261,6 +271,43 @@ impl InitArgs {
         });
         Ok(())
     }
+
+    /// A ceremony for a new chain's genesis: holders numbered 1, 2, ... in the order given.
+    fn genesis_ceremony(&self, named: &[(String, String)]) -> Result<Ceremony, Failure> {
+        let numbers = (1..).take(named.len()).collect::<Vec<u16>>();
+        Ok(Ceremony {
+            chain_id: self.chain_id.clone().unwrap_or_default(),
+            epoch: self.epoch,
+            threshold: self.threshold.unwrap_or_default(),
+            holders: ceremony_holders(named, &numbers)?,
+            on_chain: None,
+        })
+    }
+}
+
+/// The ceremony's holders: `named` (name, signer) with their `numbers`, each name once.
+fn ceremony_holders(
+    named: &[(String, String)],
+    numbers: &[u16],
+) -> Result<Vec<CeremonyHolder>, Failure> {
+    let mut holders = Vec::with_capacity(named.len());
+    for ((name, signer), holder) in named.iter().zip(numbers.iter().copied()) {
+        let (name, signer) = (name.as_str(), signer.as_str());
+        PublicKey::from_hex(signer)
+            .map_err(|error| Failure::usage(format!("--holder {name}: {error}")))?;
+        if holders
+            .iter()
+            .any(|other: &CeremonyHolder| other.name == name)
+        {
+            return Err(Failure::usage(format!("{name} is named twice")));
+        }
+        holders.push(CeremonyHolder {
+            holder,
+            name: name.to_owned(),
+            signer: signer.to_owned(),
+        });
+    }
+    Ok(holders)
 }
 
 /// One holder's step.
@@ -412,8 +459,12 @@ impl StepArgs {
     fn round1(&self, output: OutputFormat) -> CommandResult {
         let (ceremony, hash) = Ceremony::load(&self.dir)?;
         let (me, signing, password) = self.me(&ceremony)?;
-        let (secret, package) =
-            dkg::begin(me.holder, ceremony.count()?, ceremony.threshold, &mut OsRng)?;
+        let (count, threshold) = (ceremony.count()?, ceremony.threshold);
+        let (secret, package) = if ceremony.is_refresh() {
+            dkg::begin_refresh(me.holder, count, threshold, &mut OsRng)?
+        } else {
+            dkg::begin(me.holder, count, threshold, &mut OsRng)?
+        };
         let transport = X25519Secret::generate(&mut OsRng);
         let transport_public = transport.public_key()?;
         let state = DkgState {
@@ -449,7 +500,7 @@ impl StepArgs {
             .map(|(holder, (package, _))| (*holder, package.clone()))
             .collect();
         let secret = dkg::Round1Secret::from_bytes(&state.secret)?;
-        let (secret2, outgoing) = dkg::exchange(secret, &others, false)?;
+        let (secret2, outgoing) = dkg::exchange(secret, &others, ceremony.is_refresh())?;
         for (to, package) in &outgoing {
             let (_, transport) = &round1[to];
             let aad = [me.holder.to_le_bytes(), to.to_le_bytes()].concat();
@@ -549,6 +600,9 @@ pub struct FinishArgs {
     /// Where to write this holder's share (an encrypted key file).
     #[arg(long)]
     pub out: PathBuf,
+    /// For a refresh: this holder's share of the current key (its latest refresh).
+    #[arg(long)]
+    pub current_share: Option<PathBuf>,
 }
 
 /// `DIR/result/NAME.json`: the key one holder computed, signed.
@@ -558,6 +612,10 @@ struct ResultFile {
     holder: u16,
     disclosure_key: DisclosureKeyEntry,
     signature: String,
+    /// On a running chain: the key with its holders' parties (a `HeldKey`'s canonical
+    /// encoding, hex) and this holder's signature of its adoption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    adoption: Option<rekey::AdoptionPart>,
 }
 
 fn result_message(ceremony: &Hash32, entry: &DisclosureKeyEntry) -> Result<Hash32, Failure> {
@@ -634,14 +692,23 @@ impl FinishArgs {
             .collect();
         let inbox = self.inbox(&ceremony, &hash, &me, &transport)?;
         let secret = dkg::Round2Secret::from_bytes(&state.secret)?;
-        let (share, key): (HolderSecret, DisclosureKey) =
-            dkg::finish(ceremony.epoch, &secret, &round1, &inbox)?;
+        let (share, key): (HolderSecret, DisclosureKey) = match ceremony.refresh_of()? {
+            Some(current) => {
+                let path = self.current_share.as_ref().ok_or_else(|| {
+                    Failure::usage("a refresh needs --current-share: this holder's share now")
+                })?;
+                let old = keystore::read_disclosure_share(path, &password, &current.key)?;
+                dkg::finish_refresh(&secret, &round1, &inbox, &current.key, &old)?
+            }
+            None => dkg::finish(ceremony.epoch, &secret, &round1, &inbox)?,
+        };
         keystore::write_disclosure_share(&self.out, &share, &password, KdfParams::DEFAULT)?;
         let entry = genesis_entry(&key, &ceremony);
         let file = ResultFile {
             holder: me.holder,
             signature: crypto::sign(&signing, &result_message(&hash, &entry)?).to_hex(),
             disclosure_key: entry,
+            adoption: rekey::sign_part(&ceremony, &key, &signing)?,
         };
         write_json(
             &step.dir.join("result").join(format!("{}.json", me.name)),
@@ -669,8 +736,25 @@ pub struct CheckArgs {
 /// A finished ceremony in `dir`: its holders and the key every one of them computed (each
 /// result file's signature checked).
 pub fn ceremony_result(dir: &Path) -> Result<(Vec<(String, String)>, DisclosureKeyEntry), Failure> {
+    let (ceremony, results) = read_results(dir)?;
+    let entry = results
+        .into_iter()
+        .next()
+        .map(|(_, file)| file.disclosure_key)
+        .ok_or_else(|| Failure::usage("the ceremony has no holders"))?;
+    let signers = ceremony
+        .holders
+        .into_iter()
+        .map(|holder| (holder.name, holder.signer))
+        .collect();
+    Ok((signers, entry))
+}
+
+/// The ceremony in `dir` and every holder's result file, in ceremony order: each one's
+/// signature checked, all of the same key.
+fn read_results(dir: &Path) -> Result<(Ceremony, Vec<(CeremonyHolder, ResultFile)>), Failure> {
     let (ceremony, hash) = Ceremony::load(dir)?;
-    let mut agreed: Option<DisclosureKeyEntry> = None;
+    let mut results: Vec<(CeremonyHolder, ResultFile)> = Vec::new();
     for holder in &ceremony.holders {
         let path = dir.join("result").join(format!("{}.json", holder.name));
         if !path.exists() {
@@ -687,24 +771,18 @@ pub fn ceremony_result(dir: &Path) -> Result<(Vec<(String, String)>, DisclosureK
             &file.signature,
             &path,
         )?;
-        match &agreed {
-            Some(key) if *key != file.disclosure_key => {
-                return Err(Failure::verification(format!(
-                    "{} computed another key: the ceremony failed, start again",
-                    holder.name
-                )))
-            }
-            Some(_) => {}
-            None => agreed = Some(file.disclosure_key),
+        if results
+            .first()
+            .is_some_and(|(_, first)| first.disclosure_key != file.disclosure_key)
+        {
+            return Err(Failure::verification(format!(
+                "{} computed another key: the ceremony failed, start again",
+                holder.name
+            )));
         }
+        results.push((holder.clone(), file));
     }
-    let entry = agreed.ok_or_else(|| Failure::usage("the ceremony has no holders"))?;
-    let signers = ceremony
-        .holders
-        .into_iter()
-        .map(|holder| (holder.name, holder.signer))
-        .collect();
-    Ok((signers, entry))
+    Ok((ceremony, results))
 }
 
 impl CheckArgs {

@@ -10,6 +10,7 @@ use clap::Args;
 use halfveil_genesis::file::ValidGenesis;
 use halfveil_ledger::codec;
 use halfveil_ledger::crypto::{self, Envelope};
+use halfveil_ledger::threshold::DisclosureKey;
 use halfveil_ledger::{
     AccountId, Amount, ChainParams, Hash32, Memo, Receipt, Rejecter, Rejection, TimeMs, Transfer,
     MEMO_BYTES_MAX, VERSION,
@@ -234,18 +235,25 @@ pub async fn pay_with(wallet: &mut Wallet, order: &PayOrder) -> Result<Outcome, 
         memo: Memo(order.memo.as_bytes().to_vec()),
     };
     let id = transfer.id()?;
-    let envelope = seal(&keys, params, &transfer)?;
+    let key = node.disclosure_key(&genesis).await?;
+    let envelope = seal(&keys, params, &key, &transfer)?;
     let status = submit_and_wait(&node, &id, envelope, order.wait).await?;
     check_status(&genesis, &id, &transfer, status)
 }
 
-/// Signs `transfer` with the account's keys and seals it for its bank: the envelope's hex.
-fn seal(keys: &AccountKeys, params: &ChainParams, transfer: &Transfer) -> Result<String, Failure> {
+/// Signs `transfer` with the account's keys (its identity credential sealed to the disclosure
+/// key `key`) and seals it for its bank: the envelope's hex.
+fn seal(
+    keys: &AccountKeys,
+    params: &ChainParams,
+    key: &DisclosureKey,
+    transfer: &Transfer,
+) -> Result<String, Failure> {
     let request = crypto::sign_request(
         transfer.clone(),
         &keys.tx_key,
         &keys.identity_key,
-        &params.disclosure_key,
+        key,
         &mut OsRng,
     )?;
     let envelope = Envelope::seal(

@@ -35,6 +35,7 @@ impl Execution<'_> {
             nonces_added: self.nonces_added,
             nonces_expired,
             orders_served: self.orders_served,
+            adopted: self.adopted,
             transfers: self.transfers,
             supply,
             lthash: update.lthash,

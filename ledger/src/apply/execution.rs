@@ -29,6 +29,7 @@ impl<'a> Execution<'a> {
             nonces_added: Vec::with_capacity(ops),
             nonces_in_block: HashSet::with_capacity(ops),
             orders_served: Vec::new(),
+            adopted: None,
             transfers: Vec::with_capacity(ops),
             attested: HashSet::with_capacity(ops.saturating_mul(2)),
             signatures: Some(SignatureBatch::with_capacity(ops.saturating_add(16))),
@@ -166,6 +167,7 @@ impl Execution<'_> {
             Op::CloseAccount(close) => self.close_account(index, close),
             Op::DisclosureOrder(order) => self.disclosure_order(index, order),
             Op::DisclosureShare(record) => self.disclosure_share(index, record),
+            Op::AdoptKey(adoption) => self.adopt_key(index, adoption),
         }
     }
 

@@ -263,6 +263,7 @@ enum SigCheck {
     NewKey(usize),
     Auditor(usize, u16),
     ShareHolder(usize, u16),
+    KeyHolder(usize, u16),
 }
 
 impl SigCheck {
@@ -281,6 +282,9 @@ impl SigCheck {
             SigCheck::ShareHolder(op, holder) => {
                 (Some(op), Violation::BadShareSignature { holder })
             }
+            SigCheck::KeyHolder(op, holder) => {
+                (Some(op), Violation::BadKeyAdoptionSignature { holder })
+            }
         }
     }
 }
@@ -295,6 +299,8 @@ struct Execution<'a> {
     nonces_added: Vec<(AccountId, Nonce, TimeMs)>,
     nonces_in_block: HashSet<(AccountId, Nonce)>,
     orders_served: Vec<Hash32>,
+    /// The disclosure key this block adopts, if any.
+    adopted: Option<crate::disclosure_keys::KeyAdoption>,
     transfers: Vec<(Hash32, u32)>,
     attested: HashSet<(u16, Hash32)>,
     signatures: Option<SignatureBatch<SigCheck>>,

@@ -210,7 +210,10 @@ pub fn finish_refresh(
         old_key_package,
     )
     .map_err(dkg_error)?;
-    export(current.epoch, current.refresh + 1, &key_package, &public)
+    let refresh = current.refresh.checked_add(1).ok_or_else(|| {
+        ThresholdError::Dkg("no refresh after this one: start a new epoch".into())
+    })?;
+    export(current.epoch, refresh, &key_package, &public)
 }
 
 fn export(

@@ -23,6 +23,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 pub use error::StoreError;
 use halfveil_ledger::codec;
+use halfveil_ledger::disclosure_keys::{DisclosureKeys, KeyAdoption, KEY_ADOPTION_BYTES_MAX};
 use halfveil_ledger::fastmap::{HashMap, HashSet};
 use halfveil_ledger::hash::Hash32;
 use halfveil_ledger::state::{Account, ChainParams, State, StateChange};
@@ -77,6 +78,9 @@ const KEY_SCHEMA: &[u8] = b"schema_version";
 const KEY_GENESIS: &[u8] = b"genesis_hash";
 const KEY_HEAD: &[u8] = b"head";
 const KEY_LAST_SIGNED: &[u8] = b"last_signed_height";
+/// Each adopted disclosure key, by this prefix and its epoch (4 bytes, big-endian): a
+/// refresh overwrites its epoch's row.
+const KEY_DISCLOSURE_PREFIX: &[u8] = b"disclosure_key/";
 
 /// The stored head: enough to resume without reading the head block.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,6 +125,9 @@ pub trait Store: Send + Sync {
     /// Persists one block atomically and durably; returns after the synced write.
     fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError>;
     fn head(&self) -> Result<Head, StoreError>;
+    /// The disclosure keys adopted on chain (each epoch's latest, oldest first), with their
+    /// holders' signatures; empty while genesis's key is the only one.
+    fn adopted_keys(&self) -> Result<Vec<KeyAdoption>, StoreError>;
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError>;
     fn height_of(&self, block_hash: &Hash32) -> Result<Option<Height>, StoreError>;
     fn transfer_location(&self, transfer_id: &Hash32) -> Result<Option<Location>, StoreError>;
@@ -608,6 +615,11 @@ impl RocksStore {
         for order in &write.change.orders_served {
             batch.put_cf(orders, order.as_bytes(), height_key);
         }
+        if let Some(adoption) = &write.change.adopted {
+            let mut key = KEY_DISCLOSURE_PREFIX.to_vec();
+            key.extend_from_slice(&adoption.held.key.epoch.to_be_bytes());
+            batch.put_cf(self.cf(CF_META)?, key, codec::encode(adoption)?);
+        }
         Ok(())
     }
 
@@ -624,6 +636,27 @@ impl RocksStore {
             batch.put_cf(meta, KEY_LAST_SIGNED, signed.0.to_be_bytes());
         }
         Ok(())
+    }
+
+    /// Genesis's disclosure key and every adopted one, each adoption recorded in `orders`
+    /// (the state root covers those records).
+    fn load_disclosure_keys(
+        &self,
+        params: &ChainParams,
+        orders: &HashSet<Hash32>,
+    ) -> Result<DisclosureKeys, StoreError> {
+        let mut keys = DisclosureKeys::genesis(params);
+        for adoption in self.adopted_keys()? {
+            let message = KeyAdoption::message(&params.chain_id, &adoption.held)?;
+            if !orders.contains(&message) {
+                return Err(corrupt(format!(
+                    "disclosure key of epoch {} has no adoption on chain",
+                    adoption.held.key.epoch
+                )));
+            }
+            keys.adopt(adoption);
+        }
+        Ok(keys)
     }
 
     /// Reads every row of a column family, decoding each with `decode`.
@@ -724,6 +757,7 @@ impl Store for RocksStore {
             })?
             .into_iter()
             .collect();
+        let keys = self.load_disclosure_keys(params, &orders)?;
         let state = State::from_parts(
             head.height,
             head.hash,
@@ -732,6 +766,7 @@ impl Store for RocksStore {
             accounts,
             nonces,
             orders,
+            keys,
         )?;
         // The rows must add up to the root the head block committed to.
         if state.state_root() != head.state_root {
@@ -790,6 +825,19 @@ impl Store for RocksStore {
             height,
             change.transfers.iter().map(|(id, index)| (*id, *index)),
         )
+    }
+
+    fn adopted_keys(&self) -> Result<Vec<KeyAdoption>, StoreError> {
+        let meta = self.cf(CF_META)?;
+        let mut adoptions = Vec::new();
+        for row in self.db.prefix_iterator_cf(meta, KEY_DISCLOSURE_PREFIX) {
+            let (key, value) = row?;
+            if !key.starts_with(KEY_DISCLOSURE_PREFIX) {
+                break;
+            }
+            adoptions.push(codec::decode(&value, KEY_ADOPTION_BYTES_MAX)?);
+        }
+        Ok(adoptions)
     }
 
     fn head(&self) -> Result<Head, StoreError> {

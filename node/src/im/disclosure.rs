@@ -6,6 +6,7 @@
 //! clear), plus what only a node can tell: the order's transfer is on this chain.
 
 use halfveil_ledger::crypto;
+use halfveil_ledger::disclosure_keys::KeyAdoption;
 use halfveil_ledger::{
     AuditorId, ChainParams, CodecError, DisclosureOrder, Hash32, Height, Op, OrderOp, ShareRecord,
     State, TimeMs,
@@ -55,6 +56,8 @@ pub enum DisclosureError {
     ShareRecorded(u16),
     #[error("the share record's signature does not verify for holder {0}")]
     BadShareSignature(u16),
+    #[error("another disclosure key adoption waits for its block; retry once it is on chain")]
+    AdoptionWaiting,
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error(transparent)]
@@ -174,8 +177,8 @@ fn check_new_share(
         return Err(DisclosureError::NotRecorded(order_hash));
     }
     let holder = record.holder;
-    let signer = params
-        .holder_signer(holder)
+    let signer = state
+        .holder_signer(params, holder)
         .ok_or(DisclosureError::UnknownHolder(holder))?;
     let key = ShareRecord::state_key(&order_hash, holder);
     if state.order_served(&key) || im.queued(&key) {
@@ -218,6 +221,32 @@ impl Service {
         };
         if let Some((im, queued)) = self.im_record(checked, reply) {
             info!(holder, "share record queued");
+            im.admin.push_back(queued);
+        }
+    }
+
+    /// Records a disclosure key adoption; `apply`'s rules check it as the block is built
+    /// (a refused adoption's caller hears the rule it broke). One waits at a time.
+    pub fn im_adopt_key(
+        &mut self,
+        adoption: KeyAdoption,
+        reply: oneshot::Sender<Result<Height, RpcFailure>>,
+    ) {
+        let epoch = adoption.held.key.epoch;
+        let refresh = adoption.held.key.refresh;
+        let checked = |im: &ImRole, _: &ChainParams, _: &State, _: &RocksStore| {
+            im.room()?;
+            if im
+                .admin
+                .iter()
+                .any(|queued| matches!(queued.op, Op::AdoptKey(_)))
+            {
+                return Err(DisclosureError::AdoptionWaiting);
+            }
+            Ok(Op::AdoptKey(adoption))
+        };
+        if let Some((im, queued)) = self.im_record(checked, reply) {
+            info!(epoch, refresh, "disclosure key adoption queued");
             im.admin.push_back(queued);
         }
     }

@@ -4,7 +4,7 @@ its signatures and the chain parameters a replay needs."""
 import json
 import re
 
-from . import curve, hashing, wire
+from . import curve, hashing, keys, model, wire
 from .sig import verify
 
 GENESIS_VERSION = 2
@@ -90,15 +90,6 @@ def key(text, what):
     if point is None or curve.is_small_order(point):
         raise GenesisError(f"{what}: not a strong Ed25519 key")
     return raw
-
-
-def point(text, what):
-    """A ristretto255 point: its canonical encoding in hex, not the identity."""
-    raw = unhex(text, what)
-    decoded = curve.ristretto_decode(raw)
-    if decoded is None or curve.is_identity(decoded):
-        raise GenesisError(f"{what}: not a ristretto255 point other than the identity")
-    return raw, decoded
 
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -233,7 +224,7 @@ def parameters(body):
         "auditor_threshold": threshold,
         "limits": limits(body["limits"]),
     }
-    params.update(disclosure_key(body, auditor_keys, validators))
+    params["disclosure_key"] = disclosure_key(body, params)
     params["initial_accounts"] = initial_accounts(body)
     return params
 
@@ -260,63 +251,38 @@ def limits(entry):
     return out
 
 
-def disclosure_key(body, auditor_keys, validators):
+def disclosure_key(body, params):
+    """The genesis key with each holder's party, checked as an adopted key is (sound, each
+    holder a distinct party of genesis, every opening needs the auditor threshold)."""
     dk = body["disclosure_key"]
-    threshold = integer(dk["threshold"], 16, "disclosure_key.threshold")
-    holders = dk["holders"]
-    if not 1 <= threshold <= len(holders) <= 64:
-        raise GenesisError("disclosure_key: 1 <= threshold <= holders <= 64")
     auditor_names = [a["name"] for a in body["auditors"]["members"]]
-    numbers, shares, signers, previous = [], [], [], 0
-    for holder in holders:
-        number = integer(holder["holder"], 16, "holder")
-        if number <= previous:
-            raise GenesisError("disclosure_key.holders: numbers non-zero and increasing")
-        previous = number
-        if holder["name"] == IM_HOLDER:
-            signers.append(validators[0])
-        elif holder["name"] in auditor_names:
-            signers.append(auditor_keys[auditor_names.index(holder["name"])])
-        else:
-            raise GenesisError(f"holder {holder['name']!r}: neither an auditor nor {IM_HOLDER}")
-        numbers.append(number)
-        shares.append(point(holder["share_key"], "share_key"))
-    if len({h["name"] for h in holders}) != len(holders):
-        raise GenesisError("disclosure_key.holders: a name holds two shares")
-    group_raw, group = point(dk["group_key"], "group_key")
-    check_interpolation(numbers, [s[1] for s in shares], group, threshold)
-    others = sum(1 for h in holders if h["name"] == IM_HOLDER)
-    if threshold < body["auditors"]["threshold"] + others:
-        raise GenesisError("disclosure_key.threshold: a quorum could open without the auditor threshold")
-    return {
-        "disclosure_epoch": integer(dk["epoch"], 32, "disclosure_key.epoch"),
-        "group_key": group_raw,
-        "holders": dict(zip(numbers, signers)),
-        "holder_shares": dict(zip(numbers, [s[0] for s in shares])),
+    parties = [holder_party(holder["name"], auditor_names) for holder in dk["holders"]]
+    held = {
+        "key": {
+            "epoch": integer(dk["epoch"], 32, "disclosure_key.epoch"),
+            "refresh": integer(dk["refresh"], 32, "disclosure_key.refresh"),
+            "threshold": integer(dk["threshold"], 16, "disclosure_key.threshold"),
+            "group_key": unhex(dk["group_key"], "disclosure_key.group_key"),
+            "holders": [
+                {"holder": integer(h["holder"], 16, "holder"), "share_key": unhex(h["share_key"], "share_key")}
+                for h in dk["holders"]
+            ],
+        },
+        "parties": parties,
     }
+    try:
+        keys.check_held(params, held)
+    except keys.Refused as error:
+        raise GenesisError(f"disclosure_key: {error}") from None
+    return held
 
 
-def interpolate(numbers, points, at):
-    """The share polynomial's value "in the exponent" at `at`, from `points` at `numbers`."""
-    total = curve.IDENTITY
-    for number, share in zip(numbers, points):
-        weight = 1
-        for other in numbers:
-            if other != number:
-                weight = weight * (other - at) * pow(other - number, -1, curve.L) % curve.L
-        total = curve.add(total, curve.mul(weight, share))
-    return total
-
-
-def check_interpolation(numbers, shares, group, threshold):
-    """The first `threshold` shares interpolate to the group key at zero, and every other
-    share lies on the same polynomial (of degree threshold - 1)."""
-    first, first_shares = numbers[:threshold], shares[:threshold]
-    if not curve.ristretto_equal(interpolate(first, first_shares, 0), group):
-        raise GenesisError("disclosure_key: the holders' shares do not interpolate to the group key")
-    for number, share in zip(numbers[threshold:], shares[threshold:]):
-        if not curve.ristretto_equal(interpolate(first, first_shares, number), share):
-            raise GenesisError(f"disclosure_key: holder {number}'s share is off the others' polynomial")
+def holder_party(name, auditor_names):
+    if name == IM_HOLDER:
+        return model.IM
+    if name in auditor_names:
+        return ("auditor", auditor_names.index(name))
+    raise GenesisError(f"holder {name!r}: neither an auditor nor {IM_HOLDER}")
 
 
 def initial_accounts(body):

@@ -16,6 +16,7 @@ OP_KINDS = (
     "close-account",
     "disclosure-order",
     "disclosure-share",
+    "adopt-disclosure-key",
 )
 
 
@@ -125,7 +126,45 @@ def share_record(r):
     }
 
 
-OP_DECODERS = (open_account, issue, transfer_op, rotate_key, close_account, order_op, share_record)
+def disclosure_key(r):
+    return {
+        "epoch": r.u32(),
+        "refresh": r.u32(),
+        "threshold": r.u16(),
+        "group_key": r.take(32),
+        "holders": r.seq(no_limit(r), "key holders", lambda s: {"holder": s.u16(), "share_key": s.take(32)}),
+    }
+
+
+IM = ("identity-manager", None)
+
+
+def holder_party(r):
+    """("auditor", its index in genesis) or IM."""
+    return ("auditor", r.u16()) if r.variant(2, "holder party") == 0 else IM
+
+
+def held_key(r):
+    return {"key": disclosure_key(r), "parties": r.seq(no_limit(r), "holder parties", holder_party)}
+
+
+def key_adoption(r):
+    return {
+        "held": spanned(r, held_key),
+        "signatures": r.seq(no_limit(r), "adoption signatures", lambda s: s.take(64)),
+    }
+
+
+OP_DECODERS = (
+    open_account,
+    issue,
+    transfer_op,
+    rotate_key,
+    close_account,
+    order_op,
+    share_record,
+    key_adoption,
+)
 
 
 def op(r):

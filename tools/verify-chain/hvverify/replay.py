@@ -3,7 +3,7 @@ genesis. A rule broken anywhere makes the block, and the chain from there, inval
 
 import heapq
 
-from . import hashing, model, tdh2, wire
+from . import hashing, keys, model, tdh2, wire
 from .sig import strong_key, verify
 
 VERSION = 3
@@ -30,6 +30,7 @@ class State:
         self.nonces = {}
         self.expiries = []  # a heap of (expires_at, account, nonce) for every nonce remembered
         self.records = set()
+        self.keys = keys.DisclosureKeys(params["disclosure_key"])
         self.lthash = hashing.LtHash()
         self.supply = 0
         for tx_key, bank, balance in params["initial_accounts"]:
@@ -52,6 +53,7 @@ class Block:
         self.touched = {}
         self.nonces_added = {}
         self.records = []
+        self.adopted = None  # the held key this block adopts: current only after it
         self.attested = set()
         self.issued = 0
         self.op_index = None
@@ -144,7 +146,7 @@ class Block:
         self.require(strong_key(tx_key), "weak or invalid key")
         record = op["identity_record"]
         label = tdh2.record_label(self.params["chain_id"], account)
-        reason = tdh2.check(self.params["disclosure_epoch"], label, record["capsule"], record["body"])
+        reason = tdh2.check(self.state.keys.epoch(), label, record["capsule"], record["body"])
         self.require(reason is None, f"identity record: {reason}")
         record_hash = hashing.h("halfveil v1 identity record hash", record["raw"])
         message = hashing.h(
@@ -174,7 +176,8 @@ class Block:
         self.expiry(t["expires_at"])
         payer, payee = self.open_account_of(t["payer"]), self.open_account_of(t["payee"])
         credential = op["identity_credential"]
-        self.require(credential["capsule"]["epoch"] == params["disclosure_epoch"], "credential of another key epoch")
+        epoch, expected = credential["capsule"]["epoch"], self.state.keys.epoch()
+        self.require(epoch == expected, f"credential sealed to key epoch {epoch}, the key is epoch {expected}")
         transfer_id = hashing.h("halfveil v1 transfer id", t["raw"])
         self.attestation(op["payer_ok"], "payer-ok", payer[1], transfer_id)
         self.attestation(op["payee_ok"], "payee-ok", payee[1], transfer_id)
@@ -237,7 +240,7 @@ class Block:
         order_hash = self.check_order(op["order"])
         self.require(self.recorded(order_hash), "share record of an order not recorded")
         holder = op["holder"]
-        signer = self.params["holders"].get(holder)
+        signer = self.state.keys.signer(self.params, holder)
         self.require(signer is not None, f"no holder {holder}")
         key = hashing.h("halfveil v1 disclosure share record key", order_hash + holder.to_bytes(2, "little"))
         self.require(not self.recorded(key), f"holder {holder} recorded shares of this order before")
@@ -247,6 +250,23 @@ class Block:
         )
         self.signed(signer, message, op["signature"], f"holder {holder}")
         self.records.append(key)
+
+    def adopt_disclosure_key(self, op):
+        self.require(self.adopted is None, "a block adopts at most one disclosure key")
+        held = op["held"]
+        try:
+            self.state.keys.check_successor(self.params, held)
+        except keys.Refused as refused:
+            self.fail(f"disclosure key not adopted: {refused}")
+        signatures = op["signatures"]
+        self.require(len(signatures) == len(held["parties"]), "disclosure key not adopted: one signature per holder")
+        message = keys.message(self.params["chain_id"], held)
+        self.require(not self.recorded(message), "disclosure key not adopted: this key was adopted before")
+        for number, party, signature in zip(keys.numbers(held), held["parties"], signatures):
+            signer = keys.party_key(self.params, party)
+            self.signed(signer, message, signature, f"holder {number}'s adoption of the disclosure key")
+        self.records.append(message)
+        self.adopted = held
 
     def run(self):
         block_hash = self.header()
@@ -298,6 +318,8 @@ class Block:
         for (account, nonce), at in self.nonces_added.items():
             heapq.heappush(state.expiries, (at, account, nonce))
         state.records.update(self.records)
+        if self.adopted is not None:
+            state.keys.adopt(self.adopted)
         state.lthash, state.supply = lthash, state.supply + self.issued
         state.height, state.head, state.time = self.height, block_hash, self.time
 

@@ -101,7 +101,7 @@ pub(crate) async fn open_accounts(
                     name: format!("Bench Holder {index}"),
                     national_id: format!("BENCH-{index:08}"),
                 };
-                let new = NewAccount::generate(params, bank, &holder)?;
+                let new = NewAccount::generate(params, &params.disclosure_key, bank, &holder)?;
                 let (business_key, _) = new.open_at(&node, bank).await?;
                 bar.inc(1);
                 Ok::<_, Failure>(BenchAccount {

@@ -4,6 +4,7 @@
 //! Orders and share records are both remembered in the state's set of disclosure records.
 
 use super::super::{Execution, SigCheck};
+use crate::disclosure_keys::KeyAdoption;
 use crate::error::Violation;
 use crate::fastmap::{HashSet, HashSetExt};
 use crate::hash::Hash32;
@@ -61,8 +62,8 @@ impl Execution<'_> {
         }
         let holder = record.holder;
         let signer = *self
-            .params
-            .holder_signer(holder)
+            .state
+            .holder_signer(self.params, holder)
             .ok_or(Violation::UnknownHolder { holder })?;
         let key = ShareRecord::state_key(&order_hash, holder);
         if self.recorded(&key) {
@@ -81,6 +82,48 @@ impl Execution<'_> {
             &record.signature,
         );
         self.orders_served.push(key);
+        Ok(())
+    }
+
+    /// A new disclosure key: at most one a block, a successor of the state's current key
+    /// ([`crate::disclosure_keys::DisclosureKeys::check_successor`]), signed by every holder's
+    /// party. It becomes current after this block: the block's own ops still use the old one.
+    pub(in crate::apply) fn adopt_key(
+        &mut self,
+        index: usize,
+        adoption: &KeyAdoption,
+    ) -> Result<(), Violation> {
+        if self.adopted.is_some() {
+            return Err(Violation::KeyAdoptedTwice);
+        }
+        let held = &adoption.held;
+        self.state
+            .disclosure_keys()
+            .check_successor(self.params, held)?;
+        if adoption.signatures.len() != held.parties.len() {
+            return Err(Violation::BadKeyAdoption {
+                reason: "one signature per holder".to_owned(),
+            });
+        }
+        let message = KeyAdoption::message(&self.params.chain_id, held)?;
+        if self.recorded(&message) {
+            return Err(Violation::BadKeyAdoption {
+                reason: "this key was adopted before".to_owned(),
+            });
+        }
+        let signed = held.key.holders.iter().zip(&held.parties);
+        for ((holder, party), signature) in signed.zip(&adoption.signatures) {
+            // check_successor found every party in genesis.
+            let Some(key) = self.params.party_key(*party).copied() else {
+                return Err(Violation::UnknownHolder {
+                    holder: holder.holder,
+                });
+            };
+            let check = SigCheck::KeyHolder(index, holder.holder);
+            self.push_signature(check, &key, &message, signature);
+        }
+        self.orders_served.push(message);
+        self.adopted = Some(adoption.clone());
         Ok(())
     }
 

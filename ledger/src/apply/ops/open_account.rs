@@ -34,7 +34,7 @@ impl Execution<'_> {
         crypto::check_key_strength(&open.tx_key).map_err(|reason| Violation::BadKey { reason })?;
         crypto::IdentityRecord::check(
             &open.identity_record,
-            &self.params.disclosure_key,
+            self.state.disclosure_key(),
             &self.params.chain_id,
             &open.account,
         )

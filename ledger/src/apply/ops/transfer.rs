@@ -23,11 +23,9 @@ impl Execution<'_> {
         let mut payer = self.open_account_of(&transfer.payer)?;
         let mut payee = self.open_account_of(&transfer.payee)?;
         let epoch = op.request.identity_credential.capsule.epoch;
-        if epoch != self.params.disclosure_key.epoch {
-            return Err(Violation::IdentityCredentialEpoch {
-                epoch,
-                expected: self.params.disclosure_key.epoch,
-            });
+        let expected = self.state.disclosure_key().epoch;
+        if epoch != expected {
+            return Err(Violation::IdentityCredentialEpoch { epoch, expected });
         }
         let id = transfer.id()?;
         self.check_attestation(
