@@ -788,10 +788,15 @@ fn read_results(dir: &Path) -> Result<(Ceremony, Vec<(CeremonyHolder, ResultFile
 impl CheckArgs {
     fn execute(&self, output: OutputFormat) -> CommandResult {
         let (holders, entry) = ceremony_result(&self.dir)?;
+        let (ceremony, _) = Ceremony::load(&self.dir)?;
+        let next = match ceremony.on_chain {
+            Some(_) => "on the running chain: halfveil keys dkg adopt; the key",
+            None => "genesis body's \"disclosure_key\"",
+        };
         emit(output, &entry, || {
             let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
             format!(
-                "all {} holders computed the same key; genesis body's \"disclosure_key\":\n{text}",
+                "all {} holders computed the same key; {next}:\n{text}",
                 holders.len()
             )
         });
