@@ -16,6 +16,7 @@ use halfveil_ledger::crypto::{
 };
 use halfveil_ledger::hash::Domain;
 use halfveil_ledger::testkit::TestChain;
+use halfveil_ledger::threshold::tdh2;
 use halfveil_ledger::{apply, codec, Block, Hash32, Op, PublicKey, Signature, StateChange};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -156,6 +157,52 @@ fn credential_benches(criterion: &mut Criterion, chain: &TestChain, block: &Bloc
             )
             .unwrap()
         })
+    });
+    group.finish();
+    threshold_benches(criterion, chain, &transfer_id, &identity_key);
+}
+
+/// A holder's share (ciphertext check, share and its proof), anyone's check of one share,
+/// the requester's combination of a quorum (each share checked, then opened), and a key
+/// adoption's check as a payer makes it (the key's interpolation and every holder's
+/// signature).
+fn threshold_benches(
+    criterion: &mut Criterion,
+    chain: &TestChain,
+    transfer_id: &halfveil_ledger::Hash32,
+    identity_key: &crypto::SigningKey,
+) {
+    let key = &chain.params.disclosure_key;
+    let chain_id = &chain.params.chain_id;
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let credential =
+        seal_identity_credential(key, chain_id, transfer_id, identity_key, &mut rng).unwrap();
+    let label = crypto::credential_label(chain_id, transfer_id);
+    let (capsule, body) = (&credential.capsule, &credential.body[..]);
+    let quorum = usize::from(key.threshold);
+    let shares: Vec<_> = chain.holders[..quorum]
+        .iter()
+        .map(|secret| tdh2::share(key, secret, &label, capsule, body, &mut rng).unwrap())
+        .collect();
+    let mut group = criterion.benchmark_group("threshold");
+    group.bench_function("share", |bench| {
+        bench.iter(|| tdh2::share(key, &chain.holders[0], &label, capsule, body, &mut rng))
+    });
+    group.bench_function("verify_share", |bench| {
+        bench.iter(|| tdh2::verify_share(key, &label, capsule, &shares[0]).unwrap())
+    });
+    group.bench_function(format!("combine_{quorum}_shares"), |bench| {
+        bench.iter(|| {
+            crypto::open_identity_credential(key, chain_id, transfer_id, &credential, &shares)
+                .unwrap()
+        })
+    });
+    let current = chain.state.disclosure_keys().current().clone();
+    let Op::AdoptKey(adoption) = chain.adoption(current) else {
+        unreachable!("an adoption op")
+    };
+    group.bench_function("adoption_verify", |bench| {
+        bench.iter(|| black_box(adoption.verify(&chain.params)))
     });
     group.finish();
 }
