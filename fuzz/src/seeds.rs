@@ -688,7 +688,13 @@ fn wire_seeds(world: &World, seeds: &mut Seeds) {
         ),
         (
             "open-account",
-            Request::OpenAccount(OpenAccountRequest { op: open }),
+            Request::OpenAccount(OpenAccountRequest {
+                op: open,
+                identity: halfveil_ledger::IdentityProof {
+                    key: halfveil_ledger::PublicKey([0x61; 32]),
+                    possession: halfveil_ledger::Signature([0x62; 64]),
+                },
+            }),
         ),
         (
             "approve",

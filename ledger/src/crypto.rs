@@ -488,6 +488,14 @@ pub fn identity_possession_message(chain_id: &ChainId, account: &AccountId) -> H
 }
 
 impl IdentityRecord {
+    /// The identity key and its proof of possession, to travel beside the sealed record.
+    pub fn proof(&self) -> crate::types::IdentityProof {
+        crate::types::IdentityProof {
+            key: self.identity_key,
+            possession: self.possession,
+        }
+    }
+
     /// Encrypts the record for `account` to the disclosure key.
     pub fn seal<R: RngCore + CryptoRng>(
         &self,

@@ -387,6 +387,26 @@ pub struct OpenAccount {
     pub identity_record: Box<SealedIdentityRecord>,
 }
 
+/// An account's identity key with its proof of possession, travelling beside the sealed
+/// identity record from the payer through the bank to the IM, which check the proof without
+/// opening the record. Never stored: no node keeps a payer's identity key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityProof {
+    pub key: PublicKey,
+    /// The identity key's signature over the account's record label
+    /// ([`crate::crypto::identity_possession_message`]).
+    pub possession: Signature,
+}
+
+impl IdentityProof {
+    /// Checks the key is strong and the proof verifies for `account`.
+    pub fn check(&self, chain_id: &ChainId, account: &AccountId) -> Result<(), crate::CryptoError> {
+        crate::crypto::check_key_strength(&self.key)?;
+        let message = crate::crypto::identity_possession_message(chain_id, account);
+        crate::crypto::verify(&self.key, &message, &self.possession)
+    }
+}
+
 #[derive(Serialize)]
 struct OpenAccountMessage<'a> {
     chain_id: &'a ChainId,

@@ -317,6 +317,26 @@ fn parse_opening(
     })
 }
 
+/// The identity key beside the sealed record: strong, and its proof of possession over the
+/// account's record label verifies (the record itself stays sealed; the key is not kept).
+fn parse_identity(
+    params: &OpenAccountParams,
+    chain: &ChainParams,
+    account: &AccountId,
+) -> Result<halfveil_ledger::IdentityProof, RpcFailure> {
+    let identity = halfveil_ledger::IdentityProof {
+        key: PublicKey(parse_hex::<32>(&params.identity_key, "identity_key")?),
+        possession: Signature(parse_hex::<64>(&params.possession, "possession")?),
+    };
+    identity.check(&chain.chain_id, account).map_err(|error| {
+        RpcFailure::new(
+            codes::INVALID_INPUT,
+            format!("the identity key's proof of possession does not verify: {error}"),
+        )
+    })?;
+    Ok(identity)
+}
+
 fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], RpcFailure> {
     let mut bytes = [0u8; N];
     hex::decode_to_slice(text, &mut bytes).map_err(|_| {
@@ -741,6 +761,7 @@ impl Service {
     ) {
         let store = Arc::clone(&self.store);
         let added = parse_opening(&params, &self.params, &self.state).and_then(|opening| {
+            let identity = parse_identity(&params, &self.params, &opening.account)?;
             let Some(bank) = self.bank() else {
                 return Err(RpcFailure::new(
                     codes::WRONG_ROLE,
@@ -756,7 +777,7 @@ impl Service {
                 bank.core.remove_account(&opening.account);
                 RpcFailure::new(codes::INTERNAL, error.to_string())
             })?;
-            Ok((OpenAccountRequest { op }, row))
+            Ok((OpenAccountRequest { op, identity }, row))
         });
         let (request, row) = match added {
             Ok(added) => added,

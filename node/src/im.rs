@@ -192,6 +192,9 @@ pub enum OpeningRefused {
         "the identity record is not sealed to this chain's disclosure key for this account: {0}"
     )]
     BadRecord(#[source] CryptoError),
+    /// The identity key beside the record is weak or its proof does not verify.
+    #[error("the identity key's proof of possession does not verify: {0}")]
+    BadPossession(#[source] CryptoError),
 }
 
 fn error_response(code: RejectCode, message: impl Into<String>) -> Response {
@@ -873,6 +876,9 @@ impl Service {
             if im.admin.len() >= ADMIN_QUEUE_MAX {
                 return Err(OpeningRefused::QueueFull);
             }
+            open.identity
+                .check(&params.chain_id, &open.op.account)
+                .map_err(OpeningRefused::BadPossession)?;
             IdentityRecord::check(
                 &open.op.identity_record,
                 &disclosure_key,

@@ -33,6 +33,9 @@ pub struct ForwardBatch {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OpenAccountRequest {
     pub op: OpenAccount,
+    /// The identity key beside the sealed record, with its proof of possession: the IM
+    /// checks it and keeps nothing of it.
+    pub identity: halfveil_ledger::IdentityProof,
 }
 
 /// The IM asks a payee's bank whether its accounts may receive.

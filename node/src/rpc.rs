@@ -204,8 +204,13 @@ pub struct OpenAccountParams {
     pub tx_key: String,
     /// The transaction key's signature over the open-account message, hex.
     pub holder_signature: String,
-    /// The identity record sealed to the IM's escrow key, hex.
+    /// The identity record sealed to the disclosure key, hex.
     pub sealed_record: String,
+    /// The identity key inside the record, hex: it travels beside it to the bank and the
+    /// IM, which check its proof of possession without opening the record; neither keeps it.
+    pub identity_key: String,
+    /// The identity key's signature over the account's record label, hex.
+    pub possession: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -197,6 +197,8 @@ impl NewAccount {
             tx_key: hex::encode(tx_public.0),
             holder_signature: hex::encode(crypto::sign(&tx_key, &message).0),
             sealed_record: hex::encode(codec::encode(&sealed)?),
+            identity_key: record.identity_key.to_hex(),
+            possession: record.possession.to_hex(),
         };
         Ok(NewAccount {
             account,
