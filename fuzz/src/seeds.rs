@@ -602,6 +602,8 @@ fn file_seeds(world: &World, seeds: &mut Seeds) {
             data_dir: "data".into(),
             index_epoch_transfers: None,
             index_epoch_blocks: None,
+            raft_snapshot_entries: None,
+            raft_log_kept_entries: None,
         },
         keys: KeysConfig {
             genesis: "genesis.json".into(),

@@ -3,6 +3,7 @@
 //! disclosure orders and shares, and tells payer banks about refusals.
 
 mod disclosure;
+mod install;
 mod lifecycle;
 mod replica;
 

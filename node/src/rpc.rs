@@ -75,6 +75,12 @@ pub struct ReplicaStatus {
     pub last_log_index: Option<u64>,
     /// The last raft log index it applied (its blocks are written up to there).
     pub last_applied: Option<u64>,
+    /// The raft log index of its last snapshot (taken or installed), if any.
+    #[serde(default)]
+    pub snapshot: Option<u64>,
+    /// The last raft log index purged from its log: the log holds the entries after it.
+    #[serde(default)]
+    pub purged: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -369,9 +369,25 @@ struct Running {
     store_alive: Weak<RocksStore>,
 }
 
+/// The raft log policy the config sets, over the defaults.
+fn log_policy(config: &Config) -> crate::replica::LogPolicy {
+    let defaults = crate::replica::LogPolicy::default();
+    crate::replica::LogPolicy {
+        snapshot_entries: config
+            .storage
+            .raft_snapshot_entries
+            .unwrap_or(defaults.snapshot_entries),
+        kept_entries: config
+            .storage
+            .raft_log_kept_entries
+            .unwrap_or(defaults.kept_entries),
+    }
+}
+
 /// A replica of a replicated IM starts its raft node, which hands committed blocks to the
 /// service (`im::ServiceChain`); a single IM or a bank starts none.
 async fn start_replica(
+    config: &Config,
     identity: &Identity,
     params: &ChainParams,
     store: &Arc<RocksStore>,
@@ -397,6 +413,7 @@ async fn start_replica(
         )),
         peers: genesis.im_peer_ids.clone(),
         control: net.streams.clone(),
+        log: log_policy(config),
     };
     let started = crate::replica::Replica::start(setup).await?;
     info!(replica = replica + 1, "identity manager replica started");
@@ -418,7 +435,7 @@ async fn start_node(home: &Path, config: &Config, opened: Opened) -> Result<Runn
     let setup = network_setup(config, &identity.genesis, identity.keypair.clone(), &params)?;
     let (net, network_task) = network::start(setup, metrics.clone(), inputs.clone())?;
     let (writer, writer_thread) = start_writer(&store, &inputs)?;
-    start_replica(&identity, &params, &store, &inputs, &net, &mut role).await?;
+    start_replica(config, &identity, &params, &store, &inputs, &net, &mut role).await?;
     let waiter_count = WaiterCount::default();
     let context = RpcContext {
         inputs: inputs.clone(),

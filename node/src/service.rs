@@ -539,6 +539,18 @@ impl Service {
     /// `encoded` is the block's canonical bytes when they came with it (gossip), so the
     /// writer stores them instead of encoding the block again.
     pub async fn accept_block(&mut self, block: Arc<Block>, encoded: Option<Vec<u8>>) -> bool {
+        self.accept_block_with(block, encoded, Vec::new()).await
+    }
+
+    /// [`Service::accept_block`], writing `local` rows in the block's batch (an IM replica
+    /// installing a snapshot: raft's applied log id). An IM's pool forgets the block's
+    /// transfers: they must never be proposed again.
+    pub async fn accept_block_with(
+        &mut self,
+        block: Arc<Block>,
+        encoded: Option<Vec<u8>>,
+        local: Vec<halfveil_store::LocalRow>,
+    ) -> bool {
         let ahead_ms = block
             .signed
             .header
@@ -574,8 +586,19 @@ impl Service {
             warn!(%error, "invalid block refused");
             return false;
         }
+        if let Role::IdentityManager(im) = &mut self.role {
+            let committed: Vec<Hash32> = change.transfers.iter().map(|(id, _)| *id).collect();
+            im.pool.committed(&committed);
+        }
         self.state.commit(&change, hash);
-        self.queue_write(block, encoded, hash, change, None);
+        self.submit_write(WriteJob {
+            block,
+            encoded,
+            hash,
+            change,
+            last_signed: None,
+            local,
+        });
         true
     }
 

@@ -19,7 +19,9 @@ use futures::StreamExt;
 use halfveil_ledger::crypto::{self, SigningKey};
 use halfveil_ledger::testkit::{TestAccount, TestChain};
 use halfveil_ledger::{Amount, BankId, BatchAttestation, Height, Issue, Op, State};
-use halfveil_node::replica::{Applied, ProposeError, Proposed, Replica, ReplicaSetup, StoreChain};
+use halfveil_node::replica::{
+    Applied, LogPolicy, ProposeError, Proposed, Replica, ReplicaSetup, StoreChain,
+};
 use halfveil_store::{RocksStore, Store};
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 
@@ -214,6 +216,7 @@ impl Cluster {
             chain: Arc::new(chain),
             peers,
             control: host.control.clone(),
+            log: LogPolicy::default(),
         };
         let replica = Replica::start(setup).await.unwrap();
         Node {

@@ -80,9 +80,15 @@ impl TestNet {
     /// [`TestNet::start`] with an IM of `replicas` replicas (`im-1` .. `im-N` when more
     /// than one).
     pub fn start_replicated(banks: usize, replicas: usize) -> TestNet {
+        TestNet::start_with_env(banks, replicas, &[])
+    }
+
+    /// [`TestNet::start_replicated`] with `env` in every node's environment (config
+    /// overrides such as `HALFVEIL_STORAGE__RAFT_SNAPSHOT_ENTRIES`).
+    pub fn start_with_env(banks: usize, replicas: usize, env: &[(&str, &str)]) -> TestNet {
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match TestNet::start_once(banks, replicas) {
+            match TestNet::start_once(banks, replicas, env) {
                 Ok(net) => return net,
                 Err(failure) if failure.contains("Address already in use") => {
                     failures.push(failure)
@@ -93,8 +99,15 @@ impl TestNet {
         panic!("no free ports in three attempts:\n{}", failures.join("\n"))
     }
 
-    fn start_once(banks: usize, replicas: usize) -> Result<TestNet, String> {
+    fn start_once(banks: usize, replicas: usize, env: &[(&str, &str)]) -> Result<TestNet, String> {
         let mut net = TestNet::write_replicated(banks, replicas);
+        net.nodes = std::mem::take(&mut net.nodes)
+            .into_iter()
+            .map(|node| {
+                env.iter()
+                    .fold(node, |node, (key, value)| node.env(key, value))
+            })
+            .collect();
         let names: Vec<String> = net.nodes.iter().map(|node| node.name.clone()).collect();
         for name in &names {
             net.start_node(name);

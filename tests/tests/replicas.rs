@@ -133,6 +133,54 @@ fn a_lost_follower_and_then_its_lost_disk_change_nothing_for_payers() {
     net.stop_all();
 }
 
+/// With a raft log kept short (a snapshot every 4 entries, 2 kept behind it), the leader
+/// purges the entries a killed follower lacks; that follower, its data folder lost too,
+/// rejoins by installing the leader's snapshot: it fetches the blocks up to the snapshot's
+/// point from the other replicas, checks each, and converges to the same head and balances.
+#[test]
+fn a_replica_behind_the_purged_log_installs_a_snapshot_and_converges() {
+    let env = [
+        ("HALFVEIL_STORAGE__RAFT_SNAPSHOT_ENTRIES", "4"),
+        ("HALFVEIL_STORAGE__RAFT_LOG_KEPT_ENTRIES", "2"),
+    ];
+    let mut net = TestNet::start_with_env(2, 3, &env);
+    let alice = net.open_account("bank-1", "alice", "A-1");
+    let bob = net.open_account("bank-2", "bob", "B-2");
+    net.issue(&alice, 1_000);
+    let leading = leader(&net, &alice);
+    let follower = net
+        .im_nodes()
+        .iter()
+        .map(|node| node.name.clone())
+        .find(|name| *name != leading)
+        .unwrap();
+    net.kill_node(&follower);
+    std::fs::remove_dir_all(net.node(&follower).home.join("data")).unwrap();
+    for _ in 0..12 {
+        pay(&net, "alice", &bob, 10);
+    }
+    let replica = net.status(&leading).unwrap().replica.unwrap();
+    let purged = replica.purged.expect("the leader purged its log");
+    assert!(purged > 2 && replica.snapshot > Some(purged), "{replica:?}");
+
+    net.start_node(&follower);
+    net.wait_connected();
+    pay(&net, "alice", &bob, 10);
+    let head = net.wait_same_head();
+    assert_eq!(net.head(&follower), head);
+    let rejoined = net.status(&follower).unwrap().replica.unwrap();
+    assert!(
+        rejoined.snapshot.is_some() && rejoined.last_applied >= rejoined.snapshot,
+        "the follower installed a snapshot: {rejoined:?}"
+    );
+    let log = std::fs::read_to_string(&net.node(&follower).log).unwrap();
+    assert!(log.contains("snapshot installed"), "{follower}'s log");
+    assert_eq!(net.balance(&bob), 130);
+    assert_eq!(net.balance_at(&follower, &alice), 1_000 + 1 - 130);
+    check_status(&net, &leading);
+    net.stop_all();
+}
+
 /// The height and raft role of `name`'s status, read inside its namespace.
 fn status_inside(net: &NsNet, name: &str) -> (u64, String) {
     let rpc = net.rpc(name);

@@ -107,6 +107,9 @@ pub struct ChaosReport {
     pub supply_conserved: bool,
     pub replay_ok: bool,
     pub head_height: u64,
+    /// Snapshots IM replicas installed (restarted behind their leader's purged log), as
+    /// their logs say.
+    pub snapshots_installed: u64,
 }
 
 impl ChaosArgs {
@@ -140,6 +143,7 @@ impl ChaosArgs {
         if let Some(cluster) = cluster.as_mut() {
             cluster.stop(Duration::from_secs(30));
         }
+        report.snapshots_installed = lines_containing(&logs, SNAPSHOT_INSTALLED);
         emit(output, &report, || summary_line(&report));
         if report.lost > 0 || report.doubled > 0 || !report.supply_conserved || !report.replay_ok {
             return Err(Failure::verification(format!(
@@ -291,10 +295,30 @@ fn bank_urls(summary: &InitSummary) -> Result<Vec<(BankId, String)>, Failure> {
         .map_err(|_| Failure::error("too many banks"))
 }
 
-/// Each node's config with small transfer-index epochs, so crashes land mid-seal too.
+/// Each node's config with small transfer-index epochs, so crashes land mid-seal too, and
+/// a short raft log (a snapshot every 32 entries, 16 kept behind it), so IM replicas
+/// restarted after a kill install snapshots, and crashes land mid-install too.
 fn small_epochs(config: &mut halfveil_node::config::Config) {
     config.storage.index_epoch_transfers = Some(2_000);
     config.storage.index_epoch_blocks = Some(64);
+    config.storage.raft_snapshot_entries = Some(32);
+    config.storage.raft_log_kept_entries = Some(16);
+}
+
+/// What a replica logs once it installed a snapshot.
+const SNAPSHOT_INSTALLED: &str = "snapshot installed";
+
+/// Lines holding `needle` in the `*.log` files of `dir` (0 if it cannot be read).
+fn lines_containing(dir: &std::path::Path, needle: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .map(|text| text.lines().filter(|line| line.contains(needle)).count() as u64)
+        .sum()
 }
 
 fn summary_line(report: &ChaosReport) -> String {
@@ -302,7 +326,7 @@ fn summary_line(report: &ChaosReport) -> String {
         "{} cycles ({} IM kills, {} of the leader, {} bank kills, {} during catch-up), {} \
          transfers acknowledged, \
          {} resubmitted, {} lost, {} doubled, worst convergence {:.1} s, supply conserved: {}, \
-         replay: {}",
+         replay: {}, snapshots installed: {}",
         report.convergence_ms.len().min(report.cycles as usize),
         report.im_kills,
         report.leader_kills,
@@ -319,6 +343,7 @@ fn summary_line(report: &ChaosReport) -> String {
         } else {
             "not yet / failed"
         },
+        report.snapshots_installed,
     )
 }
 

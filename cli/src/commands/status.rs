@@ -41,13 +41,15 @@ impl StatusArgs {
                     .leader
                     .map_or_else(|| "none".to_owned(), |leader| format!("replica {leader}"));
                 text.push_str(&format!(
-                    "\n  replica {}: {}  term {}  leader {}  log {}  applied {}",
+                    "\n  replica {}: {}  term {}  leader {}  log {}  applied {}  snapshot {}  purged {}",
                     replica.replica,
                     replica.role,
                     replica.term,
                     leader,
                     replica.last_log_index.unwrap_or(0),
-                    replica.last_applied.unwrap_or(0)
+                    replica.last_applied.unwrap_or(0),
+                    replica.snapshot.unwrap_or(0),
+                    replica.purged.unwrap_or(0)
                 ));
             }
             text

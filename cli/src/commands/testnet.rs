@@ -318,6 +318,8 @@ pub(crate) fn node_config(
             data_dir: "data".into(),
             index_epoch_transfers: None,
             index_epoch_blocks: None,
+            raft_snapshot_entries: None,
+            raft_log_kept_entries: None,
         },
         keys: KeysConfig {
             genesis: "genesis.json".into(),

@@ -59,6 +59,8 @@ pub enum InvalidConfig {
     Moniker,
     #[error("storage.index_epoch_transfers and index_epoch_blocks must be 1..=16777216")]
     IndexEpoch,
+    #[error("storage.raft_snapshot_entries and raft_log_kept_entries must be 1..=1048576")]
+    RaftLog,
     #[error("runtime.worker_threads must be 0 (one per core) to 256")]
     WorkerThreads,
     /// A `HALFVEIL_<TABLE>__<KEY>` variable whose table does not exist.
@@ -146,6 +148,15 @@ pub struct StorageConfig {
     /// Blocks after which the transfer index closes an epoch (default 16,384).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_epoch_blocks: Option<u64>,
+    /// An IM replica's raft log: entries applied after which it takes a snapshot and purges
+    /// the log behind it (default 1,024). `halfveil chaos` uses fewer, so that restarted
+    /// replicas install snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_snapshot_entries: Option<u64>,
+    /// Entries an IM replica keeps behind its last snapshot, for followers a little behind
+    /// (default 1,024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_log_kept_entries: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +253,17 @@ impl Config {
         {
             return Err(InvalidConfig::IndexEpoch);
         }
+        let raft_log = [
+            self.storage.raft_snapshot_entries,
+            self.storage.raft_log_kept_entries,
+        ];
+        if raft_log
+            .iter()
+            .flatten()
+            .any(|entries| !(1..=1 << 20).contains(entries))
+        {
+            return Err(InvalidConfig::RaftLog);
+        }
         if self.runtime.worker_threads > 256 {
             return Err(InvalidConfig::WorkerThreads);
         }
@@ -300,6 +322,8 @@ mod tests {
                 data_dir: "data".into(),
                 index_epoch_transfers: None,
                 index_epoch_blocks: None,
+                raft_snapshot_entries: None,
+                raft_log_kept_entries: None,
             },
             keys: KeysConfig {
                 genesis: "genesis.json".into(),

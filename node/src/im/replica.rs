@@ -38,6 +38,16 @@ pub enum ReplicaInput {
         hash: Hash32,
         result: Result<Applied, ProposeError>,
     },
+    /// A snapshot to install (`super::install`); the state machine waits for `reply`.
+    Install {
+        point: ChainPoint,
+        applied: LocalRow,
+        reply: oneshot::Sender<Result<Applied, ChainError>>,
+    },
+    /// Blocks fetched from another replica for the install under way.
+    Fetched {
+        fetched: Result<Vec<halfveil_ledger::Block>, String>,
+    },
 }
 
 /// This replica's proposal waiting to be committed: what to do when it is, or is not.
@@ -58,6 +68,8 @@ pub struct ReplicaHalf {
     /// Blocks applied and queued for writing: the state machine's answer once written.
     pub applying:
         std::collections::BTreeMap<Height, (Hash32, oneshot::Sender<Result<Applied, ChainError>>)>,
+    /// The snapshot being installed, if any.
+    pub installing: Option<super::install::Installing>,
 }
 
 /// The chain the node's replica hands committed blocks to: the service task.
@@ -89,8 +101,24 @@ impl Chain for ServiceChain {
             .map_err(|_| ChainError("the service dropped the block".into()))?
     }
 
-    fn record(&self, applied: LocalRow) -> Result<(), ChainError> {
-        self.store.local_put(&[applied]).map_err(ChainError::of)
+    fn record(&self, row: LocalRow) -> Result<(), ChainError> {
+        self.store.local_put(&[row]).map_err(ChainError::of)
+    }
+
+    fn install(&self, point: ChainPoint, applied: LocalRow) -> Result<(), ChainError> {
+        let (reply, answer) = oneshot::channel();
+        let input = ReplicaInput::Install {
+            point,
+            applied,
+            reply,
+        };
+        self.inputs
+            .blocking_send(Input::Replica(input))
+            .map_err(|_| ChainError("the service has stopped".into()))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| ChainError("the service dropped the snapshot".into()))?
+            .map(|_| ())
     }
 
     fn point(&self) -> Result<ChainPoint, ChainError> {
@@ -124,6 +152,12 @@ impl Service {
                 reply,
             } => self.replica_apply(*proposed, applied, reply),
             ReplicaInput::Proposed { hash, result } => self.replica_on_proposed(hash, result).await,
+            ReplicaInput::Install {
+                point,
+                applied,
+                reply,
+            } => self.replica_install(point, applied, reply),
+            ReplicaInput::Fetched { fetched } => self.install_fetched(fetched).await,
         }
     }
 
@@ -132,6 +166,7 @@ impl Service {
     pub async fn stop_replica(&mut self) {
         if let Role::IdentityManager(im) = &mut self.role {
             im.replicated.applying.clear();
+            im.replicated.installing = None;
             if let Some(replica) = im.replicated.replica.take() {
                 replica.shutdown().await;
             }

@@ -30,8 +30,15 @@ pub trait Chain: Send + Sync + 'static {
     /// signs it with the replica's key and writes it with `applied` (the applied log id) in
     /// one synced batch; otherwise writes only `applied` and says why it was skipped.
     fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError>;
-    /// Writes `applied` alone (an entry that is not a block).
-    fn record(&self, applied: LocalRow) -> Result<(), ChainError>;
+    /// Writes a node-local row alone, synced: the applied log id of an entry that is not a
+    /// block, or the kept snapshot.
+    fn record(&self, row: LocalRow) -> Result<(), ChainError>;
+    /// Installs a snapshot: brings the chain to `point` (the leader purged the log entries
+    /// that lead there) and writes `applied` once the chain is there. A chain behind `point`
+    /// fetches the blocks it lacks from the other replicas and checks each as a bank checks
+    /// a block it syncs; one at `point` writes `applied` alone; one that holds another block
+    /// at `point`'s height, or is past it, cannot install it.
+    fn install(&self, point: ChainPoint, applied: LocalRow) -> Result<(), ChainError>;
     /// The head.
     fn point(&self) -> Result<ChainPoint, ChainError>;
 }
@@ -158,6 +165,19 @@ impl Chain for StoreChain {
 
     fn record(&self, applied: LocalRow) -> Result<(), ChainError> {
         self.store.local_put(&[applied]).map_err(ChainError::of)
+    }
+
+    /// Only at `point`: a store alone has nowhere to fetch blocks from (the in-process
+    /// tests keep their logs whole).
+    fn install(&self, point: ChainPoint, applied: LocalRow) -> Result<(), ChainError> {
+        let own = self.point()?;
+        if own != point {
+            return Err(ChainError(format!(
+                "cannot install the snapshot at height {}: this chain is at {} and fetches no blocks",
+                point.height, own.height
+            )));
+        }
+        self.record(applied)
     }
 
     fn point(&self) -> Result<ChainPoint, ChainError> {

@@ -22,9 +22,14 @@ use openraft::{
 
 /// The applied log id and membership, written with every applied entry.
 const KEY_APPLIED: &[u8] = b"raft/applied";
+/// The last snapshot built or installed: its meta and chain point.
+const KEY_SNAPSHOT: &[u8] = b"raft/snapshot";
+/// The most either row may take (membership of at most five replicas).
+const ROW_BYTES_MAX: usize = 64 * 1024;
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
 type AppliedState = (Option<LogId<u64>>, StoredMembership<u64, EmptyNode>);
+type Kept = (SnapshotMeta<u64, EmptyNode>, ChainPoint);
 
 /// The state machine; clones share it.
 #[derive(Clone)]
@@ -35,8 +40,9 @@ pub struct Machine {
 struct Inner {
     chain: Arc<dyn Chain>,
     applied: Mutex<AppliedState>,
-    /// The last snapshot built or installed (kept in memory: a snapshot is only a point).
-    snapshot: Mutex<Option<(SnapshotMeta<u64, EmptyNode>, ChainPoint)>>,
+    /// The last snapshot built or installed: a snapshot is only a point, since every
+    /// replica keeps every block; also in the store, so a restarted leader can send it.
+    snapshot: Mutex<Option<Kept>>,
 }
 
 fn store_error(verb: ErrorVerb, error: &dyn std::error::Error) -> StorageError<u64> {
@@ -70,20 +76,25 @@ impl std::fmt::Debug for Machine {
 }
 
 impl Machine {
-    /// The machine over `chain`, reading the applied log id from `store`.
+    /// The machine over `chain`, reading the applied log id and the last snapshot from
+    /// `store`.
     pub fn open(
         chain: Arc<dyn Chain>,
         store: &dyn Store,
     ) -> std::result::Result<Machine, StoreError> {
         let applied = match store.local_get(KEY_APPLIED)? {
             None => AppliedState::default(),
-            Some(bytes) => codec::decode(&bytes, 64 * 1024)?,
+            Some(bytes) => codec::decode(&bytes, ROW_BYTES_MAX)?,
+        };
+        let snapshot = match store.local_get(KEY_SNAPSHOT)? {
+            None => None,
+            Some(bytes) => Some(codec::decode(&bytes, ROW_BYTES_MAX)?),
         };
         Ok(Machine {
             inner: Arc::new(Inner {
                 chain,
                 applied: Mutex::new(applied),
-                snapshot: Mutex::new(None),
+                snapshot: Mutex::new(snapshot),
             }),
         })
     }
@@ -123,24 +134,60 @@ impl Inner {
     fn point(&self) -> Result<ChainPoint> {
         self.chain.point().map_err(chain_error)
     }
+
+    /// Brings the chain to the snapshot's point and takes its applied log id and
+    /// membership; durable when it returns.
+    fn install(&self, meta: SnapshotMeta<u64, EmptyNode>, point: ChainPoint) -> Result<()> {
+        let mut applied = locked(&self.applied)?;
+        let next = (meta.last_log_id, meta.last_membership.clone());
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            height = %point.height,
+            "installing a snapshot: the leader purged the log entries this replica lacks"
+        );
+        self.chain
+            .install(point, applied_row(&next)?)
+            .map_err(chain_error)?;
+        *applied = next;
+        drop(applied);
+        self.keep((meta, point))
+    }
+
+    /// Keeps `snapshot` as the current one, in memory and in the store.
+    fn keep(&self, snapshot: Kept) -> Result<()> {
+        let row =
+            codec::encode(&snapshot).map_err(|error| store_error(ErrorVerb::Write, &error))?;
+        self.chain
+            .record((KEY_SNAPSHOT.to_vec(), row))
+            .map_err(chain_error)?;
+        *locked(&self.snapshot)? = Some(snapshot);
+        Ok(())
+    }
 }
 
 impl RaftSnapshotBuilder<ImRaft> for Machine {
-    /// The applied point; the blocks stay in the store.
+    /// The applied point; the blocks stay in the store. Read under the applied lock, so
+    /// the point is the chain that the applied log id leads to.
     async fn build_snapshot(&mut self) -> Result<Snapshot<ImRaft>> {
-        let applied = locked(&self.inner.applied)?;
-        let (last_log_id, last_membership) = applied.clone();
-        let point = self.inner.point()?;
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-            snapshot_id: format!("{}-{}", point.height, point.hash),
-        };
-        *locked(&self.inner.snapshot)? = Some((meta.clone(), point));
-        drop(applied);
+        let inner = self.inner.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            let applied = locked(&inner.applied)?;
+            let (last_log_id, last_membership) = applied.clone();
+            let point = inner.point()?;
+            drop(applied);
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+                snapshot_id: format!("{}-{}", point.height, point.hash),
+            };
+            inner.keep((meta.clone(), point))?;
+            Ok::<_, StorageError<u64>>((meta, point))
+        })
+        .await
+        .map_err(|error| store_error(ErrorVerb::Write, &error))??;
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(point),
+            meta: kept.0,
+            snapshot: Box::new(kept.1),
         })
     }
 }
@@ -176,35 +223,20 @@ impl RaftStateMachine<ImRaft> for Machine {
         Ok(Box::default())
     }
 
-    /// A snapshot names a chain point, not the blocks: it installs only on a replica whose
-    /// head is that point (it then takes the snapshot's applied log id and membership).
-    /// Replicas keep their whole log (`SnapshotPolicy::Never`), so a leader sends none
-    /// today; one ahead of this replica's head is refused rather than half installed.
+    /// A snapshot names a chain point, not the blocks: the chain fetches the blocks it
+    /// lacks up to that point ([`Chain::install`]), then takes the snapshot's applied log
+    /// id and membership. Until it returns, this replica's raft node still answers
+    /// heartbeats (openraft runs the state machine on a task of its own).
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<u64, EmptyNode>,
         snapshot: Box<ChainPoint>,
     ) -> Result<()> {
-        let mut applied = locked(&self.inner.applied)?;
-        let own = self.inner.point()?;
-        if own != *snapshot {
-            let reason = format!(
-                "snapshot {} is at height {}, this replica at {}: it catches up from the log",
-                meta.snapshot_id, snapshot.height, own.height
-            );
-            return Err(store_error(
-                ErrorVerb::Write,
-                &std::io::Error::other(reason),
-            ));
-        }
-        let next = (meta.last_log_id, meta.last_membership.clone());
-        self.inner
-            .chain
-            .record(applied_row(&next)?)
-            .map_err(chain_error)?;
-        *applied = next;
-        *locked(&self.inner.snapshot)? = Some((meta.clone(), *snapshot));
-        Ok(())
+        let inner = self.inner.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || inner.install(meta, *snapshot))
+            .await
+            .map_err(|error| store_error(ErrorVerb::Write, &error))?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ImRaft>>> {

@@ -213,8 +213,9 @@ impl RaftNetwork<ImRaft> for ReplicaClient {
         }
     }
 
-    /// Sends the snapshot's point (the blocks stay in the stores; replicas keep their whole
-    /// log today, so this is not called).
+    /// Sends the snapshot's point (the blocks stay in the stores: the follower fetches those
+    /// it lacks) and waits for the follower to install it, within openraft's
+    /// `install_snapshot_timeout`.
     async fn full_snapshot(
         &mut self,
         vote: Vote<u64>,
