@@ -52,6 +52,9 @@ pub struct Metrics {
     /// A replicated IM's leader: from proposing a block through raft to its being committed
     /// by a majority and written here.
     pub replica_propose_seconds: Histogram,
+    /// From a block's header time (when the IM built it) to its synced write on this node:
+    /// how far behind the IM's building this node's chain runs.
+    pub block_lag_seconds: Histogram,
     /// The process's user and system CPU time, read from `/proc` at each scrape.
     pub process_cpu_seconds: Gauge<f64, AtomicU64>,
 }
@@ -99,6 +102,7 @@ impl Metrics {
             peer_bans: Counter::default(),
             block_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             replica_propose_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            block_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             process_cpu_seconds: Gauge::default(),
         }
     }
@@ -221,6 +225,11 @@ impl Metrics {
             "replica_propose_seconds",
             "Time from proposing a block through raft to its being committed and written",
             self.replica_propose_seconds.clone(),
+        );
+        registry.register(
+            "block_lag_seconds",
+            "Time from a block's header time (the IM built it) to its synced write here",
+            self.block_lag_seconds.clone(),
         );
         registry.register(
             "process_cpu_seconds",

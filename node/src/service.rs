@@ -16,7 +16,7 @@ use halfveil_ledger::{AccountId, Block, ChainParams, Hash32, Height, State, Stat
 use halfveil_store::{RocksStore, Store};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::bank::BankRole;
 use crate::im::ImRole;
@@ -446,6 +446,14 @@ impl Service {
         let Ok(hash) = block.header().hash() else {
             return BlockVerdict::Malformed;
         };
+        debug!(
+            height = %block.height(),
+            head = %self.state.height,
+            %peer,
+            signer = ?self.params.validator_keys.iter().position(|key| *key == block.signed.signer),
+            lag_ms = crate::clock::now_ms().0.saturating_sub(block.signed.header.time.0),
+            "gossiped block"
+        );
         let stored = if block.height() == self.state.height {
             // The head's hash is in memory; no need to read the block back.
             Some(self.state.head_hash)
@@ -676,6 +684,12 @@ impl Service {
         self.metrics
             .block_commit_seconds
             .observe(stored.took.as_secs_f64());
+        let lag_ms = crate::clock::now_ms()
+            .0
+            .saturating_sub(block.signed.header.time.0);
+        self.metrics
+            .block_lag_seconds
+            .observe(lag_ms as f64 / 1000.0);
         self.metrics
             .head_height
             .set(i64::try_from(block.height().0).unwrap_or(i64::MAX));

@@ -31,6 +31,8 @@ pub enum ReplicaInput {
     Apply {
         proposed: Box<Proposed>,
         applied: LocalRow,
+        /// Its raft log index.
+        index: u64,
         reply: oneshot::Sender<Result<Applied, ChainError>>,
     },
     /// What became of this replica's own proposal `hash`.
@@ -70,6 +72,8 @@ pub struct ReplicaHalf {
         std::collections::BTreeMap<Height, (Hash32, oneshot::Sender<Result<Applied, ChainError>>)>,
     /// The snapshot being installed, if any.
     pub installing: Option<super::install::Installing>,
+    /// The last raft log index whose block (or skip) the state took in memory.
+    pub taken: Option<u64>,
 }
 
 /// The chain the node's replica hands committed blocks to: the service task.
@@ -86,11 +90,17 @@ impl ServiceChain {
 }
 
 impl Chain for ServiceChain {
-    fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError> {
+    fn apply(
+        &self,
+        proposed: Proposed,
+        applied: LocalRow,
+        index: u64,
+    ) -> Result<Applied, ChainError> {
         let (reply, answer) = oneshot::channel();
         let input = ReplicaInput::Apply {
             proposed: Box::new(proposed),
             applied,
+            index,
             reply,
         };
         self.inputs
@@ -149,8 +159,9 @@ impl Service {
             ReplicaInput::Apply {
                 proposed,
                 applied,
+                index,
                 reply,
-            } => self.replica_apply(*proposed, applied, reply),
+            } => self.replica_apply(*proposed, applied, index, reply),
             ReplicaInput::Proposed { hash, result } => self.replica_on_proposed(hash, result).await,
             ReplicaInput::Install {
                 point,
@@ -197,13 +208,17 @@ impl Service {
         }
     }
 
-    /// Whether this node may build blocks: a single IM, or the leading replica once it has
-    /// applied its whole log (see `Replica::leads_caught_up`); the 10 ms tick asks again.
+    /// Whether this node may build blocks: a single IM, or the leading replica once its
+    /// state took its whole log (see `Replica::leads_caught_up`) and its last proposal is
+    /// applied; the 10 ms tick asks again.
     pub fn im_may_build(&self) -> bool {
         match &self.role {
             Role::IdentityManager(im) => match &im.replicated.replica {
                 None => true,
-                Some(replica) => im.replicated.in_flight.is_none() && replica.leads_caught_up(),
+                Some(replica) => {
+                    im.replicated.in_flight.is_none()
+                        && replica.leads_caught_up(im.replicated.taken)
+                }
             },
             Role::Bank(_) => false,
         }
@@ -244,6 +259,7 @@ impl Service {
         &mut self,
         proposed: Proposed,
         applied: LocalRow,
+        index: u64,
         reply: oneshot::Sender<Result<Applied, ChainError>>,
     ) {
         let Role::IdentityManager(im) = &mut self.role else {
@@ -252,6 +268,7 @@ impl Service {
         };
         let height = proposed.header.height;
         let proposed_hash = proposed.header.hash().ok();
+        im.replicated.taken = Some(index);
         let built = im
             .replicated
             .in_flight
@@ -283,6 +300,33 @@ impl Service {
         im.replicated.applying.insert(height, (hash, reply));
         self.state.commit(&change, hash);
         self.queue_write_with(Arc::new(block), hash, change, Some(height), vec![applied]);
+        self.replica_own_applied(hash, height);
+    }
+
+    /// This replica's own proposal is committed and applied in memory (its write queued):
+    /// the next block may be built on this state now, while the write's fsync runs, as a
+    /// single IM builds on the state in memory. Raft has committed the block, so nothing
+    /// can take it back; its callers hear once it is on disk (`block_waiters`). The build
+    /// still waits for any entry after it in the log (`Service::im_may_build`).
+    fn replica_own_applied(&mut self, hash: Hash32, height: Height) {
+        let Role::IdentityManager(im) = &mut self.role else {
+            return;
+        };
+        let Some(replica) = im.replicated.replica.clone() else {
+            return;
+        };
+        let Some(flight) = im
+            .replicated
+            .in_flight
+            .take_if(|flight| flight.hash == hash)
+        else {
+            return;
+        };
+        im.pool.committed(&flight.transfer_ids);
+        im.block_waiters.insert(height, flight.waiters);
+        if replica.is_leader() {
+            self.im_build_if_due(crate::clock::now_ms());
+        }
     }
 
     /// A block this replica applied is on disk: its state machine may go on.
