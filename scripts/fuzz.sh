@@ -18,10 +18,11 @@
 # - builds in $HOME/.cache/halfveil/fuzz-target (FUZZ_TARGET_DIR), apart from the stable
 #   cache of scripts/env.sh: the instrumented nightly build would otherwise invalidate it.
 #   The first build compiles RocksDB (halfveil-node links it) and takes a while;
-# - runs each target at nice 19, one after the other, on a working corpus in
-#   $HOME/.cache/halfveil/fuzz-corpus/TARGET (FUZZ_CORPUS_DIR) seeded from the committed
-#   fuzz/corpus/TARGET, which it leaves alone unless FUZZ_MERGE=1: then the inputs that add
-#   coverage are merged into fuzz/corpus/TARGET (libFuzzer -merge=1), for CI to replay
+# - runs each target at nice 19 (its session's autogroup too), one after the other, on
+#   a working corpus in $HOME/.cache/halfveil/fuzz-corpus/TARGET (FUZZ_CORPUS_DIR), seeded
+#   from the committed fuzz/corpus/TARGET, which it leaves alone unless FUZZ_MERGE=1: then
+#   the inputs that add coverage are merged into fuzz/corpus/TARGET (libFuzzer -merge=1),
+#   for CI to replay
 #   (keep it small: `cargo +nightly fuzz cmin TARGET` shrinks it);
 # - prints one summary line per target (executions, exec/s, coverage, corpus size, crashes)
 #   and exits 1 if any target crashed. A crash's input is in fuzz/artifacts/TARGET/
@@ -59,6 +60,14 @@ if (($# == 0)); then
     mapfile -t targets < <(cargo fuzz list)
 else
     targets=("$@")
+fi
+
+# With autogroup scheduling (Linux's default on desktops and these VMs), `nice` weighs a
+# process only against its own session: a fuzzer started from its own session (setsid,
+# nohup) still took half the cores from builds and benchmarks in another. Lowering the
+# session's autogroup weight makes nice 19 mean what it says.
+if [[ -w /proc/self/autogroup ]]; then
+    echo 19 >/proc/self/autogroup 2>/dev/null || true
 fi
 
 echo "building ${#targets[@]} targets in $CARGO_TARGET_DIR" >&2

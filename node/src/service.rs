@@ -606,6 +606,7 @@ impl Service {
             change,
             last_signed: None,
             local,
+            synced: true,
         });
         true
     }
@@ -627,12 +628,16 @@ impl Service {
             change,
             last_signed,
             local: Vec::new(),
+            synced: true,
         };
         self.submit_write(job);
     }
 
-    /// [`Service::queue_write`] of a block a replica applied, with `local` rows (raft's
-    /// applied log id) in the same synced batch.
+    /// [`Service::queue_write`] of a block a replica applied from its raft log, with
+    /// `local` rows (raft's applied log id) in the same batch. The write does not wait for
+    /// the disk: the raft log, synced on a majority before the block was committed, makes
+    /// it durable, and a crash that loses the write applies the block again from the log
+    /// (`Store::commit_unsynced`); its `Written` input comes once it is in the store.
     pub fn queue_write_with(
         &mut self,
         block: Arc<Block>,
@@ -648,6 +653,7 @@ impl Service {
             change,
             last_signed,
             local,
+            synced: false,
         };
         self.submit_write(job);
     }

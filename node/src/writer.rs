@@ -31,6 +31,9 @@ pub struct WriteJob {
     pub last_signed: Option<Height>,
     /// Node-local rows written in the same batch (a replica's applied raft log id).
     pub local: Vec<halfveil_store::LocalRow>,
+    /// Whether the write waits for the disk: always but for a block an IM replica applies
+    /// from its raft log, which the log already makes durable ([`Store::commit_unsynced`]).
+    pub synced: bool,
 }
 
 /// What the writer reports once a block is on disk.
@@ -109,8 +112,12 @@ impl Writer {
                             last_signed: job.last_signed,
                             local: &job.local,
                         };
-                        store
-                            .commit(&write)
+                        let committed = if job.synced {
+                            store.commit(&write)
+                        } else {
+                            store.commit_unsynced(&write)
+                        };
+                        committed
                             .map(|()| encoded)
                             .map_err(|source| WriterError::Store { height, source })
                     });

@@ -124,6 +124,12 @@ pub trait Store: Send + Sync {
     fn load_state(&self, params: &ChainParams) -> Result<State, StoreError>;
     /// Persists one block atomically and durably; returns after the synced write.
     fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError>;
+    /// Persists one block atomically, without waiting for the disk: for an IM replica,
+    /// whose raft log (synced on a majority before the block was committed) already makes
+    /// the block durable; a crash that loses this write applies the block again from the
+    /// log. The next synced write of this store persists it too: every write goes through
+    /// the one write-ahead log, and a synced write syncs all of it.
+    fn commit_unsynced(&self, write: &BlockWrite<'_>) -> Result<(), StoreError>;
     fn head(&self) -> Result<Head, StoreError>;
     /// The disclosure keys adopted on chain (each epoch's latest, oldest first), with their
     /// holders' signatures; empty while genesis's key is the only one.
@@ -724,6 +730,62 @@ fn u64_from(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     ))
 }
 
+impl RocksStore {
+    /// [`Store::commit`] (`sync`) or [`Store::commit_unsynced`].
+    fn commit_block(&self, write: &BlockWrite<'_>, sync: bool) -> Result<(), StoreError> {
+        let mut head = self
+            .head
+            .lock()
+            .map_err(|_| corrupt("head lock poisoned"))?;
+        let height = write.block.height();
+        if Some(height) != head.height.next() {
+            return Err(StoreError::NotNext {
+                height,
+                head: head.height,
+            });
+        }
+        self.index.check()?;
+        let change = write.change;
+        let mut batch = WriteBatch::default();
+        let height_key = height.0.to_be_bytes();
+        self.batch_block(&mut batch, write, height_key)?;
+        let nonces = self.cf(CF_NONCES)?;
+        let mut nonce_rows = self
+            .nonce_rows
+            .lock()
+            .map_err(|_| corrupt("nonce rows lock poisoned"))?;
+        let (forgotten, added) = batch_nonces(&mut batch, nonces, &nonce_rows, change, height);
+        self.batch_orders(&mut batch, write, height_key)?;
+        let local = self.cf(CF_LOCAL)?;
+        for (key, value) in write.local {
+            batch.put_cf(local, key, value);
+        }
+        let new_head = Head {
+            height,
+            hash: write.block_hash,
+            time: change.time,
+            supply: change.supply,
+            state_root: change.state_root,
+        };
+        self.batch_head(&mut batch, &new_head, write.last_signed)?;
+        if sync {
+            self.write_synced(batch)?;
+        } else {
+            self.db.write(batch)?;
+        }
+        *head = new_head;
+        for key in &forgotten {
+            nonce_rows.remove(key);
+        }
+        nonce_rows.extend(added);
+        self.index.record(
+            &self.db,
+            height,
+            change.transfers.iter().map(|(id, index)| (*id, *index)),
+        )
+    }
+}
+
 impl Store for RocksStore {
     fn load_state(&self, params: &ChainParams) -> Result<State, StoreError> {
         let Some(head) = self.read_head()? else {
@@ -779,52 +841,11 @@ impl Store for RocksStore {
     }
 
     fn commit(&self, write: &BlockWrite<'_>) -> Result<(), StoreError> {
-        let mut head = self
-            .head
-            .lock()
-            .map_err(|_| corrupt("head lock poisoned"))?;
-        let height = write.block.height();
-        if Some(height) != head.height.next() {
-            return Err(StoreError::NotNext {
-                height,
-                head: head.height,
-            });
-        }
-        self.index.check()?;
-        let change = write.change;
-        let mut batch = WriteBatch::default();
-        let height_key = height.0.to_be_bytes();
-        self.batch_block(&mut batch, write, height_key)?;
-        let nonces = self.cf(CF_NONCES)?;
-        let mut nonce_rows = self
-            .nonce_rows
-            .lock()
-            .map_err(|_| corrupt("nonce rows lock poisoned"))?;
-        let (forgotten, added) = batch_nonces(&mut batch, nonces, &nonce_rows, change, height);
-        self.batch_orders(&mut batch, write, height_key)?;
-        let local = self.cf(CF_LOCAL)?;
-        for (key, value) in write.local {
-            batch.put_cf(local, key, value);
-        }
-        let new_head = Head {
-            height,
-            hash: write.block_hash,
-            time: change.time,
-            supply: change.supply,
-            state_root: change.state_root,
-        };
-        self.batch_head(&mut batch, &new_head, write.last_signed)?;
-        self.write_synced(batch)?;
-        *head = new_head;
-        for key in &forgotten {
-            nonce_rows.remove(key);
-        }
-        nonce_rows.extend(added);
-        self.index.record(
-            &self.db,
-            height,
-            change.transfers.iter().map(|(id, index)| (*id, *index)),
-        )
+        self.commit_block(write, true)
+    }
+
+    fn commit_unsynced(&self, write: &BlockWrite<'_>) -> Result<(), StoreError> {
+        self.commit_block(write, false)
     }
 
     fn adopted_keys(&self) -> Result<Vec<KeyAdoption>, StoreError> {

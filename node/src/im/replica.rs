@@ -31,8 +31,6 @@ pub enum ReplicaInput {
     Apply {
         proposed: Box<Proposed>,
         applied: LocalRow,
-        /// Its raft log index.
-        index: u64,
         reply: oneshot::Sender<Result<Applied, ChainError>>,
     },
     /// What became of this replica's own proposal `hash`.
@@ -72,8 +70,6 @@ pub struct ReplicaHalf {
         std::collections::BTreeMap<Height, (Hash32, oneshot::Sender<Result<Applied, ChainError>>)>,
     /// The snapshot being installed, if any.
     pub installing: Option<super::install::Installing>,
-    /// The last raft log index whose block (or skip) the state took in memory.
-    pub taken: Option<u64>,
 }
 
 /// The chain the node's replica hands committed blocks to: the service task.
@@ -90,17 +86,11 @@ impl ServiceChain {
 }
 
 impl Chain for ServiceChain {
-    fn apply(
-        &self,
-        proposed: Proposed,
-        applied: LocalRow,
-        index: u64,
-    ) -> Result<Applied, ChainError> {
+    fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError> {
         let (reply, answer) = oneshot::channel();
         let input = ReplicaInput::Apply {
             proposed: Box::new(proposed),
             applied,
-            index,
             reply,
         };
         self.inputs
@@ -159,9 +149,8 @@ impl Service {
             ReplicaInput::Apply {
                 proposed,
                 applied,
-                index,
                 reply,
-            } => self.replica_apply(*proposed, applied, index, reply),
+            } => self.replica_apply(*proposed, applied, reply),
             ReplicaInput::Proposed { hash, result } => self.replica_on_proposed(hash, result).await,
             ReplicaInput::Install {
                 point,
@@ -208,17 +197,13 @@ impl Service {
         }
     }
 
-    /// Whether this node may build blocks: a single IM, or the leading replica once its
-    /// state took its whole log (see `Replica::leads_caught_up`) and its last proposal is
-    /// applied; the 10 ms tick asks again.
+    /// Whether this node may build blocks: a single IM, or the leading replica once it has
+    /// applied its whole log (see `Replica::leads_caught_up`); the 10 ms tick asks again.
     pub fn im_may_build(&self) -> bool {
         match &self.role {
             Role::IdentityManager(im) => match &im.replicated.replica {
                 None => true,
-                Some(replica) => {
-                    im.replicated.in_flight.is_none()
-                        && replica.leads_caught_up(im.replicated.taken)
-                }
+                Some(replica) => im.replicated.in_flight.is_none() && replica.leads_caught_up(),
             },
             Role::Bank(_) => false,
         }
@@ -259,7 +244,6 @@ impl Service {
         &mut self,
         proposed: Proposed,
         applied: LocalRow,
-        index: u64,
         reply: oneshot::Sender<Result<Applied, ChainError>>,
     ) {
         let Role::IdentityManager(im) = &mut self.role else {
@@ -268,7 +252,6 @@ impl Service {
         };
         let height = proposed.header.height;
         let proposed_hash = proposed.header.hash().ok();
-        im.replicated.taken = Some(index);
         let built = im
             .replicated
             .in_flight
@@ -300,33 +283,6 @@ impl Service {
         im.replicated.applying.insert(height, (hash, reply));
         self.state.commit(&change, hash);
         self.queue_write_with(Arc::new(block), hash, change, Some(height), vec![applied]);
-        self.replica_own_applied(hash, height);
-    }
-
-    /// This replica's own proposal is committed and applied in memory (its write queued):
-    /// the next block may be built on this state now, while the write's fsync runs, as a
-    /// single IM builds on the state in memory. Raft has committed the block, so nothing
-    /// can take it back; its callers hear once it is on disk (`block_waiters`). The build
-    /// still waits for any entry after it in the log (`Service::im_may_build`).
-    fn replica_own_applied(&mut self, hash: Hash32, height: Height) {
-        let Role::IdentityManager(im) = &mut self.role else {
-            return;
-        };
-        let Some(replica) = im.replicated.replica.clone() else {
-            return;
-        };
-        let Some(flight) = im
-            .replicated
-            .in_flight
-            .take_if(|flight| flight.hash == hash)
-        else {
-            return;
-        };
-        im.pool.committed(&flight.transfer_ids);
-        im.block_waiters.insert(height, flight.waiters);
-        if replica.is_leader() {
-            self.im_build_if_due(crate::clock::now_ms());
-        }
     }
 
     /// A block this replica applied is on disk: its state machine may go on.
@@ -378,7 +334,8 @@ impl Service {
     }
 
     /// The proposal `hash` was committed (its transfers leave the pool, its callers hear the
-    /// height) or not (its transfers go back to the pool, its callers hear why).
+    /// height) or not (its transfers go back to the pool, its callers hear why); then the
+    /// next block is built if one is due.
     async fn replica_on_proposed(&mut self, hash: Hash32, result: Result<Applied, ProposeError>) {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
@@ -406,6 +363,10 @@ impl Service {
         };
         for waiter in flight.waiters {
             self.answer_admin_waiter(waiter, outcome.clone()).await;
+        }
+        // The next block need not wait for the next tick (up to 10 ms).
+        if !self.stopping {
+            self.im_build_if_due(crate::clock::now_ms());
         }
     }
 

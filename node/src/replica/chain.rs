@@ -26,16 +26,10 @@ impl ChainError {
 
 /// A replica's chain. Every call blocks until it is done, and is durable when it returns.
 pub trait Chain: Send + Sync + 'static {
-    /// Applies a committed proposal, raft log entry `index`: if it is the block after the
-    /// head and keeps the rules, signs it with the replica's key and writes it with
-    /// `applied` (the applied log id) in one synced batch; otherwise writes only `applied`
-    /// and says why it was skipped.
-    fn apply(
-        &self,
-        proposed: Proposed,
-        applied: LocalRow,
-        index: u64,
-    ) -> Result<Applied, ChainError>;
+    /// Applies a committed proposal: if it is the block after the head and keeps the rules,
+    /// signs it with the replica's key and writes it with `applied` (the applied log id) in
+    /// one synced batch; otherwise writes only `applied` and says why it was skipped.
+    fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError>;
     /// Writes a node-local row alone, synced: the applied log id of an entry that is not a
     /// block, or the kept snapshot.
     fn record(&self, row: LocalRow) -> Result<(), ChainError>;
@@ -142,12 +136,7 @@ impl std::fmt::Debug for StoreChain {
 }
 
 impl Chain for StoreChain {
-    fn apply(
-        &self,
-        proposed: Proposed,
-        applied: LocalRow,
-        _index: u64,
-    ) -> Result<Applied, ChainError> {
+    fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError> {
         let mut state = self.state()?;
         let height = proposed.header.height;
         let (block, hash, change) = match decide(&self.params, &state, &self.key, proposed, None) {

@@ -119,10 +119,9 @@ impl Inner {
         let next = (Some(entry.log_id), membership);
         let row = applied_row(&next)?;
         let outcome = match entry.payload {
-            EntryPayload::Normal(proposed) => self
-                .chain
-                .apply(proposed, row, entry.log_id.index)
-                .map_err(chain_error)?,
+            EntryPayload::Normal(proposed) => {
+                self.chain.apply(proposed, row).map_err(chain_error)?
+            }
             EntryPayload::Blank | EntryPayload::Membership(_) => {
                 self.chain.record(row).map_err(chain_error)?;
                 Applied::Nothing

@@ -365,13 +365,11 @@ impl Replica {
     /// Whether this replica leads and has applied every entry of its log: only then is the
     /// state it builds the next block on the chain's head. A new leader often holds a few
     /// entries of the last term that it has not applied yet; a block built before they are
-    /// would name a height already taken and be skipped by every replica. `taken` is the
-    /// last entry the node's state took in memory, which may still be writing (raft counts
-    /// it applied only once written).
-    pub fn leads_caught_up(&self, taken: Option<u64>) -> bool {
+    /// would name a height already taken and be skipped by every replica.
+    pub fn leads_caught_up(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        let applied = metrics.last_applied.map(|log_id| log_id.index).max(taken);
+        let applied = metrics.last_applied.map(|log_id| log_id.index);
         metrics.state == openraft::ServerState::Leader
             && metrics.current_leader == Some(self.id)
             && applied >= metrics.last_log_index
