@@ -2,8 +2,9 @@
 //! builds blocks as a single IM does but proposes them unsigned through raft instead of
 //! signing them; every replica (the leader too) applies each committed block here: checked
 //! as the next block, signed with its own key, applied to the service's state and written by
-//! the writer thread with raft's applied log id in the same synced batch. Replicas that do
-//! not lead build nothing and send forwards on to the leader.
+//! the writer thread with raft's applied log id in the same batch, unsynced (the raft log is
+//! synced; see `Service::queue_write_with`). Replicas that do not lead build nothing and
+//! send forwards on to the leader.
 
 use std::sync::Arc;
 

@@ -24,11 +24,13 @@ impl ChainError {
     }
 }
 
-/// A replica's chain. Every call blocks until it is done, and is durable when it returns.
+/// A replica's chain. Every call blocks until its write is in the store; `record` and
+/// `install` are durable when they return, `apply` may not be (the raft log is).
 pub trait Chain: Send + Sync + 'static {
     /// Applies a committed proposal: if it is the block after the head and keeps the rules,
     /// signs it with the replica's key and writes it with `applied` (the applied log id) in
-    /// one synced batch; otherwise writes only `applied` and says why it was skipped.
+    /// one batch (the node's chain does not wait for the disk: the raft log is synced);
+    /// otherwise writes only `applied` and says why it was skipped.
     fn apply(&self, proposed: Proposed, applied: LocalRow) -> Result<Applied, ChainError>;
     /// Writes a node-local row alone, synced: the applied log id of an entry that is not a
     /// block, or the kept snapshot.

@@ -1,8 +1,10 @@
 //! The replicas' state machine. Each committed entry is applied in log order, on a blocking
 //! thread, by the replica's [`Chain`]: a proposed block that is the next one and keeps the
 //! rules is signed with this replica's key and written with its state and the applied log
-//! id in one synced batch, so a crash at any point neither loses an applied block nor
-//! applies one twice. Raft's own entries (blank, membership) record the applied log id.
+//! id in one batch (not waiting for the disk: the synced raft log makes the block durable,
+//! and a lost batch is applied again from it), so a crash at any point neither loses an
+//! applied block nor applies one twice. Raft's own entries (blank, membership) record the
+//! applied log id.
 
 // openraft's traits return its `StorageError` (224 bytes); the helpers here return it too
 // rather than convert at every call.
@@ -107,7 +109,8 @@ fn applied_row(state: &AppliedState) -> Result<LocalRow> {
 }
 
 impl Inner {
-    /// Applies one committed entry; durable when it returns.
+    /// Applies one committed entry; in the store when it returns (durable with the next
+    /// synced write; the raft log holds the entry meanwhile).
     fn apply_entry(&self, entry: Entry<ImRaft>) -> Result<Applied> {
         let mut applied = locked(&self.applied)?;
         let membership = match &entry.payload {

@@ -8,8 +8,10 @@
 //!   ([`machine`]): it checks that the block is the next one and keeps the rules, signs the
 //!   header with its own validator key (the header's hash does not name the signer, so all
 //!   replicas' copies are one block), and writes the block, its state and the applied log id
-//!   in one synced batch. A block is signed only after it is committed, and each key signs a
-//!   height once: the store's last-signed height is written in that same batch.
+//!   in one batch, not synced: the raft log is, on a majority, before the entry commits,
+//!   and a lost batch is applied again from it. A block is signed only after it is
+//!   committed, and each key signs a height once: the store's last-signed height is written
+//!   in that same batch (a lost batch is signed again alike: Ed25519 is deterministic).
 //! - An entry that is not the next block (a proposal made on a head another entry moved) or
 //!   that breaks a rule is skipped by every replica alike, so no two blocks are ever
 //!   committed at one height.
