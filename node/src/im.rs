@@ -654,7 +654,7 @@ impl Service {
     }
 
     /// Builds a block if the writer has room and the spacing allows.
-    pub(super) fn im_build_if_due(&mut self, now: TimeMs) {
+    fn im_build_if_due(&mut self, now: TimeMs) {
         if self.can_queue_write() && self.im_block_due() {
             self.im_produce_block(now);
         }

@@ -335,8 +335,9 @@ impl Service {
     }
 
     /// The proposal `hash` was committed (its transfers leave the pool, its callers hear the
-    /// height) or not (its transfers go back to the pool, its callers hear why); then the
-    /// next block is built if one is due.
+    /// height) or not (its transfers go back to the pool, its callers hear why). The next
+    /// block waits for the tick (up to 10 ms): building at once made smaller blocks and,
+    /// at 15,000/s, fell behind (docs/perf-log/round-19.md).
     async fn replica_on_proposed(&mut self, hash: Hash32, result: Result<Applied, ProposeError>) {
         let Role::IdentityManager(im) = &mut self.role else {
             return;
@@ -364,10 +365,6 @@ impl Service {
         };
         for waiter in flight.waiters {
             self.answer_admin_waiter(waiter, outcome.clone()).await;
-        }
-        // The next block need not wait for the next tick (up to 10 ms).
-        if !self.stopping {
-            self.im_build_if_due(crate::clock::now_ms());
         }
     }
 
