@@ -80,7 +80,12 @@ summary=()
 for target in "${targets[@]}"; do
     corpus="$work/$target"
     mkdir -p "$corpus" "fuzz/artifacts/$target"
-    before=$(find "fuzz/artifacts/$target" -type f | wc -l)
+    # Slow units are not findings: under a busy machine a unit may take seconds of wall
+    # time (libFuzzer's clock). They are counted apart; replay one to see its real time.
+    findings() { find "fuzz/artifacts/$target" -type f ! -name 'slow-unit-*' | wc -l; }
+    slow_units() { find "fuzz/artifacts/$target" -type f -name 'slow-unit-*' | wc -l; }
+    before=$(findings)
+    slow_before=$(slow_units)
     log="$logs/$target.log"
     echo "fuzzing $target for ${seconds}s (log: $log)" >&2
     status=0
@@ -95,8 +100,9 @@ for target in "${targets[@]}"; do
     cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
     ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
     size=$(find "$corpus" -type f | wc -l)
-    after=$(find "fuzz/artifacts/$target" -type f | wc -l)
+    after=$(findings)
     crashes=$((after - before))
+    slow=$(($(slow_units) - slow_before))
     if ((status != 0 && crashes == 0)); then
         crashes="failed (exit $status, see $log)"
     fi
@@ -107,8 +113,8 @@ for target in "${targets[@]}"; do
             "fuzz/corpus/$target" "$corpus" -- -merge=1 -rss_limit_mb=2048 \
             >"$logs/$target.merge.log" 2>&1
     fi
-    line=$(printf '%-22s runs=%-10s exec/s=%-6s cov=%-6s ft=%-6s corpus=%-6s crashes=%s' \
-        "$target" "${runs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "$size" "$crashes")
+    line=$(printf '%-22s runs=%-10s exec/s=%-6s cov=%-6s ft=%-6s corpus=%-6s slow=%-3s crashes=%s' \
+        "$target" "${runs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "$size" "$slow" "$crashes")
     echo "$line"
     summary+=("$line")
 done
