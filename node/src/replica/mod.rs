@@ -49,7 +49,7 @@ pub use chain::{check_guard, decide, Chain, ChainError, StoreChain};
 pub use machine::Machine;
 pub use transport::{raft_protocol, RaftRequest, RaftResponse};
 
-use log_store::LogStore;
+use log_store::{LogStore, PurgeGate};
 use transport::ReplicaNet;
 
 openraft::declare_raft_types!(
@@ -227,16 +227,23 @@ impl Replica {
         let machine = Machine::open(setup.chain, setup.store.as_ref())?;
         let protocol = raft_protocol(&setup.params.genesis_hash);
         let network = ReplicaNet::new(setup.control.clone(), protocol.clone(), setup.peers.clone());
+        let gate = PurgeGate::new(Arc::clone(&setup.store));
         let raft = Raft::new(
             setup.id,
             config,
             network,
-            LogStore::new(setup.store),
+            LogStore::new(setup.store, Arc::clone(&gate)),
             machine,
         )
         .await
         .map_err(|error| ReplicaError::Fatal(error.to_string()))?;
-        let server = transport::serve(setup.control, protocol, setup.peers.clone(), raft.clone())?;
+        let server = transport::serve(
+            setup.control,
+            protocol,
+            setup.peers.clone(),
+            raft.clone(),
+            gate,
+        )?;
         let replica = Replica {
             id: setup.id,
             raft,
@@ -493,8 +500,63 @@ mod tests {
                 Arc::new(Mutex::new(state)),
             );
             let machine = Machine::open(Arc::new(keeper), store.as_ref()).unwrap();
-            Ok((dir, LogStore::new(store), machine))
+            let gate = log_store::PurgeGate::new(Arc::clone(&store));
+            Ok((dir, LogStore::new(store, gate), machine))
         }
+    }
+
+    /// A purge asked while a snapshot installs waits for the install: done once it
+    /// completed, dropped if it failed (a crash meanwhile leaves the log whole).
+    #[tokio::test]
+    async fn a_purge_asked_during_an_install_waits_for_it() {
+        use openraft::storage::RaftLogStorage;
+        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+        let dir = tempfile::tempdir().unwrap();
+        let chain = TestChain::new(6, 1, 1, 1);
+        let store = Arc::new(RocksStore::open(dir.path(), &chain.params).unwrap());
+        let id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        let rows: Vec<(u64, Vec<u8>)> = (1..=10)
+            .map(|index| {
+                let entry = Entry::<ImRaft> {
+                    log_id: id(index),
+                    payload: EntryPayload::Blank,
+                };
+                (index, halfveil_ledger::codec::encode(&entry).unwrap())
+            })
+            .collect();
+        store.raft_append(&rows).unwrap();
+        let gate = log_store::PurgeGate::new(Arc::clone(&store));
+        let mut log = LogStore::new(Arc::clone(&store), Arc::clone(&gate));
+        let purged = |log: &mut LogStore| {
+            let mut log = log.clone();
+            async move { log.get_log_state().await.unwrap().last_purged_log_id }
+        };
+
+        gate.open();
+        log.purge(id(5)).await.unwrap();
+        assert_eq!(purged(&mut log).await, None, "held during the install");
+        gate.close(true).await.unwrap();
+        assert_eq!(
+            purged(&mut log).await,
+            Some(id(5)),
+            "done once it completed"
+        );
+
+        gate.open();
+        log.purge(id(8)).await.unwrap();
+        gate.close(false).await.unwrap();
+        assert_eq!(
+            purged(&mut log).await,
+            Some(id(5)),
+            "dropped: the install failed"
+        );
+
+        log.purge(id(7)).await.unwrap();
+        assert_eq!(
+            purged(&mut log).await,
+            Some(id(7)),
+            "no install: done at once"
+        );
     }
 
     /// openraft's own suite for log stores and state machines: votes, appends, truncation,

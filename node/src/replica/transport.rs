@@ -6,6 +6,7 @@
 //! next request opens another. The server side answers only the replicas genesis names.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
@@ -23,6 +24,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::log_store::PurgeGate;
 use super::{ChainPoint, ImRaft, RAFT_BYTES_MAX};
 use crate::links::{encode_framed, read_framed, LinkError};
 
@@ -249,19 +251,20 @@ pub fn serve(
     protocol: StreamProtocol,
     peers: Vec<PeerId>,
     raft: Raft<ImRaft>,
+    gate: Arc<PurgeGate>,
 ) -> Result<tokio::task::JoinHandle<()>, LinkError> {
     let mut incoming = control.accept(protocol).map_err(LinkError::Accept)?;
     Ok(tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
             if peers.contains(&peer) {
-                tokio::spawn(answer(stream, raft.clone()));
+                tokio::spawn(answer(stream, raft.clone(), Arc::clone(&gate)));
             }
         }
     }))
 }
 
 /// Answers one stream's requests in order until it ends or breaks the framing.
-async fn answer(mut stream: Stream, raft: Raft<ImRaft>) {
+async fn answer(mut stream: Stream, raft: Raft<ImRaft>, gate: Arc<PurgeGate>) {
     let mut buffer = Vec::new();
     loop {
         let request = match read_framed(&mut stream, &mut buffer, RAFT_BYTES_MAX).await {
@@ -272,7 +275,7 @@ async fn answer(mut stream: Stream, raft: Raft<ImRaft>) {
                 return;
             }
         };
-        let response = handle(&raft, request).await;
+        let response = handle(&raft, &gate, request).await;
         let written = match encode_framed(&response, RAFT_BYTES_MAX) {
             Ok(bytes) => stream.write_all(&bytes).await.and(stream.flush().await),
             Err(error) => Err(std::io::Error::other(error.to_string())),
@@ -283,7 +286,7 @@ async fn answer(mut stream: Stream, raft: Raft<ImRaft>) {
     }
 }
 
-async fn handle(raft: &Raft<ImRaft>, request: RaftRequest) -> RaftResponse {
+async fn handle(raft: &Raft<ImRaft>, gate: &PurgeGate, request: RaftRequest) -> RaftResponse {
     let failed = |error: &dyn std::fmt::Display| RaftResponse::Failed(error.to_string());
     match request {
         RaftRequest::Append(rpc) => match raft.append_entries(rpc).await {
@@ -299,7 +302,12 @@ async fn handle(raft: &Raft<ImRaft>, request: RaftRequest) -> RaftResponse {
                 meta,
                 snapshot: Box::new(point),
             };
-            match raft.install_full_snapshot(vote, snapshot).await {
+            gate.open();
+            let installed = raft.install_full_snapshot(vote, snapshot).await;
+            if let Err(error) = gate.close(installed.is_ok()).await {
+                tracing::error!(%error, "cannot purge the raft log after a snapshot");
+            }
+            match installed {
                 Ok(response) => RaftResponse::Snapshot(response),
                 Err(error) => failed(&error),
             }
